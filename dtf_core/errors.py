@@ -1,0 +1,174 @@
+"""dtf's exceptions and the taxonomy of task failures.
+
+Exceptions raised to the user (the CLI turns ``BadInputError`` into exit 2)::
+
+    DtfError
+    ├── BadInputError            bad input from the user: exit 2, nothing written
+    │   ├── SpecError            a suite file is invalid (names file, task, key)
+    │   ├── ImportFileError      a history file cannot be imported
+    │   └── OptionError          a command-line value is invalid
+    ├── StoreError               the DuckDB file cannot be used
+    │   └── DatabaseLockedError  another process holds the write lock
+    ├── ClusterError             no scheduler could be reached or started
+    └── RunNotFoundError         a run id is not in the database
+
+Task failures are not exceptions but data: every failed attempt carries a
+``Category`` chosen by :func:`classify_exception` (for errors Dask raises on the
+client) or :func:`classify_exit` (for what a subprocess did on the worker). The
+retry policy keys off the category.
+"""
+
+from __future__ import annotations
+
+import enum
+import signal
+
+
+class DtfError(Exception):
+    """Base of every error dtf raises on purpose."""
+
+
+class BadInputError(DtfError):
+    """The user gave dtf something it cannot use. Exit code 2."""
+
+
+class SpecError(BadInputError):
+    def __init__(self, file: str, message: str, task: str | None = None, key: str | None = None):
+        self.file, self.task, self.key, self.detail = file, task, key, message
+        where = file
+        if task:
+            where += f": task '{task}'"
+        if key:
+            where += f": key '{key}'"
+        super().__init__(f"{where}: {message}")
+
+
+class ImportFileError(BadInputError):
+    pass
+
+
+class OptionError(BadInputError):
+    pass
+
+
+class StoreError(DtfError):
+    pass
+
+
+class DatabaseLockedError(StoreError):
+    pass
+
+
+class ClusterError(DtfError):
+    pass
+
+
+class RunNotFoundError(DtfError):
+    pass
+
+
+class Category(str, enum.Enum):
+    """Why an attempt did not pass."""
+
+    TEST_FAILURE = "test-failure"  # the code under test said no
+    TIMEOUT = "timeout"  # the task outran its timeout and was killed
+    WORKER_LOST = "worker-lost"  # the worker died or left while running it
+    UNSCHEDULABLE = "unschedulable"  # no worker has the resources it requires
+    RESOURCE = "resource"  # out of memory, disk, file handles
+    INFRASTRUCTURE = "infrastructure"  # scheduler lost, import failed on worker, dtf bug
+    BAD_SPEC = "bad-spec"  # the task cannot run as written (usage error, bad args)
+    SECURITY = "security"  # a result failed verification
+    CANCELLED = "cancelled"  # the user or the run cancelled it
+
+
+SEVERITY = {
+    Category.TEST_FAILURE: "error",
+    Category.TIMEOUT: "error",
+    Category.WORKER_LOST: "critical",
+    Category.UNSCHEDULABLE: "error",
+    Category.RESOURCE: "critical",
+    Category.INFRASTRUCTURE: "critical",
+    Category.BAD_SPEC: "error",
+    Category.SECURITY: "critical",
+    Category.CANCELLED: "warning",
+}
+
+_OOM_MARKERS = ("MemoryError", "Cannot allocate memory", "out of memory", "OOM", "std::bad_alloc")
+_RESOURCE_MARKERS = ("No space left on device", "Too many open files")
+
+
+def classify_exception(exc: BaseException) -> tuple[Category, str]:
+    """Map an exception seen on the client (usually from Dask) to a category."""
+    name = type(exc).__name__
+    text = str(exc)
+    if name == "KilledWorker":
+        return Category.WORKER_LOST, f"worker died while running the task ({text})"
+    if name == "NoValidWorkerError":
+        return Category.UNSCHEDULABLE, "no worker has the resources this task requires"
+    if name in ("CancelledError", "FutureCancelledError"):
+        if "scheduler-connection-lost" in text or "lost" in text:
+            return Category.INFRASTRUCTURE, "lost the connection to the scheduler"
+        return Category.CANCELLED, "cancelled"
+    if isinstance(exc, MemoryError):
+        return Category.RESOURCE, "out of memory"
+    if isinstance(exc, OSError) and any(m in text for m in _RESOURCE_MARKERS):
+        return Category.RESOURCE, text
+    if isinstance(exc, (ImportError, ModuleNotFoundError)):
+        return Category.INFRASTRUCTURE, f"import failed on the worker: {text}"
+    if isinstance(exc, (TimeoutError, ConnectionError, OSError)) or name in (
+        "CommClosedError",
+        "StreamClosedError",
+    ):
+        return Category.INFRASTRUCTURE, f"{name}: {text}"
+    return Category.INFRASTRUCTURE, f"{name}: {text}"
+
+
+def classify_exit(
+    kind: str, exit_code: int | None, stderr_tail: str = "", timed_out: bool = False
+) -> tuple[Category | None, str]:
+    """Map how a task's subprocess ended to a category (``None`` == passed).
+
+    ``kind`` is the task kind: pytest's exit codes mean more than a shell's.
+    """
+    if timed_out:
+        return Category.TIMEOUT, "timed out and was killed"
+    if exit_code == 0:
+        return None, ""
+    oom = any(m in stderr_tail for m in _OOM_MARKERS)
+    if exit_code is not None and exit_code < 0:
+        sig = -exit_code
+        try:
+            signame = signal.Signals(sig).name
+        except ValueError:
+            signame = f"signal {sig}"
+        if sig == signal.SIGKILL and oom:
+            return Category.RESOURCE, "killed by SIGKILL after running out of memory"
+        if sig == signal.SIGKILL:
+            return Category.RESOURCE, "killed by SIGKILL (likely the out-of-memory killer)"
+        return Category.TEST_FAILURE, f"killed by {signame}"
+    if oom:
+        return Category.RESOURCE, f"exited {exit_code}: out of memory"
+    if any(m in stderr_tail for m in _RESOURCE_MARKERS):
+        return Category.RESOURCE, f"exited {exit_code}: {_first_marker(stderr_tail)}"
+    if kind == "pytest":
+        if exit_code == 1:
+            return Category.TEST_FAILURE, "tests failed"
+        if exit_code == 2:
+            return Category.TEST_FAILURE, "pytest was interrupted (collection errors?)"
+        if exit_code == 3:
+            return Category.INFRASTRUCTURE, "pytest internal error"
+        if exit_code == 4:
+            return Category.BAD_SPEC, "pytest usage error (check path and pytest_args)"
+        return Category.TEST_FAILURE, f"pytest exited {exit_code}"
+    if exit_code == 127:
+        return Category.BAD_SPEC, "command not found (exit 127)"
+    if exit_code == 126:
+        return Category.BAD_SPEC, "command not executable (exit 126)"
+    return Category.TEST_FAILURE, f"exited {exit_code}"
+
+
+def _first_marker(text: str) -> str:
+    for m in _RESOURCE_MARKERS:
+        if m in text:
+            return m
+    return ""

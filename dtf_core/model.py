@@ -1,0 +1,143 @@
+"""The data that flows between dtf's parts.
+
+Plain dataclasses, no behaviour beyond (de)serialisation: the suite model that
+``spec`` produces, the payload a worker executes, and the result it sends back.
+Everything here pickles cheaply, because it crosses the Dask wire.
+
+    Suite ──expand──> TaskSpec* ──coordinator──> TaskPayload ──worker──> AttemptResult
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+class TaskKind(str, enum.Enum):
+    PYTEST = "pytest"
+    BENCHMARK = "benchmark"
+    COMMAND = "command"
+
+
+class Outcome(str, enum.Enum):
+    """How one attempt (or, for the final row, one task) ended.
+
+    ``passed``, ``failed``, ``skipped``, ``timed_out``, ``unschedulable`` and
+    ``cancelled`` are the only final task states; ``error`` is an attempt that
+    broke for an infrastructure reason (it may be retried).
+    """
+
+    PASSED = "passed"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+    TIMED_OUT = "timed_out"
+    UNSCHEDULABLE = "unschedulable"
+    CANCELLED = "cancelled"
+    ERROR = "error"
+
+
+FINAL_TASK_STATES = frozenset(
+    {"passed", "failed", "skipped", "timed_out", "unschedulable", "cancelled"}
+)
+
+# Per-test outcomes, named as pytest's terminal summary names them.
+TEST_OUTCOMES = ("passed", "failed", "skipped", "xfailed", "xpassed", "error")
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """One schedulable unit after matrix expansion.
+
+    ``task_id`` is deterministic (``name`` or ``name[k=v,...]``) so that Dask
+    keys, DuckDB rows and retries all agree on identity.
+    """
+
+    task_id: str
+    name: str
+    kind: TaskKind
+    root: str  # absolute directory of the suite file; relative paths and imports start here
+    timeout: float  # seconds, enforced on the worker
+    retries: int  # retries for transient categories (worker lost, infrastructure, resource)
+    rerun_failures: int = 0  # reruns for genuine failures; fail-then-pass == flaky
+    requires: dict[str, float] = field(default_factory=dict)
+    params: dict[str, Any] = field(default_factory=dict)
+    path: str | None = None  # pytest: file or directory, absolute after loading
+    function: str | None = None  # benchmark: "module:callable"
+    command: list[str] | None = None  # command: argv
+    pytest_args: list[str] = field(default_factory=list)
+    repeat: int = 10
+    warmup: int = 1
+    unit: str = "s"  # benchmark sample unit; "s" means seconds measured by dtf
+    higher_is_better: bool = False
+    env: dict[str, str] = field(default_factory=dict)
+    cwd: str | None = None  # absolute; defaults to root
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["kind"] = self.kind.value
+        return d
+
+
+@dataclass(frozen=True)
+class ClusterSpec:
+    """How a suite would like its *embedded* cluster; ignored with --scheduler."""
+
+    workers: int | None = None
+    threads_per_worker: int | None = None
+    worker_resources: list[dict[str, float]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Suite:
+    name: str
+    path: str  # absolute path of the suite file
+    tasks: list[TaskSpec]
+    cluster: ClusterSpec = field(default_factory=ClusterSpec)
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class TaskPayload:
+    """What the coordinator ships to a worker for one attempt of one task."""
+
+    run_id: str
+    spec: TaskSpec
+    attempt: int  # 1-based
+    key: str  # the Dask key of the future that carries this payload
+    only_nodeids: list[str] | None = None  # pytest reruns: just the failures
+
+
+@dataclass
+class TestResult:
+    nodeid: str
+    outcome: str  # one of TEST_OUTCOMES
+    duration_s: float = 0.0
+    message: str = ""
+
+
+@dataclass
+class AttemptResult:
+    """What a worker sends back for one attempt. Never raises across the wire:
+    failures are data (``outcome`` + ``category`` + ``message``)."""
+
+    run_id: str
+    task_id: str
+    attempt: int
+    outcome: str  # Outcome value
+    category: str | None = None  # errors.Category value when not passed/skipped
+    message: str = ""
+    worker: str = ""
+    hardware: str = ""  # short hardware label, e.g. "x86_64 AMD EPYC 7B13 2c"
+    started_at: float = 0.0  # unix seconds
+    finished_at: float = 0.0
+    wall_s: float = 0.0
+    cpu_s: float = 0.0
+    peak_rss_bytes: int = 0
+    exit_code: int | None = None
+    stdout_tail: str = ""
+    stderr_tail: str = ""
+    tests: list[TestResult] = field(default_factory=list)
+    samples: list[float] = field(default_factory=list)  # benchmark, warmup excluded
+    unit: str = "s"
+    worker_info: dict[str, Any] = field(default_factory=dict)  # hardware facts
