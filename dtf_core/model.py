@@ -141,3 +141,17 @@ class AttemptResult:
     samples: list[float] = field(default_factory=list)  # benchmark, warmup excluded
     unit: str = "s"
     worker_info: dict[str, Any] = field(default_factory=dict)  # hardware facts
+
+
+@dataclass
+class TaskFinal:
+    """The one final row of a task in a run (written once, when it ends)."""
+
+    task_id: str
+    status: str  # one of FINAL_TASK_STATES
+    category: str | None = None
+    message: str = ""
+    attempts: int = 0
+    flaky: bool = False
+    wall_s: float = 0.0
+    worker: str = ""
