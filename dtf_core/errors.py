@@ -6,11 +6,11 @@ Exceptions raised to the user (the CLI turns ``BadInputError`` into exit 2)::
     ├── BadInputError            bad input from the user: exit 2, nothing written
     │   ├── SpecError            a suite file is invalid (names file, task, key)
     │   ├── ImportFileError      a history file cannot be imported
-    │   └── OptionError          a command-line value is invalid
-    ├── StoreError               the DuckDB file cannot be used
+    │   ├── OptionError          a command-line value is invalid
+    │   └── RunNotFoundError     a run id is not in the database
+    ├── StoreError               the DuckDB file cannot be used: exit 3
     │   └── DatabaseLockedError  another process holds the write lock
-    ├── ClusterError             no scheduler could be reached or started
-    └── RunNotFoundError         a run id is not in the database
+    └── ClusterError             no scheduler could be reached or started: exit 3
 
 Task failures are not exceptions but data: every failed attempt carries a
 ``Category`` chosen by :func:`classify_exception` (for errors Dask raises on the
@@ -63,7 +63,7 @@ class ClusterError(DtfError):
     pass
 
 
-class RunNotFoundError(DtfError):
+class RunNotFoundError(BadInputError):
     pass
 
 

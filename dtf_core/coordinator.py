@@ -1,0 +1,455 @@
+"""The run loop: submit tasks to Dask, watch them finish, retry, store results.
+
+One Coordinator owns one run queue and one open :class:`~dtf_core.store.Store`.
+The loop runs on the calling thread; Dask's done-callbacks only push finished
+futures into a queue, so every decision and every database write happens on
+one thread (DuckDB has a single writer, and the state needs no locks).
+
+Routing: a task's ``requires`` becomes ``resources=`` on submit. Before
+submitting, the coordinator checks that some connected worker has those
+resources: Dask would otherwise keep the task waiting forever. A task nobody
+can run waits ``unschedulable-timeout`` (0 on the embedded cluster, whose
+workers are fixed) and then ends as ``unschedulable``.
+
+Batching: in-process benchmark tasks are tiny next to Dask's ~1 ms per-task
+overhead, so they travel in batches (``dtf.batch`` settings); subprocess
+tasks (pytest, command) go one per Dask task.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import heapq
+import itertools
+import math
+import queue
+import secrets
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+from distributed import Client, Future
+
+from . import cluster as cluster_mod
+from . import config, runner
+from .errors import Category, ClusterError, classify_exception
+from .events import AttemptFailed, Event, Listener, RunFinished, RunStarted, TaskFinished
+from .model import AttemptResult, Suite, TaskFinal, TaskKind, TaskPayload, TaskSpec
+from .retry import RetryPolicy
+from .store import Store
+
+_OUTCOME_TO_STATUS = {
+    "passed": "passed",
+    "skipped": "skipped",
+    "timed_out": "timed_out",
+    "unschedulable": "unschedulable",
+    "cancelled": "cancelled",
+}
+
+
+def new_run_id() -> str:
+    """Sortable by start time, unique without coordination."""
+    return time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(3)
+
+
+@dataclass
+class _TaskState:
+    spec: TaskSpec
+    attempt: int = 0  # attempts submitted so far
+    transient_used: int = 0
+    reruns_used: int = 0
+    failed_before: bool = False  # a genuine failure happened in an earlier attempt
+    waiting_since: float | None = None  # no capable worker yet
+    final: TaskFinal | None = None
+    wall_s: float = 0.0
+    inflight: bool = False
+    retry_nodeids: list[str] | None = None  # pytest reruns: only what failed
+
+
+@dataclass
+class RunResult:
+    run_id: str
+    status: str  # passed | failed | cancelled
+    counts: dict[str, int] = field(default_factory=dict)
+    duration_s: float = 0.0
+
+
+class Coordinator:
+    def __init__(
+        self,
+        client: Client,
+        store: Store,
+        *,
+        embedded: bool = False,
+        policy: RetryPolicy | None = None,
+        unschedulable_timeout: float | None = None,
+        listeners: list[Listener] | None = None,
+    ) -> None:
+        self.client = client
+        self.store = store
+        self.embedded = embedded
+        self.policy = policy or RetryPolicy.from_config()
+        if unschedulable_timeout is None:
+            unschedulable_timeout = 0.0 if embedded else config.seconds("unschedulable-timeout")
+        self.unschedulable_timeout = unschedulable_timeout
+        self.listeners = list(listeners or [])
+        self._done: queue.Queue[Future] = queue.Queue()
+        self._inflight: dict[str, tuple[Future, list[TaskPayload]]] = {}
+        self._retry_heap: list[tuple[float, int, str]] = []
+        self._seq = itertools.count()
+        self._workers: dict[str, dict[str, Any]] = {}
+        self._workers_checked = 0.0
+        self._known_workers: set[str] = set()
+        self._cancelled = False
+        self._finished = 0
+        self.run_id = ""
+        self.states: dict[str, _TaskState] = {}
+
+    # ------------------------------------------------------------------ events
+    def _emit(self, event: Event) -> None:
+        for listener in self.listeners:
+            # A broken view must not break the run.
+            with contextlib.suppress(Exception):
+                listener(event)
+
+    # ------------------------------------------------------------------ public
+    def cancel(self) -> None:
+        """Ask the loop to stop: in-flight work is cancelled, the rest recorded as cancelled."""
+        self._cancelled = True
+
+    def run(self, suite: Suite, run_id: str | None = None, metadata: dict | None = None) -> RunResult:
+        run_id = run_id or new_run_id()
+        started = time.time()
+        self.run_id = run_id
+        self.store.create_run(run_id, suite.name, suite.path, metadata or {}, started)
+        self.store.add_tasks(run_id, suite.tasks)
+        self.states = {t.task_id: _TaskState(t) for t in suite.tasks}
+        self._finished = 0
+        self._register_plugins()
+        self._refresh_workers(force=True)
+        self._emit(
+            RunStarted(run_id, suite.name, len(suite.tasks), list(self._workers.values()))
+        )
+        try:
+            self._submit_initial(list(self.states.values()))
+            self._loop()
+        except KeyboardInterrupt:
+            self._cancelled = True
+        finally:
+            if self._cancelled:
+                self._cancel_everything()
+            self.store.flush()
+        finals = [s.final for s in self.states.values() if s.final is not None]
+        counts: dict[str, int] = defaultdict(int)
+        for f in finals:
+            counts[f.status] += 1
+        if self._cancelled:
+            status = "cancelled"
+        elif all(f.status in ("passed", "skipped") for f in finals):
+            status = "passed"
+        else:
+            status = "failed"
+        self.store.finish_run(run_id, status, time.time())
+        result = RunResult(run_id, status, dict(counts), time.time() - started)
+        self._emit(RunFinished(run_id, status, dict(counts), result.duration_s))
+        return result
+
+    # ------------------------------------------------------------- submission
+    def _register_plugins(self) -> None:
+        try:
+            self.client.register_plugin(runner.ProcessGroupReaper(), name="dtf-reaper")
+        except Exception as exc:  # an old worker without dtf installed, say
+            raise ClusterError(f"could not install dtf's worker plugin: {exc}") from exc
+
+    def _refresh_workers(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self._workers_checked < 1.0:
+            return
+        self._workers_checked = now
+        try:
+            self._workers = cluster_mod.current_workers(self.client)
+        except ClusterError:
+            return  # keep the last view; the health check of the scheduler is elsewhere
+        new = [
+            {"address": a, **w} for a, w in self._workers.items() if a not in self._known_workers
+        ]
+        if new:
+            self._known_workers.update(w["address"] for w in new)
+            self.store.record_workers(
+                self.run_id,
+                [
+                    {
+                        "address": w["address"],
+                        "name": w["name"],
+                        "host": w["host"],
+                        "resources": w["resources"],
+                        "hardware": {},
+                    }
+                    for w in new
+                ],
+            )
+
+    def _capable(self, requires: dict[str, float]) -> list[dict[str, Any]]:
+        return [
+            w
+            for w in self._workers.values()
+            if all(w["resources"].get(k, 0) >= v for k, v in requires.items())
+        ]
+
+    def _submit_initial(self, states: list[_TaskState]) -> None:
+        ready: list[_TaskState] = []
+        for st in states:
+            if self._capable(st.spec.requires):
+                ready.append(st)
+            else:
+                st.waiting_since = time.monotonic()
+        benches: dict[tuple, list[_TaskState]] = defaultdict(list)
+        for st in ready:
+            if st.spec.kind is TaskKind.BENCHMARK:
+                benches[tuple(sorted(st.spec.requires.items()))].append(st)
+            else:
+                self._submit([st])
+        for group in benches.values():
+            threads = sum(w["nthreads"] for w in self._capable(group[0].spec.requires)) or 1
+            n_batches = min(len(group), threads * int(config.get("batch.per-thread")))
+            size = max(1, math.ceil(len(group) / max(1, n_batches)))
+            size = min(size, int(config.get("batch.max-size")))
+            for i in range(0, len(group), size):
+                self._submit(group[i : i + size])
+        self._expire_waiting()
+
+    def _submit(self, states: list[_TaskState], only_nodeids: list[str] | None = None) -> None:
+        payloads = []
+        for st in states:
+            st.attempt += 1
+            st.waiting_since = None
+            st.inflight = True
+            payloads.append(TaskPayload(self.run_id, st.spec, st.attempt, key="", only_nodeids=only_nodeids))
+        first = states[0]
+        if len(states) == 1:
+            key = f"dtf-{self.run_id}-{first.spec.task_id}-a{first.attempt}"
+        else:
+            key = f"dtf-{self.run_id}-batch{next(self._seq)}"
+        for p in payloads:
+            p.key = key
+        fut = self.client.submit(
+            runner.execute_batch,
+            payloads,
+            key=key,
+            resources=dict(first.spec.requires) or None,
+            pure=False,
+            retries=0,  # dtf decides retries: Dask's retries know nothing of categories
+        )
+        self._inflight[key] = (fut, payloads)
+        fut.add_done_callback(self._done.put)
+
+    # -------------------------------------------------------------- the loop
+    def _loop(self) -> None:
+        while not self._all_final():
+            if self._cancelled:
+                return
+            try:
+                fut = self._done.get(timeout=0.1)
+            except queue.Empty:
+                fut = None
+            while fut is not None:
+                self._on_done(fut)
+                try:
+                    fut = self._done.get_nowait()
+                except queue.Empty:
+                    fut = None
+            self._submit_due_retries()
+            if any(s.waiting_since is not None for s in self.states.values()):
+                self._refresh_workers()
+                self._submit_waiting()
+                self._expire_waiting()
+            if self.store.should_flush():
+                self.store.flush()
+
+    def _all_final(self) -> bool:
+        return self._finished >= len(self.states)
+
+    def _on_done(self, fut: Future) -> None:
+        entry = self._inflight.pop(fut.key, None)
+        if entry is None:
+            return  # delivered twice (at-least-once): the first one counted
+        _, payloads = entry
+        if fut.status == "finished":
+            try:
+                results: list[AttemptResult] = fut.result()
+            except Exception as exc:  # result lost in transit
+                results = self._failed_results(payloads, exc)
+        else:
+            exc = None
+            with contextlib.suppress(Exception):
+                exc = fut.exception(timeout=1)
+            results = self._failed_results(payloads, exc)
+        fut.release()
+        for res in results:
+            self._on_result(res)
+
+    def _failed_results(
+        self, payloads: list[TaskPayload], exc: BaseException | None
+    ) -> list[AttemptResult]:
+        if exc is None:
+            category, message = Category.INFRASTRUCTURE, "the task was cancelled by Dask"
+        else:
+            category, message = classify_exception(exc)
+        outcome = "unschedulable" if category is Category.UNSCHEDULABLE else "error"
+        now = time.time()
+        return [
+            AttemptResult(
+                run_id=p.run_id,
+                task_id=p.spec.task_id,
+                attempt=p.attempt,
+                outcome=outcome,
+                category=category.value,
+                message=message,
+                started_at=now,
+                finished_at=now,
+            )
+            for p in payloads
+        ]
+
+    def _on_result(self, res: AttemptResult) -> None:
+        st = self.states.get(res.task_id)
+        if st is None or st.final is not None or res.attempt != st.attempt:
+            return  # a stale duplicate of an attempt already decided
+        st.inflight = False
+        self.store.add_attempt(res)
+        if res.worker_info and res.worker not in self._known_workers:
+            self._known_workers.add(res.worker)
+        st.wall_s += res.wall_s
+        if res.outcome in ("passed", "skipped"):
+            self._finalize(st, res.outcome, res, flaky=st.failed_before and res.outcome == "passed")
+            return
+        category = res.category or Category.INFRASTRUCTURE.value
+        if res.outcome == "unschedulable" or category == Category.UNSCHEDULABLE.value:
+            self._finalize(st, "unschedulable", res)
+            return
+        genuine = category in (Category.TEST_FAILURE.value, Category.TIMEOUT.value)
+        if self.policy.should_retry(st.spec, category, st.transient_used, st.reruns_used):
+            if genuine:
+                st.reruns_used += 1
+                st.failed_before = True
+            else:
+                st.transient_used += 1
+            delay = self.policy.delay(st.attempt)
+            self._emit(
+                AttemptFailed(
+                    self.run_id, st.spec.task_id, res.attempt, category, res.message, res.worker, delay
+                )
+            )
+            st.retry_nodeids = self._rerun_nodeids(st, res) if genuine else None
+            heapq.heappush(
+                self._retry_heap, (time.monotonic() + delay, next(self._seq), st.spec.task_id)
+            )
+            return
+        self._emit(
+            AttemptFailed(self.run_id, st.spec.task_id, res.attempt, category, res.message, res.worker)
+        )
+        status = _OUTCOME_TO_STATUS.get(res.outcome, "failed")
+        if category == Category.CANCELLED.value:
+            status = "cancelled"
+        self._finalize(st, status, res, category=category)
+
+    @staticmethod
+    def _rerun_nodeids(st: _TaskState, res: AttemptResult) -> list[str] | None:
+        """Rerun only a pytest task's failures; None reruns it whole."""
+        if st.spec.kind is not TaskKind.PYTEST or not res.tests:
+            return None
+        bad = sorted({t.nodeid for t in res.tests if t.outcome in ("failed", "error")})
+        return bad or None
+
+    def _submit_due_retries(self) -> None:
+        now = time.monotonic()
+        while self._retry_heap and self._retry_heap[0][0] <= now:
+            _, _, task_id = heapq.heappop(self._retry_heap)
+            st = self.states[task_id]
+            if st.final is not None:
+                continue
+            if not self._capable(st.spec.requires):
+                self._refresh_workers(force=True)
+            if self._capable(st.spec.requires):
+                self._submit([st], only_nodeids=st.retry_nodeids)
+            else:
+                st.waiting_since = time.monotonic()
+
+    def _submit_waiting(self) -> None:
+        for st in self.states.values():
+            if st.waiting_since is not None and st.final is None and self._capable(st.spec.requires):
+                self._submit([st], only_nodeids=st.retry_nodeids)
+
+    def _expire_waiting(self) -> None:
+        now = time.monotonic()
+        for st in self.states.values():
+            if st.waiting_since is None or st.final is not None:
+                continue
+            if now - st.waiting_since < self.unschedulable_timeout:
+                continue
+            st.attempt += 1
+            need = ", ".join(f"{k}={v:g}" for k, v in sorted(st.spec.requires.items()))
+            have = "; ".join(
+                f"{w['name']}: " + (", ".join(f"{k}={v:g}" for k, v in sorted(w["resources"].items())) or "none")
+                for w in self._workers.values()
+            ) or "no workers"
+            res = AttemptResult(
+                run_id=self.run_id,
+                task_id=st.spec.task_id,
+                attempt=st.attempt,
+                outcome="unschedulable",
+                category=Category.UNSCHEDULABLE.value,
+                message=f"no worker has {need} (workers: {have})",
+                started_at=time.time(),
+                finished_at=time.time(),
+            )
+            st.waiting_since = None
+            self.store.add_attempt(res)
+            self._emit(
+                AttemptFailed(self.run_id, st.spec.task_id, st.attempt, res.category or "", res.message, "")
+            )
+            self._finalize(st, "unschedulable", res, category=res.category)
+
+    def _finalize(
+        self, st: _TaskState, status: str, res: AttemptResult, *, flaky: bool = False,
+        category: str | None = None,
+    ) -> None:
+        st.final = TaskFinal(
+            task_id=st.spec.task_id,
+            status=status,
+            category=category if status not in ("passed", "skipped") else None,
+            message=res.message,
+            attempts=st.attempt,
+            flaky=flaky,
+            wall_s=st.wall_s,
+            worker=res.worker,
+        )
+        self.store.finish_task(self.run_id, st.final)
+        self._finished += 1
+        done = self._finished
+        self._emit(
+            TaskFinished(
+                self.run_id, st.spec.task_id, status, st.final.category, res.message,
+                st.wall_s, res.worker, flaky, done, len(self.states),
+            )
+        )
+
+    def _cancel_everything(self) -> None:
+        futures = [f for f, _ in self._inflight.values()]
+        with contextlib.suppress(Exception):
+            self.client.cancel(futures, force=True)
+        self._inflight.clear()
+        now = time.time()
+        for st in self.states.values():
+            if st.final is None:
+                # The in-flight attempt never reported; a waiting one gets a new number.
+                if not st.inflight:
+                    st.attempt += 1
+                res = AttemptResult(
+                    run_id=self.run_id, task_id=st.spec.task_id, attempt=st.attempt,
+                    outcome="cancelled", category=Category.CANCELLED.value,
+                    message="the run was cancelled", started_at=now, finished_at=now,
+                )
+                self.store.add_attempt(res)
+                self._finalize(st, "cancelled", res, category=Category.CANCELLED.value)

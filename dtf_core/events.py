@@ -1,0 +1,58 @@
+"""What happens during a run, as data.
+
+The coordinator emits these to whoever listens (the CLI progress view, the
+TUI, the HTTP service); failures are events, not log lines.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class RunStarted:
+    run_id: str
+    suite: str
+    total: int
+    workers: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class AttemptFailed:
+    """An attempt did not pass; ``retry_in`` is set when it will run again."""
+
+    run_id: str
+    task_id: str
+    attempt: int
+    category: str
+    message: str
+    worker: str
+    retry_in: float | None = None
+
+
+@dataclass(frozen=True)
+class TaskFinished:
+    run_id: str
+    task_id: str
+    status: str
+    category: str | None
+    message: str
+    wall_s: float
+    worker: str
+    flaky: bool
+    done: int  # tasks finished so far in this run
+    total: int
+
+
+@dataclass(frozen=True)
+class RunFinished:
+    run_id: str
+    status: str
+    counts: dict[str, int]
+    duration_s: float
+
+
+Event = RunStarted | AttemptFailed | TaskFinished | RunFinished
+Listener = Callable[[Event], None]

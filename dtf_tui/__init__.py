@@ -1,0 +1,1 @@
+"""dtf's terminal console (Textual). Imports dtf_core; dtf_core never imports this."""
