@@ -1,0 +1,1 @@
+"""A tiny package for dtf's example suites: real code, real tests, real benchmarks."""
