@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 import signal
+from types import SimpleNamespace
 
 import pytest
 
@@ -98,7 +99,7 @@ def test_classify_real_dask_exceptions() -> None:
     from distributed.client import FutureCancelledError as RealCancelled
     from distributed.scheduler import KilledWorker as RealKilled
 
-    assert classify_exception(RealKilled("k", "w", 0))[0] is Category.WORKER_LOST
+    assert classify_exception(RealKilled("k", SimpleNamespace(address="tcp://127.0.0.1:1"), 0))[0] is Category.WORKER_LOST
     assert classify_exception(RealCancelled("k", "scheduler-connection-lost"))[0] is Category.INFRASTRUCTURE
 
 
