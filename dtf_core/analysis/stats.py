@@ -1,0 +1,86 @@
+"""Small, assumption-light statistics for benchmark samples.
+
+Benchmark timings are skewed and often multi-modal (caches, frequency scaling,
+GC pauses), so dtf reports the median with a distribution-free confidence
+interval taken from order statistics rather than mean ± t·s/√n, which assumes
+normality.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from scipy import stats as _stats
+
+# Below this many samples no pair of order statistics covers the median with
+# 95 % confidence (n = 5: P(min <= median <= max) = 1 - 2/32 = 0.9375).
+MIN_N_FOR_CI = 6
+
+Values = Sequence[float] | np.ndarray
+
+
+def median_ci(values: Values, confidence: float = 0.95) -> tuple[float, float]:
+    """Distribution-free confidence interval of the median.
+
+    Picks the symmetric pair of order statistics ``(x[L], x[n-1-L])`` (0-based,
+    sorted) with the largest ``L`` such that ``P(Binom(n, 1/2) <= L) <= alpha/2``;
+    the interval then covers the population median with probability at least
+    ``confidence``, whatever the distribution. Same interval as
+    ``scipy.stats.quantile_test(x, q=median).confidence_interval()``.
+
+    When ``n`` is too small for any pair to reach ``confidence`` (``n < 6`` at
+    95 %), falls back to ``(min, max)``, whose true coverage is then lower:
+    :func:`summarize` says so in ``ci_note``.
+    """
+    x = np.sort(np.asarray(values, dtype=np.float64))
+    n = len(x)
+    if n == 0:
+        raise ValueError("median_ci() needs at least one value")
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence must lie in (0, 1), got {confidence}")
+    half_alpha = (1.0 - confidence) / 2.0
+    # ppf gives the smallest q with cdf(q) >= half_alpha; step back when it overshoots.
+    q = int(_stats.binom.ppf(half_alpha, n, 0.5))
+    if _stats.binom.cdf(q, n, 0.5) > half_alpha:
+        q -= 1
+    if q < 0:
+        return float(x[0]), float(x[-1])
+    return float(x[q]), float(x[n - 1 - q])
+
+
+def summarize(values: Values, confidence: float = 0.95) -> dict[str, Any]:
+    """``n, mean, median, stdev, min, max, ci_low, ci_high`` (+ ``ci_note``).
+
+    ``stdev`` is the sample standard deviation (ddof=1), ``None`` below two
+    values; every statistic is ``None`` for no values. ``ci_note`` is ``None``
+    unless the interval is the small-sample ``(min, max)`` fallback.
+    """
+    x = np.asarray(values, dtype=np.float64)
+    n = int(x.size)
+    if n == 0:
+        keys = ("mean", "median", "stdev", "min", "max", "ci_low", "ci_high", "ci_note")
+        return {"n": 0, **dict.fromkeys(keys)}
+    low, high = median_ci(x, confidence)
+    stdev = float(np.std(x, ddof=1)) if n > 1 else None
+    note = None
+    if _too_few(n, confidence):
+        note = f"n={n} is too few for a {confidence:.0%} interval: (min, max) shown"
+    return {
+        "n": n,
+        "mean": float(np.mean(x)),
+        "median": float(np.median(x)),
+        "stdev": stdev if stdev is None or math.isfinite(stdev) else None,
+        "min": float(x.min()),
+        "max": float(x.max()),
+        "ci_low": low,
+        "ci_high": high,
+        "ci_note": note,
+    }
+
+
+def _too_few(n: int, confidence: float) -> bool:
+    # The widest interval, (min, max), covers the median with 1 - 2 * 0.5**n.
+    return 1.0 - 2.0 * 0.5**n < confidence

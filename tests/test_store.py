@@ -1,0 +1,273 @@
+"""The DuckDB store: migrations, idempotent flushes, locking, reads."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import dask.config
+import pytest
+
+from dtf_core import errors, model
+from dtf_core.store import MIGRATIONS, Store
+
+
+def spec(task_id: str, name: str | None = None, kind: str = "benchmark", **kw: object):
+    return model.TaskSpec(
+        task_id=task_id,
+        name=name or task_id,
+        kind=model.TaskKind(kind),
+        root="/suite",
+        timeout=10.0,
+        retries=1,
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+def attempt(task_id: str, n: int = 1, outcome: str = "passed", **kw: object):
+    return model.AttemptResult(run_id="r1", task_id=task_id, attempt=n, outcome=outcome, **kw)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def store(tmp_path):
+    s = Store(tmp_path / "sub" / "dtf.duckdb")
+    s.create_run("r1", "demo", "/suite/suite.toml", {"git": "abc"}, 1000.0)
+    yield s
+    s.close()
+
+
+def count(s: Store, table: str) -> int:
+    row = s._one(f"SELECT count(*) FROM {table}")
+    assert row is not None
+    return int(row[0])
+
+
+def test_migrations_applied_once_and_reopen_keeps_data(tmp_path):
+    path = tmp_path / "a" / "b" / "dtf.duckdb"
+    with Store(path) as s:  # parent directories are created
+        assert s.schema_version() == len(MIGRATIONS)
+        s.create_run("r1", "demo", "/x", {}, 1.0)
+    with Store(path) as s:
+        assert count(s, "schema_version") == len(MIGRATIONS)
+        assert s.get_run("r1")["suite"] == "demo"
+    with Store(path, read_only=True) as s:
+        assert s.latest_run_id() == "r1"
+
+
+def test_read_only_missing_file(tmp_path):
+    path = tmp_path / "nope" / "dtf.duckdb"
+    with pytest.raises(errors.StoreError, match="no database at"):
+        Store(path, read_only=True)
+    assert not path.parent.exists()
+
+
+def test_not_a_database(tmp_path):
+    path = tmp_path / "junk.duckdb"
+    path.write_bytes(b"not duckdb at all" * 100)
+    with pytest.raises(errors.StoreError, match=str(path)):
+        Store(path)
+
+
+def test_second_process_holding_the_lock(tmp_path):
+    path = tmp_path / "dtf.duckdb"
+    Store(path).close()
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); print('ready', flush=True);"
+            " time.sleep(120)",
+            str(path),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None
+        assert holder.stdout.readline().strip() == "ready"
+        for read_only in (False, True):
+            with pytest.raises(errors.DatabaseLockedError) as info:
+                Store(path, read_only=read_only)
+            msg = str(info.value)
+            assert f"process {holder.pid}" in msg
+            assert "coordinator" in msg and "\n" not in msg
+            assert isinstance(info.value.__cause__, Exception)
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_add_tasks_keeps_spec_and_canonical_params(store):
+    s1 = spec("b[z=1,a=2]", "b", params={"z": 1, "a": 2}, requires={"GPU": 1.0})
+    store.add_tasks("r1", [s1, spec("c", kind="command", command=["true"])])
+    store.add_tasks("r1", [s1])  # again: ignored
+    rows = {t["task_id"]: t for t in store.tasks("r1")}
+    assert rows["b[z=1,a=2]"]["status"] == "pending"
+    assert rows["b[z=1,a=2]"]["params"] == {"a": 2, "z": 1}
+    assert rows["b[z=1,a=2]"]["requires"] == {"GPU": 1.0}
+    raw = store._one("SELECT params::VARCHAR FROM tasks WHERE task_id = 'b[z=1,a=2]'")
+    assert raw == ('{"a": 2, "z": 1}',)
+    assert store.task_spec("r1", "c")["command"] == ["true"]
+    assert store.unfinished_tasks("r1") == ["b[z=1,a=2]", "c"]
+
+
+def test_flush_is_idempotent_per_attempt(store):
+    store.add_tasks("r1", [spec("b", params={"n": 1})])
+    a1 = attempt("b", samples=[1.0, 2.0, 3.0], hardware="hw", unit="ms")
+    store.add_attempt(a1)
+    store.add_attempt(a1)  # duplicate in the same buffer
+    assert store.flush() == 1
+    store.add_attempt(a1)  # delivered again later
+    store.add_attempt(attempt("b", 2, samples=[4.0], hardware="hw"))
+    assert store.flush() == 1
+    assert store.flush() == 0
+    assert count(store, "attempts") == 2
+    assert count(store, "samples") == 4
+    df = store.benchmark_samples("r1")  # the last attempt with samples
+    assert df["value"].tolist() == [4.0]
+    assert df["benchmark"].tolist() == ["b"] and df["params"].tolist() == ['{"n": 1}']
+
+
+def test_errors_rows_for_attempts_that_did_not_pass(store):
+    store.add_attempt(attempt("t", 1, "error", category="worker-lost", message="gone", worker="w1"))
+    store.add_attempt(attempt("t", 2, "failed", category="test-failure", finished_at=5.0))
+    store.add_attempt(attempt("t", 3, "skipped"))
+    store.flush()
+    errs = store.errors("r1")
+    assert [(e["attempt"], e["category"], e["severity"]) for e in errs] == [
+        (2, "test-failure", "error"),  # ts 5.0; attempt 1 had no times: stamped now
+        (1, "worker-lost", "critical"),
+    ]
+    assert errs[1]["message"] == "gone" and errs[1]["worker"] == "w1"
+    assert store.attempts("r1", "t")[0]["exit_code"] is None
+
+
+def test_final_tests_overlay_and_flaky(store):
+    t = model.TestResult
+    store.add_attempt(
+        attempt(
+            "p",
+            1,
+            "failed",
+            category="test-failure",
+            worker="w1",
+            tests=[
+                t("a.py::ok", "passed", 0.1),
+                t("a.py::flip", "failed", 0.2, "boom"),
+                t("a.py::bad", "failed", 0.3, "no"),
+            ],
+        )
+    )
+    store.add_attempt(
+        attempt("p", 2, "failed", worker="w2",
+                tests=[t("a.py::flip", "passed", 0.2), t("a.py::bad", "failed", 0.3, "still")])
+    )  # fmt: skip
+    store.finish_task(
+        "r1", model.TaskFinal("p", "failed", "test-failure", "1 failed", 2, True, 2.0)
+    )
+    store.flush()
+    final = {r["nodeid"]: r for r in store.final_tests("r1")}
+    assert final["a.py::flip"]["outcome"] == "passed" and final["a.py::flip"]["flaky"]
+    assert final["a.py::flip"]["attempt"] == 2 and final["a.py::flip"]["worker"] == "w2"
+    assert final["a.py::bad"]["outcome"] == "failed" and not final["a.py::bad"]["flaky"]
+    assert final["a.py::bad"]["message"] == "still"
+    assert final["a.py::ok"]["attempt"] == 1 and not final["a.py::ok"]["flaky"]
+
+
+def test_finish_task_and_run(store):
+    store.add_tasks("r1", [spec("b"), spec("c")])
+    store.finish_task("r1", model.TaskFinal("b", "passed", attempts=1, wall_s=1.0, worker="w"))
+    store.finish_task("r1", model.TaskFinal("b", "passed", attempts=1, wall_s=3.0, worker="w"))
+    store.finish_task("r1", model.TaskFinal("ghost", "cancelled"))  # add_tasks never saw it
+    store.finish_run("r1", "failed", 2000.0)  # flushes first
+    run = store.get_run("r1")
+    assert (run["status"], run["finished_at"], run["metadata"]) == (
+        "failed",
+        2000.0,
+        {"git": "abc"},
+    )
+    tasks = {t["task_id"]: t for t in store.tasks("r1")}
+    assert tasks["b"]["wall_s"] == 3.0 and tasks["b"]["status"] == "passed"
+    assert tasks["ghost"]["status"] == "cancelled"
+    assert store.unfinished_tasks("r1") == ["c"]
+    assert store.list_runs()[0]["failed"] == 2
+
+
+def test_runs_listing_and_missing_run(store, tmp_path):
+    store.create_run("r2", "demo", "/x", {}, 2000.0)
+    assert store.latest_run_id() == "r2"
+    assert [r["run_id"] for r in store.list_runs(limit=5)] == ["r2", "r1"]
+    with pytest.raises(errors.RunNotFoundError, match=r"no run 'zz' in .*dtf-core report --db"):
+        store.get_run("zz")
+    assert Store(tmp_path / "empty.duckdb").latest_run_id() is None
+
+
+def test_workers_upsert(store):
+    w = {"address": "tcp://1", "name": "w1", "host": "h1", "resources": {"GPU": 1}, "hardware": {}}
+    store.record_workers("r1", [w])
+    first = store.workers("r1")[0]["first_seen"]
+    store.record_workers("r1", [{**w, "name": "w1b"}])
+    rows = store.workers("r1")
+    assert len(rows) == 1 and rows[0]["name"] == "w1b" and rows[0]["first_seen"] == first
+    assert rows[0]["resources"] == {"GPU": 1}
+
+
+def test_task_history_median(tmp_path):
+    with Store(tmp_path / "h.duckdb") as s:
+        for i, wall in enumerate([1.0, 2.0, 10.0]):
+            s.create_run(f"r{i}", "demo", "/x", {}, float(i))
+            s.add_tasks(f"r{i}", [spec(f"b[n={i}]", "b"), spec("c")])
+            s.finish_task(f"r{i}", model.TaskFinal(f"b[n={i}]", "passed", wall_s=wall))
+            s.finish_task(f"r{i}", model.TaskFinal("c", "passed", wall_s=0.5))
+            s.flush()
+        assert s.task_history() == {"b": 2.0, "c": 0.5}
+        assert s.task_history(["c"]) == {"c": 0.5}
+        assert s.task_history([]) == {}
+
+
+def test_should_flush(store):
+    assert not store.should_flush()
+    with dask.config.set({"dtf.store.flush-interval": "1h", "dtf.store.flush-rows": 3}):
+        store.add_attempt(attempt("b", samples=[1.0]))
+        assert not store.should_flush()
+        store.add_attempt(attempt("b", 2, samples=[1.0, 2.0]))
+        assert store.should_flush()
+    with dask.config.set({"dtf.store.flush-interval": "0s"}):
+        assert store.should_flush()
+    store.flush()
+    assert not store.should_flush()
+
+
+@pytest.mark.slow
+def test_flush_one_million_samples(store):
+    n_attempts, per = 5_000, 200
+    store.add_tasks("r1", [spec(f"b[i={i}]", "b", params={"i": i}) for i in range(n_attempts)])
+    values = [float(v) for v in range(per)]
+    for i in range(n_attempts):
+        store.add_attempt(attempt(f"b[i={i}]", samples=values, hardware="hw"))
+    t0 = time.perf_counter()
+    assert store.flush() == n_attempts
+    took = time.perf_counter() - t0
+    print(f"\nflushed {n_attempts * per:,} samples in {took:.2f} s")
+    assert count(store, "samples") == n_attempts * per
+    big = [float(v) for v in range(1_000_000)]
+    store.add_attempt(attempt("one", samples=big, hardware="hw"))
+    t0 = time.perf_counter()
+    assert store.flush() == 1
+    print(f"flushed 1,000,000 samples of one attempt in {time.perf_counter() - t0:.2f} s")
+    assert count(store, "samples") == n_attempts * per + 1_000_000
+    row = store._one("SELECT max(idx), sum(value) FROM samples WHERE task_id = 'one'")
+    assert row == (999_999, sum(big))
+
+
+def test_final_tests_keep_both_rows_of_a_node(store):
+    # pytest counts a call failure plus a teardown error of one test as both.
+    t = model.TestResult
+    store.add_attempt(attempt("p", 1, "failed", tests=[t("a.py::x", "failed")]))
+    store.add_attempt(
+        attempt("p", 2, "failed", tests=[t("a.py::x", "passed"), t("a.py::x", "error")])
+    )
+    store.flush()
+    rows = store.final_tests("r1")
+    assert [(r["outcome"], r["flaky"]) for r in rows] == [("error", False), ("passed", False)]
