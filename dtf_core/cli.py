@@ -208,5 +208,16 @@ def validate(suite: str) -> None:
         click.echo(f"  {t.kind.value:<9} {t.task_id}" + (f"  requires {need}" if need else ""))
 
 
+def _register_command_modules() -> None:
+    # Each capability keeps its commands in its own module; imports inside the
+    # commands keep `dtf-core --help` fast.
+    from . import cli_analysis, cli_cluster
+
+    cli_analysis.register(main)
+    cli_cluster.register(main)
+
+
+_register_command_modules()
+
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -63,10 +63,8 @@ def run_dtf(client, store: Store, n: int) -> tuple[float, int, str]:
     t0 = time.perf_counter()
     result = coord.run(suite)
     elapsed = time.perf_counter() - t0
-    (samples,) = store.con.execute(
-        "SELECT count(*) FROM samples WHERE run_id = ?", [result.run_id]
-    ).fetchone()
-    return elapsed, int(samples), result.status
+    samples = len(store.benchmark_samples(result.run_id))
+    return elapsed, samples, result.status
 
 
 def main() -> None:
