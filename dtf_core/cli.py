@@ -59,7 +59,9 @@ def main() -> None:
     """
 
 
-def _parse_resource_options(values: tuple[str, ...]) -> tuple[list[dict[str, float]], dict[str, float]]:
+def _parse_resource_options(
+    values: tuple[str, ...],
+) -> tuple[list[dict[str, float]], dict[str, float]]:
     """``--resources`` values: the i-th tags worker i; ``*:`` prefix tags every worker."""
     from .hardware import parse_resources
 
@@ -75,15 +77,69 @@ def _parse_resource_options(values: tuple[str, ...]) -> tuple[list[dict[str, flo
 
 @main.command()
 @click.argument("suite", type=click.Path(dir_okay=False))
-@click.option("--workers", "-w", type=int, default=None, help="Embedded cluster: worker processes (default: the suite's [cluster], else 2).")
-@click.option("--threads-per-worker", "-t", type=int, default=None, help="Embedded cluster: threads per worker (default 1).")
-@click.option("--resources", "-r", multiple=True, metavar="NAME=N[,NAME=N]", help="Embedded cluster: extra resource tags. The i-th --resources tags worker i (so `-r GPU=1` tags one worker); prefix with `*:` to tag every worker. Adds to or overrides what was detected.")
-@click.option("--scheduler", metavar="ADDRESS", default=None, help="Use an existing Dask scheduler (tcp://host:8786) instead of an embedded cluster.")
-@click.option("--db", type=click.Path(dir_okay=False), default=None, help="DuckDB file (default: .dtf/dtf.duckdb; dask config dtf.db).")
-@click.option("--report", "report_md", type=click.Path(dir_okay=False), default=None, help="Write a Markdown report here.")
-@click.option("--junit", type=click.Path(dir_okay=False), default=None, help="Write JUnit XML here.")
-@click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None, help="Write a JSON summary here.")
-@click.option("--unschedulable-timeout", type=float, default=None, help="Seconds a task waits for a worker with its resources before it ends as unschedulable (default: 0 embedded, 30 with --scheduler).")
+@click.option(
+    "--workers",
+    "-w",
+    type=int,
+    default=None,
+    help="Embedded cluster: worker processes (default: the suite's [cluster], else 2).",
+)
+@click.option(
+    "--threads-per-worker",
+    "-t",
+    type=int,
+    default=None,
+    help="Embedded cluster: threads per worker (default 1).",
+)
+@click.option(
+    "--resources",
+    "-r",
+    multiple=True,
+    metavar="NAME=N[,NAME=N]",
+    help=(
+        "Embedded cluster: extra resource tags. The i-th --resources tags worker i "
+        "(so `-r GPU=1` tags one worker); prefix with `*:` to tag every worker. "
+        "Adds to or overrides what was detected."
+    ),
+)
+@click.option(
+    "--scheduler",
+    metavar="ADDRESS",
+    default=None,
+    help="Use an existing Dask scheduler (tcp://host:8786) instead of an embedded cluster.",
+)
+@click.option(
+    "--db",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="DuckDB file (default: .dtf/dtf.duckdb; dask config dtf.db).",
+)
+@click.option(
+    "--report",
+    "report_md",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Write a Markdown report here.",
+)
+@click.option(
+    "--junit", type=click.Path(dir_okay=False), default=None, help="Write JUnit XML here."
+)
+@click.option(
+    "--json",
+    "json_path",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Write a JSON summary here.",
+)
+@click.option(
+    "--unschedulable-timeout",
+    type=float,
+    default=None,
+    help=(
+        "Seconds a task waits for a worker with its resources before it ends as "
+        "unschedulable (default: 0 embedded, 30 with --scheduler)."
+    ),
+)
 @click.option("--quiet", "-q", is_flag=True, help="Only the final line.")
 @handle_errors
 def run(
@@ -118,7 +174,10 @@ def run(
             tags = [{**everyone, **tag} for tag in (tags + [{}] * max(0, n - len(tags)))]
         plans = cluster.plan_workers(n, t, tags)
     elif workers or threads_per_worker or resources:
-        raise OptionError("--workers, --threads-per-worker and --resources describe the embedded cluster; they cannot be used with --scheduler")
+        raise OptionError(
+            "--workers, --threads-per-worker and --resources describe the embedded "
+            "cluster; they cannot be used with --scheduler"
+        )
     db_path = db or default_db()
     for target in (report_md, junit, json_path):
         if target and not os.path.isdir(os.path.dirname(os.path.abspath(target))):
@@ -140,22 +199,44 @@ def run(
             )
             with view:
                 result = coord.run(loaded, metadata=context.collect(os.path.dirname(loaded.path)))
-        report.write_reports(store, result.run_id, markdown=report_md, junit=junit, json_path=json_path)
+        report.write_reports(
+            store, result.run_id, markdown=report_md, junit=junit, json_path=json_path
+        )
         written = [p for p in (report_md, junit, json_path) if p]
         if quiet:
             click.echo(f"run {result.run_id} {result.status.upper()}")
         else:
-            view.info(f"results in {db_path}" + (f"; reports: {', '.join(written)}" if written else ""))
+            view.info(
+                f"results in {db_path}" + (f"; reports: {', '.join(written)}" if written else "")
+            )
     if result.status == "cancelled":
         sys.exit(EXIT_CANCELLED)
     sys.exit(EXIT_OK if result.status == "passed" else EXIT_FAILED)
 
 
 @main.command("report")
-@click.option("--db", type=click.Path(dir_okay=False), default=None, help="DuckDB file (default: .dtf/dtf.duckdb).")
-@click.option("--run", "run_id", default=None, help="Run id (default: the latest run). `dtf-core runs` lists them.")
-@click.option("--format", "fmt", type=click.Choice(["md", "json", "junit"]), default="md", show_default=True)
-@click.option("--output", "-o", type=click.Path(dir_okay=False), default=None, help="Write here instead of stdout.")
+@click.option(
+    "--db",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="DuckDB file (default: .dtf/dtf.duckdb).",
+)
+@click.option(
+    "--run",
+    "run_id",
+    default=None,
+    help="Run id (default: the latest run). `dtf-core runs` lists them.",
+)
+@click.option(
+    "--format", "fmt", type=click.Choice(["md", "json", "junit"]), default="md", show_default=True
+)
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Write here instead of stdout.",
+)
 @handle_errors
 def report_cmd(db: str | None, run_id: str | None, fmt: str, output: str | None) -> None:
     """Rebuild a run's report from the database."""
@@ -169,7 +250,11 @@ def report_cmd(db: str | None, run_id: str | None, fmt: str, output: str | None)
         if run_id is None:
             raise RunNotFoundError(f"no runs in {db_path} yet; start one with `dtf-core run SUITE`")
         summary = report.build_summary(store, run_id)
-    render = {"md": report.render_markdown, "json": report.render_json, "junit": report.render_junit}[fmt]
+    render = {
+        "md": report.render_markdown,
+        "json": report.render_json,
+        "junit": report.render_junit,
+    }[fmt]
     text = render(summary)
     if output:
         with open(output, "w", encoding="utf-8") as fh:
@@ -179,7 +264,12 @@ def report_cmd(db: str | None, run_id: str | None, fmt: str, output: str | None)
 
 
 @main.command("runs")
-@click.option("--db", type=click.Path(dir_okay=False), default=None, help="DuckDB file (default: .dtf/dtf.duckdb).")
+@click.option(
+    "--db",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="DuckDB file (default: .dtf/dtf.duckdb).",
+)
 @click.option("--limit", type=int, default=20, show_default=True)
 @handle_errors
 def runs_cmd(db: str | None, limit: int) -> None:

@@ -100,7 +100,8 @@ class Coordinator:
         self._seq = itertools.count()
         self._workers: dict[str, dict[str, Any]] = {}
         self._workers_checked = 0.0
-        self._known_workers: set[str] = set()
+        self._known_workers: set[str] = set()  # addresses already in the workers table
+        self._hardware_known: set[str] = set()  # worker names whose hardware is stored
         self._cancelled = False
         self._finished = 0
         self.run_id = ""
@@ -118,7 +119,9 @@ class Coordinator:
         """Ask the loop to stop: in-flight work is cancelled, the rest recorded as cancelled."""
         self._cancelled = True
 
-    def run(self, suite: Suite, run_id: str | None = None, metadata: dict | None = None) -> RunResult:
+    def run(
+        self, suite: Suite, run_id: str | None = None, metadata: dict | None = None
+    ) -> RunResult:
         run_id = run_id or new_run_id()
         started = time.time()
         self.run_id = run_id
@@ -128,9 +131,7 @@ class Coordinator:
         self._finished = 0
         self._register_plugins()
         self._refresh_workers(force=True)
-        self._emit(
-            RunStarted(run_id, suite.name, len(suite.tasks), list(self._workers.values()))
-        )
+        self._emit(RunStarted(run_id, suite.name, len(suite.tasks), list(self._workers.values())))
         try:
             self._submit_initial(list(self.states.values()))
             self._loop()
@@ -190,6 +191,24 @@ class Coordinator:
                 ],
             )
 
+    def _record_hardware(self, worker_name: str, info: dict[str, Any]) -> None:
+        """Workers report their hardware with their first result: store it once."""
+        self._hardware_known.add(worker_name)
+        for address, w in self._workers.items():
+            if w["name"] == worker_name:
+                self.store.record_workers(
+                    self.run_id,
+                    [
+                        {
+                            "address": address,
+                            "name": w["name"],
+                            "host": w["host"],
+                            "resources": w["resources"],
+                            "hardware": info,
+                        }
+                    ],
+                )
+
     def _capable(self, requires: dict[str, float]) -> list[dict[str, Any]]:
         return [
             w
@@ -225,7 +244,9 @@ class Coordinator:
             st.attempt += 1
             st.waiting_since = None
             st.inflight = True
-            payloads.append(TaskPayload(self.run_id, st.spec, st.attempt, key="", only_nodeids=only_nodeids))
+            payloads.append(
+                TaskPayload(self.run_id, st.spec, st.attempt, key="", only_nodeids=only_nodeids)
+            )
         first = states[0]
         if len(states) == 1:
             key = f"dtf-{self.run_id}-{first.spec.task_id}-a{first.attempt}"
@@ -271,7 +292,7 @@ class Coordinator:
         return self._finished >= len(self.states)
 
     def _on_done(self, fut: Future) -> None:
-        entry = self._inflight.pop(fut.key, None)
+        entry = self._inflight.pop(str(fut.key), None)
         if entry is None:
             return  # delivered twice (at-least-once): the first one counted
         _, payloads = entry
@@ -318,8 +339,8 @@ class Coordinator:
             return  # a stale duplicate of an attempt already decided
         st.inflight = False
         self.store.add_attempt(res)
-        if res.worker_info and res.worker not in self._known_workers:
-            self._known_workers.add(res.worker)
+        if res.worker_info and res.worker not in self._hardware_known:
+            self._record_hardware(res.worker, res.worker_info)
         st.wall_s += res.wall_s
         if res.outcome in ("passed", "skipped"):
             self._finalize(st, res.outcome, res, flaky=st.failed_before and res.outcome == "passed")
@@ -338,7 +359,13 @@ class Coordinator:
             delay = self.policy.delay(st.attempt)
             self._emit(
                 AttemptFailed(
-                    self.run_id, st.spec.task_id, res.attempt, category, res.message, res.worker, delay
+                    self.run_id,
+                    st.spec.task_id,
+                    res.attempt,
+                    category,
+                    res.message,
+                    res.worker,
+                    delay,
                 )
             )
             st.retry_nodeids = self._rerun_nodeids(st, res) if genuine else None
@@ -347,7 +374,9 @@ class Coordinator:
             )
             return
         self._emit(
-            AttemptFailed(self.run_id, st.spec.task_id, res.attempt, category, res.message, res.worker)
+            AttemptFailed(
+                self.run_id, st.spec.task_id, res.attempt, category, res.message, res.worker
+            )
         )
         status = _OUTCOME_TO_STATUS.get(res.outcome, "failed")
         if category == Category.CANCELLED.value:
@@ -378,7 +407,11 @@ class Coordinator:
 
     def _submit_waiting(self) -> None:
         for st in self.states.values():
-            if st.waiting_since is not None and st.final is None and self._capable(st.spec.requires):
+            if (
+                st.waiting_since is not None
+                and st.final is None
+                and self._capable(st.spec.requires)
+            ):
                 self._submit([st], only_nodeids=st.retry_nodeids)
 
     def _expire_waiting(self) -> None:
@@ -390,10 +423,14 @@ class Coordinator:
                 continue
             st.attempt += 1
             need = ", ".join(f"{k}={v:g}" for k, v in sorted(st.spec.requires.items()))
-            have = "; ".join(
-                f"{w['name']}: " + (", ".join(f"{k}={v:g}" for k, v in sorted(w["resources"].items())) or "none")
-                for w in self._workers.values()
-            ) or "no workers"
+            have = (
+                "; ".join(
+                    f"{w['name']}: "
+                    + (", ".join(f"{k}={v:g}" for k, v in sorted(w["resources"].items())) or "none")
+                    for w in self._workers.values()
+                )
+                or "no workers"
+            )
             res = AttemptResult(
                 run_id=self.run_id,
                 task_id=st.spec.task_id,
@@ -407,12 +444,19 @@ class Coordinator:
             st.waiting_since = None
             self.store.add_attempt(res)
             self._emit(
-                AttemptFailed(self.run_id, st.spec.task_id, st.attempt, res.category or "", res.message, "")
+                AttemptFailed(
+                    self.run_id, st.spec.task_id, st.attempt, res.category or "", res.message, ""
+                )
             )
             self._finalize(st, "unschedulable", res, category=res.category)
 
     def _finalize(
-        self, st: _TaskState, status: str, res: AttemptResult, *, flaky: bool = False,
+        self,
+        st: _TaskState,
+        status: str,
+        res: AttemptResult,
+        *,
+        flaky: bool = False,
         category: str | None = None,
     ) -> None:
         st.final = TaskFinal(
@@ -430,8 +474,16 @@ class Coordinator:
         done = self._finished
         self._emit(
             TaskFinished(
-                self.run_id, st.spec.task_id, status, st.final.category, res.message,
-                st.wall_s, res.worker, flaky, done, len(self.states),
+                self.run_id,
+                st.spec.task_id,
+                status,
+                st.final.category,
+                res.message,
+                st.wall_s,
+                res.worker,
+                flaky,
+                done,
+                len(self.states),
             )
         )
 
@@ -447,9 +499,14 @@ class Coordinator:
                 if not st.inflight:
                     st.attempt += 1
                 res = AttemptResult(
-                    run_id=self.run_id, task_id=st.spec.task_id, attempt=st.attempt,
-                    outcome="cancelled", category=Category.CANCELLED.value,
-                    message="the run was cancelled", started_at=now, finished_at=now,
+                    run_id=self.run_id,
+                    task_id=st.spec.task_id,
+                    attempt=st.attempt,
+                    outcome="cancelled",
+                    category=Category.CANCELLED.value,
+                    message="the run was cancelled",
+                    started_at=now,
+                    finished_at=now,
                 )
                 self.store.add_attempt(res)
                 self._finalize(st, "cancelled", res, category=Category.CANCELLED.value)

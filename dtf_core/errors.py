@@ -67,7 +67,7 @@ class RunNotFoundError(BadInputError):
     pass
 
 
-class Category(str, enum.Enum):
+class Category(enum.StrEnum):
     """Why an attempt did not pass."""
 
     TEST_FAILURE = "test-failure"  # the code under test said no

@@ -14,13 +14,13 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 
-class TaskKind(str, enum.Enum):
+class TaskKind(enum.StrEnum):
     PYTEST = "pytest"
     BENCHMARK = "benchmark"
     COMMAND = "command"
 
 
-class Outcome(str, enum.Enum):
+class Outcome(enum.StrEnum):
     """How one attempt (or, for the final row, one task) ended.
 
     ``passed``, ``failed``, ``skipped``, ``timed_out``, ``unschedulable`` and

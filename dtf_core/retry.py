@@ -19,9 +19,7 @@ class RetryPolicy:
     backoff_base: float = 0.2
     backoff_max: float = 30.0
     jitter: float = 0.5  # fraction of the delay, +-
-    transient: frozenset[str] = frozenset(
-        {"worker-lost", "infrastructure", "resource", "security"}
-    )
+    transient: frozenset[str] = frozenset({"worker-lost", "infrastructure", "resource", "security"})
 
     @classmethod
     def from_config(cls) -> RetryPolicy:

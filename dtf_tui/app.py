@@ -49,7 +49,9 @@ class DtfApp(App[None]):
     def on_mount(self) -> None:
         self.sub_title = self.db
         self.query_one("#runs", DataTable).add_columns("run", "suite", "status")
-        self.query_one("#tasks", DataTable).add_columns("task", "kind", "status", "category", "wall s")
+        self.query_one("#tasks", DataTable).add_columns(
+            "task", "kind", "status", "category", "wall s"
+        )
         self.action_reload()
 
     def action_reload(self) -> None:
@@ -76,14 +78,23 @@ class DtfApp(App[None]):
         ttable.clear()
         for t in tasks:
             ttable.add_row(
-                t["task_id"], t["kind"], t["status"], t.get("category") or "", f"{t.get('wall_s') or 0:.2f}"
+                t["task_id"],
+                t["kind"],
+                t["status"],
+                t.get("category") or "",
+                f"{t.get('wall_s') or 0:.2f}",
             )
         if not runs:
             self.query_one("#message", Static).update(f"no runs in {self.db} yet")
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--db", type=click.Path(dir_okay=False), default=None, help="DuckDB file to browse (default: .dtf/dtf.duckdb).")
+@click.option(
+    "--db",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="DuckDB file to browse (default: .dtf/dtf.duckdb).",
+)
 def main(db: str | None) -> None:
     """Browse dtf's run history in the terminal."""
     DtfApp(db or str(dtf_config.get("db"))).run()

@@ -15,8 +15,14 @@ from dtf_core.retry import RetryPolicy
 
 def _spec(retries: int = 2, rerun_failures: int = 0) -> TaskSpec:
     return TaskSpec(
-        task_id="t", name="t", kind=TaskKind.COMMAND, root="/", timeout=1.0,
-        retries=retries, rerun_failures=rerun_failures, command=["true"],
+        task_id="t",
+        name="t",
+        kind=TaskKind.COMMAND,
+        root="/",
+        timeout=1.0,
+        retries=retries,
+        rerun_failures=rerun_failures,
+        command=["true"],
     )
 
 
@@ -82,7 +88,10 @@ class FutureCancelledError(Exception):
     [
         (KilledWorker("('key', <WorkerState 'tcp://127.0.0.1:1'>)"), Category.WORKER_LOST),
         (NoValidWorkerError("no worker"), Category.UNSCHEDULABLE),
-        (FutureCancelledError("key cancelled for reason: scheduler-connection-lost"), Category.INFRASTRUCTURE),
+        (
+            FutureCancelledError("key cancelled for reason: scheduler-connection-lost"),
+            Category.INFRASTRUCTURE,
+        ),
         (FutureCancelledError("key cancelled for reason: unknown"), Category.CANCELLED),
         (MemoryError(), Category.RESOURCE),
         (OSError(24, "Too many open files"), Category.RESOURCE),
@@ -99,8 +108,14 @@ def test_classify_real_dask_exceptions() -> None:
     from distributed.client import FutureCancelledError as RealCancelled
     from distributed.scheduler import KilledWorker as RealKilled
 
-    assert classify_exception(RealKilled("k", SimpleNamespace(address="tcp://127.0.0.1:1"), 0))[0] is Category.WORKER_LOST
-    assert classify_exception(RealCancelled("k", "scheduler-connection-lost"))[0] is Category.INFRASTRUCTURE
+    assert (
+        classify_exception(RealKilled("k", SimpleNamespace(address="tcp://127.0.0.1:1"), 0))[0]
+        is Category.WORKER_LOST
+    )
+    assert (
+        classify_exception(RealCancelled("k", "scheduler-connection-lost"))[0]
+        is Category.INFRASTRUCTURE
+    )
 
 
 @pytest.mark.parametrize(

@@ -10,8 +10,9 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
-from dtf_core import cluster, spec
+from dtf_core import cli, cluster, spec
 from dtf_core.coordinator import Coordinator
 from dtf_core.store import Store
 
@@ -31,9 +32,16 @@ def dtf(*args: str, cwd: Path | None = None, timeout: float = 180) -> subprocess
 def test_quickstart_end_to_end(tmp_path: Path) -> None:
     db = tmp_path / "q.duckdb"
     out = dtf(
-        "run", str(QUICKSTART), "--db", str(db),
-        "--json", str(tmp_path / "s.json"), "--junit", str(tmp_path / "j.xml"),
-        "--report", str(tmp_path / "r.md"),
+        "run",
+        str(QUICKSTART),
+        "--db",
+        str(db),
+        "--json",
+        str(tmp_path / "s.json"),
+        "--junit",
+        str(tmp_path / "j.xml"),
+        "--report",
+        str(tmp_path / "r.md"),
     )
     assert out.returncode == 0, out.stdout + out.stderr
     assert "GPU=1 (tagged, not detected)" in out.stderr
@@ -64,22 +72,35 @@ def test_quickstart_end_to_end(tmp_path: Path) -> None:
     assert "quickstart" in (tmp_path / "r.md").read_text()
 
 
-@pytest.mark.parametrize(
-    "bad", sorted((ROOT / "tests" / "data" / "bad").glob("*.toml")), ids=lambda p: p.stem
-)
+BAD = sorted((ROOT / "tests" / "data" / "bad").glob("*.toml"))
+
+
+@pytest.mark.parametrize("bad", BAD, ids=lambda p: p.stem)
 def test_bad_suite_is_one_line_exit_2_nothing_written(bad: Path, tmp_path: Path) -> None:
+    # In-process through click's runner: the same command code, without paying
+    # an interpreter start per file. The subprocess case is checked once below.
     db = tmp_path / "never.duckdb"
-    out = dtf("run", str(bad), "--db", str(db), timeout=60)
-    assert out.returncode == 2, out.stdout + out.stderr
-    lines = out.stderr.strip().splitlines()
-    assert len(lines) == 1, out.stderr
+    result = CliRunner().invoke(cli.main, ["run", str(bad), "--db", str(db)])
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
     assert bad.name in lines[0]
-    assert "Traceback" not in out.stderr
+    assert "Traceback" not in result.output
+    assert not db.exists()
+
+
+def test_bad_suite_in_a_real_process(tmp_path: Path) -> None:
+    db = tmp_path / "never.duckdb"
+    out = dtf("run", str(BAD[0]), "--db", str(db), timeout=60)
+    assert out.returncode == 2
+    assert len(out.stderr.strip().splitlines()) == 1 and "Traceback" not in out.stderr
     assert not db.exists()
 
 
 def test_bad_options_exit_2(tmp_path: Path) -> None:
-    out = dtf("run", str(QUICKSTART), "--db", str(tmp_path / "x.duckdb"), "-r", "GPU=-1", timeout=60)
+    out = dtf(
+        "run", str(QUICKSTART), "--db", str(tmp_path / "x.duckdb"), "-r", "GPU=-1", timeout=60
+    )
     assert out.returncode == 2
     assert "GPU" in out.stderr and "Traceback" not in out.stderr
     assert not (tmp_path / "x.duckdb").exists()

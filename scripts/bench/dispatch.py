@@ -73,25 +73,36 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     args = ap.parse_args()
     plans = cluster.plan_workers(2, 1, [])
-    raw_times, dtf_times = [], []
-    with tempfile.TemporaryDirectory() as tmp, Store(os.path.join(tmp, "bench.duckdb")) as store:
-        with cluster.open_cluster(None, plans=plans) as handle:
-            client = handle.client
-            run_raw(client, 200)  # warm both paths: imports, connections
-            run_dtf(client, store, 200)
-            for r in range(args.rounds):
-                raw_times.append(run_raw(client, args.tasks))
-                t, samples, status = run_dtf(client, store, args.tasks)
-                dtf_times.append(t)
-                if samples != args.tasks or status != "passed":
-                    sys.exit(f"round {r}: dtf stored {samples} samples (status {status}), expected {args.tasks}")
+    raw_times: list[float] = []
+    dtf_times: list[float] = []
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        Store(os.path.join(tmp, "bench.duckdb")) as store,
+        cluster.open_cluster(None, plans=plans) as handle,
+    ):
+        client = handle.client
+        run_raw(client, 200)  # warm both paths: imports, connections
+        run_dtf(client, store, 200)
+        for r in range(args.rounds):
+            raw_times.append(run_raw(client, args.tasks))
+            t, samples, status = run_dtf(client, store, args.tasks)
+            dtf_times.append(t)
+            if samples != args.tasks or status != "passed":
+                sys.exit(f"round {r}: {samples} samples stored (status {status}), not {args.tasks}")
     raw, dtf = statistics.median(raw_times), statistics.median(dtf_times)
-    print(f"dispatch: {args.tasks} tiny tasks, 2 worker processes x 1 thread, median of {args.rounds}")
+    print(
+        f"dispatch: {args.tasks} tiny tasks, 2 worker processes x 1 thread, median of {args.rounds}"
+    )
     print(f"| {'path':<32} | {'wall s':>8} | {'tasks/s':>9} | {'ratio':>6} |")
     print(f"|{'-' * 34}|{'-' * 10}|{'-' * 11}|{'-' * 8}|")
-    print(f"| {'raw client.map + gather':<32} | {raw:8.3f} | {args.tasks / raw:9.0f} | {1.0:6.2f} |")
-    print(f"| {'dtf run (all samples in DuckDB)':<32} | {dtf:8.3f} | {args.tasks / dtf:9.0f} | {dtf / raw:6.2f} |")
-    print(f"raw rounds: {', '.join(f'{t:.3f}' for t in raw_times)}; dtf rounds: {', '.join(f'{t:.3f}' for t in dtf_times)}")
+    rows = [
+        ("raw client.map + gather", raw, 1.0),
+        ("dtf run (all samples in DuckDB)", dtf, dtf / raw),
+    ]
+    for name, wall, ratio in rows:
+        print(f"| {name:<32} | {wall:8.3f} | {args.tasks / wall:9.0f} | {ratio:6.2f} |")
+    print("raw rounds:", ", ".join(f"{t:.3f}" for t in raw_times))
+    print("dtf rounds:", ", ".join(f"{t:.3f}" for t in dtf_times))
 
 
 if __name__ == "__main__":
