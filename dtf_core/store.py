@@ -486,6 +486,21 @@ class Store:
             rows = self._con.execute(sql + " GROUP BY name", args).fetchall()
         return {str(n): float(v) for n, v in rows}
 
+    def test_durations(self, recent_runs: int = 10) -> dict[str, float]:
+        """Median duration per pytest node id over its last ``recent_runs`` runs
+        (for packing tests into chunks by history)."""
+        sql = """
+            WITH r AS (
+                SELECT nodeid, duration_s,
+                       dense_rank() OVER (PARTITION BY nodeid ORDER BY run_id DESC) AS k
+                FROM test_results WHERE outcome IN ('passed', 'failed', 'xfailed', 'xpassed')
+            )
+            SELECT nodeid, median(duration_s) FROM r WHERE k <= ? GROUP BY nodeid
+        """
+        with self._lock:
+            rows = self._con.execute(sql, [recent_runs]).fetchall()
+        return {str(n): float(v) for n, v in rows}
+
     # ---- helpers -------------------------------------------------------------
 
     def _exec(self, sql: str, args: Sequence[Any] = ()) -> None:
