@@ -34,10 +34,20 @@ from distributed import Client, Future
 from . import cluster as cluster_mod
 from . import config, runner
 from .errors import Category, ClusterError, classify_exception
-from .events import AttemptFailed, Event, Listener, RunFinished, RunStarted, TaskFinished
+from .events import (
+    AttemptFailed,
+    Event,
+    Listener,
+    RunFinished,
+    RunStarted,
+    TaskFinished,
+    TestsProgress,
+)
 from .model import AttemptResult, Suite, TaskFinal, TaskKind, TaskPayload, TaskSpec
 from .retry import RetryPolicy
 from .store import Store
+
+_BAD_TESTS = frozenset({"failed", "error"})
 
 _OUTCOME_TO_STATUS = {
     "passed": "passed",
@@ -65,6 +75,7 @@ class _TaskState:
     wall_s: float = 0.0
     inflight: bool = False
     retry_nodeids: list[str] | None = None  # pytest reruns: only what failed
+    tests: dict[str, tuple[int, str]] = field(default_factory=dict)  # nodeid -> (attempt, outcome)
 
 
 @dataclass
@@ -85,6 +96,7 @@ class Coordinator:
         policy: RetryPolicy | None = None,
         unschedulable_timeout: float | None = None,
         listeners: list[Listener] | None = None,
+        estimates: dict[str, float] | None = None,
     ) -> None:
         self.client = client
         self.store = store
@@ -94,6 +106,9 @@ class Coordinator:
             unschedulable_timeout = 0.0 if embedded else config.seconds("unschedulable-timeout")
         self.unschedulable_timeout = unschedulable_timeout
         self.listeners = list(listeners or [])
+        # Expected seconds per task id (from history): only for the ETA.
+        self.estimates = dict(estimates or {})
+        self._progress: queue.Queue[dict[str, Any]] = queue.Queue()
         self._done: queue.Queue[Future] = queue.Queue()
         self._inflight: dict[str, tuple[Future, list[TaskPayload]]] = {}
         self._retry_heap: list[tuple[float, int, str]] = []
@@ -131,6 +146,8 @@ class Coordinator:
         self._finished = 0
         self._register_plugins()
         self._refresh_workers(force=True)
+        # Running pytest tasks publish per-test counts as Dask events.
+        self.client.subscribe_topic("dtf-tests", self._on_tests_event)
         self._emit(RunStarted(run_id, suite.name, len(suite.tasks), list(self._workers.values())))
         try:
             self._submit_initial(list(self.states.values()))
@@ -141,6 +158,8 @@ class Coordinator:
             if self._cancelled:
                 self._cancel_everything()
             self.store.flush()
+            with contextlib.suppress(Exception):
+                self.client.unsubscribe_topic("dtf-tests")
         finals = [s.final for s in self.states.values() if s.final is not None]
         counts: dict[str, int] = defaultdict(int)
         for f in finals:
@@ -280,6 +299,7 @@ class Coordinator:
                     fut = self._done.get_nowait()
                 except queue.Empty:
                     fut = None
+            self._drain_progress()
             self._submit_due_retries()
             if any(s.waiting_since is not None for s in self.states.values()):
                 self._refresh_workers()
@@ -287,6 +307,36 @@ class Coordinator:
                 self._expire_waiting()
             if self.store.should_flush():
                 self.store.flush()
+
+    def _on_tests_event(self, event: tuple[float, Any]) -> None:
+        # Runs on the client's event loop: hand over, decide nothing here.
+        msg = event[1]
+        if isinstance(msg, dict) and msg.get("run_id") == self.run_id:
+            self._progress.put(msg)
+
+    def _drain_progress(self) -> None:
+        while True:
+            try:
+                msg = self._progress.get_nowait()
+            except queue.Empty:
+                return
+            self._emit(TestsProgress(self.run_id, str(msg["task_id"]), dict(msg["counts"])))
+
+    def _eta(self) -> float | None:
+        """Seconds left by the estimates, scaled by how the finished ones went."""
+        if not self.estimates:
+            return None
+        done_est = done_real = left = 0.0
+        for task_id, st in self.states.items():
+            est = self.estimates.get(task_id, 0.0)
+            if st.final is None:
+                left += est
+            else:
+                done_est += est
+                done_real += st.wall_s
+        scale = done_real / done_est if done_est > 0 and done_real > 0 else 1.0
+        slots = sum(int(w.get("nthreads", 1)) for w in self._workers.values()) or 1
+        return left * scale / slots
 
     def _all_final(self) -> bool:
         return self._finished >= len(self.states)
@@ -342,12 +392,32 @@ class Coordinator:
         if res.worker_info and res.worker not in self._hardware_known:
             self._record_hardware(res.worker, res.worker_info)
         st.wall_s += res.wall_s
-        if res.outcome in ("passed", "skipped"):
-            self._finalize(st, res.outcome, res, flaky=st.failed_before and res.outcome == "passed")
+        for t in res.tests:
+            # Later attempts (reruns, continuations) overlay earlier ones per test;
+            # within one attempt a test may report twice (failed + teardown error).
+            if t.outcome in _BAD_TESTS or st.tests.get(t.nodeid, (0, ""))[0] != res.attempt:
+                st.tests[t.nodeid] = (res.attempt, t.outcome)
+        if res.remaining and st.spec.kind is TaskKind.PYTEST:
+            # pytest died mid-chunk (a crash or a per-test timeout): the test that
+            # was running is recorded; the ones that never started run now, in a
+            # fresh process. Not a retry: nothing is run twice.
+            self._submit([st], only_nodeids=res.remaining)
             return
-        category = res.category or Category.INFRASTRUCTURE.value
-        if res.outcome == "unschedulable" or category == Category.UNSCHEDULABLE.value:
-            self._finalize(st, "unschedulable", res)
+        outcome, category, message = res.outcome, res.category, res.message
+        if st.tests and outcome in ("passed", "skipped", "failed"):
+            bad = sorted(n for n, (_, o) in st.tests.items() if o in _BAD_TESTS)
+            if bad:
+                outcome, category = "failed", category or Category.TEST_FAILURE.value
+                message = f"{len(bad)} test(s) failed, first: {bad[0]}"
+            elif outcome == "failed" and category == Category.TEST_FAILURE.value:
+                outcome, category = "passed", None  # every failure was rerun and passed
+        if outcome in ("passed", "skipped"):
+            flaky = st.failed_before and outcome == "passed"
+            self._finalize(st, outcome, res, flaky=flaky, message=message)
+            return
+        category = category or Category.INFRASTRUCTURE.value
+        if outcome == "unschedulable" or category == Category.UNSCHEDULABLE.value:
+            self._finalize(st, "unschedulable", res, category=category)
             return
         genuine = category in (Category.TEST_FAILURE.value, Category.TIMEOUT.value)
         if self.policy.should_retry(st.spec, category, st.transient_used, st.reruns_used):
@@ -359,36 +429,28 @@ class Coordinator:
             delay = self.policy.delay(st.attempt)
             self._emit(
                 AttemptFailed(
-                    self.run_id,
-                    st.spec.task_id,
-                    res.attempt,
-                    category,
-                    res.message,
-                    res.worker,
-                    delay,
+                    self.run_id, st.spec.task_id, res.attempt, category, message, res.worker, delay
                 )
             )
-            st.retry_nodeids = self._rerun_nodeids(st, res) if genuine else None
+            st.retry_nodeids = self._rerun_nodeids(st) if genuine else None
             heapq.heappush(
                 self._retry_heap, (time.monotonic() + delay, next(self._seq), st.spec.task_id)
             )
             return
         self._emit(
-            AttemptFailed(
-                self.run_id, st.spec.task_id, res.attempt, category, res.message, res.worker
-            )
+            AttemptFailed(self.run_id, st.spec.task_id, res.attempt, category, message, res.worker)
         )
-        status = _OUTCOME_TO_STATUS.get(res.outcome, "failed")
+        status = _OUTCOME_TO_STATUS.get(outcome, "failed")
         if category == Category.CANCELLED.value:
             status = "cancelled"
-        self._finalize(st, status, res, category=category)
+        self._finalize(st, status, res, category=category, message=message)
 
     @staticmethod
-    def _rerun_nodeids(st: _TaskState, res: AttemptResult) -> list[str] | None:
-        """Rerun only a pytest task's failures; None reruns it whole."""
-        if st.spec.kind is not TaskKind.PYTEST or not res.tests:
+    def _rerun_nodeids(st: _TaskState) -> list[str] | None:
+        """Rerun only a pytest task's failing tests; None reruns it whole."""
+        if st.spec.kind is not TaskKind.PYTEST:
             return None
-        bad = sorted({t.nodeid for t in res.tests if t.outcome in ("failed", "error")})
+        bad = sorted(n for n, (_, o) in st.tests.items() if o in _BAD_TESTS)
         return bad or None
 
     def _submit_due_retries(self) -> None:
@@ -458,12 +520,13 @@ class Coordinator:
         *,
         flaky: bool = False,
         category: str | None = None,
+        message: str | None = None,
     ) -> None:
         st.final = TaskFinal(
             task_id=st.spec.task_id,
             status=status,
             category=category if status not in ("passed", "skipped") else None,
-            message=res.message,
+            message=res.message if message is None else message,
             attempts=st.attempt,
             flaky=flaky,
             wall_s=st.wall_s,
@@ -478,12 +541,13 @@ class Coordinator:
                 st.spec.task_id,
                 status,
                 st.final.category,
-                res.message,
+                st.final.message,
                 st.wall_s,
                 res.worker,
                 flaky,
                 done,
                 len(self.states),
+                self._eta(),
             )
         )
 

@@ -44,6 +44,16 @@ class TaskFinished:
     flaky: bool
     done: int  # tasks finished so far in this run
     total: int
+    eta_s: float | None = None  # from duration estimates (history), when known
+
+
+@dataclass(frozen=True)
+class TestsProgress:
+    """Per-test outcomes streamed from a running pytest task (counts since the last one)."""
+
+    run_id: str
+    task_id: str
+    counts: dict[str, int]
 
 
 @dataclass(frozen=True)
@@ -54,5 +64,5 @@ class RunFinished:
     duration_s: float
 
 
-Event = RunStarted | AttemptFailed | TaskFinished | RunFinished
+Event = RunStarted | AttemptFailed | TaskFinished | TestsProgress | RunFinished
 Listener = Callable[[Event], None]

@@ -66,6 +66,8 @@ class TaskSpec:
     function: str | None = None  # benchmark: "module:callable"
     command: list[str] | None = None  # command: argv
     pytest_args: list[str] = field(default_factory=list)
+    nodeids: list[str] = field(default_factory=list)  # pytest: run exactly these (a chunk)
+    test_timeout: float | None = None  # pytest: per-test timeout, seconds
     repeat: int = 10
     warmup: int = 1
     unit: str = "s"  # benchmark sample unit; "s" means seconds measured by dtf
@@ -141,6 +143,9 @@ class AttemptResult:
     samples: list[float] = field(default_factory=list)  # benchmark, warmup excluded
     unit: str = "s"
     worker_info: dict[str, Any] = field(default_factory=dict)  # hardware facts
+    # pytest chunks: node ids that never started because the process died
+    # (a crash or a per-test timeout); the coordinator runs them in a new attempt.
+    remaining: list[str] = field(default_factory=list)
 
 
 @dataclass

@@ -4,6 +4,7 @@ lines otherwise (CI logs must stay readable and grep-able)."""
 from __future__ import annotations
 
 import sys
+import time
 from typing import IO
 
 from rich.console import Console
@@ -17,7 +18,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from .events import AttemptFailed, Event, RunFinished, RunStarted, TaskFinished
+from .events import AttemptFailed, Event, RunFinished, RunStarted, TaskFinished, TestsProgress
 
 _STYLE = {
     "passed": "green",
@@ -39,6 +40,8 @@ class ProgressView:
         self.progress: Progress | None = None
         self.bar: TaskID | None = None
         self.failed = 0
+        self.tests: dict[str, int] = {}
+        self._last_plain = 0.0
 
     def __enter__(self) -> ProgressView:
         return self
@@ -50,6 +53,11 @@ class ProgressView:
     def info(self, text: str) -> None:
         self.console.print(text, markup=False)
 
+    def tests_text(self) -> str:
+        order = ("passed", "failed", "error", "skipped", "xfailed", "xpassed")
+        parts = [f"{self.tests[k]} {k}" for k in order if self.tests.get(k)]
+        return ", ".join(parts)
+
     def __call__(self, event: Event) -> None:
         if isinstance(event, RunStarted):
             self.info(f"run {event.run_id}: suite '{event.suite}', {event.total} task(s)")
@@ -59,13 +67,23 @@ class ProgressView:
                     BarColumn(),
                     MofNCompleteColumn(),
                     TextColumn("{task.fields[failed]} failed"),
+                    TextColumn("{task.fields[tests]}"),
                     TimeElapsedColumn(),
                     TimeRemainingColumn(),
                     console=self.console,
                     transient=False,
                 )
                 self.progress.start()
-                self.bar = self.progress.add_task("tasks", total=event.total, failed=0)
+                self.bar = self.progress.add_task("tasks", total=event.total, failed=0, tests="")
+        elif isinstance(event, TestsProgress):
+            for k, v in event.counts.items():
+                self.tests[k] = self.tests.get(k, 0) + v
+            if self.progress is not None and self.bar is not None:
+                self.progress.update(self.bar, tests=self.tests_text())
+            elif time.monotonic() - self._last_plain > 5.0:
+                # Plain logs get a heartbeat, not a line per test.
+                self._last_plain = time.monotonic()
+                self.info(f"tests so far: {self.tests_text()}")
         elif isinstance(event, TaskFinished):
             if event.status not in ("passed", "skipped"):
                 self.failed += 1
@@ -75,6 +93,8 @@ class ProgressView:
                 line += f" on {event.worker})" if event.worker else ")"
             if event.flaky:
                 line += " flaky"
+            if event.eta_s is not None and event.done < event.total:
+                line += f" [ETA {event.eta_s:.0f}s]"
             if event.status not in ("passed", "skipped") and event.message:
                 line += f": {event.message.splitlines()[0][:200]}"
             if self.progress is not None and self.bar is not None:

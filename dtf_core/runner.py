@@ -41,7 +41,7 @@ from typing import Any
 import psutil
 from distributed import WorkerPlugin
 
-from dtf_core import config, hardware, junitxml, model, procgroup
+from dtf_core import config, hardware, junitxml, model, procgroup, pyteststream
 from dtf_core.errors import Category, classify_exit
 
 _callables: dict[tuple[str, str], Callable[..., Any]] = {}
@@ -263,21 +263,33 @@ def _run_process(payload: model.TaskPayload, kind: model.TaskKind) -> model.Atte
         DTF_WORKER=res.worker,
     )
     tmp = tempfile.mkdtemp(prefix="dtf-task-")
+    tail: pyteststream.Tail | None = None
     try:
         if kind is model.TaskKind.PYTEST:
             junit = Path(tmp) / "junit.xml"
-            targets = payload.only_nodeids or [spec.path or "."]
+            stream = Path(tmp) / "stream.jsonl"
+            nodeids = payload.only_nodeids or spec.nodeids
+            targets = nodeids or [spec.path or "."]
             argv = [
-                sys.executable, "-m", "pytest", *targets, *spec.pytest_args,
-                "-p", "no:cacheprovider", "-p", "dtf_core.pytest_plugin",
+                sys.executable, "-m", "pytest", *_pytest_targets(targets, Path(tmp)),
+                *spec.pytest_args, "-p", "no:cacheprovider", "-p", "dtf_core.pytest_plugin",
                 f"--junitxml={junit}", "-q", "-o", "junit_family=xunit1",
+                f"--dtf-stream={stream}",
             ]  # fmt: skip
+            if spec.test_timeout:
+                argv.append(f"--dtf-test-timeout={spec.test_timeout}")
             _ensure_importable(env)
+            tail = pyteststream.Tail(stream, _progress_publisher(payload))
+            tail.start()
         else:
             argv = list(spec.command or [])
             if argv and argv[0] == "python":
                 argv[0] = sys.executable
-        run = procgroup.run(argv, cwd, env, spec.timeout, payload.key, Path(tmp))
+        try:
+            run = procgroup.run(argv, cwd, env, spec.timeout, payload.key, Path(tmp))
+        finally:
+            if tail is not None:
+                tail.stop()
         res.started_at, res.finished_at = run.started_at, run.finished_at
         res.wall_s, res.cpu_s, res.peak_rss_bytes = run.wall_s, run.cpu_s, run.peak_rss
         res.exit_code, res.stdout_tail, res.stderr_tail = run.exit_code, run.stdout, run.stderr
@@ -286,6 +298,18 @@ def _run_process(payload: model.TaskPayload, kind: model.TaskKind) -> model.Atte
                 res.tests = junitxml.parse_junit(junit)
             except Exception as exc:  # a truncated file from a killed pytest
                 res.stderr_tail += f"\n[dtf] could not read pytest's JUnit XML: {exc}"
+        if kind is model.TaskKind.PYTEST and not res.tests and stream.exists():
+            # No XML: pytest died (a crash, a per-test or task timeout). The
+            # stream says what finished, what was running and what never ran.
+            state = pyteststream.read(stream)
+            res.tests, res.remaining = pyteststream.salvage(
+                state, list(nodeids), run.exit_code, run.timed_out
+            )
+            crashed = not run.timed_out and run.exit_code is not None and run.exit_code < 0
+            if res.tests and (crashed or state.timed_out):
+                # The test that killed the process is recorded as failed; the
+                # attempt is a test failure, not a lost worker or a task timeout.
+                res.exit_code = 1
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -303,6 +327,33 @@ def _run_process(payload: model.TaskPayload, kind: model.TaskKind) -> model.Atte
             message = f"{message} ({summary})" if message else summary
         _finish(res, category, message)
     return res
+
+
+def _pytest_targets(targets: list[str], tmp: Path) -> list[str]:
+    """Many node ids go through an ``@file`` (pytest >= 8.2) to stay far from
+    the kernel's argv limit."""
+    if len(targets) <= 64:
+        return targets
+    argfile = tmp / "targets.txt"
+    argfile.write_text("\n".join(targets) + "\n", encoding="utf-8")
+    return [f"@{argfile}"]
+
+
+def _progress_publisher(payload: model.TaskPayload) -> Callable[[dict[str, int]], None]:
+    """Send per-test counts to the client as Dask events (topic ``dtf-tests``);
+    a no-op outside a worker."""
+    try:
+        from distributed import get_worker
+
+        worker = get_worker()
+    except (ValueError, ImportError):
+        return lambda counts: None
+
+    def publish(counts: dict[str, int]) -> None:
+        msg = {"run_id": payload.run_id, "task_id": payload.spec.task_id, "counts": counts}
+        worker.log_event("dtf-tests", msg)
+
+    return publish
 
 
 @functools.cache

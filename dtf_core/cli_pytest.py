@@ -1,0 +1,235 @@
+"""``dtf-core test`` (a distributed ``pytest -n``) and ``dtf-core discover``.
+
+Exit codes follow pytest's convention: 0 all passed, 1 failures, 2 usage error
+(or collection errors, as pytest's "Interrupted"), 5 no tests collected.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import sys
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from .cli_common import (
+    EXIT_BAD_INPUT,
+    EXIT_CANCELLED,
+    EXIT_FAILED,
+    EXIT_OK,
+    RunOptions,
+    cluster_options,
+    execute,
+    handle_errors,
+    output_options,
+    plan_cluster,
+)
+from .errors import OptionError
+
+if TYPE_CHECKING:
+    from .cluster import ClusterHandle
+    from .model import Suite
+    from .store import Store
+
+EXIT_NO_TESTS = 5
+
+
+def split_pytest_args(args: tuple[str, ...]) -> tuple[list[str], list[str]]:
+    """PATHs, then pytest's own arguments.
+
+    Click drops the ``--`` separator, so its position is read from ``sys.argv``
+    when the command runs as a program; otherwise everything from the first
+    token that starts with ``-`` on is for pytest.
+    """
+    argv = sys.argv[1:]
+    if "--" in argv:
+        n_after = len(argv) - argv.index("--") - 1
+        if 0 < n_after <= len(args):
+            return list(args[: len(args) - n_after]), list(args[len(args) - n_after :])
+    for i, a in enumerate(args):
+        if a.startswith("-"):
+            return list(args[:i]), list(args[i:])
+    return list(args), []
+
+
+def _collect(paths: list[str], pytest_args: list[str], cwd: str) -> Any:
+    from . import testsplit
+
+    missing = [p for p in paths if not os.path.exists(os.path.join(cwd, p.split("::")[0]))]
+    if missing:
+        raise OptionError(f"file or directory not found: {missing[0]}")
+    collection = testsplit.collect(paths, pytest_args, cwd)
+    return collection
+
+
+@click.command(
+    "test",
+    context_settings={"ignore_unknown_options": True},
+)
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+@cluster_options
+@output_options
+@click.option(
+    "--reruns",
+    type=int,
+    default=0,
+    show_default=True,
+    help="Rerun failing tests up to N times; a test that then passes is recorded as flaky.",
+)
+@click.option(
+    "--timeout",
+    "test_timeout",
+    type=float,
+    default=None,
+    help=(
+        "Per-test timeout in seconds: the test's process group is killed and the "
+        "rest of its chunk goes on in a fresh process."
+    ),
+)
+@click.option(
+    "--chunk-timeout",
+    type=float,
+    default=3600.0,
+    show_default=True,
+    help="Timeout of one chunk (one pytest process), seconds.",
+)
+@handle_errors
+def pytest_cmd(
+    args: tuple[str, ...],
+    reruns: int,
+    test_timeout: float | None,
+    chunk_timeout: float,
+    **kwargs: Any,
+) -> None:
+    """Run an existing pytest suite across the cluster: PATH... [-- PYTEST_ARGS].
+
+    Tests are collected once, packed into chunks by historical duration from the
+    database (longest first, so that all workers finish together), routed by
+    `@pytest.mark.dtf(GPU=1)` markers and by what each file uses, and run one
+    pytest process per chunk. Counts and failures equal a serial `pytest`.
+    """
+    from . import testsplit
+    from .model import Suite, TaskKind, TaskSpec
+
+    paths, pytest_args = split_pytest_args(args)
+    if not paths:
+        paths = ["."]
+    if reruns < 0:
+        raise OptionError("--reruns must be 0 or more")
+    if test_timeout is not None and test_timeout <= 0:
+        raise OptionError("--timeout must be a positive number of seconds")
+    opts = RunOptions.from_kwargs(kwargs)
+    plans = plan_cluster(opts, None)
+    cwd = os.getcwd()
+    collection = _collect(paths, pytest_args, cwd)
+    if collection.exit_code not in (0, EXIT_NO_TESTS) or (
+        collection.errors and "--continue-on-collection-errors" not in pytest_args
+    ):
+        # pytest stops before running anything when collection fails: so do we.
+        click.echo(collection.output.rstrip(), err=True)
+        click.echo(
+            f"dtf-core: error: pytest collection failed (pytest exited {collection.exit_code}); "
+            "nothing was run",
+            err=True,
+        )
+        sys.exit(EXIT_BAD_INPUT)
+    if not collection.items:
+        click.echo("no tests collected", err=True)
+        sys.exit(EXIT_NO_TESTS)
+    requires = testsplit.requirements(collection.items, cwd)
+
+    def build(store: Store, handle: ClusterHandle) -> tuple[Suite, dict[str, float]]:
+        from .cluster import current_workers
+
+        slots = sum(int(w.get("nthreads", 1)) for w in current_workers(handle.client).values())
+        history = store.test_durations()
+        chunks = testsplit.plan(collection.items, max(1, slots), history, requires=requires)
+        width = len(str(len(chunks)))
+        tasks = [
+            TaskSpec(
+                task_id=f"pytest-{i + 1:0{width}d}",
+                name="pytest",
+                kind=TaskKind.PYTEST,
+                root=cwd,
+                cwd=cwd,
+                timeout=chunk_timeout,
+                retries=2,
+                rerun_failures=reruns,
+                requires=c.requires,
+                nodeids=c.nodeids,
+                pytest_args=pytest_args,
+                test_timeout=test_timeout,
+            )
+            for i, c in enumerate(chunks)
+        ]
+        estimates = {t.task_id: c.estimate_s for t, c in zip(tasks, chunks, strict=True)}
+        known = sum(1 for i in collection.items if i.nodeid in history)
+        if not opts.quiet:
+            click.echo(
+                f"{len(collection.items)} tests in {len(chunks)} chunk(s) over {slots} slot(s); "
+                f"history for {known} test(s)",
+                err=True,
+            )
+        name = "pytest " + " ".join(shlex.quote(p) for p in paths)
+        return Suite(name=name, path=os.path.join(cwd, "pytest"), tasks=tasks), estimates
+
+    def write(store: Store, run_id: str) -> None:
+        _write_test_reports(store, run_id, opts)
+
+    result = execute(opts, plans, build, write_reports=write, metadata_dir=cwd)
+    if result.status == "cancelled":
+        sys.exit(EXIT_CANCELLED)
+    sys.exit(EXIT_OK if result.status == "passed" else EXIT_FAILED)
+
+
+def _write_test_reports(store: Store, run_id: str, opts: RunOptions) -> None:
+    """The run's reports, with the JSON `failures` as pytest node ids."""
+    from . import report
+
+    summary = report.build_summary(store, run_id)
+    summary["failure_details"] = summary.get("failures", [])
+    summary["failures"] = sorted({f["nodeid"] or f["task_id"] for f in summary["failure_details"]})
+    if opts.json_path:
+        with open(opts.json_path, "w", encoding="utf-8") as fh:
+            fh.write(json.dumps(summary, indent=2, default=str))
+    report.write_reports(store, run_id, markdown=opts.report_md, junit=opts.junit)
+
+
+@click.command("discover")
+@click.argument("paths", nargs=-1)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@handle_errors
+def discover_cmd(paths: tuple[str, ...], as_json: bool) -> None:
+    """List each test file under PATHS with the resources it needs.
+
+    Resources come from `@pytest.mark.dtf(GPU=1, ...)` markers and from what a
+    file visibly uses (torch.cuda, cupy, numba.cuda ... -> GPU=1).
+    """
+    from . import testsplit
+
+    cwd = os.getcwd()
+    collection = _collect(list(paths) or ["."], [], cwd)
+    if collection.exit_code not in (0, EXIT_NO_TESTS):
+        click.echo(collection.output.rstrip(), err=True)
+        sys.exit(2)
+    requires = testsplit.requirements(collection.items, cwd)
+    files: dict[str, dict[str, Any]] = {}
+    for item in collection.items:
+        entry = files.setdefault(item.file, {"file": item.file, "tests": 0, "resources": {}})
+        entry["tests"] += 1
+        for k, v in requires[item.nodeid].items():
+            entry["resources"][k] = max(v, entry["resources"].get(k, 0.0))
+    rows = sorted(files.values(), key=lambda e: e["file"])
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    for e in rows:
+        need = ", ".join(f"{k}={v:g}" for k, v in sorted(e["resources"].items())) or "-"
+        click.echo(f"{e['file']}  {e['tests']} test(s)  {need}")
+
+
+def register(group: click.Group) -> None:
+    group.add_command(pytest_cmd)
+    group.add_command(discover_cmd)

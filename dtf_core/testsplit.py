@@ -1,0 +1,195 @@
+"""Splitting an existing pytest suite into chunks for the cluster.
+
+1. :func:`collect` runs ``pytest --collect-only`` once, in a subprocess (the
+   suite's imports stay out of the coordinator), with dtf's plugin writing every
+   node id and its ``@pytest.mark.dtf(...)`` resources.
+2. :func:`scan_file` adds what a test file visibly uses (``torch.cuda``,
+   ``cupy`` ... -> ``GPU=1``): many GPU suites carry no marker.
+3. :func:`plan` packs the tests into chunks, longest processing time first, by
+   historical durations from DuckDB when there are some and a cheap estimate
+   when not, so that every worker slot finishes at about the same time. Whole
+   files stay together (one import of the module per chunk) unless one file
+   alone is more than a slot's share; then it is split by test id.
+"""
+
+from __future__ import annotations
+
+import heapq
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import OptionError
+
+# Per-test cost when there is no history (seconds), and the fixed cost of one
+# pytest process (interpreter, plugin loading, collection of its files).
+DEFAULT_TEST_S = 0.05
+PROCESS_S = 0.6
+
+_GPU_PATTERNS = [
+    re.compile(p, re.MULTILINE)
+    for p in (
+        r"\btorch\.cuda\b",
+        r"\.cuda\(\)",
+        r"\bdevice\s*=\s*['\"]cuda",
+        r"^\s*(import|from)\s+(cupy|cudf|cuml|pycuda|tensorrt|triton)\b",
+        r"\bnumba\.cuda\b|from\s+numba\s+import\s+cuda\b",
+        r"\bjax\.devices\(\s*['\"]gpu",
+        r"\btf\.config\.list_physical_devices\(\s*['\"]GPU",
+    )
+]
+
+
+@dataclass(frozen=True)
+class TestItem:
+    nodeid: str
+    file: str
+    resources: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class Collection:
+    items: list[TestItem]
+    exit_code: int
+    output: str  # pytest's own collection output (errors are in here)
+    errors: int = 0  # collection errors pytest reported
+
+
+@dataclass
+class Chunk:
+    nodeids: list[str]
+    files: list[str]
+    requires: dict[str, float]
+    estimate_s: float
+
+
+def collect(paths: list[str], pytest_args: list[str], cwd: str, timeout: float = 600) -> Collection:
+    with tempfile.TemporaryDirectory(prefix="dtf-collect-") as tmp:
+        out = Path(tmp) / "items.jsonl"
+        argv = [
+            sys.executable, "-m", "pytest", "--collect-only", "-q", *paths, *pytest_args,
+            "-p", "no:cacheprovider", "-p", "dtf_core.pytest_plugin", f"--dtf-collect={out}",
+        ]  # fmt: skip
+        try:
+            proc = subprocess.run(
+                argv, cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False
+            )
+        except subprocess.TimeoutExpired as exc:
+            raise OptionError(f"collecting tests took longer than {timeout:g}s") from exc
+        items = []
+        if out.exists():
+            for line in out.read_text(encoding="utf-8").splitlines():
+                rec = json.loads(line)
+                items.append(TestItem(rec["nodeid"], rec["file"], rec.get("resources") or {}))
+    text = proc.stdout + proc.stderr
+    m = re.search(r"(\d+) errors?\b", text.strip().splitlines()[-1] if text.strip() else "")
+    return Collection(items, proc.returncode, text, int(m.group(1)) if m else 0)
+
+
+def scan_file(path: str | os.PathLike[str]) -> dict[str, float]:
+    """Resources a test file visibly needs from what it uses (GPU libraries)."""
+    try:
+        text = Path(path).read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return {}
+    if any(p.search(text) for p in _GPU_PATTERNS):
+        return {"GPU": 1.0}
+    return {}
+
+
+def requirements(items: list[TestItem], cwd: str) -> dict[str, dict[str, float]]:
+    """Per node id: its markers' resources, raised to what its file uses."""
+    by_file = {f: scan_file(os.path.join(cwd, f)) for f in sorted({i.file for i in items})}
+    out: dict[str, dict[str, float]] = {}
+    for i in items:
+        res = dict(by_file[i.file])
+        for k, v in i.resources.items():
+            res[k] = max(v, res.get(k, 0.0))
+        out[i.nodeid] = res
+    return out
+
+
+def _requires_key(resources: dict[str, float]) -> tuple[tuple[str, float], ...]:
+    return tuple(sorted(resources.items()))
+
+
+def plan(
+    items: list[TestItem],
+    slots: int,
+    history: dict[str, float],
+    *,
+    requires: dict[str, dict[str, float]] | None = None,
+    chunks_per_slot: int | None = None,
+) -> list[Chunk]:
+    """Pack ``items`` into chunks for ``slots`` parallel worker threads.
+
+    ``history`` maps node id -> typical duration (s). Each group of tests that
+    needs the same resources is packed on its own (it can only run on its
+    workers). With history the estimates are good, so about one chunk per slot
+    balances; without, more and smaller chunks let Dask balance dynamically.
+    """
+    if slots < 1:
+        raise OptionError("no worker threads to run tests on")
+    known = sum(1 for i in items if i.nodeid in history)
+    have_history = bool(items) and known >= 0.8 * len(items)
+    if chunks_per_slot is None:
+        chunks_per_slot = 2 if have_history else 3
+    typical = sorted(history.values())[len(history) // 2] if history else DEFAULT_TEST_S
+
+    def cost(nodeid: str) -> float:
+        return history.get(nodeid, typical)
+
+    groups: dict[tuple[tuple[str, float], ...], list[TestItem]] = defaultdict(list)
+    for it in items:
+        res = (requires or {}).get(it.nodeid, it.resources)
+        groups[_requires_key(res)].append(it)
+
+    order = {i.nodeid: n for n, i in enumerate(items)}
+    chunks: list[Chunk] = []
+    for key, group in sorted(groups.items()):
+        total = sum(cost(i.nodeid) for i in group)
+        # Never so many chunks that process start-up dominates the work.
+        n_chunks = max(1, min(slots * chunks_per_slot, int(total / PROCESS_S) or 1, len(group)))
+        share = total / n_chunks
+        # Units to pack: whole files, or single tests of a file bigger than a share.
+        by_file: dict[str, list[TestItem]] = defaultdict(list)
+        for i in group:
+            by_file[i.file].append(i)
+        units: list[tuple[float, list[TestItem]]] = []
+        for tests in by_file.values():
+            file_cost = sum(cost(t.nodeid) for t in tests)
+            if file_cost > share and len(tests) > 1:
+                units.extend((cost(t.nodeid), [t]) for t in tests)
+            else:
+                units.append((file_cost, tests))
+        # Longest processing time first onto the least loaded bin.
+        units.sort(key=lambda u: (-u[0], u[1][0].nodeid))
+        bins: list[tuple[float, int]] = [(0.0, b) for b in range(n_chunks)]
+        contents: list[list[TestItem]] = [[] for _ in range(n_chunks)]
+        for c, tests in units:
+            load, b = heapq.heappop(bins)
+            contents[b].extend(tests)
+            heapq.heappush(bins, (load + c, b))
+        loads = {b: load for load, b in bins}
+        for b, tests in enumerate(contents):
+            if not tests:
+                continue
+            # Keep pytest's own order inside a chunk: fixtures scoped to a module
+            # or class are then set up once, as in a serial run.
+            tests.sort(key=lambda t: order[t.nodeid])
+            chunks.append(
+                Chunk(
+                    nodeids=[t.nodeid for t in tests],
+                    files=sorted({t.file for t in tests}),
+                    requires=dict(key),
+                    estimate_s=loads[b] + PROCESS_S,
+                )
+            )
+    chunks.sort(key=lambda c: -c.estimate_s)  # the longest go first
+    return chunks

@@ -1,0 +1,270 @@
+"""`dtf-core test`: a distributed pytest whose counts equal a serial pytest run."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from dtf_core import testsplit
+
+SUITE = {
+    "test_math.py": """
+        import pytest
+
+        @pytest.mark.parametrize("i", range(12))
+        def test_square(i):
+            assert i * i >= 0
+
+        def test_wrong():
+            assert 1 + 1 == 3
+
+        @pytest.mark.xfail(reason="known")
+        def test_known_bug():
+            assert False
+
+        @pytest.mark.xfail(reason="fixed?")
+        def test_unexpected_pass():
+            pass
+
+        @pytest.mark.skip(reason="not here")
+        def test_skipped():
+            pass
+        """,
+    "test_fixtures.py": """
+        import pytest
+
+        @pytest.fixture(scope="module")
+        def resource():
+            return {"n": 3}
+
+        @pytest.fixture
+        def broken():
+            raise RuntimeError("setup broke")
+
+        class TestGroup:
+            def test_uses(self, resource):
+                assert resource["n"] == 3
+
+            def test_error(self, broken):
+                pass
+
+        def test_teardown_error(request):
+            request.addfinalizer(lambda: 1 / 0)
+        """,
+    "sub/test_deep.py": """
+        def test_deep_one():
+            pass
+
+        def test_deep_two():
+            pass
+        """,
+}
+
+
+def _write(root: Path, files: dict[str, str]) -> None:
+    for name, text in files.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(text))
+
+
+def _pytest_counts(output: str) -> dict[str, int]:
+    """pytest's own terminal summary line, e.g. '1 failed, 23 passed, 1 error in 0.1s'."""
+    line = [ln for ln in output.strip().splitlines() if " in " in ln][-1]
+    counts = {}
+    for n, word in re.findall(r"(\d+) (\w+)", line):
+        key = {"error": "errors", "errors": "errors"}.get(word, word)
+        counts[key] = int(n)
+    return counts
+
+
+def _dtf(args: list[str], cwd: Path, timeout: float = 180) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "dtf_core.cli", *args],
+        cwd=cwd, capture_output=True, text=True, timeout=timeout,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )  # fmt: skip
+
+
+@pytest.mark.timeout(240)
+def test_counts_and_failures_equal_serial_pytest_then_history_is_used(tmp_path: Path) -> None:
+    _write(tmp_path, SUITE)
+    serial = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rfE", "."],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    expected = _pytest_counts(serial.stdout)
+    serial_failures = set(re.findall(r"^(?:FAILED|ERROR) (\S+)", serial.stdout, re.MULTILINE))
+    assert serial.returncode == 1
+
+    out = _dtf(["test", ".", "--db", "h.duckdb", "--json", "s.json", "--junit", "j.xml"], tmp_path)
+    assert out.returncode == 1, out.stderr
+    summary = json.loads((tmp_path / "s.json").read_text())
+    got = {k: v for k, v in summary["counts"].items() if k in expected}
+    assert got == expected, (out.stderr, serial.stdout)
+    assert set(summary["failures"]) == serial_failures
+    assert "history for 0 test(s)" in out.stderr
+
+    # Second run: every test has history now.
+    again = _dtf(["test", ".", "--db", "h.duckdb"], tmp_path)
+    assert again.returncode == 1
+    n_tests = sum(expected.values()) - expected.get("errors", 0) + 1  # teardown error's test ran
+    assert re.search(r"history for (\d+) test", again.stderr), again.stderr
+    known = int(re.search(r"history for (\d+) test", again.stderr).group(1))
+    assert known >= n_tests - 3  # errored-in-setup tests have no duration history
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+def test_crash_and_hang_reported_once_and_the_rest_still_runs(tmp_path: Path) -> None:
+    _write(
+        tmp_path,
+        {
+            "test_bad.py": """
+                import os, signal, time
+
+                def test_before():
+                    pass
+
+                def test_segfault():
+                    os.kill(os.getpid(), signal.SIGSEGV)
+
+                def test_between():
+                    pass
+
+                def test_hangs():
+                    time.sleep(60)
+
+                def test_after():
+                    pass
+                """
+        },
+    )
+    out = _dtf(
+        ["test", ".", "--db", "c.duckdb", "--json", "s.json", "--workers", "1", "--timeout", "2"],
+        tmp_path,
+    )
+    assert out.returncode == 1, out.stderr
+    summary = json.loads((tmp_path / "s.json").read_text())
+    assert summary["counts"]["passed"] == 3
+    assert summary["counts"]["failed"] == 2
+    assert sorted(summary["failures"]) == ["test_bad.py::test_hangs", "test_bad.py::test_segfault"]
+    details = {d["nodeid"]: d["message"] for d in summary["failure_details"]}
+    assert "SIGSEGV" in details["test_bad.py::test_segfault"]
+    assert "per-test timeout" in details["test_bad.py::test_hangs"]
+
+
+@pytest.mark.timeout(240)
+def test_marker_routing_reruns_and_unschedulable(tmp_path: Path) -> None:
+    _write(
+        tmp_path,
+        {
+            "test_hw.py": """
+                import os, pytest
+
+                @pytest.mark.dtf(GPU=1)
+                def test_on_gpu_worker():
+                    assert os.environ["DTF_WORKER"] == "dtf-1"
+
+                def test_flaky():
+                    marker = "flaky.once"
+                    first = not os.path.exists(marker)
+                    open(marker, "w").close()
+                    assert not first
+                """,
+            "test_cuda.py": """
+                def test_uses_cuda():
+                    import torch  # noqa: F401  (never imported: routing decides first)
+                    assert torch.cuda.is_available()
+                """,
+        },
+    )
+    disc = _dtf(["discover", ".", "--json"], tmp_path)
+    assert disc.returncode == 0, disc.stderr
+    files = {e["file"]: e for e in json.loads(disc.stdout)}
+    assert files["test_cuda.py"]["resources"] == {"GPU": 1.0}
+    assert files["test_hw.py"]["resources"] == {"GPU": 1.0}  # the marker of one of its tests
+
+    # No worker has a GPU: the GPU tests end unschedulable instead of hanging.
+    out = _dtf(["test", "test_cuda.py", "--db", "u.duckdb", "--json", "u.json"], tmp_path)
+    assert out.returncode == 1, out.stderr
+    counts = json.loads((tmp_path / "u.json").read_text())["counts"]
+    assert counts["unschedulable"] == 1
+    assert "no worker has GPU=1" in out.stderr
+
+    # One worker tagged GPU=1: the marked test runs there; a flaky test passes on rerun.
+    out = _dtf(
+        ["test", "test_hw.py", "--db", "r.duckdb", "--json", "r.json", "-r", "", "-r", "GPU=1",
+         "--reruns", "1"],
+        tmp_path,
+    )  # fmt: skip
+    summary = json.loads((tmp_path / "r.json").read_text())
+    assert out.returncode == 0, out.stderr
+    assert summary["counts"]["passed"] == 2
+    assert summary["counts"]["flaky"] == 1
+
+
+def test_exit_codes_follow_pytest(tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    assert _dtf(["test", "empty", "--db", "x.duckdb"], tmp_path).returncode == 5
+    missing = _dtf(["test", "nope", "--db", "x.duckdb"], tmp_path)
+    assert missing.returncode == 2 and "not found: nope" in missing.stderr
+    (tmp_path / "test_broken.py").write_text("import no_such_module_xyz\n")
+    broken = _dtf(["test", "test_broken.py", "--db", "x.duckdb"], tmp_path)
+    assert broken.returncode == 2 and "collection failed" in broken.stderr
+    assert not (tmp_path / "x.duckdb").exists()
+
+
+# ------------------------------------------------------------------ planning
+
+
+def _items(spec: dict[str, int]) -> list[testsplit.TestItem]:
+    return [testsplit.TestItem(f"{f}::t{i}", f) for f, n in spec.items() for i in range(n)]
+
+
+def test_plan_balances_by_history_longest_first() -> None:
+    items = _items({"a.py": 10, "b.py": 10, "c.py": 10, "d.py": 10})
+    history = {i.nodeid: (3.0 if i.file == "a.py" else 0.5) for i in items}
+    chunks = testsplit.plan(items, 2, history, chunks_per_slot=1)
+    assert sorted(n for c in chunks for n in c.nodeids) == sorted(i.nodeid for i in items)
+    loads = sorted(c.estimate_s for c in chunks)
+    # a.py alone is 30 s, the rest 15 s: a.py is split so both slots get ~22.5 s.
+    assert loads[1] - loads[0] < 3.5, loads
+    assert chunks[0].estimate_s >= chunks[-1].estimate_s
+
+
+def test_plan_keeps_files_whole_and_groups_by_resources() -> None:
+    items = _items({"a.py": 4, "b.py": 4}) + [
+        testsplit.TestItem("g.py::t0", "g.py", {"GPU": 1.0}),
+        testsplit.TestItem("g.py::t1", "g.py", {}),
+    ]
+    chunks = testsplit.plan(items, 2, {}, requires=None)
+    gpu = [c for c in chunks if c.requires]
+    assert [c.nodeids for c in gpu] == [["g.py::t0"]]
+    for c in chunks:
+        if not c.requires:
+            for f in c.files:
+                # a file's tests are never split between chunks when it fits a share
+                assert all(n in c.nodeids for n in (f"{f}::t{i}" for i in range(4)) if f != "g.py")
+
+
+def test_scan_file_detects_gpu_use(tmp_path: Path) -> None:
+    cases = {
+        "x = torch.cuda.device_count()": True,
+        "import cupy as cp": True,
+        "from numba import cuda": True,
+        "model.cuda()": True,
+        "import torch\nx = torch.zeros(3)": False,
+        "# mentions cudf only in a comment: import cudf": False,
+    }
+    for text, gpu in cases.items():
+        f = tmp_path / "t.py"
+        f.write_text(text + "\n")
+        assert (testsplit.scan_file(f) == {"GPU": 1.0}) is gpu, text
