@@ -241,7 +241,8 @@ def test_plan_balances_by_history_longest_first() -> None:
 
 
 def test_plan_keeps_files_whole_and_groups_by_resources() -> None:
-    items = _items({"a.py": 4, "b.py": 4}) + [
+    items = [
+        *_items({"a.py": 4, "b.py": 4}),
         testsplit.TestItem("g.py::t0", "g.py", {"GPU": 1.0}),
         testsplit.TestItem("g.py::t1", "g.py", {}),
     ]
