@@ -21,6 +21,7 @@ from .cli_common import (
     EXIT_OK,
     RunOptions,
     cluster_options,
+    default_db,
     execute,
     handle_errors,
     output_options,
@@ -54,14 +55,16 @@ def split_pytest_args(args: tuple[str, ...]) -> tuple[list[str], list[str]]:
     return list(args), []
 
 
-def _collect(paths: list[str], pytest_args: list[str], cwd: str) -> Any:
+def _collect(
+    paths: list[str], pytest_args: list[str], cwd: str, cache_dir: str | None = None
+) -> Any:
     from . import testsplit
 
-    missing = [p for p in paths if not os.path.exists(os.path.join(cwd, p.split("::")[0]))]
-    if missing:
-        raise OptionError(f"file or directory not found: {missing[0]}")
-    collection = testsplit.collect(paths, pytest_args, cwd)
-    return collection
+    if "--pyargs" not in pytest_args:
+        missing = [p for p in paths if not os.path.exists(os.path.join(cwd, p.split("::")[0]))]
+        if missing:
+            raise OptionError(f"file or directory not found: {missing[0]}")
+    return testsplit.collect_cached(paths, pytest_args, cwd, cache_dir)
 
 
 @click.command(
@@ -123,7 +126,8 @@ def pytest_cmd(
     opts = RunOptions.from_kwargs(kwargs)
     plans = plan_cluster(opts, None)
     cwd = os.getcwd()
-    collection = _collect(paths, pytest_args, cwd)
+    cache_dir = os.path.join(os.path.dirname(os.path.abspath(opts.db or default_db())), "cache")
+    collection = _collect(paths, pytest_args, cwd, cache_dir)
     if collection.exit_code not in (0, EXIT_NO_TESTS) or (
         collection.errors and "--continue-on-collection-errors" not in pytest_args
     ):
@@ -168,8 +172,9 @@ def pytest_cmd(
         known = sum(1 for i in collection.items if i.nodeid in history)
         if not opts.quiet:
             click.echo(
-                f"{len(collection.items)} tests in {len(chunks)} chunk(s) over {slots} slot(s); "
-                f"history for {known} test(s)",
+                f"{len(collection.items)} tests"
+                + (" (collection reused: files unchanged)" if collection.cached else "")
+                + f" in {len(chunks)} chunk(s) over {slots} slot(s); history for {known} test(s)",
                 err=True,
             )
         name = "pytest " + " ".join(shlex.quote(p) for p in paths)

@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import heapq
 import json
 import os
@@ -59,6 +60,7 @@ class Collection:
     exit_code: int
     output: str  # pytest's own collection output (errors are in here)
     errors: int = 0  # collection errors pytest reported
+    cached: bool = False  # reused from an earlier collection of unchanged files
 
 
 @dataclass
@@ -90,6 +92,59 @@ def collect(paths: list[str], pytest_args: list[str], cwd: str, timeout: float =
     text = proc.stdout + proc.stderr
     m = re.search(r"(\d+) errors?\b", text.strip().splitlines()[-1] if text.strip() else "")
     return Collection(items, proc.returncode, text, int(m.group(1)) if m else 0)
+
+
+_CONFIG_FILES = ("pytest.ini", "pyproject.toml", "setup.cfg", "tox.ini", "conftest.py")
+
+
+def fingerprint(paths: list[str], pytest_args: list[str], cwd: str) -> str:
+    """A hash of everything a collection depends on that dtf can see cheaply:
+    the arguments, the interpreter, and name/size/mtime of every Python and
+    config file under the paths (and the config files of the invocation dir)."""
+    h = hashlib.sha256()
+    h.update(json.dumps([paths, pytest_args, sys.version, sys.executable]).encode())
+    files: list[str] = [os.path.join(cwd, c) for c in _CONFIG_FILES]
+    for p in paths:
+        full = os.path.join(cwd, p.split("::")[0])
+        if os.path.isdir(full):
+            for root, dirs, names in os.walk(full):
+                dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d != "__pycache__")
+                files.extend(
+                    os.path.join(root, n)
+                    for n in names
+                    if n.endswith((".py", ".ini", ".toml", ".cfg"))
+                )
+        else:
+            files.append(full)
+            files.extend(os.path.join(os.path.dirname(full), c) for c in _CONFIG_FILES)
+    for f in sorted(set(files)):
+        try:
+            st = os.stat(f)
+        except OSError:
+            continue
+        h.update(f"{f}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()[:24]
+
+
+def collect_cached(
+    paths: list[str], pytest_args: list[str], cwd: str, cache_dir: str | None
+) -> Collection:
+    """:func:`collect`, reusing the last clean collection of the same files."""
+    if cache_dir is None:
+        return collect(paths, pytest_args, cwd)
+    cache = Path(cache_dir) / f"collect-{fingerprint(paths, pytest_args, cwd)}.jsonl"
+    if cache.exists():
+        items = [TestItem(**json.loads(line)) for line in cache.read_text("utf-8").splitlines()]
+        return Collection(items, 0, "", 0, cached=True)
+    result = collect(paths, pytest_args, cwd)
+    if result.exit_code == 0 and not result.errors and result.items:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache.with_suffix(".tmp")
+        tmp.write_text(
+            "".join(json.dumps(i.__dict__) + "\n" for i in result.items), encoding="utf-8"
+        )
+        tmp.replace(cache)  # atomic: a concurrent reader never sees half a file
+    return result
 
 
 def scan_file(path: str | os.PathLike[str]) -> dict[str, float]:
