@@ -40,6 +40,8 @@ from dtf_core.junitxml import NODEID_PROPERTY, OUTCOME_PROPERTY
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    if config.getoption("dtf_collect", None):
+        config.pluginmanager.register(_CollectProblems(config), "dtf-collect-problems")
     config.addinivalue_line(
         "markers", "dtf(**resources): resources a test needs, e.g. dtf(GPU=1, MEM_GB=8)"
     )
@@ -156,11 +158,35 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         )
 
 
+_collect_problems_key = pytest.StashKey[list[str]]()
+
+
+class _CollectProblems:
+    """Modules skipped (``importorskip``) or broken at collection have no items,
+    yet pytest counts each as one skipped / error: dtf must run them too.
+    Registered only with ``--dtf-collect`` (collect reports carry no config)."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+
+    def pytest_collectreport(self, report: pytest.CollectReport) -> None:
+        file = report.nodeid.partition("::")[0]
+        if not (report.skipped or report.failed) or not file.endswith(".py"):
+            return
+        full = self.config.rootpath / file
+        invocation = self.config.invocation_params.dir
+        rel = os.path.relpath(str(full), str(invocation)).replace(os.sep, "/")
+        self.config.stash.setdefault(_collect_problems_key, []).append(rel)
+
+
 def pytest_collection_finish(session: pytest.Session) -> None:
     path = session.config.getoption("dtf_collect")
     if not path:
         return
     with open(path, "w", encoding="utf-8") as fh:
+        for file in session.config.stash.get(_collect_problems_key, []):
+            record = {"nodeid": file, "file": file, "resources": {}}
+            fh.write(json.dumps(record) + "\n")
         for item in session.items:
             resources: dict[str, float] = {}
             for mark in item.iter_markers("dtf"):

@@ -26,6 +26,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import __version__
 from .errors import OptionError
 
 # Per-test cost when there is no history (seconds), and the fixed cost of one
@@ -102,8 +103,10 @@ def fingerprint(paths: list[str], pytest_args: list[str], cwd: str) -> str:
     the arguments, the interpreter, and name/size/mtime of every Python and
     config file under the paths (and the config files of the invocation dir)."""
     h = hashlib.sha256()
-    h.update(json.dumps([paths, pytest_args, sys.version, sys.executable]).encode())
-    files: list[str] = [os.path.join(cwd, c) for c in _CONFIG_FILES]
+    h.update(json.dumps([paths, pytest_args, sys.version, sys.executable, __version__]).encode())
+    # dtf's own plugin does the recording: a changed plugin invalidates the cache.
+    files: list[str] = [str(Path(__file__).with_name("pytest_plugin.py"))]
+    files += [os.path.join(cwd, c) for c in _CONFIG_FILES]
     for p in paths:
         full = os.path.join(cwd, p.split("::")[0])
         if os.path.isdir(full):

@@ -58,6 +58,14 @@ SUITE = {
         def test_teardown_error(request):
             request.addfinalizer(lambda: 1 / 0)
         """,
+    "test_optional.py": """
+        import pytest
+
+        pytest.importorskip("a_module_nobody_has_xyz")
+
+        def test_never_collected():
+            pass
+        """,
     "sub/test_deep.py": """
         def test_deep_one():
             pass

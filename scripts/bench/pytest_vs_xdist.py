@@ -52,7 +52,7 @@ def main() -> None:
     spec = importlib.util.find_spec(args.package)
     if spec is None or not spec.submodule_search_locations:
         sys.exit(f"{args.package} is not installed: pip install {args.package}")
-    pkg_dir = list(spec.submodule_search_locations)[0]
+    pkg_dir = next(iter(spec.submodule_search_locations))
     cwd = os.path.dirname(pkg_dir)
     py = sys.executable
     common = ["-q", "-p", "no:cacheprovider", args.package]
@@ -70,13 +70,15 @@ def main() -> None:
                     str(args.workers), "--db", db, "--json", js, "-q"]  # fmt: skip
             wall, out = timed(argv, cwd)
             try:
-                counts = json.load(open(js))["counts"]
+                with open(js) as fh:
+                    counts = json.load(fh)["counts"]
             except OSError:
                 sys.exit(f"dtf-core test wrote no summary:\n{out.stderr[-3000:]}")
             rows.append((label, wall, {k: counts.get(k, 0) for k in OUTCOMES}))
     xdist = rows[-3][1]
     reference = rows[0][2]
-    print(f"{args.package}: {sum(reference.values())} tests, {args.workers} workers, {os.cpu_count()} cores")
+    total = sum(reference.values())
+    print(f"{args.package}: {total} tests, {args.workers} workers, {os.cpu_count()} cores")
     print(f"| {'run':<28} | {'wall s':>7} | {'vs xdist':>8} | counts match serial | counts |")
     print(f"|{'-' * 30}|{'-' * 9}|{'-' * 10}|{'-' * 21}|{'-' * 8}|")
     for name, wall, counts in rows:
