@@ -149,14 +149,14 @@ class Store:
         con = self._con
         have = con.execute(
             "SELECT count(*) FROM information_schema.tables WHERE table_name = 'schema_version'"
-        ).fetchone()
+        ).fetchall()[0]
         if have is None or not have[0]:
             if self.read_only:
                 raise errs.StoreError(f"{self.path} is not a dtf database (no schema_version)")
             con.execute(
                 "CREATE TABLE schema_version (version INTEGER PRIMARY KEY, applied_at DOUBLE)"
             )
-        row = con.execute("SELECT coalesce(max(version), 0) FROM schema_version").fetchone()
+        row = con.execute("SELECT coalesce(max(version), 0) FROM schema_version").fetchall()[0]
         current = int(row[0]) if row else 0
         if current > len(MIGRATIONS):
             raise errs.StoreError(
@@ -509,7 +509,10 @@ class Store:
 
     def _one(self, sql: str, args: Sequence[Any] = ()) -> tuple[Any, ...] | None:
         with self._lock:
-            return self._con.execute(sql, list(args)).fetchone()
+            # fetchall, not fetchone: DuckDB 2 refuses further work on a
+            # connection whose last result was not read to the end.
+            rows = self._con.execute(sql, list(args)).fetchall()
+            return rows[0] if rows else None
 
     def _dicts(
         self, sql: str, args: Sequence[Any] = (), json_cols: Sequence[str] = ()
