@@ -23,6 +23,7 @@ from .cli_common import (
     output_options,
     plan_cluster,
 )
+from .errors import OptionError
 
 __all__ = ["default_db", "handle_errors", "main"]
 
@@ -43,15 +44,31 @@ def exit_for(status: str) -> None:
 
 
 @main.command()
-@click.argument("suite", type=click.Path(dir_okay=False))
+@click.argument("suite", type=click.Path(dir_okay=False), required=False)
 @cluster_options
 @output_options
+@click.option(
+    "--resume",
+    "resume_id",
+    metavar="RUN_ID",
+    default=None,
+    help="Finish a run whose coordinator died (kill -9, lost machine): tasks already "
+    "stored keep their results, the others run again. No SUITE needed.",
+)
 @handle_errors
-def run(suite: str, **kwargs: Any) -> None:
+def run(suite: str | None, resume_id: str | None, **kwargs: Any) -> None:
     """Run SUITE (a TOML suite file) and store every result in DuckDB."""
     from . import spec
 
     opts = RunOptions.from_kwargs(kwargs)
+    if resume_id:
+        if suite:
+            raise OptionError("give either SUITE or --resume RUN_ID, not both")
+        plans = plan_cluster(opts, None)
+        result = execute(opts, plans, None, resume_id=resume_id)
+        exit_for(result.status)
+    if not suite:
+        raise OptionError("missing SUITE (a suite file such as configs/examples/quickstart.toml)")
     # Everything that can be wrong with the input is checked before anything is
     # started or written.
     loaded = spec.load_suite(suite)

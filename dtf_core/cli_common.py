@@ -187,10 +187,11 @@ Reporter = Callable[["Store", str], None]
 def execute(
     opts: RunOptions,
     plans: list[WorkerPlan] | None,
-    build: Builder,
+    build: Builder | None,
     *,
     write_reports: Reporter | None = None,
     metadata_dir: str | None = None,
+    resume_id: str | None = None,
 ) -> RunResult:
     """Open the store and the cluster, build the suite (it may read history and
     see the workers), run it with a progress view, and write the reports."""
@@ -206,8 +207,10 @@ def execute(
             view.info(f"embedded cluster: {len(plans)} worker(s) on 127.0.0.1")
             for p in plans:
                 view.info(f"  {p.describe()}")
+        if resume_id:
+            store.get_run(resume_id)  # a wrong id is bad input, before any cluster starts
         with cluster.open_cluster(opts.scheduler, plans=plans) as handle:
-            suite, estimates = build(store, handle)
+            suite, estimates = build(store, handle) if build else (None, {})
             coord = Coordinator(
                 handle.client,
                 store,
@@ -217,9 +220,12 @@ def execute(
                 estimates=estimates,
             )
             with view:
-                result = coord.run(
-                    suite, metadata=context.collect(metadata_dir or os.path.dirname(suite.path))
-                )
+                if suite is None:
+                    assert resume_id is not None
+                    result = coord.resume(resume_id)
+                else:
+                    meta = context.collect(metadata_dir or os.path.dirname(suite.path))
+                    result = coord.run(suite, metadata=meta)
         if write_reports is not None:
             write_reports(store, result.run_id)
         else:

@@ -33,9 +33,10 @@ from distributed import Client, Future
 
 from . import cluster as cluster_mod
 from . import config, runner
-from .errors import Category, ClusterError, classify_exception
+from .errors import Category, ClusterError, OptionError, classify_exception
 from .events import (
     AttemptFailed,
+    ClusterChanged,
     Event,
     Listener,
     RunFinished,
@@ -43,11 +44,20 @@ from .events import (
     TaskFinished,
     TestsProgress,
 )
-from .model import AttemptResult, Suite, TaskFinal, TaskKind, TaskPayload, TaskSpec
+from .model import (
+    FINAL_TASK_STATES,
+    AttemptResult,
+    Suite,
+    TaskFinal,
+    TaskKind,
+    TaskPayload,
+    TaskSpec,
+)
 from .retry import RetryPolicy
 from .store import Store
 
 _BAD_TESTS = frozenset({"failed", "error"})
+_GENUINE = frozenset({Category.TEST_FAILURE.value, Category.TIMEOUT.value})
 
 _OUTCOME_TO_STATUS = {
     "passed": "passed",
@@ -119,6 +129,9 @@ class Coordinator:
         self._hardware_known: set[str] = set()  # worker names whose hardware is stored
         self._cancelled = False
         self._finished = 0
+        self._down_since: float | None = None  # the scheduler is gone since then
+        self._address: str | None = None
+        self.scheduler_wait = config.seconds("scheduler-wait")
         self.run_id = ""
         self.states: dict[str, _TaskState] = {}
 
@@ -139,18 +152,68 @@ class Coordinator:
     ) -> RunResult:
         run_id = run_id or new_run_id()
         started = time.time()
-        self.run_id = run_id
         self.store.create_run(run_id, suite.name, suite.path, metadata or {}, started)
         self.store.add_tasks(run_id, suite.tasks)
-        self.states = {t.task_id: _TaskState(t) for t in suite.tasks}
-        self._finished = 0
-        self._register_plugins()
+        states = {t.task_id: _TaskState(t) for t in suite.tasks}
+        return self._drive(run_id, suite.name, states, started)
+
+    def resume(self, run_id: str) -> RunResult:
+        """Finish a run whose coordinator died: tasks already final stay as they
+        are; the rest run again with the next attempt number, so that no stored
+        result is lost or written twice."""
+        run = self.store.get_run(run_id)
+        if run["status"] != "running":
+            raise OptionError(f"run {run_id} already ended as {run['status']}: nothing to resume")
+        states = self._load_states(run_id)
+        return self._drive(run_id, str(run["suite"]), states, time.time())
+
+    def _load_states(self, run_id: str) -> dict[str, _TaskState]:
+        attempts: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for a in self.store.attempts(run_id):
+            attempts[a["task_id"]].append(a)
+        tests: dict[str, dict[str, tuple[int, str]]] = defaultdict(dict)
+        for t in self.store.final_tests(run_id):
+            tests[t["task_id"]][t["nodeid"]] = (int(t["attempt"]), str(t["outcome"]))
+        fields = set(TaskSpec.__dataclass_fields__)
+        states: dict[str, _TaskState] = {}
+        for row in self.store.tasks(run_id):
+            stored = self.store.task_spec(run_id, row["task_id"]) or {}
+            spec = TaskSpec(
+                **{
+                    **{k: v for k, v in stored.items() if k in fields},
+                    "kind": TaskKind(stored["kind"]),
+                }
+            )
+            st = _TaskState(spec)
+            past = attempts[spec.task_id]
+            st.attempt = max((int(a["attempt"]) for a in past), default=0)
+            st.transient_used = sum(1 for a in past if a["category"] in self.policy.transient)
+            st.reruns_used = sum(1 for a in past if a["category"] in _GENUINE)
+            st.failed_before = st.reruns_used > 0
+            st.wall_s = sum(float(a["wall_s"] or 0.0) for a in past)
+            st.tests = tests.get(spec.task_id, {})
+            if row["status"] in FINAL_TASK_STATES:
+                st.final = TaskFinal(
+                    task_id=spec.task_id, status=row["status"], category=row["category"],
+                    message=row["message"] or "", attempts=int(row["attempts"] or st.attempt),
+                    flaky=bool(row["flaky"]), wall_s=float(row["wall_s"] or 0.0),
+                    worker=row["worker"] or "",
+                )  # fmt: skip
+            states[spec.task_id] = st
+        return states
+
+    def _drive(
+        self, run_id: str, suite_name: str, states: dict[str, _TaskState], started: float
+    ) -> RunResult:
+        self.run_id = run_id
+        self.states = states
+        self._finished = sum(1 for s in states.values() if s.final is not None)
+        self._address = self._scheduler_address()
+        self._connect_hooks()
         self._refresh_workers(force=True)
-        # Running pytest tasks publish per-test counts as Dask events.
-        self.client.subscribe_topic("dtf-tests", self._on_tests_event)
-        self._emit(RunStarted(run_id, suite.name, len(suite.tasks), list(self._workers.values())))
+        self._emit(RunStarted(run_id, suite_name, len(states), list(self._workers.values())))
         try:
-            self._submit_initial(list(self.states.values()))
+            self._submit_initial([s for s in states.values() if s.final is None])
             self._loop()
         except KeyboardInterrupt:
             self._cancelled = True
@@ -174,6 +237,84 @@ class Coordinator:
         result = RunResult(run_id, status, dict(counts), time.time() - started)
         self._emit(RunFinished(run_id, status, dict(counts), result.duration_s))
         return result
+
+    def _connect_hooks(self) -> None:
+        """What a (re)started scheduler must be told again."""
+        self._register_plugins()
+        # Running pytest tasks publish per-test counts as Dask events.
+        self.client.subscribe_topic("dtf-tests", self._on_tests_event)
+
+    def _scheduler_address(self) -> str | None:
+        rpc = self.client.scheduler
+        return str(rpc.address) if rpc is not None else None
+
+    # ------------------------------------------------------ scheduler loss
+    def _scheduler_lost(self, payloads: list[TaskPayload], message: str) -> None:
+        """Futures were cancelled because the scheduler went away. Record the
+        attempts, charge no retry budget, and resubmit once it is back."""
+        if self._down_since is None:
+            self._down_since = time.monotonic()
+            self._emit(ClusterChanged(self.run_id, "scheduler-lost", message))
+        now = time.time()
+        for p in payloads:
+            st = self.states.get(p.spec.task_id)
+            if st is None or st.final is not None or p.attempt != st.attempt:
+                continue
+            st.inflight = False
+            self.store.add_attempt(
+                AttemptResult(
+                    run_id=self.run_id, task_id=p.spec.task_id, attempt=p.attempt,
+                    outcome="error", category=Category.INFRASTRUCTURE.value,
+                    message=f"{message}; resubmitted when the scheduler is back",
+                    started_at=now, finished_at=now,
+                )
+            )  # fmt: skip
+            st.waiting_since = time.monotonic()
+
+    def _check_scheduler(self) -> None:
+        assert self._down_since is not None
+        down_for = time.monotonic() - self._down_since
+        if down_for > self.scheduler_wait:
+            self._give_up_on_scheduler(down_for)
+            return
+        if self.client.status in ("closed", "closing") and not self.embedded and self._address:
+            # The client stops reconnecting after its own timeout: start a new one.
+            with contextlib.suppress(Exception):
+                self.client = Client(self._address, timeout=2, set_as_default=False)
+        if self.client.status != "running":
+            return
+        try:
+            self._workers = cluster_mod.current_workers(self.client, timeout=2)
+        except ClusterError:
+            return
+        self._down_since = None
+        with contextlib.suppress(Exception):
+            self._connect_hooks()
+        waiting = [s for s in self.states.values() if s.final is None and s.waiting_since]
+        for st in waiting:
+            st.waiting_since = time.monotonic()  # the unschedulable clock starts now
+        self._emit(
+            ClusterChanged(
+                self.run_id, "scheduler-back",
+                f"scheduler back after {down_for:.1f}s; resubmitting {len(waiting)} task(s)",
+            )
+        )  # fmt: skip
+        self._refresh_workers(force=True)
+
+    def _give_up_on_scheduler(self, down_for: float) -> None:
+        now = time.time()
+        for st in self.states.values():
+            if st.final is not None:
+                continue
+            st.attempt += 1
+            res = AttemptResult(
+                run_id=self.run_id, task_id=st.spec.task_id, attempt=st.attempt,
+                outcome="error", category=Category.INFRASTRUCTURE.value,
+                message=f"the scheduler did not come back within {down_for:.0f}s",
+                started_at=now, finished_at=now,
+            )  # fmt: skip
+            self.store.add_attempt(res)
+            self._finalize(st, "failed", res, category=res.category)
 
     # ------------------------------------------------------------- submission
     def _register_plugins(self) -> None:
@@ -289,6 +430,8 @@ class Coordinator:
         while not self._all_final():
             if self._cancelled:
                 return
+            if self._down_since is not None:
+                self._check_scheduler()
             try:
                 fut = self._done.get(timeout=0.1)
             except queue.Empty:
@@ -300,6 +443,12 @@ class Coordinator:
                 except queue.Empty:
                     fut = None
             self._drain_progress()
+            if self._down_since is not None:
+                # Nothing can be submitted, and nothing is unschedulable, while
+                # there is no scheduler.
+                if self.store.should_flush():
+                    self.store.flush()
+                continue
             self._submit_due_retries()
             if any(s.waiting_since is not None for s in self.states.values()):
                 self._refresh_workers()
@@ -349,16 +498,29 @@ class Coordinator:
         if fut.status == "finished":
             try:
                 results: list[AttemptResult] = fut.result()
-            except Exception as exc:  # result lost in transit
-                results = self._failed_results(payloads, exc)
+            except Exception as lost:  # result lost in transit
+                results = self._failed_results(payloads, lost)
         else:
-            exc = None
-            with contextlib.suppress(Exception):
-                exc = fut.exception(timeout=1)
-            results = self._failed_results(payloads, exc)
+            error = self._exception_of(fut)
+            if error is not None and "scheduler-connection-lost" in str(error):
+                self._scheduler_lost(payloads, "lost the connection to the scheduler")
+                return
+            results = self._failed_results(payloads, error)
         fut.release()
         for res in results:
             self._on_result(res)
+
+    @staticmethod
+    def _exception_of(fut: Future) -> BaseException | None:
+        if fut.status == "cancelled":
+            # Future.exception() answers None for a cancelled future; the reason
+            # (e.g. scheduler-connection-lost) is only on its state.
+            reason = getattr(getattr(fut, "_state", None), "exception", None)
+            return reason if isinstance(reason, BaseException) else None
+        try:
+            return fut.exception(timeout=1)
+        except Exception as raised:
+            return raised
 
     def _failed_results(
         self, payloads: list[TaskPayload], exc: BaseException | None

@@ -57,6 +57,15 @@ class TestsProgress:
 
 
 @dataclass(frozen=True)
+class ClusterChanged:
+    """The cluster under a run changed: ``scheduler-lost``, ``scheduler-back``."""
+
+    run_id: str
+    kind: str
+    message: str
+
+
+@dataclass(frozen=True)
 class RunFinished:
     run_id: str
     status: str
@@ -64,5 +73,5 @@ class RunFinished:
     duration_s: float
 
 
-Event = RunStarted | AttemptFailed | TaskFinished | TestsProgress | RunFinished
+Event = RunStarted | AttemptFailed | TaskFinished | TestsProgress | ClusterChanged | RunFinished
 Listener = Callable[[Event], None]

@@ -18,7 +18,15 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from .events import AttemptFailed, Event, RunFinished, RunStarted, TaskFinished, TestsProgress
+from .events import (
+    AttemptFailed,
+    ClusterChanged,
+    Event,
+    RunFinished,
+    RunStarted,
+    TaskFinished,
+    TestsProgress,
+)
 
 _STYLE = {
     "passed": "green",
@@ -113,6 +121,12 @@ class ProgressView:
             )
             if self.progress is not None:
                 self.progress.console.print(text, markup=False)
+            else:
+                self.info(text)
+        elif isinstance(event, ClusterChanged):
+            text = f"cluster: {event.message}"
+            if self.progress is not None:
+                self.progress.console.print(f"[yellow]{text}[/]")
             else:
                 self.info(text)
         elif isinstance(event, RunFinished):
