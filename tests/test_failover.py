@@ -179,3 +179,55 @@ def test_coordinator_kill_9_then_resume_finishes_the_run(tmp_path: Path) -> None
         for child in children:
             with contextlib.suppress(psutil.Error):
                 child.kill()
+
+
+@pytest.mark.timeout(120)
+def test_hung_worker_is_found_by_worker_ttl_and_its_task_runs_elsewhere(tmp_path: Path) -> None:
+    import dask.config
+
+    # A worker that stops answering (SIGSTOP: a hung machine, a debugger) is only
+    # noticed through worker-ttl; dtf's embedded default is 30 s, shortened here.
+    with dask.config.set({"dtf.embedded.worker-ttl": "3s"}):
+        plans = cluster.plan_workers(2, 1, [])
+        handle_cm = cluster.open_cluster(None, plans=plans)
+        handle = handle_cm.__enter__()
+    stopped: list[int] = []
+    try:
+        text = (
+            '[suite]\nname = "hang"\n[[task]]\nname = "long"\nkind = "command"\nretries = 2\n'
+            'command = ["python", "-c", "import os, time; open(os.environ[\'DTF_WORKER\'] + '
+            "'.ran', 'w').close(); time.sleep(4)\"]\n"
+        )
+        (tmp_path / "s.toml").write_text(text)
+        suite = spec.load_suite(tmp_path / "s.toml")
+        pids = handle.client.run(os.getpid)  # worker address -> pid
+
+        def stop_the_busy_worker() -> None:
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                ran = list(tmp_path.glob("*.ran"))
+                if ran:
+                    name = ran[0].name.removesuffix(".ran")
+                    info = cluster.current_workers(handle.client)
+                    addr = next(a for a, w in info.items() if w["name"] == name)
+                    stopped.append(pids[addr])
+                    os.kill(pids[addr], signal.SIGSTOP)
+                    return
+                time.sleep(0.05)
+
+        threading.Thread(target=stop_the_busy_worker, daemon=True).start()
+        t0 = time.monotonic()
+        with Store(tmp_path / "h.duckdb") as store:
+            result = Coordinator(handle.client, store, embedded=True).run(suite)
+            attempts = store.attempts(result.run_id)
+        took = time.monotonic() - t0
+        assert stopped, "the task never started"
+        assert result.status == "passed", attempts
+        assert attempts[0]["category"] == "worker-lost"
+        assert attempts[-1]["outcome"] == "passed"
+        assert took < 60  # ttl (3 s) + detection + a 4 s rerun, with room for a slow CI
+    finally:
+        for pid in stopped:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        handle_cm.__exit__(None, None, None)
