@@ -40,6 +40,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from dtf_core.analysis.stats import summarize
+from dtf_core.hardware import label
 from dtf_core.store import Store
 
 COUNT_KEYS = (
@@ -280,7 +281,13 @@ def render_markdown(summary: dict[str, Any]) -> str:
             out += [f"### {hw}", "", *_table(head, rows)]
     if s["workers"]:
         rows = [
-            [w["name"], w["host"], w["address"], _kv(w["resources"]), _kv(w["hardware"])]
+            [
+                w["name"],
+                w["host"],
+                w["address"],
+                _kv(w["resources"]),
+                label(w["hardware"]) if w["hardware"] else "",
+            ]
             for w in s["workers"]
         ]
         out += [
@@ -292,7 +299,9 @@ def render_markdown(summary: dict[str, Any]) -> str:
 
 
 def _kv(d: dict[str, Any] | None) -> str:
-    return ", ".join(f"{k}={v}" for k, v in (d or {}).items())
+    return ", ".join(
+        f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in (d or {}).items()
+    )
 
 
 # ---- JUnit XML ---------------------------------------------------------------
