@@ -1,100 +1,183 @@
-"""``dtf-tui``: browse the runs stored in a dtf DuckDB file.
+"""The dtf console: a Textual app over a :class:`~dtf_tui.sources.Source`.
 
-This is the first screen of the console; live cluster views come with the
-TUI issue. The data is read once through :class:`dtf_core.store.Store`
-opened read-only, in a Textual worker thread so the UI never blocks on I/O.
+Data comes in on one Textual worker thread that polls the source and hands
+each :class:`~dtf_tui.snapshot.ClusterSnapshot` to the UI thread; the screens
+watch :attr:`DtfApp.snapshot`. When the source fails, a banner says so and the
+thread keeps trying, backing off up to 30 s. The command line is in
+:mod:`dtf_tui.cli`.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import threading
+import time
+from collections.abc import Callable, Iterable
+from typing import ClassVar
 
-import click
 from textual import work
-from textual.app import App, ComposeResult
-from textual.widgets import DataTable, Footer, Header, Static
+from textual.app import App, SystemCommand
+from textual.binding import Binding, BindingType
+from textual.reactive import var
+from textual.screen import Screen
+from textual.worker import get_current_worker
 
-from dtf_core import config as dtf_config
-from dtf_core.errors import DtfError
-from dtf_core.store import Store
+from dtf_tui.screens.errors import ErrorsScreen
+from dtf_tui.screens.help import HelpScreen
+from dtf_tui.screens.overview import OverviewScreen
+from dtf_tui.screens.tasks import TasksScreen
+from dtf_tui.screens.trends import TrendsScreen
+from dtf_tui.screens.workers import WorkersScreen
+from dtf_tui.snapshot import ClusterSnapshot, severity_rank
+from dtf_tui.sources import Source, SourceError
 
-
-def load_history(db: str, limit: int = 200) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Runs (newest first) and the tasks of the newest run."""
-    with Store(db, read_only=True) as store:
-        runs = store.list_runs(limit=limit)
-        tasks = store.tasks(runs[0]["run_id"]) if runs else []
-    return runs, tasks
+SCREENS = {
+    "overview": "Overview",
+    "workers": "Workers",
+    "tasks": "Tasks",
+    "errors": "Errors",
+    "trends": "Trends",
+}
+MAX_BACKOFF = 30.0
 
 
 class DtfApp(App[None]):
     TITLE = "dtf"
-    BINDINGS = [("q", "quit", "Quit"), ("r", "reload", "Reload")]
-    CSS = """
-    #runs { height: 40%; }
-    #message { height: auto; color: $warning; }
-    """
+    CSS_PATH = "dtf.tcss"
+    MODES: ClassVar[dict[str, type[Screen]]] = {  # type: ignore[assignment]
+        "overview": OverviewScreen,
+        "workers": WorkersScreen,
+        "tasks": TasksScreen,
+        "errors": ErrorsScreen,
+        "trends": TrendsScreen,
+    }
+    DEFAULT_MODE = "overview"
+    BINDINGS: ClassVar[list[BindingType]] = [
+        *(
+            Binding(str(i), f"switch_mode('{mode}')", title, id=f"mode-{mode}")
+            for i, (mode, title) in enumerate(SCREENS.items(), start=1)
+        ),
+        Binding("question_mark", "help", "Help"),
+        Binding("d", "toggle_dark", "Theme", show=False),
+        Binding("m", "toggle_mute", "Mute", show=False),
+        Binding("ctrl+r", "poll_now", "Refresh", show=False),
+        Binding("q", "quit", "Quit"),
+    ]
 
-    def __init__(self, db: str) -> None:
+    snapshot: var[ClusterSnapshot | None] = var(None)
+    problem: var[str] = var("")
+
+    def __init__(
+        self,
+        source: Source,
+        *,
+        poll_interval: float | None = None,
+        bell_severity: str = "critical",
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         super().__init__()
-        self.db = db
-
-    def compose(self) -> ComposeResult:
-        yield Header()
-        yield Static("", id="message")
-        yield DataTable(id="runs", cursor_type="row")
-        yield DataTable(id="tasks", cursor_type="row")
-        yield Footer()
+        self.source = source
+        self.poll_interval = poll_interval or source.poll_interval
+        self.bell_severity = bell_severity
+        self.clock = clock
+        self.muted = False
+        self.bells = 0  # rung so far (the tests count them)
+        self.polls = 0
+        self._seen_errors: set[tuple[str, str, int]] = set()
+        self._wake = threading.Event()
 
     def on_mount(self) -> None:
-        self.sub_title = self.db
-        self.query_one("#runs", DataTable).add_columns("run", "suite", "status")
-        self.query_one("#tasks", DataTable).add_columns(
-            "task", "kind", "status", "category", "wall s"
-        )
-        self.action_reload()
+        self.sub_title = self.source.label
+        self.source.start()
+        self._poll_loop()
 
-    def action_reload(self) -> None:
-        self._load()
+    def on_unmount(self) -> None:
+        self._wake.set()
 
-    @work(thread=True, exclusive=True)
-    def _load(self) -> None:
+    # ---- data in -------------------------------------------------------------------
+
+    @work(thread=True, exclusive=True, group="poll", exit_on_error=False)
+    def _poll_loop(self) -> None:
+        worker = get_current_worker()
+        failures = 0
+        while not worker.is_cancelled:
+            try:
+                snap = self.source.poll()
+            except Exception as exc:  # any failure of the source is shown, never fatal
+                failures += 1
+                delay = min(MAX_BACKOFF, self.poll_interval * 2 ** min(failures, 5))
+                text = str(exc) if isinstance(exc, SourceError) else f"{type(exc).__name__}: {exc}"
+                message = f"⚠ {self.source.label}: {text} — retrying in {delay:.0f}s"
+                if not self._to_ui(self._lost, message):
+                    return
+            else:
+                failures, delay = 0, self.poll_interval
+                # Blocks until the UI has taken it: polls never pile up behind a slow render.
+                if not self._to_ui(self.apply_snapshot, snap):
+                    return
+            self._wake.wait(delay)
+            self._wake.clear()
+
+    def _to_ui(self, fn: Callable[..., object], *args: object) -> bool:
         try:
-            runs, tasks = load_history(self.db)
-        except DtfError as exc:
-            self.call_from_thread(self._show_error, str(exc))
-            return
-        self.call_from_thread(self._show, runs, tasks)
+            self.call_from_thread(fn, *args)
+        except RuntimeError:  # the app is closing
+            return False
+        return True
 
-    def _show_error(self, text: str) -> None:
-        self.query_one("#message", Static).update(text)
+    def _lost(self, message: str) -> None:
+        self.problem = message
 
-    def _show(self, runs: list[dict[str, Any]], tasks: list[dict[str, Any]]) -> None:
-        table = self.query_one("#runs", DataTable)
-        table.clear()
-        for r in runs:
-            table.add_row(r["run_id"], r["suite"], r["status"])
-        ttable = self.query_one("#tasks", DataTable)
-        ttable.clear()
-        for t in tasks:
-            ttable.add_row(
-                t["task_id"],
-                t["kind"],
-                t["status"],
-                t.get("category") or "",
-                f"{t.get('wall_s') or 0:.2f}",
+    def apply_snapshot(self, snap: ClusterSnapshot) -> None:
+        """Take a new snapshot (UI thread): ring for new bad errors, then show it."""
+        first = self.snapshot is None
+        new = [e for e in snap.errors if e.key not in self._seen_errors]
+        self._seen_errors.update(e.key for e in new)
+        # History is not news: only errors that arrive after the first snapshot ring.
+        threshold = severity_rank(self.bell_severity)
+        if (
+            not first
+            and not self.muted
+            and any(severity_rank(e.severity) >= threshold for e in new)
+        ):
+            self.bells += 1
+            self.bell()
+        self.polls += 1
+        self.problem = snap.problem
+        self.snapshot = snap
+
+    # ---- actions -------------------------------------------------------------------
+
+    def action_help(self) -> None:
+        self.push_screen(HelpScreen())
+
+    def action_toggle_mute(self) -> None:
+        self.muted = not self.muted
+        self.notify("bell muted" if self.muted else f"bell on for {self.bell_severity} errors")
+        if isinstance(self.screen, ErrorsScreen) and self.snapshot is not None:
+            self.screen.show_snapshot(self.snapshot)
+
+    def action_poll_now(self) -> None:
+        self._wake.set()
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        for mode, title in SCREENS.items():
+            yield SystemCommand(
+                f"Screen: {title}", f"Show the {title} screen", self._switcher(mode)
             )
-        if not runs:
-            self.query_one("#message", Static).update(f"no runs in {self.db} yet")
+        yield SystemCommand("Toggle light/dark", "Switch the theme", self.action_toggle_dark)
+        yield SystemCommand("Mute bell", "Mute or unmute the error bell", self.action_toggle_mute)
+        yield SystemCommand("Keys", "Show every key binding", self.action_help)
+
+    def _switcher(self, mode: str) -> Callable[[], None]:
+        def switch() -> None:
+            self.switch_mode(mode)
+
+        return switch
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option(
-    "--db",
-    type=click.Path(dir_okay=False),
-    default=None,
-    help="DuckDB file to browse (default: .dtf/dtf.duckdb).",
-)
-def main(db: str | None) -> None:
-    """Browse dtf's run history in the terminal."""
-    DtfApp(db or str(dtf_config.get("db"))).run()
+def main() -> None:
+    """Console script entry point (``dtf-tui``)."""
+    from dtf_tui.cli import main as cli_main
+
+    cli_main()

@@ -1,0 +1,124 @@
+"""One task: every attempt, the error context, and the output tail of the
+highlighted attempt. Attempts load on a worker thread (the source may be remote)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, ClassVar, cast
+
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Vertical, VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Static
+
+from dtf_tui.screens.base import SEVERITY_STYLE, STATUS_STYLE
+from dtf_tui.snapshot import AttemptInfo, TaskRow
+from dtf_tui.sources import SourceError
+from dtf_tui.sources.storeread import severity_of
+from dtf_tui.widgets.vtable import Cell, Column, VirtualTable
+
+if TYPE_CHECKING:
+    from dtf_tui.app import DtfApp
+
+
+def _attempt_cells(a: AttemptInfo) -> list[Cell]:
+    return [
+        str(a.attempt),
+        (a.outcome, STATUS_STYLE.get(a.outcome, "red")),
+        a.category or "",
+        a.worker,
+        f"{a.wall_s:.2f}",
+        "" if a.exit_code is None else str(a.exit_code),
+        a.message.splitlines()[0] if a.message else "",
+    ]
+
+
+class TaskDetailScreen(ModalScreen[None]):
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape,q", "dismiss", "Close"),
+    ]
+
+    def __init__(self, task: TaskRow) -> None:
+        super().__init__()
+        self.task_row = task
+        self.attempts: list[AttemptInfo] = []
+
+    def compose(self) -> ComposeResult:
+        t = self.task_row
+        with Vertical(id="detail"):
+            yield Static(self._context_text(), id="detail-context")
+            yield VirtualTable(
+                [
+                    Column("attempt", "#", 3, right=True),
+                    Column("outcome", "outcome", 13),
+                    Column("category", "category", 14),
+                    Column("worker", "worker", 10),
+                    Column("wall", "wall s", 8, right=True),
+                    Column("exit", "exit", 4, right=True),
+                    Column("message", "message", 0),
+                ],
+                _attempt_cells,
+                row_key=lambda a: a.attempt,
+                id="attempts",
+            )
+            with VerticalScroll(id="detail-output"):
+                yield Static(f"loading the attempts of {t.task_id} ...", id="output")
+
+    def _context_text(self) -> str:
+        t = self.task_row
+        style = STATUS_STYLE.get(t.status, "")
+        lines = [f"[b]{t.task_id}[/b]  [{style}]{t.status}[/]  run {t.run_id}"]
+        if t.category:
+            sev = severity_of(t.category)
+            lines.append(
+                f"category [b]{t.category}[/b]  severity [{SEVERITY_STYLE[sev]}]{sev}[/]"
+                f"  after {t.attempts} attempt(s) on {t.worker or '—'}"
+            )
+        if t.message:
+            lines.append(t.message)
+        return "\n".join(lines)
+
+    def on_mount(self) -> None:
+        self.query_one("#attempts", VirtualTable).focus()
+        self._load()
+
+    @work(thread=True, exclusive=True)
+    def _load(self) -> None:
+        app = cast("DtfApp", self.app)
+        try:
+            attempts = app.source.attempts(self.task_row.run_id, self.task_row.task_id)
+        except SourceError as exc:
+            self.app.call_from_thread(self._show_output, f"could not load the attempts: {exc}")
+            return
+        self.app.call_from_thread(self._show_attempts, attempts)
+
+    def _show_attempts(self, attempts: list[AttemptInfo]) -> None:
+        self.attempts = attempts
+        table = self.query_one("#attempts", VirtualTable)
+        table.set_items(attempts)
+        if attempts:
+            table.cursor = len(attempts) - 1  # the last attempt decided the task
+            self._show_attempt(attempts[-1])
+        else:
+            self._show_output("no attempts recorded yet")
+
+    def _show_output(self, text: str) -> None:
+        self.query_one("#output", Static).update(text)
+
+    def _show_attempt(self, a: AttemptInfo) -> None:
+        from rich.text import Text
+
+        out = Text()
+        out.append(f"attempt {a.attempt}: {a.outcome}", style="bold")
+        if a.hardware:
+            out.append(f"  on {a.hardware}")
+        if a.message:
+            out.append("\n" + a.message, style="red" if a.category else "")
+        for name, tail in (("stdout", a.stdout_tail), ("stderr", a.stderr_tail)):
+            out.append(f"\n── {name} (tail) ──\n", style="bold dim")
+            out.append(tail or "(empty)", style="" if tail else "dim")
+        self.query_one("#output", Static).update(out)
+
+    def on_virtual_table_row_highlighted(self, event: VirtualTable.RowHighlighted) -> None:
+        self._show_attempt(event.item)

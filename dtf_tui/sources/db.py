@@ -1,0 +1,84 @@
+"""History browsing: a dtf DuckDB file, opened read-only for each question.
+
+The file is opened per poll and closed at once, never held: while any process
+holds a DuckDB file no other process can open it read-write, and the console
+must not stop a coordinator from starting. When a coordinator holds the file,
+the poll raises :class:`SourceError` with the Store's "locked by process N"
+message and the app keeps retrying, so the view comes back when the run ends.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from dtf_core.errors import DtfError
+from dtf_core.store import Store
+from dtf_tui.snapshot import AttemptInfo, ClusterSnapshot, SeriesKey, TrendSeries
+from dtf_tui.sources import SourceError, storeread
+
+
+class DbSource:
+    poll_interval = 2.0
+
+    def __init__(
+        self, path: str, *, runs: int = 20, clock: Callable[[], float] = time.time
+    ) -> None:
+        self.path = path
+        self.label = f"history: {path}"
+        self.runs = runs
+        self.clock = clock
+        self._series: dict[SeriesKey, TrendSeries] | None = None
+        self._series_for: object = None  # the runs the cached series were built from
+
+    def start(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+    def _open(self) -> Store:
+        try:
+            return Store(self.path, read_only=True)
+        except DtfError as exc:
+            raise SourceError(str(exc)) from exc
+
+    def poll(self) -> ClusterSnapshot:
+        with self._open() as store:
+            rows = store.list_runs(limit=self.runs)
+            focused = next((r for r in rows if r["status"] == "running"), rows[0] if rows else None)
+            tasks = storeread.task_rows(store, focused["run_id"]) if focused else []
+            runs = tuple(storeread.run_info(r, tasks if r is focused else None) for r in rows)
+            workers = storeread.workers(store, focused["run_id"]) if focused else []
+            errors = [e for r in rows for e in storeread.errors(store, r["run_id"])]
+        errors.sort(key=lambda e: (e.ts, e.run_id, e.task_id, e.attempt))
+        return ClusterSnapshot(
+            source=self.label,
+            taken_at=self.clock(),
+            workers=tuple(workers),
+            runs=runs,
+            tasks=tuple(tasks),
+            errors=tuple(errors),
+            note="" if rows else f"no runs in {self.path} yet",
+        )
+
+    def attempts(self, run_id: str, task_id: str) -> list[AttemptInfo]:
+        with self._open() as store:
+            return storeread.attempts(store, run_id, task_id)
+
+    def _all_series(self) -> dict[SeriesKey, TrendSeries]:
+        with self._open() as store:
+            marker = store.latest_run_id()
+            if self._series is None or marker != self._series_for:
+                self._series = storeread.all_series(store)
+                self._series_for = marker
+        return self._series
+
+    def series_keys(self) -> list[SeriesKey]:
+        return list(self._all_series())
+
+    def series(self, key: SeriesKey) -> TrendSeries:
+        try:
+            return self._all_series()[key]
+        except KeyError:
+            raise SourceError(f"no benchmark history for {key.label}") from None

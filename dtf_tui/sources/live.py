@@ -1,0 +1,185 @@
+"""``dtf-tui run``: the same run ``dtf-core run`` makes, in this process, with
+the console as its view.
+
+The Coordinator runs on a background thread (it owns the loop, the store and
+the cluster, exactly as on the command line); its events land in a
+:class:`~dtf_tui.sources.livestate.LiveState`. Worker metrics come from the
+scheduler on each poll, with a short timeout of their own: ``scheduler_info()``
+blocks ~20 s when the scheduler is gone (DESIGN.md).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+from dtf_core.errors import DtfError
+from dtf_tui.snapshot import AttemptInfo, ClusterSnapshot, SeriesKey, TrendSeries
+from dtf_tui.sources import SourceError, storeread
+from dtf_tui.sources.livestate import LiveState
+
+if TYPE_CHECKING:
+    from distributed import Client
+
+    from dtf_core.cluster import WorkerPlan
+    from dtf_core.coordinator import Coordinator, RunResult
+    from dtf_core.model import Suite
+    from dtf_core.store import Store
+
+METRICS_TIMEOUT = 2.0  # seconds: a dead scheduler must not stall the poll thread
+
+
+def worker_metrics(client: Client, timeout: float = METRICS_TIMEOUT) -> list[dict[str, Any]]:
+    """Every worker as the scheduler sees it now, with CPU, memory and the keys it runs."""
+
+    # Nested so that cloudpickle ships it by value: an external scheduler need
+    # not have dtf_tui installed.
+    def _collect(dask_scheduler: Any) -> list[dict[str, Any]]:
+        return [
+            {
+                "address": ws.address,
+                "name": str(ws.name),
+                "host": ws.host,
+                "resources": dict(ws.resources),
+                "nthreads": ws.nthreads,
+                "status": getattr(ws.status, "name", str(ws.status)),
+                "cpu": ws.metrics.get("cpu", 0.0),
+                "memory": ws.metrics.get("memory", 0),
+                "memory_limit": ws.memory_limit or 0,
+                "processing": [str(ts.key) for ts in ws.processing],
+            }
+            for ws in dask_scheduler.workers.values()
+        ]
+
+    result: list[dict[str, Any]] = client.sync(
+        client._run_on_scheduler, _collect, callback_timeout=timeout
+    )
+    return result
+
+
+class LiveSource:
+    poll_interval = 1.0
+
+    def __init__(
+        self,
+        *,
+        suite: Suite | None = None,
+        plans: list[WorkerPlan] | None = None,
+        scheduler: str | None = None,
+        db_path: str | None = None,
+        unschedulable_timeout: float | None = None,
+        client: Client | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        """Run ``suite`` (on ``scheduler``, else an embedded cluster of ``plans``),
+        or, with only ``client``, watch that cluster's workers."""
+        self.suite = suite
+        self.plans = plans
+        self.scheduler = scheduler
+        self.db_path = db_path
+        self.unschedulable_timeout = unschedulable_timeout
+        self._client = client
+        tasks = [(t.task_id, t.kind.value) for t in suite.tasks] if suite else []
+        self.state = LiveState(tasks, clock=clock)
+        if suite is not None:
+            self.label = f"run: {suite.name} on {scheduler or 'embedded cluster'}"
+        else:
+            self.label = "cluster"
+        self.result: RunResult | None = None
+        self._store: Store | None = None
+        self._coord: Coordinator | None = None
+        self._failure = ""
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # ---- lifecycle -----------------------------------------------------------
+
+    def start(self) -> None:
+        if self.suite is None or self._thread is not None:
+            return
+        self.state.note = "starting the cluster"
+        self._thread = threading.Thread(target=self._run, name="dtf-tui-run", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        from dtf_core import cluster, context
+        from dtf_core.coordinator import Coordinator
+        from dtf_core.store import Store
+
+        assert self.suite is not None and self.db_path is not None
+        try:
+            with Store(self.db_path) as store:
+                self._store = store
+                with cluster.open_cluster(self.scheduler, plans=self.plans) as handle:
+                    self._client = handle.client
+                    self.state.note = ""
+                    self._coord = Coordinator(
+                        handle.client,
+                        store,
+                        embedded=handle.embedded,
+                        unschedulable_timeout=self.unschedulable_timeout,
+                        listeners=[self.state.on_event],
+                    )
+                    if not self._stop.is_set():
+                        meta = context.collect(os.path.dirname(self.suite.path))
+                        self.result = self._coord.run(self.suite, metadata=meta)
+                    # The view keeps the cluster and the store until it closes.
+                    self._stop.wait()
+                    self._client = None
+        except DtfError as exc:
+            self._failure = str(exc)
+        except Exception as exc:  # the view must say why the run died, not hang
+            self._failure = f"the run stopped: {type(exc).__name__}: {exc}"
+        finally:
+            self._store = None
+            self._client = None
+
+    @property
+    def finished(self) -> bool:
+        return self.result is not None or bool(self._failure)
+
+    def close(self) -> None:
+        """Cancel a run still going (quitting the console stops its run) and wait for it."""
+        if self._coord is not None and self.result is None:
+            self._coord.cancel()
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=60)
+
+    # ---- Source --------------------------------------------------------------
+
+    def poll(self) -> ClusterSnapshot:
+        if self._failure:
+            raise SourceError(self._failure)
+        client, problem = self._client, ""
+        if client is not None:
+            try:
+                self.state.update_workers(worker_metrics(client))
+            except Exception as exc:  # the coordinator itself rides out a scheduler outage
+                problem = f"the scheduler does not answer ({type(exc).__name__}); retrying"
+        snap = self.state.snapshot(self.label)
+        return replace(snap, problem=problem) if problem else snap
+
+    def _need_store(self) -> Store:
+        if self._store is None:
+            raise SourceError("the run's database is not open")
+        return self._store
+
+    def attempts(self, run_id: str, task_id: str) -> list[AttemptInfo]:
+        # The coordinator's own Store: its lock makes reads from this thread safe.
+        return storeread.attempts(self._need_store(), run_id, task_id)
+
+    def series_keys(self) -> list[SeriesKey]:
+        if self._store is None:
+            return []
+        return list(storeread.all_series(self._store))
+
+    def series(self, key: SeriesKey) -> TrendSeries:
+        found = storeread.all_series(self._need_store()).get(key)
+        if found is None:
+            raise SourceError(f"no benchmark history for {key.label}")
+        return found

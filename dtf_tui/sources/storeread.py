@@ -1,0 +1,166 @@
+"""Reading a :class:`~dtf_core.store.Store` into snapshot dataclasses.
+
+Shared by :class:`~dtf_tui.sources.db.DbSource` (a file opened read-only per
+poll) and :class:`~dtf_tui.sources.live.LiveSource` (the store its own
+coordinator holds). Only the Store's public reads are used: no SQL here.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections import defaultdict
+from typing import Any
+
+from dtf_core import hardware as hw
+from dtf_core.errors import SEVERITY, Category
+from dtf_core.store import Store
+from dtf_tui.snapshot import (
+    AttemptInfo,
+    ErrorEvent,
+    RunInfo,
+    SeriesKey,
+    TaskRow,
+    TrendSeries,
+    WorkerInfo,
+)
+
+# Units whose bigger numbers are better, when a task's spec does not say.
+_HIGHER_IS_BETTER_UNITS = ("/s", "ops", "hz", "items", "bytes/s")
+
+
+def severity_of(category: str | None) -> str:
+    try:
+        return SEVERITY[Category(category or "")]
+    except ValueError:
+        return "error"
+
+
+def hardware_label(info: dict[str, Any] | None) -> str:
+    return hw.label(info) if info else ""
+
+
+def run_info(row: dict[str, Any], tasks: list[TaskRow] | None = None) -> RunInfo:
+    total = int(row.get("tasks") or 0)
+    finished = row["status"] != "running"
+    if tasks is not None:
+        done = sum(t.status not in ("pending", "running") for t in tasks)
+        passed = sum(t.status in ("passed", "skipped") for t in tasks)
+        failed = done - passed
+    else:
+        failed = int(row.get("failed") or 0)
+        done = total if finished else 0
+        passed = done - failed if finished else 0
+    return RunInfo(
+        run_id=row["run_id"],
+        suite=row["suite"],
+        status=row["status"],
+        started_at=float(row.get("started_at") or 0.0),
+        finished_at=row.get("finished_at"),
+        total=total,
+        done=done,
+        passed=passed,
+        failed=failed,
+    )
+
+
+def task_rows(store: Store, run_id: str) -> list[TaskRow]:
+    return [
+        TaskRow(
+            run_id=run_id,
+            task_id=t["task_id"],
+            kind=t.get("kind") or "",
+            status=t["status"],
+            category=t.get("category"),
+            message=t.get("message") or "",
+            attempts=int(t.get("attempts") or 0),
+            wall_s=float(t.get("wall_s") or 0.0),
+            worker=t.get("worker") or "",
+            flaky=bool(t.get("flaky")),
+        )
+        for t in store.tasks(run_id)
+    ]
+
+
+def workers(store: Store, run_id: str) -> list[WorkerInfo]:
+    return [
+        WorkerInfo(
+            address=w["address"],
+            name=w.get("name") or w["address"],
+            host=w.get("host") or "",
+            resources=w.get("resources") or {},
+            status="recorded",
+            hardware=hardware_label(w.get("hardware")),
+        )
+        for w in store.workers(run_id)
+    ]
+
+
+def errors(store: Store, run_id: str) -> list[ErrorEvent]:
+    label = {w.name: w.hardware for w in workers(store, run_id)}
+    return [
+        ErrorEvent(
+            run_id=run_id,
+            task_id=e["task_id"],
+            attempt=int(e["attempt"]),
+            ts=float(e.get("ts") or 0.0),
+            category=e.get("category") or "infrastructure",
+            severity=e.get("severity") or severity_of(e.get("category")),
+            message=e.get("message") or "",
+            worker=e.get("worker") or "",
+            hardware=label.get(e.get("worker") or "", ""),
+        )
+        for e in store.errors(run_id)
+    ]
+
+
+def attempts(store: Store, run_id: str, task_id: str) -> list[AttemptInfo]:
+    return [
+        AttemptInfo(
+            attempt=int(a["attempt"]),
+            outcome=a["outcome"],
+            category=a.get("category"),
+            message=a.get("message") or "",
+            worker=a.get("worker") or "",
+            hardware=a.get("hardware") or "",
+            started_at=float(a.get("started_at") or 0.0),
+            wall_s=float(a.get("wall_s") or 0.0),
+            exit_code=a.get("exit_code"),
+            stdout_tail=a.get("stdout_tail") or "",
+            stderr_tail=a.get("stderr_tail") or "",
+        )
+        for a in store.attempts(run_id, task_id)
+    ]
+
+
+def all_series(store: Store, max_runs: int = 100) -> dict[SeriesKey, TrendSeries]:
+    """Per-run medians of every benchmark task x hardware, oldest run first.
+
+    One query per run through the Store's public reads: history browsing is
+    rare and runs on a worker thread, and it keeps dtf_core untouched.
+    """
+    runs = sorted(store.list_runs(limit=max_runs), key=lambda r: (r["started_at"], r["run_id"]))
+    points: dict[SeriesKey, list[tuple[str, float, float]]] = defaultdict(list)
+    units: dict[SeriesKey, str] = {}
+    for run in runs:
+        df = store.benchmark_samples(run["run_id"])
+        if df.empty:
+            continue
+        for (task_id, hardware, unit), group in df.groupby(
+            ["task_id", "hardware", "unit"], dropna=False, sort=True
+        ):
+            key = SeriesKey(str(task_id), "" if hardware is None else str(hardware))
+            units[key] = str(unit or "s")
+            value = statistics.median(group["value"].tolist())
+            points[key].append((run["run_id"], float(run["started_at"] or 0.0), value))
+    out = {}
+    for key, pts in sorted(points.items(), key=lambda kv: (kv[0].benchmark, kv[0].hardware)):
+        unit = units[key]
+        out[key] = TrendSeries(
+            key=key,
+            unit=unit,
+            run_ids=tuple(p[0] for p in pts),
+            times=tuple(p[1] for p in pts),
+            values=tuple(p[2] for p in pts),
+            higher_is_better=unit.lower().endswith(_HIGHER_IS_BETTER_UNITS),
+        )
+    return out
