@@ -142,3 +142,59 @@ def seed(path: Path) -> Path:
         _bench_runs(store)
         _latest_run(store)
     return path
+
+
+# ---- shared by the console's tests ------------------------------------------------
+
+SNAPSHOT_LABEL = "history: seeded.duckdb"
+
+
+def make_app(db: Path, **kw: object):  # type: ignore[no-untyped-def]
+    """The console on the seeded file, with the clock stopped at ``NOW``."""
+    from dtf_tui.app import DtfApp
+    from dtf_tui.sources.db import DbSource
+
+    source = DbSource(str(db), clock=lambda: NOW)
+    source.label = SNAPSHOT_LABEL  # the temporary path would change every screenshot
+    return DtfApp(source, clock=lambda: NOW, **kw)  # type: ignore[arg-type]
+
+
+async def wait_until(pilot, condition, timeout: float = 10.0) -> None:  # type: ignore[no-untyped-def]
+    """Let the app run until ``condition()`` holds (data arrives on worker threads)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {condition}")
+        await pilot.pause(0.02)
+    await pilot.pause()
+
+
+def screen_text(app) -> str:  # type: ignore[no-untyped-def]
+    """The screen as plain text, as a user would read it."""
+    import io
+
+    from rich.console import Console
+
+    width, height = app.size
+    console = Console(
+        width=width, height=height, file=io.StringIO(), force_terminal=True, record=True,
+        legacy_windows=False,
+    )  # fmt: skip
+    console.print(
+        app.screen._compositor.render_update(full=True, screen_stack=app._background_screens)
+    )
+    return console.export_text(styles=False)
+
+
+def async_test(fn):  # type: ignore[no-untyped-def]
+    """Run an async test on its own event loop (no pytest-asyncio in the dev set)."""
+    import asyncio
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):  # type: ignore[no-untyped-def]
+        return asyncio.run(fn(*args, **kwargs))
+
+    return wrapper

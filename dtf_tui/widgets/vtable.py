@@ -146,6 +146,7 @@ class VirtualTable(Widget, can_focus=True):
     def set_items(self, items: Sequence[Any]) -> None:
         """Show ``items`` in this order; the highlighted row follows its key."""
         current = self.highlighted
+        resized = len(items) != len(self.items)
         self.items = items
         if current is not None:
             key = self.row_key(current)
@@ -156,7 +157,9 @@ class VirtualTable(Widget, can_focus=True):
                         break
         self.cursor = max(0, min(self.cursor, len(items) - 1))
         self._scroll_to_cursor()
-        self.refresh()
+        # With `height: auto` the row count is the height: lay out again when it changes.
+        height = self.styles.height
+        self.refresh(layout=resized and height is not None and height.is_auto)
 
     @property
     def highlighted(self) -> Any:
