@@ -11,6 +11,7 @@ import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 from dtf_tui.snapshot import ErrorEvent, severity_rank
 
@@ -27,8 +28,11 @@ _RULES = [
 ]
 
 
+@lru_cache(maxsize=8192)
 def normalise(message: str) -> str:
-    """The message with its variable parts replaced; the first line only."""
+    """The message with its variable parts replaced; the first line only.
+
+    Cached: a live view groups the same thousands of messages every second."""
     text = (message.strip().splitlines() or [""])[0]
     for pattern, repl in _RULES:
         text = pattern.sub(repl, text)

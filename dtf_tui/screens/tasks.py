@@ -25,11 +25,20 @@ _STATUS_ORDER = {
     )
 }  # fmt: skip
 _SORT_KEYS: dict[str, Callable[[TaskRow], Any]] = {
-    "status": lambda t: (_STATUS_ORDER.get(t.status, 99), t.task_id),
     "category": lambda t: (t.category or "~", t.task_id),
     "attempts": lambda t: (t.attempts, t.task_id),
     "wall": lambda t: (t.wall_s, t.task_id),
 }
+
+
+def sort_by_status(rows: list[TaskRow], reverse: bool = False) -> list[TaskRow]:
+    """Bucket by status, in the source's order within a bucket: O(n), where a
+    keyed sort of 20,000 rows costs ~10 ms every refresh."""
+    buckets: dict[str, list[TaskRow]] = {}
+    for t in rows:
+        buckets.setdefault(t.status, []).append(t)
+    order = sorted(buckets, key=lambda s: (_STATUS_ORDER.get(s, 99), s), reverse=reverse)
+    return [t for status in order for t in buckets[status]]
 
 
 def filter_tasks(tasks: tuple[TaskRow, ...], text: str) -> list[TaskRow]:
@@ -102,7 +111,9 @@ class TasksScreen(SnapshotScreen):
     def _refilter(self, tasks: tuple[TaskRow, ...], snapshot: ClusterSnapshot | None) -> None:
         table = self.query_one("#tasks", VirtualTable)
         rows = filter_tasks(tasks, self._filter)
-        if table.sort_key:
+        if table.sort_key == "status":
+            rows = sort_by_status(rows, table.sort_reverse)
+        elif table.sort_key:
             attr = table.sort_key
             key = _SORT_KEYS.get(attr) or (lambda t: str(getattr(t, attr, "")))
             rows.sort(key=key, reverse=table.sort_reverse)

@@ -20,6 +20,7 @@ from rich.segment import Segment
 from rich.style import Style
 from textual import events
 from textual.binding import Binding, BindingType
+from textual.geometry import Region
 from textual.message import Message
 from textual.reactive import reactive
 from textual.strip import Strip
@@ -36,6 +37,15 @@ class Column:
     width: int  # cells; 0 = takes what the fixed columns leave (at least 8)
     right: bool = False  # right-align (numbers)
     hide_below: int = 0  # hidden when the table is narrower than this (80x24 stays usable)
+
+
+@dataclass(frozen=True)
+class _Paint:
+    base: Style
+    header: Style
+    cursor: Style
+    layout: list[tuple[int, Column, int]]
+    width: int
 
 
 @lru_cache(maxsize=256)
@@ -140,6 +150,9 @@ class VirtualTable(Widget, can_focus=True):
         self.sort_key: str | None = None
         self.sort_reverse = False
         self._top = 0
+        self._paint: _Paint | None = None
+        self._strips: dict[int, tuple[Any, bool, Strip]] = {}  # row index -> (item, cursor, strip)
+        self._strips_for: object = None
 
     # ---- data ----------------------------------------------------------------
 
@@ -194,22 +207,52 @@ class VirtualTable(Widget, can_focus=True):
         return [(i, c, c.width or spare) for i, c in shown]
 
     # ---- drawing -------------------------------------------------------------------
+    #
+    # Textual asks for one line at a time. What every line needs (styles, the
+    # column layout) is worked out once per paint in render_lines, and a row
+    # whose item is the same object as last paint reuses its strip: snapshot
+    # rows are frozen, so an unchanged row is literally the same object.
+
+    def render_lines(self, crop: Region) -> list[Strip]:
+        base = self.rich_style
+        self._paint = _Paint(
+            base=base,
+            header=base + self._component("vtable--header"),
+            cursor=base + self._component("vtable--cursor"),
+            layout=self._layout(),
+            width=self.size.width,
+        )
+        key = (self._paint.width, base, self._paint.cursor)
+        if key != self._strips_for:
+            self._strips.clear()
+            self._strips_for = key
+        try:
+            return super().render_lines(crop)
+        finally:
+            self._paint = None
 
     def render_line(self, y: int) -> Strip:
-        width = self.size.width
-        base = self.rich_style
+        paint = self._paint or _Paint(
+            self.rich_style, self.rich_style, self.rich_style, self._layout(), self.size.width
+        )
         if y == 0:
-            return self._line(self._header_cells(), base + self._component("vtable--header"))
+            return self._line(paint, self._header_cells(), paint.header)
         index = self._top + y - 1
         if index >= len(self.items):
-            return Strip.blank(width, base)
+            return Strip.blank(paint.width, paint.base)
         item = self.items[index]
-        style = base
-        if self.row_style is not None:
+        is_cursor = index == self.cursor
+        cached = self._strips.get(index)
+        if cached is not None and cached[0] is item and cached[1] == is_cursor:
+            return cached[2]
+        style = paint.cursor if is_cursor else paint.base
+        if self.row_style is not None and not is_cursor:
             style += _style(self.row_style(item))
-        if index == self.cursor:
-            style += self._component("vtable--cursor")
-        return self._line(self.formatter(item), style, cursor=index == self.cursor)
+        strip = self._line(paint, self.formatter(item), style, cursor=is_cursor)
+        if len(self._strips) > 1024:  # scrolled far: keep what is near the screen only
+            self._strips.clear()
+        self._strips[index] = (item, is_cursor, strip)
+        return strip
 
     def _component(self, name: str) -> Style:
         return self.get_component_rich_style(name, partial=True)
@@ -221,16 +264,26 @@ class VirtualTable(Widget, can_focus=True):
             cells.append(c.label + mark)
         return cells
 
-    def _line(self, cells: Sequence[Cell], style: Style, cursor: bool = False) -> Strip:
+    @staticmethod
+    def _line(paint: _Paint, cells: Sequence[Cell], style: Style, cursor: bool = False) -> Strip:
         segments = []
-        for n, (i, column, width) in enumerate(self._layout()):
+        used = 0
+        for n, (i, column, width) in enumerate(paint.layout):
             cell = cells[i] if i < len(cells) else ""
             text, spec = (cell, "") if isinstance(cell, str) else cell
             cell_style = style if cursor or not spec else style + _style(spec)
             if n:
                 segments.append(Segment(" ", style))
-            segments.append(Segment(_fit(text, width, column.right), cell_style))
-        return Strip(segments).adjust_cell_length(self.size.width, style)
+                used += 1
+            take = min(width, paint.width - used)
+            if take <= 0:
+                break
+            segments.append(Segment(_fit(text, take, column.right), cell_style))
+            used += take
+        if used < paint.width:
+            segments.append(Segment(" " * (paint.width - used), style))
+        # One Strip per line, built at its final length: Strip() is not free.
+        return Strip(segments, paint.width)
 
     # ---- actions -------------------------------------------------------------------
 
