@@ -9,6 +9,8 @@ thread keeps trying, backing off up to 30 s. The command line is in
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -84,6 +86,7 @@ class DtfApp(App[None]):
         self.polls = 0
         self._seen_errors: set[tuple[str, str, int]] = set()
         self._wake = threading.Event()
+        self._closing = False
 
     def on_mount(self) -> None:
         self.sub_title = self.source.label
@@ -91,6 +94,7 @@ class DtfApp(App[None]):
         self._poll_loop()
 
     def on_unmount(self) -> None:
+        self._closing = True
         self._wake.set()
 
     # ---- data in -------------------------------------------------------------------
@@ -99,7 +103,7 @@ class DtfApp(App[None]):
     def _poll_loop(self) -> None:
         worker = get_current_worker()
         failures = 0
-        while not worker.is_cancelled:
+        while not worker.is_cancelled and not self._closing:
             try:
                 snap = self.source.poll()
             except Exception as exc:  # any failure of the source is shown, never fatal
@@ -107,22 +111,45 @@ class DtfApp(App[None]):
                 delay = min(MAX_BACKOFF, self.poll_interval * 2 ** min(failures, 5))
                 text = str(exc) if isinstance(exc, SourceError) else f"{type(exc).__name__}: {exc}"
                 message = f"⚠ {self.source.label}: {text} — retrying in {delay:.0f}s"
-                if not self._to_ui(self._lost, message):
+                if not self.to_ui(self._lost, message):
                     return
             else:
                 failures, delay = 0, self.poll_interval
                 # Blocks until the UI has taken it: polls never pile up behind a slow render.
-                if not self._to_ui(self.apply_snapshot, snap):
+                if not self.to_ui(self.apply_snapshot, snap):
                     return
             self._wake.wait(delay)
             self._wake.clear()
 
-    def _to_ui(self, fn: Callable[..., object], *args: object) -> bool:
-        try:
-            self.call_from_thread(fn, *args)
-        except RuntimeError:  # the app is closing
+    def to_ui(self, fn: Callable[..., object], *args: object) -> bool:
+        """Run ``fn(*args)`` on the UI thread and wait for it; False once the app closes.
+
+        Like ``call_from_thread``, which waits without a timeout: a thread that
+        hands over data just as the app shuts down would wait forever (and
+        hold the process open).
+        """
+        loop = self._loop
+        if loop is None or self._closing:
             return False
-        return True
+
+        async def run() -> None:
+            with self._context():
+                fn(*args)
+
+        try:
+            future = asyncio.run_coroutine_threadsafe(run(), loop)
+        except RuntimeError:  # the loop is closed
+            return False
+        while True:
+            try:
+                future.result(timeout=0.25)
+                return True
+            except concurrent.futures.TimeoutError:
+                if self._closing or not self.is_running or loop.is_closed():
+                    future.cancel()
+                    return False
+            except Exception:  # cancelled with the app, or the callback failed
+                return False
 
     def _lost(self, message: str) -> None:
         self.problem = message

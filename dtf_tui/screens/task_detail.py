@@ -89,9 +89,9 @@ class TaskDetailScreen(ModalScreen[None]):
         try:
             attempts = app.source.attempts(self.task_row.run_id, self.task_row.task_id)
         except SourceError as exc:
-            self.app.call_from_thread(self._show_output, f"could not load the attempts: {exc}")
+            app.to_ui(self._show_output, f"could not load the attempts: {exc}")
             return
-        self.app.call_from_thread(self._show_attempts, attempts)
+        app.to_ui(self._show_attempts, attempts)
 
     def _show_attempts(self, attempts: list[AttemptInfo]) -> None:
         self.attempts = attempts

@@ -83,9 +83,9 @@ class TrendsScreen(SnapshotScreen):
         try:
             keys = self.dtf.source.series_keys()
         except SourceError as exc:
-            self.app.call_from_thread(self._summary, f"no history: {exc}")
+            self.dtf.to_ui(self._summary, f"no history: {exc}")
             return
-        self.app.call_from_thread(self._set_keys, keys)
+        self.dtf.to_ui(self._set_keys, keys)
 
     def _summary(self, text: str) -> None:
         self.query_one("#trend-summary", Static).update(text)
@@ -126,10 +126,10 @@ class TrendsScreen(SnapshotScreen):
         try:
             series = self.dtf.source.series(key)
         except SourceError as exc:
-            self.app.call_from_thread(self._summary, str(exc))
+            self.dtf.to_ui(self._summary, str(exc))
             return
         view = trend.analyse(series)
-        self.app.call_from_thread(self._show, series, view)
+        self.dtf.to_ui(self._show, series, view)
 
     def _show(self, series: TrendSeries, view: trend.TrendView) -> None:
         self.series, self.view = series, view
