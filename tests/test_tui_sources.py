@@ -182,3 +182,19 @@ def test_change_points_find_level_shifts_and_ignore_noise() -> None:
     assert trend.change_points(noisy) == []
     steps = [1.0] * 8 + [2.0] * 8 + [1.5] * 8
     assert trend.change_points([v + rng.gauss(0, 0.01) for v in steps]) == [8, 16]
+
+
+def test_cli_modes_and_bad_input(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from dtf_tui.cli import main
+
+    runner = CliRunner()
+    out = runner.invoke(main, ["--help"])
+    assert out.exit_code == 0 and "--coordinator" in out.output and "run" in out.output
+    out = runner.invoke(main, ["run", "--help"])
+    assert out.exit_code == 0 and "--resources" in out.output
+    out = runner.invoke(main, ["run", str(tmp_path / "missing.toml")])
+    assert out.exit_code == 2 and "dtf-tui: error:" in out.output
+    out = runner.invoke(main, ["--db", "x.duckdb", "--coordinator", "http://h"])
+    assert out.exit_code == 2
