@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import dask.config
-from distributed import Client, Nanny, Scheduler, SpecCluster
+from distributed import Client, Nanny, Scheduler, Security, SpecCluster
 
 from . import config, hardware
 from .errors import ClusterError, OptionError
@@ -106,11 +106,15 @@ def open_cluster(
     *,
     plans: list[WorkerPlan] | None = None,
     connect_timeout: float = 20.0,
+    security: Security | None = None,
 ) -> Iterator[ClusterHandle]:
-    """Yield a connected cluster; close what we started on the way out."""
+    """Yield a connected cluster; close what we started on the way out.
+    ``security`` (mutual TLS, docs/cluster.md) applies to ``scheduler`` only."""
     if scheduler:
         try:
-            client = Client(scheduler, timeout=connect_timeout, set_as_default=False)
+            client = Client(
+                scheduler, timeout=connect_timeout, set_as_default=False, security=security
+            )
         except (OSError, TimeoutError) as exc:
             raise ClusterError(
                 f"could not reach the scheduler at {scheduler} within {connect_timeout:g}s: {exc}"

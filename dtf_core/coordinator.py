@@ -26,6 +26,7 @@ import queue
 import secrets
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -107,6 +108,7 @@ class Coordinator:
         unschedulable_timeout: float | None = None,
         listeners: list[Listener] | None = None,
         estimates: dict[str, float] | None = None,
+        verify: Callable[[AttemptResult], str | None] | None = None,
     ) -> None:
         self.client = client
         self.store = store
@@ -134,6 +136,10 @@ class Coordinator:
         self.scheduler_wait = config.seconds("scheduler-wait")
         self.run_id = ""
         self.states: dict[str, _TaskState] = {}
+        # Result signatures (cluster mode): ``verify`` answers None or why a
+        # result is rejected; the workers that sent rejected results get no more work.
+        self.verify = verify
+        self._distrusted: set[str] = set()
 
     # ------------------------------------------------------------------ events
     def _emit(self, event: Event) -> None:
@@ -280,7 +286,9 @@ class Coordinator:
         if self.client.status in ("closed", "closing") and not self.embedded and self._address:
             # The client stops reconnecting after its own timeout: start a new one.
             with contextlib.suppress(Exception):
-                self.client = Client(self._address, timeout=2, set_as_default=False)
+                self.client = Client(
+                    self._address, timeout=2, set_as_default=False, security=self.client.security
+                )
         if self.client.status != "running":
             return
         try:
@@ -374,6 +382,7 @@ class Coordinator:
             w
             for w in self._workers.values()
             if all(w["resources"].get(k, 0) >= v for k, v in requires.items())
+            and w["name"] not in self._distrusted
         ]
 
     def _submit_initial(self, states: list[_TaskState]) -> None:
@@ -419,6 +428,7 @@ class Coordinator:
             payloads,
             key=key,
             resources=dict(first.spec.requires) or None,
+            workers=self._trusted_addresses(),
             pure=False,
             retries=0,  # dtf decides retries: Dask's retries know nothing of categories
         )
@@ -500,6 +510,9 @@ class Coordinator:
                 results: list[AttemptResult] = fut.result()
             except Exception as lost:  # result lost in transit
                 results = self._failed_results(payloads, lost)
+            else:
+                if self.verify is not None:
+                    results = [self._verified(r) for r in results]
         else:
             error = self._exception_of(fut)
             if error is not None and "scheduler-connection-lost" in str(error):
@@ -736,3 +749,27 @@ class Coordinator:
                 )
                 self.store.add_attempt(res)
                 self._finalize(st, "cancelled", res, category=Category.CANCELLED.value)
+
+    # ------------------------------------------------------ result signatures
+    def _verified(self, res: AttemptResult) -> AttemptResult:
+        """``res`` if its signature holds; else a failed attempt of category
+        ``security`` (retried under the task's ``retries``, on other workers)."""
+        assert self.verify is not None
+        reason = self.verify(res)
+        if reason is None:
+            return res
+        # The name is what the result claims: a forger can only get an honest
+        # worker distrusted (denial of service), never get a result accepted.
+        self._distrusted.add(res.worker)
+        return AttemptResult(
+            run_id=res.run_id, task_id=res.task_id, attempt=res.attempt, outcome="error",
+            category=Category.SECURITY.value,
+            message=f"result rejected: {reason}; no more work goes to worker {res.worker!r}",
+            worker=res.worker, started_at=res.started_at, finished_at=time.time(),
+        )  # fmt: skip
+
+    def _trusted_addresses(self) -> list[str] | None:
+        """Restrict placement once some worker is distrusted (Dask has no "not there")."""
+        if not self._distrusted:
+            return None
+        return [a for a, w in self._workers.items() if w["name"] not in self._distrusted]
