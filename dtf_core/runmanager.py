@@ -51,7 +51,8 @@ class ActiveRun:
     suite: str
     total: int
     submitted_at: float
-    status: str = "queued"  # queued | running | passed | failed | cancelled | error
+    # queued (not in the database yet) | running | passed | failed | cancelled | error
+    status: str = "queued"
     done: int = 0
     events: list[dict[str, Any]] = field(default_factory=list)
     error: str = ""
@@ -133,7 +134,6 @@ class RunManager:
             listeners=[lambda e: self._on_event(run, e)], verify=self.verify,
         )  # fmt: skip
         run.coordinator = coord
-        run.status = "running"
         if run.cancel_requested:
             coord.cancel()  # cancelled while queued: recorded as a cancelled run
         try:
@@ -162,7 +162,8 @@ class RunManager:
         if isinstance(event, TaskFinished):
             run.done = event.done
         elif isinstance(event, RunStarted):
-            run.total = event.total
+            # Only now is the run in the database: until then readers see it queued.
+            run.total, run.status = event.total, "running"
         elif isinstance(event, RunFinished) and run.status == "running":
             run.status = event.status
         run.events.append(event_to_dict(event, len(run.events) + 1))

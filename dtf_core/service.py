@@ -229,6 +229,9 @@ class RunDataHandler(Handler):
     async def get(self, run_id: str, what: str) -> None:
         self.auth("viewer")
         store = self.manager.store
+        active = self.manager.get(run_id)
+        if active is not None and active.status == "queued":
+            raise ApiError(409, f"run {run_id} is queued: nothing to show yet")
         await self.stored_run(run_id)
         if what == "tasks":
             self.send({"tasks": await self.blocking(store.tasks, run_id)})
