@@ -27,7 +27,7 @@ import pathlib
 import re
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import duckdb
@@ -501,6 +501,203 @@ class Store:
             rows = self._con.execute(sql, [recent_runs]).fetchall()
         return {str(n): float(v) for n, v in rows}
 
+    # ---- analysis: samples by run, aggregation, history, bulk import ----------
+
+    def samples_of_runs(self, run_ids: Sequence[str]) -> pd.DataFrame:
+        """Every sample of the given runs (all attempts: each is a valid measurement).
+
+        Columns: run_id, benchmark, params (canonical JSON string), hardware
+        (``''`` when unknown), unit, value, higher_is_better (the task's own flag
+        when its spec says so, else missing: the unit rule decides).
+        """
+        with self._lock:
+            return self._con.execute(
+                "SELECT s.run_id, s.benchmark, s.params::VARCHAR AS params,"
+                " coalesce(s.hardware, '') AS hardware, coalesce(s.unit, 's') AS unit, s.value,"
+                " TRY_CAST(json_extract_string(t.spec, '$.higher_is_better') AS BOOLEAN)"
+                "  AS higher_is_better"
+                " FROM samples s LEFT JOIN tasks t USING (run_id, task_id)"
+                " WHERE list_contains($1, s.run_id)"
+                " ORDER BY s.benchmark, params, hardware, s.run_id, s.task_id, s.attempt, s.idx",
+                [list(run_ids)],
+            ).df()
+
+    def aggregate_samples(
+        self,
+        by: Sequence[str],
+        ci_ranks: Callable[[np.ndarray], pd.DataFrame],
+        *,
+        run_ids: Sequence[str] | None = None,
+        benchmark: str | None = None,
+    ) -> pd.DataFrame:
+        """n, mean, median, stdev, mad, p5, p95, ci_low, ci_high per group of ``by``.
+
+        ``by`` names dimensions (:data:`AGG_DIMENSIONS`, or ``param:NAME`` for one
+        parameter); ``unit`` is always a group key, since values in different
+        units never mix. ``ci_ranks(ns)`` maps sample counts to the 0-based order
+        statistics ``(n, lo, hi)`` that bound the median's confidence interval.
+        """
+        exprs = {"unit": "coalesce(s.unit, 's')"}
+        for name in by:
+            exprs[name] = _dimension_sql(name)
+        keys = ", ".join(f'{e} AS "{n}"' for n, e in exprs.items())
+        where, args = _sample_filter(run_ids, benchmark)
+        group = ", ".join(f'"{n}"' for n in exprs)
+        with self._lock:
+            con = self._con
+            con.execute(
+                "CREATE OR REPLACE TEMP TABLE _agg AS SELECT "
+                + keys
+                + ", count(*) AS n, avg(s.value) AS mean, median(s.value) AS median,"
+                " stddev_samp(s.value) AS stdev, mad(s.value) AS mad,"
+                " quantile_cont(s.value, 0.05) AS p5, quantile_cont(s.value, 0.95) AS p95,"
+                " list(s.value ORDER BY s.value) AS _sorted"
+                " FROM samples s LEFT JOIN runs r USING (run_id)" + where + " GROUP BY " + group,
+                args,
+            )
+            try:
+                ns = con.execute("SELECT DISTINCT n FROM _agg").fetchnumpy()["n"]
+                ranks = ci_ranks(np.asarray(ns, dtype=np.int64))
+                with self._registered(_ci=ranks):
+                    return con.execute(
+                        "SELECT a.* EXCLUDE (_sorted), a._sorted[c.lo + 1] AS ci_low,"
+                        " a._sorted[c.hi + 1] AS ci_high FROM _agg a JOIN _ci c USING (n)"
+                        f" ORDER BY {group}"
+                    ).df()
+            finally:
+                con.execute("DROP TABLE IF EXISTS _agg")
+
+    def benchmark_history(
+        self, *, benchmark: str | None = None, since: float | None = None
+    ) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, np.ndarray]]:
+        """Per-run medians of every benchmark x params x hardware, oldest run first.
+
+        Returns ``(keys, runs, points)``: ``keys`` has one row per series
+        (sid, benchmark, params, hardware, unit, higher_is_better), ``runs`` one
+        per run (rix, run_id, started_at, commit, branch), and ``points`` three
+        NumPy arrays ``sid``, ``rix``, ``value`` sorted by series then run. Series
+        and runs travel as integers: a million points with their strings would
+        cost more to hand to Python than the whole analysis.
+        """
+        run_where = "WHERE started_at >= ?" if since is not None else ""
+        name_where = " AND s.benchmark GLOB ?" if benchmark else ""
+        with self._lock:
+            con = self._con
+            runs = con.execute(
+                "SELECT (row_number() OVER (ORDER BY started_at, run_id) - 1)::INTEGER AS rix,"
+                " run_id, started_at, json_extract_string(metadata, '$.commit') AS commit,"
+                " json_extract_string(metadata, '$.branch') AS branch FROM runs "
+                + run_where
+                + " ORDER BY rix",
+                [since] if since is not None else [],
+            ).df()
+            with self._registered(_runs=runs[["rix", "run_id"]]):
+                keys = con.execute(
+                    "WITH k AS (SELECT s.benchmark, s.params::VARCHAR AS params,"
+                    "  coalesce(s.hardware, '') AS hardware, mode(coalesce(s.unit, 's')) AS unit"
+                    "  FROM samples s SEMI JOIN _runs USING (run_id) WHERE true"
+                    + name_where
+                    + "  GROUP BY ALL),"
+                    " d AS (SELECT name, arg_max(TRY_CAST(json_extract_string(spec,"
+                    "  '$.higher_is_better') AS BOOLEAN), run_id) AS higher_is_better"
+                    "  FROM tasks WHERE spec IS NOT NULL AND kind = 'benchmark' GROUP BY name)"
+                    " SELECT (row_number() OVER (ORDER BY k.benchmark, k.params, k.hardware)"
+                    "  - 1)::INTEGER AS sid, k.*, d.higher_is_better"
+                    " FROM k LEFT JOIN d ON d.name = k.benchmark ORDER BY sid",
+                    [benchmark] if benchmark else [],
+                ).df()
+                with self._registered(_keys=keys[["sid", "benchmark", "params", "hardware"]]):
+                    points = con.execute(
+                        "WITH m AS (SELECT s.run_id, s.benchmark, s.params::VARCHAR AS params,"
+                        "  coalesce(s.hardware, '') AS hardware, median(s.value) AS value"
+                        "  FROM samples s WHERE true" + name_where + "  GROUP BY ALL)"
+                        " SELECT k.sid, r.rix, m.value FROM m"
+                        " JOIN _keys k USING (benchmark, params, hardware)"
+                        " JOIN _runs r USING (run_id) ORDER BY k.sid, r.rix",
+                        [benchmark] if benchmark else [],
+                    ).fetchnumpy()
+        arrays = {k: np.asarray(points[k]) for k in ("sid", "rix", "value")}
+        return keys, runs, arrays
+
+    def existing_run_ids(self, run_ids: Sequence[str]) -> list[str]:
+        with self._lock:
+            rows = self._con.execute(
+                "SELECT run_id FROM runs WHERE list_contains(?, run_id) ORDER BY run_id",
+                [list(run_ids)],
+            ).fetchall()
+        return [str(r[0]) for r in rows]
+
+    def import_samples(self, frame: pd.DataFrame, *, suite: str, source: str) -> tuple[int, int]:
+        """Store a validated history frame in one transaction; return (runs, samples).
+
+        ``frame`` has one row per sample: run_id, timestamp (unix s), commit,
+        branch, python (strings or missing), benchmark, params (canonical JSON),
+        hardware, task_id, value, unit, higher_is_better (missing: the unit
+        decides). Each run becomes a run with status ``imported``, each
+        (run, task_id) a passed benchmark task with one attempt. A run id that is
+        already stored refuses the whole file: imports never half-happen.
+        """
+        with self._lock:
+            con = self._con
+            con.begin()
+            try:
+                # One copy from pandas into DuckDB; every table below is derived
+                # from it inside DuckDB.
+                with self._registered(_frame=frame):
+                    con.execute(
+                        "CREATE OR REPLACE TEMP TABLE _imp AS SELECT *, (row_number() OVER"
+                        " (PARTITION BY run_id, task_id ORDER BY _row) - 1)::INTEGER AS idx"
+                        " FROM (SELECT *, row_number() OVER () AS _row FROM _frame)"
+                    )
+                clash = con.execute(
+                    "SELECT run_id FROM runs SEMI JOIN _imp USING (run_id) LIMIT 1"
+                ).fetchall()
+                if clash:
+                    raise errs.ImportFileError(
+                        f"{source}: run_id '{clash[0][0]}' is already in {self.path}: "
+                        "rename the run ids or import into another database"
+                    )
+                con.execute(
+                    "INSERT INTO runs SELECT run_id, ?, ?, 'imported', min(timestamp),"
+                    " max(timestamp), json_object('commit', any_value(commit),"
+                    " 'branch', any_value(branch), 'python', any_value(python),"
+                    " 'imported_from', ?) FROM _imp GROUP BY run_id",
+                    [suite, source, source],
+                )
+                con.execute(
+                    "CREATE OR REPLACE TEMP TABLE _imp_tasks AS SELECT run_id, task_id,"
+                    " any_value(benchmark) AS name, any_value(params) AS params,"
+                    " any_value(hardware) AS hardware, any_value(unit) AS unit,"
+                    " any_value(higher_is_better) AS hib, min(timestamp) AS ts"
+                    " FROM _imp GROUP BY run_id, task_id"
+                )
+                con.execute(
+                    "INSERT INTO tasks (run_id, task_id, name, kind, params, requires, spec,"
+                    " status, attempts, flaky, wall_s, worker)"
+                    " SELECT run_id, task_id, name, 'benchmark', params, '{}',"
+                    " CASE WHEN hib IS NULL THEN NULL ELSE json_object('unit', unit,"
+                    "  'higher_is_better', hib) END, 'passed', 1, false, NULL, ''"
+                    " FROM _imp_tasks"
+                )
+                con.execute(
+                    "INSERT INTO attempts (run_id, task_id, attempt, outcome, worker, hardware,"
+                    " started_at, finished_at) SELECT run_id, task_id, 1, 'passed', '',"
+                    " hardware, ts, ts FROM _imp_tasks"
+                )
+                con.execute(
+                    "INSERT INTO samples SELECT run_id, task_id, 1, benchmark, params, hardware,"
+                    " idx, value, unit FROM _imp"
+                )
+                counts = con.execute(
+                    "SELECT count(DISTINCT run_id), count(*) FROM _imp"
+                ).fetchall()[0]
+                con.execute("DROP TABLE _imp; DROP TABLE _imp_tasks")
+                con.commit()
+            except BaseException:
+                con.rollback()
+                raise
+        return int(counts[0]), int(counts[1])
+
     # ---- helpers -------------------------------------------------------------
 
     def _exec(self, sql: str, args: Sequence[Any] = ()) -> None:
@@ -535,6 +732,60 @@ class Store:
         """Run ``sql`` with ``df`` visible as the relation ``_src``."""
         with self._lock, self._registered(_src=df):
             self._con.execute(sql)
+
+
+# Dimensions aggregate_samples() groups by; "param:NAME" adds one parameter.
+AGG_DIMENSIONS: dict[str, str] = {
+    "benchmark": "s.benchmark",
+    "params": "s.params::VARCHAR",
+    "hardware": "coalesce(s.hardware, '')",
+    "run_id": "s.run_id",
+    "suite": "r.suite",
+    "commit": "json_extract_string(r.metadata, '$.commit')",
+    "branch": "json_extract_string(r.metadata, '$.branch')",
+    "python": "json_extract_string(r.metadata, '$.python')",
+}
+_PARAM_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def _dimension_sql(name: str) -> str:
+    if name in AGG_DIMENSIONS:
+        return AGG_DIMENSIONS[name]
+    if name.startswith("param:") and _PARAM_NAME.match(name[6:]):
+        return f"json_extract_string(s.params, '$.{name[6:]}')"
+    raise ValueError(f"unknown dimension {name!r}")
+
+
+def _sample_filter(run_ids: Sequence[str] | None, benchmark: str | None) -> tuple[str, list[Any]]:
+    clauses: list[str] = []
+    args: list[Any] = []
+    if run_ids is not None:
+        clauses.append("list_contains(?, s.run_id)")
+        args.append(list(run_ids))
+    if benchmark:
+        clauses.append("s.benchmark GLOB ?")
+        args.append(benchmark)
+    return (" WHERE " + " AND ".join(clauses) if clauses else ""), args
+
+
+def read_table_file(path: str | os.PathLike[str], kind: str) -> pd.DataFrame:
+    """Read a CSV (every column as text) or Parquet file with DuckDB's own readers.
+
+    DuckDB reads Parquet without pyarrow, and its CSV sniffer is strict about
+    ragged rows; both failures become ``ImportFileError`` naming the file.
+    """
+    reader = {
+        "csv": "read_csv(?, header = true, all_varchar = true, auto_detect = true)",
+        "parquet": "read_parquet(?)",
+    }[kind]
+    con = duckdb.connect()
+    try:
+        return con.execute(f"SELECT * FROM {reader}", [str(path)]).df()
+    except duckdb.Error as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise errs.ImportFileError(f"{path}: not a readable {kind} file ({first})") from exc
+    finally:
+        con.close()
 
 
 class _Registered:

@@ -1,0 +1,106 @@
+"""Markdown tables of analysis results (the CLI's text output and report sections)."""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from dtf_core.report import humanize
+
+if TYPE_CHECKING:
+    from dtf_core.analysis.compare import CompareOptions, Comparison
+
+VERDICT_ORDER = ("regressed", "improved", "unchanged", "insufficient data")
+
+
+def table(head: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]:
+    def cell(v: Any) -> str:
+        return str("" if v is None else v).replace("|", "\\|").replace("\n", " ")[:200]
+
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    return [*lines, *("| " + " | ".join(cell(c) for c in r) + " |" for r in rows), ""]
+
+
+def params_label(params: dict[str, Any] | None) -> str:
+    return ", ".join(f"{k}={v}" for k, v in (params or {}).items())
+
+
+def pct(x: float | None, signed: bool = True) -> str:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "n/a"
+    if math.isinf(x):
+        return "+inf" if x > 0 else "-inf"
+    return f"{100 * x:+.1f}%" if signed else f"{100 * x:.1f}%"
+
+
+def pval(p: float | None) -> str:
+    if p is None or not math.isfinite(p):
+        return "n/a"
+    return f"{p:.2g}" if p >= 1e-4 else "<1e-4"
+
+
+def when(ts: float | None) -> str:
+    if ts is None or not math.isfinite(ts):
+        return "n/a"
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M")
+
+
+def verdict_counts(rows: Sequence[Comparison]) -> dict[str, int]:
+    n = Counter(c.verdict for c in rows)
+    return {v: n[v] for v in VERDICT_ORDER}
+
+
+def comparison_rows(rows: Sequence[Comparison]) -> list[list[Any]]:
+    rank = {v: i for i, v in enumerate(VERDICT_ORDER)}
+    ordered = sorted(rows, key=lambda c: (rank[c.verdict], -abs(c.change or 0.0)))
+    return [
+        [
+            c.verdict,
+            c.benchmark,
+            params_label(c.params),
+            c.hardware,
+            humanize(c.baseline, c.unit),
+            humanize(c.run, c.unit, c.baseline),
+            pct(c.change),
+            pval(c.q_value),
+            f"{c.n_baseline}/{c.n_run}",
+        ]
+        for c in ordered
+    ]
+
+
+COMPARISON_HEAD = [
+    "verdict",
+    "benchmark",
+    "params",
+    "hardware",
+    "baseline",
+    "run",
+    "change",
+    "q",
+    "n",
+]
+
+
+def comparison_markdown(
+    rows: Sequence[Comparison], baseline: str, run: str, opts: CompareOptions
+) -> str:
+    counts = verdict_counts(rows)
+    stat = "median (Mann-Whitney U)" if opts.test == "mannwhitney" else "mean (Welch's t)"
+    out = [
+        f"# Compare `{run}` with baseline `{baseline}`",
+        "",
+        ", ".join(f"{n} {v}" for v, n in counts.items()),
+        "",
+        f"Statistic: {stat}; Benjamini-Hochberg FDR {opts.alpha:g};"
+        f" effect floor {pct(opts.min_effect, signed=False)}. q: adjusted p-value.",
+        "",
+    ]
+    if rows:
+        out += table(COMPARISON_HEAD, comparison_rows(rows))
+    else:
+        out += ["No benchmark samples in either run.", ""]
+    return "\n".join(out)
