@@ -23,10 +23,8 @@ import heapq
 import itertools
 import math
 import queue
-import secrets
 import time
 from collections import defaultdict
-from dataclasses import dataclass, field
 from typing import Any
 
 from distributed import Client, Future
@@ -45,19 +43,15 @@ from .events import (
     TestsProgress,
 )
 from .model import (
-    FINAL_TASK_STATES,
     AttemptResult,
     Suite,
     TaskFinal,
     TaskKind,
     TaskPayload,
-    TaskSpec,
 )
 from .retry import RetryPolicy
+from .runstate import BAD_TESTS, RunResult, TaskState, load_states, new_run_id
 from .store import Store
-
-_BAD_TESTS = frozenset({"failed", "error"})
-_GENUINE = frozenset({Category.TEST_FAILURE.value, Category.TIMEOUT.value})
 
 _OUTCOME_TO_STATUS = {
     "passed": "passed",
@@ -66,34 +60,6 @@ _OUTCOME_TO_STATUS = {
     "unschedulable": "unschedulable",
     "cancelled": "cancelled",
 }
-
-
-def new_run_id() -> str:
-    """Sortable by start time, unique without coordination."""
-    return time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(3)
-
-
-@dataclass
-class _TaskState:
-    spec: TaskSpec
-    attempt: int = 0  # attempts submitted so far
-    transient_used: int = 0
-    reruns_used: int = 0
-    failed_before: bool = False  # a genuine failure happened in an earlier attempt
-    waiting_since: float | None = None  # no capable worker yet
-    final: TaskFinal | None = None
-    wall_s: float = 0.0
-    inflight: bool = False
-    retry_nodeids: list[str] | None = None  # pytest reruns: only what failed
-    tests: dict[str, tuple[int, str]] = field(default_factory=dict)  # nodeid -> (attempt, outcome)
-
-
-@dataclass
-class RunResult:
-    run_id: str
-    status: str  # passed | failed | cancelled
-    counts: dict[str, int] = field(default_factory=dict)
-    duration_s: float = 0.0
 
 
 class Coordinator:
@@ -133,7 +99,7 @@ class Coordinator:
         self._address: str | None = None
         self.scheduler_wait = config.seconds("scheduler-wait")
         self.run_id = ""
-        self.states: dict[str, _TaskState] = {}
+        self.states: dict[str, TaskState] = {}
 
     # ------------------------------------------------------------------ events
     def _emit(self, event: Event) -> None:
@@ -154,7 +120,7 @@ class Coordinator:
         started = time.time()
         self.store.create_run(run_id, suite.name, suite.path, metadata or {}, started)
         self.store.add_tasks(run_id, suite.tasks)
-        states = {t.task_id: _TaskState(t) for t in suite.tasks}
+        states = {t.task_id: TaskState(t) for t in suite.tasks}
         return self._drive(run_id, suite.name, states, started)
 
     def resume(self, run_id: str) -> RunResult:
@@ -164,46 +130,11 @@ class Coordinator:
         run = self.store.get_run(run_id)
         if run["status"] != "running":
             raise OptionError(f"run {run_id} already ended as {run['status']}: nothing to resume")
-        states = self._load_states(run_id)
+        states = load_states(self.store, run_id, self.policy.transient)
         return self._drive(run_id, str(run["suite"]), states, time.time())
 
-    def _load_states(self, run_id: str) -> dict[str, _TaskState]:
-        attempts: dict[str, list[dict[str, Any]]] = defaultdict(list)
-        for a in self.store.attempts(run_id):
-            attempts[a["task_id"]].append(a)
-        tests: dict[str, dict[str, tuple[int, str]]] = defaultdict(dict)
-        for t in self.store.final_tests(run_id):
-            tests[t["task_id"]][t["nodeid"]] = (int(t["attempt"]), str(t["outcome"]))
-        fields = set(TaskSpec.__dataclass_fields__)
-        states: dict[str, _TaskState] = {}
-        for row in self.store.tasks(run_id):
-            stored = self.store.task_spec(run_id, row["task_id"]) or {}
-            spec = TaskSpec(
-                **{
-                    **{k: v for k, v in stored.items() if k in fields},
-                    "kind": TaskKind(stored["kind"]),
-                }
-            )
-            st = _TaskState(spec)
-            past = attempts[spec.task_id]
-            st.attempt = max((int(a["attempt"]) for a in past), default=0)
-            st.transient_used = sum(1 for a in past if a["category"] in self.policy.transient)
-            st.reruns_used = sum(1 for a in past if a["category"] in _GENUINE)
-            st.failed_before = st.reruns_used > 0
-            st.wall_s = sum(float(a["wall_s"] or 0.0) for a in past)
-            st.tests = tests.get(spec.task_id, {})
-            if row["status"] in FINAL_TASK_STATES:
-                st.final = TaskFinal(
-                    task_id=spec.task_id, status=row["status"], category=row["category"],
-                    message=row["message"] or "", attempts=int(row["attempts"] or st.attempt),
-                    flaky=bool(row["flaky"]), wall_s=float(row["wall_s"] or 0.0),
-                    worker=row["worker"] or "",
-                )  # fmt: skip
-            states[spec.task_id] = st
-        return states
-
     def _drive(
-        self, run_id: str, suite_name: str, states: dict[str, _TaskState], started: float
+        self, run_id: str, suite_name: str, states: dict[str, TaskState], started: float
     ) -> RunResult:
         self.run_id = run_id
         self.states = states
@@ -376,14 +307,14 @@ class Coordinator:
             if all(w["resources"].get(k, 0) >= v for k, v in requires.items())
         ]
 
-    def _submit_initial(self, states: list[_TaskState]) -> None:
-        ready: list[_TaskState] = []
+    def _submit_initial(self, states: list[TaskState]) -> None:
+        ready: list[TaskState] = []
         for st in states:
             if self._capable(st.spec.requires):
                 ready.append(st)
             else:
                 st.waiting_since = time.monotonic()
-        benches: dict[tuple, list[_TaskState]] = defaultdict(list)
+        benches: dict[tuple, list[TaskState]] = defaultdict(list)
         for st in ready:
             if st.spec.kind is TaskKind.BENCHMARK:
                 benches[tuple(sorted(st.spec.requires.items()))].append(st)
@@ -398,7 +329,7 @@ class Coordinator:
                 self._submit(group[i : i + size])
         self._expire_waiting()
 
-    def _submit(self, states: list[_TaskState], only_nodeids: list[str] | None = None) -> None:
+    def _submit(self, states: list[TaskState], only_nodeids: list[str] | None = None) -> None:
         payloads = []
         for st in states:
             st.attempt += 1
@@ -557,7 +488,7 @@ class Coordinator:
         for t in res.tests:
             # Later attempts (reruns, continuations) overlay earlier ones per test;
             # within one attempt a test may report twice (failed + teardown error).
-            if t.outcome in _BAD_TESTS or st.tests.get(t.nodeid, (0, ""))[0] != res.attempt:
+            if t.outcome in BAD_TESTS or st.tests.get(t.nodeid, (0, ""))[0] != res.attempt:
                 st.tests[t.nodeid] = (res.attempt, t.outcome)
         if res.remaining and st.spec.kind is TaskKind.PYTEST:
             # pytest died mid-chunk (a crash or a per-test timeout): the test that
@@ -567,7 +498,7 @@ class Coordinator:
             return
         outcome, category, message = res.outcome, res.category, res.message
         if st.tests and outcome in ("passed", "skipped", "failed"):
-            bad = sorted(n for n, (_, o) in st.tests.items() if o in _BAD_TESTS)
+            bad = sorted(n for n, (_, o) in st.tests.items() if o in BAD_TESTS)
             if bad:
                 outcome, category = "failed", category or Category.TEST_FAILURE.value
                 message = f"{len(bad)} test(s) failed, first: {bad[0]}"
@@ -608,11 +539,11 @@ class Coordinator:
         self._finalize(st, status, res, category=category, message=message)
 
     @staticmethod
-    def _rerun_nodeids(st: _TaskState) -> list[str] | None:
+    def _rerun_nodeids(st: TaskState) -> list[str] | None:
         """Rerun only a pytest task's failing tests; None reruns it whole."""
         if st.spec.kind is not TaskKind.PYTEST:
             return None
-        bad = sorted(n for n, (_, o) in st.tests.items() if o in _BAD_TESTS)
+        bad = sorted(n for n, (_, o) in st.tests.items() if o in BAD_TESTS)
         return bad or None
 
     def _submit_due_retries(self) -> None:
@@ -676,7 +607,7 @@ class Coordinator:
 
     def _finalize(
         self,
-        st: _TaskState,
+        st: TaskState,
         status: str,
         res: AttemptResult,
         *,
