@@ -33,7 +33,7 @@ def _events() -> list:
             1,
             2,
             eta_s=3.0,
-        ),  # fmt: skip
+        ),
         TaskFinished("r1", "cmd", "passed", None, "", 0.2, "dtf-0", True, 2, 2),
         RunFinished("r1", "failed", {"failed": 1, "passed": 1}, 2.0),
     ]
