@@ -62,6 +62,23 @@ _OUTCOME_TO_STATUS = {
 }
 
 
+def _decided(
+    run_id: str, task_id: str, attempt: int, outcome: str, category: Category, message: str
+) -> AttemptResult:
+    """An attempt the coordinator decided itself (no worker result to record)."""
+    now = time.time()
+    return AttemptResult(
+        run_id=run_id,
+        task_id=task_id,
+        attempt=attempt,
+        outcome=outcome,
+        category=category.value,
+        message=message,
+        started_at=now,
+        finished_at=now,
+    )
+
+
 class Coordinator:
     def __init__(
         self,
@@ -186,20 +203,21 @@ class Coordinator:
         if self._down_since is None:
             self._down_since = time.monotonic()
             self._emit(ClusterChanged(self.run_id, "scheduler-lost", message))
-        now = time.time()
         for p in payloads:
             st = self.states.get(p.spec.task_id)
             if st is None or st.final is not None or p.attempt != st.attempt:
                 continue
             st.inflight = False
             self.store.add_attempt(
-                AttemptResult(
-                    run_id=self.run_id, task_id=p.spec.task_id, attempt=p.attempt,
-                    outcome="error", category=Category.INFRASTRUCTURE.value,
-                    message=f"{message}; resubmitted when the scheduler is back",
-                    started_at=now, finished_at=now,
+                _decided(
+                    self.run_id,
+                    p.spec.task_id,
+                    p.attempt,
+                    "error",
+                    Category.INFRASTRUCTURE,
+                    f"{message}; resubmitted when the scheduler is back",
                 )
-            )  # fmt: skip
+            )
             st.waiting_since = time.monotonic()
 
     def _check_scheduler(self) -> None:
@@ -233,17 +251,18 @@ class Coordinator:
         self._refresh_workers(force=True)
 
     def _give_up_on_scheduler(self, down_for: float) -> None:
-        now = time.time()
         for st in self.states.values():
             if st.final is not None:
                 continue
             st.attempt += 1
-            res = AttemptResult(
-                run_id=self.run_id, task_id=st.spec.task_id, attempt=st.attempt,
-                outcome="error", category=Category.INFRASTRUCTURE.value,
-                message=f"the scheduler did not come back within {down_for:.0f}s",
-                started_at=now, finished_at=now,
-            )  # fmt: skip
+            res = _decided(
+                self.run_id,
+                st.spec.task_id,
+                st.attempt,
+                "error",
+                Category.INFRASTRUCTURE,
+                f"the scheduler did not come back within {down_for:.0f}s",
+            )
             self.store.add_attempt(res)
             self._finalize(st, "failed", res, category=res.category)
 
@@ -461,18 +480,8 @@ class Coordinator:
         else:
             category, message = classify_exception(exc)
         outcome = "unschedulable" if category is Category.UNSCHEDULABLE else "error"
-        now = time.time()
         return [
-            AttemptResult(
-                run_id=p.run_id,
-                task_id=p.spec.task_id,
-                attempt=p.attempt,
-                outcome=outcome,
-                category=category.value,
-                message=message,
-                started_at=now,
-                finished_at=now,
-            )
+            _decided(p.run_id, p.spec.task_id, p.attempt, outcome, category, message)
             for p in payloads
         ]
 
@@ -586,15 +595,13 @@ class Coordinator:
                 )
                 or "no workers"
             )
-            res = AttemptResult(
-                run_id=self.run_id,
-                task_id=st.spec.task_id,
-                attempt=st.attempt,
-                outcome="unschedulable",
-                category=Category.UNSCHEDULABLE.value,
-                message=f"no worker has {need} (workers: {have})",
-                started_at=time.time(),
-                finished_at=time.time(),
+            res = _decided(
+                self.run_id,
+                st.spec.task_id,
+                st.attempt,
+                "unschedulable",
+                Category.UNSCHEDULABLE,
+                f"no worker has {need} (workers: {have})",
             )
             st.waiting_since = None
             self.store.add_attempt(res)
@@ -649,21 +656,18 @@ class Coordinator:
         with contextlib.suppress(Exception):
             self.client.cancel(futures, force=True)
         self._inflight.clear()
-        now = time.time()
         for st in self.states.values():
             if st.final is None:
                 # The in-flight attempt never reported; a waiting one gets a new number.
                 if not st.inflight:
                     st.attempt += 1
-                res = AttemptResult(
-                    run_id=self.run_id,
-                    task_id=st.spec.task_id,
-                    attempt=st.attempt,
-                    outcome="cancelled",
-                    category=Category.CANCELLED.value,
-                    message="the run was cancelled",
-                    started_at=now,
-                    finished_at=now,
+                res = _decided(
+                    self.run_id,
+                    st.spec.task_id,
+                    st.attempt,
+                    "cancelled",
+                    Category.CANCELLED,
+                    "the run was cancelled",
                 )
                 self.store.add_attempt(res)
                 self._finalize(st, "cancelled", res, category=Category.CANCELLED.value)
