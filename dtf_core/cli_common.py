@@ -172,6 +172,12 @@ def plan_cluster(opts: RunOptions, wanted: ClusterSpec | None) -> list[WorkerPla
                 "cluster; they cannot be used with --scheduler"
             )
         return None
+    for name, value in (
+        ("--workers", opts.workers),
+        ("--threads-per-worker", opts.threads_per_worker),
+    ):
+        if value is not None and value < 1:
+            raise OptionError(f"{name} must be at least 1, got {value}")
     n = opts.workers or (wanted.workers if wanted else None) or 2
     t = opts.threads_per_worker or (wanted.threads_per_worker if wanted else None) or 1
     tags = [dict(x) for x in (per_worker or (wanted.worker_resources if wanted else []))]

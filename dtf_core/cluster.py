@@ -105,7 +105,7 @@ def open_cluster(
     scheduler: str | None = None,
     *,
     plans: list[WorkerPlan] | None = None,
-    connect_timeout: float = 20.0,
+    connect_timeout: float = 10.0,
 ) -> Iterator[ClusterHandle]:
     """Yield a connected cluster; close what we started on the way out."""
     if scheduler:
@@ -113,7 +113,8 @@ def open_cluster(
             client = Client(scheduler, timeout=connect_timeout, set_as_default=False)
         except (OSError, TimeoutError) as exc:
             raise ClusterError(
-                f"could not reach the scheduler at {scheduler} within {connect_timeout:g}s: {exc}"
+                f"could not reach the scheduler at {scheduler} within {connect_timeout:g}s "
+                "(is one running there? `dask scheduler` starts one)"
             ) from exc
         handle = ClusterHandle(client=client, embedded=False)
         try:

@@ -385,7 +385,7 @@ class Store:
         rows = self._dicts("SELECT * FROM runs WHERE run_id = ?", [run_id], json_cols=("metadata",))
         if not rows:
             raise errs.RunNotFoundError(
-                f"no run '{run_id}' in {self.path}; `dtf-core report --db {self.path}` lists runs"
+                f"no run '{run_id}' in {self.path}; `dtf-core runs --db {self.path}` lists runs"
             )
         return rows[0]
 
