@@ -95,6 +95,128 @@ def compare_cmd(
         sys.exit(EXIT_FAILED)
 
 
+def _history_options(fn: F) -> F:
+    for opt in reversed(
+        [
+            click.option(
+                "--benchmark",
+                default=None,
+                metavar="NAME",
+                help="Only benchmarks with this name (a glob: 'matmul*').",
+            ),
+            click.option(
+                "--since",
+                default=None,
+                metavar="SPAN",
+                help="Only runs started within SPAN before now (30d, 12h, 2w).",
+            ),
+        ]
+    ):
+        fn = opt(fn)
+    return fn
+
+
+@click.command("regressions")
+@_db_option
+@_history_options
+@click.option(
+    "--alpha",
+    type=float,
+    default=0.001,
+    show_default=True,
+    help="Significance of each shift (the false-alarm rate per series).",
+)
+@click.option(
+    "--min-shift",
+    type=float,
+    default=0.05,
+    show_default=True,
+    help="Smallest relative change of the median that counts (0.05 = 5 %).",
+)
+@click.option("--min-size", type=int, default=5, show_default=True, help="Runs a side, at least.")
+@click.option("--all", "show_all", is_flag=True, help="Improvements too, not only regressions.")
+@_json_option
+@handle_errors
+def regressions_cmd(
+    db: str | None,
+    benchmark: str | None,
+    since: str | None,
+    alpha: float,
+    min_shift: float,
+    min_size: int,
+    show_all: bool,
+    as_json: bool,
+) -> None:
+    """Level shifts over each benchmark's history: when, which run/commit, how much."""
+    from .analysis import changepoints, history, render
+    from .store import Store
+
+    opts = changepoints.ChangePointOptions(alpha=alpha, min_size=min_size, min_shift=min_shift)
+    with Store(db or default_db(), read_only=True) as store:
+        hist = history.load_history(store, benchmark=benchmark, since=history.since_seconds(since))
+    changes = changepoints.find_changes(hist, opts)
+    if not show_all:
+        changes = [c for c in changes if c["kind"] == "regression"]
+    if as_json:
+        _echo_json(
+            {
+                "options": vars(opts),
+                "series": len(hist.keys),
+                "points": hist.n_points,
+                "changes": changes,
+            }
+        )
+    else:
+        click.echo(render.changes_markdown(changes, len(hist.keys), hist.n_points))
+
+
+@click.command("trends")
+@_db_option
+@_history_options
+@click.option("--horizon", default="7d", show_default=True, help="How far ahead to forecast.")
+@click.option(
+    "--alpha", type=float, default=0.05, show_default=True, help="False discovery rate (BH)."
+)
+@click.option(
+    "--min-effect",
+    type=float,
+    default=0.05,
+    show_default=True,
+    help="Smallest move over the window that counts as a trend (0.05 = 5 %).",
+)
+@click.option("--all", "show_all", is_flag=True, help="Stable series too.")
+@_json_option
+@handle_errors
+def trends_cmd(
+    db: str | None,
+    benchmark: str | None,
+    since: str | None,
+    horizon: str,
+    alpha: float,
+    min_effect: float,
+    show_all: bool,
+    as_json: bool,
+) -> None:
+    """Trends (slope, significance), anomalous runs and a short forecast per series."""
+    from .analysis import history, render, trends
+    from .store import Store
+
+    opts = trends.TrendOptions(
+        alpha=alpha,
+        min_effect=min_effect,
+        horizon_days=history.parse_span(horizon, "--horizon") / history.DAY,
+    )
+    with Store(db or default_db(), read_only=True) as store:
+        hist = history.load_history(store, benchmark=benchmark, since=history.since_seconds(since))
+    rows = trends.find_trends(hist, opts)
+    if as_json:
+        _echo_json({"options": vars(opts), "series": len(rows), "trends": rows})
+        return
+    shown = rows if show_all else [r for r in rows if r["verdict"] in ("worsening", "improving")]
+    click.echo(render.trends_markdown(rows, shown))
+
+
 def register(group: click.Group) -> None:
     """Add this module's commands to ``group``."""
-    group.add_command(compare_cmd)
+    for command in (compare_cmd, regressions_cmd, trends_cmd):
+        group.add_command(command)

@@ -104,3 +104,89 @@ def comparison_markdown(
     else:
         out += ["No benchmark samples in either run.", ""]
     return "\n".join(out)
+
+
+CHANGES_HEAD = ["when", "kind", "benchmark", "params", "hardware", "change", "before", "after",
+                "run", "commit", "p"]  # fmt: skip
+
+
+def changes_rows(changes: Sequence[dict[str, Any]]) -> list[list[Any]]:
+    return [
+        [
+            when(c["started_at"]),
+            c["kind"],
+            c["benchmark"],
+            params_label(c["params"]),
+            c["hardware"],
+            pct(c["change"]),
+            humanize(c["before"], c["unit"]),
+            humanize(c["after"], c["unit"], c["before"]),
+            c["run_id"],
+            (c["commit"] or "")[:12],
+            pval(c["p_value"]),
+        ]
+        for c in changes
+    ]
+
+
+def changes_markdown(changes: Sequence[dict[str, Any]], series: int, points: int) -> str:
+    n_reg = sum(c["kind"] == "regression" for c in changes)
+    out = [
+        "# Level shifts over history",
+        "",
+        f"{len(changes)} shift(s) ({n_reg} regressions) in {series} series, {points:,} run"
+        " medians. Newest first; change: of the median, after vs before.",
+        "",
+    ]
+    if changes:
+        out += table(CHANGES_HEAD, changes_rows(changes))
+    return "\n".join(out)
+
+
+TRENDS_HEAD = ["verdict", "benchmark", "params", "hardware", "n", "median", "per day",
+               "over window", "q", "anomalies", "forecast (95% PI)"]  # fmt: skip
+
+
+def trends_rows(trends: Sequence[dict[str, Any]]) -> list[list[Any]]:
+    rows = []
+    for t in trends:
+        unit, med = t["unit"], t["median"]
+        f = t.get("forecast")
+        fc = (
+            f"{humanize(f['value'], unit, med)} ({humanize(f['low'], unit, med)} to "
+            f"{humanize(f['high'], unit, med)})"
+            if f
+            else "n/a"
+        )
+        rows.append(
+            [
+                t["verdict"],
+                t["benchmark"],
+                params_label(t["params"]),
+                t["hardware"],
+                t["n"],
+                humanize(med, unit),
+                pct(t.get("rel_slope_per_day")),
+                pct(t.get("change_over_window")),
+                pval(t.get("q_value")),
+                t.get("anomalies", 0),
+                fc,
+            ]
+        )
+    return rows
+
+
+def trends_markdown(trends: Sequence[dict[str, Any]], shown: Sequence[dict[str, Any]]) -> str:
+    n = Counter(t["verdict"] for t in trends)
+    out = [
+        "# Trends",
+        "",
+        ", ".join(f"{k} {v}" for k, v in sorted(n.items())) or "No series.",
+        "",
+        "Theil-Sen slope, Mann-Kendall test (q: BH-adjusted); anomalies: |robust z| > 3.5"
+        " within a level segment.",
+        "",
+    ]
+    if shown:
+        out += table(TRENDS_HEAD, trends_rows(shown))
+    return "\n".join(out)
