@@ -216,7 +216,99 @@ def trends_cmd(
     click.echo(render.trends_markdown(rows, shown))
 
 
+@click.command("stats")
+@_db_option
+@click.option(
+    "--run", "run_ids", multiple=True, metavar="RUN", help="Only these runs (repeatable)."
+)
+@click.option("--benchmark", default=None, metavar="NAME", help="Only these (a glob).")
+@click.option(
+    "--by",
+    default="benchmark,params,hardware",
+    show_default=True,
+    help="Group by: benchmark, params, hardware, run_id, suite, commit, branch, python, "
+    "param:NAME (comma-separated).",
+)
+@_json_option
+@handle_errors
+def stats_cmd(
+    db: str | None, run_ids: tuple[str, ...], benchmark: str | None, by: str, as_json: bool
+) -> None:
+    """n, mean, median, stdev, MAD, p5/p95 and the median's 95 % CI per group."""
+    from .analysis import aggregate, render
+    from .store import Store
+
+    dims = aggregate.parse_by(by)
+    with Store(db or default_db(), read_only=True) as store:
+        for r in run_ids:
+            store.get_run(r)
+        df = aggregate.aggregate(store, dims, run_ids=run_ids or None, benchmark=benchmark)
+    if as_json:
+        _echo_json({"by": dims, "groups": aggregate.records(df)})
+    else:
+        click.echo(render.stats_markdown(aggregate.records(df), dims))
+
+
+@click.command("best")
+@_db_option
+@click.option("--run", "run_id", default=None, metavar="RUN", help="Default: the latest run.")
+@click.option(
+    "--alpha", type=float, default=0.05, show_default=True, help="False discovery rate (BH)."
+)
+@_json_option
+@handle_errors
+def best_cmd(db: str | None, run_id: str | None, alpha: float, as_json: bool) -> None:
+    """The best parameter configuration per benchmark and hardware in a run."""
+    from .analysis import best, render
+    from .errors import RunNotFoundError
+    from .store import Store
+
+    db_path = db or default_db()
+    with Store(db_path, read_only=True) as store:
+        run_id = run_id or store.latest_run_id()
+        if run_id is None:
+            raise RunNotFoundError(f"no runs in {db_path} yet")
+        store.get_run(run_id)
+        rows = best.best_configurations(store.samples_of_runs([run_id]), alpha)
+    if as_json:
+        _echo_json({"run": run_id, "best": rows})
+    else:
+        click.echo(render.best_markdown(rows, run_id))
+
+
+@click.command("import")
+@_db_option
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["csv", "parquet", "pytest-benchmark", "asv"]),
+    default=None,
+    help="Default: from the file name and contents.",
+)
+@click.option("--suite", default="imported", show_default=True, help="Suite name of the runs.")
+@handle_errors
+def import_cmd(db: str | None, file: str, fmt: str | None, suite: str) -> None:
+    """Import benchmark history from FILE: CSV/Parquet (see docs/analysis.md),
+    pytest-benchmark JSON or an asv result file. All or nothing."""
+    from .analysis import importers
+    from .store import Store
+
+    db_path = db or default_db()
+    frame = importers.read_history(file, fmt)  # validated before the database is opened
+    with Store(db_path) as store:
+        runs, n = store.import_samples(frame, suite=suite, source=file)
+    click.echo(f"imported {n:,} samples in {runs:,} runs from {file} into {db_path}")
+
+
 def register(group: click.Group) -> None:
     """Add this module's commands to ``group``."""
-    for command in (compare_cmd, regressions_cmd, trends_cmd):
+    for command in (
+        compare_cmd,
+        regressions_cmd,
+        trends_cmd,
+        stats_cmd,
+        best_cmd,
+        import_cmd,
+    ):
         group.add_command(command)

@@ -650,11 +650,12 @@ class Store:
                         " FROM (SELECT *, row_number() OVER () AS _row FROM _frame)"
                     )
                 clash = con.execute(
-                    "SELECT run_id FROM runs SEMI JOIN _imp USING (run_id) LIMIT 1"
-                ).fetchall()
-                if clash:
+                    "SELECT min(run_id), count(*) FROM runs SEMI JOIN _imp USING (run_id)"
+                ).fetchall()[0]
+                if clash[1]:
+                    more = f" (and {clash[1] - 1} more)" if clash[1] > 1 else ""
                     raise errs.ImportFileError(
-                        f"{source}: run_id '{clash[0][0]}' is already in {self.path}: "
+                        f"{source}: run_id '{clash[0]}'{more} is already in {self.path}: "
                         "rename the run ids or import into another database"
                     )
                 con.execute(
@@ -775,7 +776,8 @@ def read_table_file(path: str | os.PathLike[str], kind: str) -> pd.DataFrame:
     ragged rows; both failures become ``ImportFileError`` naming the file.
     """
     reader = {
-        "csv": "read_csv(?, header = true, all_varchar = true, auto_detect = true)",
+        "csv": "read_csv(?, header = true, all_varchar = true, delim = ',', quote = '\"',"
+        " escape = '\"', strict_mode = true)",
         "parquet": "read_parquet(?)",
     }[kind]
     con = duckdb.connect()

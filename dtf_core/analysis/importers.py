@@ -41,7 +41,7 @@ _FALSE = frozenset({"false", "0", "no", "n", "f"})
 
 def detect_format(path: pathlib.Path) -> str:
     suffix = path.suffix.lower()
-    if suffix in (".csv", ".tsv"):
+    if suffix == ".csv":
         return "csv"
     if suffix in (".parquet", ".pq"):
         return "parquet"
@@ -287,7 +287,7 @@ def _asv(path: pathlib.Path, doc: dict[str, Any]) -> pd.DataFrame:
                         "params": json.dumps(dict(zip(names, combo, strict=False))),
                         "hardware": machine,
                         "run_id": path.stem,
-                        "timestamp": (doc.get("started_at") or {}).get(name) or doc.get("date"),
+                        "timestamp": rec.get("started_at") or doc.get("date"),
                         "commit": doc.get("commit_hash"),
                         "python": doc.get("python"),
                         "value": x,

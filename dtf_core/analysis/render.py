@@ -190,3 +190,54 @@ def trends_markdown(trends: Sequence[dict[str, Any]], shown: Sequence[dict[str, 
     if shown:
         out += table(TRENDS_HEAD, trends_rows(shown))
     return "\n".join(out)
+
+
+def stats_markdown(groups: Sequence[dict[str, Any]], by: Sequence[str]) -> str:
+    head = [*by, "unit", "n", "median", "95% CI", "mean", "stdev", "MAD", "p5", "p95"]
+    rows = []
+    for g in groups:
+        u, med = g["unit"], g["median"]
+        keys = [params_label(g[d]) if d == "params" else g[d] for d in by]
+        rows.append(
+            [
+                *keys,
+                u,
+                g["n"],
+                humanize(med, u),
+                f"{humanize(g['ci_low'], u, med)} to {humanize(g['ci_high'], u, med)}",
+                humanize(g["mean"], u, med),
+                humanize(g["stdev"], u, med),
+                humanize(g["mad"], u, med),
+                humanize(g["p5"], u, med),
+                humanize(g["p95"], u, med),
+            ]
+        )
+    return "\n".join(["# Sample statistics", "", *table(head, rows)])
+
+
+BEST_HEAD = ["benchmark", "hardware", "best", "median", "runner-up", "margin", "q", "significant"]
+
+
+def best_rows(best: Sequence[dict[str, Any]]) -> list[list[Any]]:
+    return [
+        [
+            b["benchmark"],
+            b["hardware"],
+            params_label(b["best"]),
+            humanize(b["best_median"], b["unit"]),
+            params_label(b["runner_up"]) if b["runner_up"] is not None else "-",
+            pct(b["margin"], signed=False),
+            pval(b["q_value"]),
+            "yes" if b["significant"] else "no",
+        ]
+        for b in best
+        if b["configurations"] > 1
+    ]
+
+
+def best_markdown(best: Sequence[dict[str, Any]], run_id: str) -> str:
+    rows = best_rows(best)
+    out = [f"# Best configuration in `{run_id}`", ""]
+    return "\n".join(
+        out + (table(BEST_HEAD, rows) if rows else ["No benchmark has two configurations.", ""])
+    )
