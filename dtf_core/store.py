@@ -503,6 +503,23 @@ class Store:
 
     # ---- analysis: samples by run, aggregation, history, bulk import ----------
 
+    def baseline_run(self, run_id: str) -> str | None:
+        """The latest run of the same suite, started before ``run_id``, that measured
+        at least one of its benchmarks on the same hardware."""
+        row = self._one(
+            "WITH me AS (SELECT suite, started_at FROM runs WHERE run_id = $1),"
+            " mine AS (SELECT DISTINCT benchmark, hardware FROM samples WHERE run_id = $1),"
+            " cand AS (SELECT b.run_id, b.started_at FROM runs b, me WHERE b.suite = me.suite"
+            "  AND (b.started_at < me.started_at"
+            "       OR (b.started_at = me.started_at AND b.run_id < $1)))"
+            " SELECT c.run_id FROM cand c"
+            " WHERE EXISTS (SELECT 1 FROM samples s SEMI JOIN mine USING (benchmark, hardware)"
+            "  WHERE s.run_id = c.run_id)"
+            " ORDER BY c.started_at DESC, c.run_id DESC LIMIT 1",
+            [run_id],
+        )
+        return str(row[0]) if row else None
+
     def samples_of_runs(self, run_ids: Sequence[str]) -> pd.DataFrame:
         """Every sample of the given runs (all attempts: each is a valid measurement).
 

@@ -142,8 +142,13 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--db", default=".dtf/dtf.duckdb")
     ap.add_argument("--benchmarks", type=int, default=200, help="benchmark x params keys")
-    ap.add_argument("--runs", type=int, default=2000)
-    ap.add_argument("--samples", type=int, default=3, help="samples per benchmark per run")
+    ap.add_argument("--runs", type=int, default=1500)
+    ap.add_argument(
+        "--samples",
+        type=int,
+        default=5,
+        help="samples per benchmark per run (5: enough for compare)",
+    )
     ap.add_argument("--hardware", type=int, default=3, choices=[1, 2, 3])
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--truth", default=None, help="write the injected shifts here (JSON)")

@@ -7,12 +7,14 @@ import json
 import pathlib
 
 import numpy as np
+import pandas as pd
 import pytest
 from click.testing import CliRunner
 from scipy import stats as sps
 
 from dtf_core import cli
 from dtf_core.analysis import changepoints as cp
+from dtf_core.analysis import importers
 from dtf_core.analysis import trends as tr
 from dtf_core.analysis.history import load_history, parse_span
 from dtf_core.store import Store
@@ -165,8 +167,6 @@ def test_seeded_shifts_are_found_at_their_runs(seeded):
 
 
 def test_trend_verdicts_follow_direction(tmp_path):
-    from test_analysis_compare import make_db
-
     rng = np.random.default_rng(0)
     rows = []
     for i in range(60):
@@ -174,7 +174,15 @@ def test_trend_verdicts_follow_direction(tmp_path):
         rows.append((f"r{i:03d}", "slowing", "s", ts, 1.0 + 0.01 * i + rng.normal(0, 0.01, 3)))
         rows.append((f"r{i:03d}", "throughput", "ops/s", ts, 100 + i + rng.normal(0, 1, 3)))
         rows.append((f"r{i:03d}", "flat", "s", ts, 1.0 + rng.normal(0, 0.01, 3)))
-    db = make_db(tmp_path / "t.duckdb", rows)
+    recs = [
+        {"benchmark": b, "params": "{}", "hardware": "cpu", "run_id": run, "timestamp": ts,
+         "commit": run, "value": float(v), "unit": unit}
+        for run, b, unit, ts, values in rows
+        for v in values
+    ]  # fmt: skip
+    db = tmp_path / "t.duckdb"
+    with Store(db) as s:
+        s.import_samples(importers.normalize(pd.DataFrame(recs), "t"), suite="t", source="t")
     with Store(db, read_only=True) as s:
         got = {r["benchmark"]: r for r in tr.find_trends(load_history(s))}
     assert got["slowing"]["verdict"] == "worsening"

@@ -103,6 +103,8 @@ def robust_z(x: np.ndarray, segments: list[int]) -> np.ndarray:
     z = np.zeros(len(x))
     bounds = [0, *segments, len(x)]
     for lo, hi in itertools.pairwise(bounds):
+        if hi <= lo:
+            continue
         seg = x[lo:hi]
         scale = robust_scale(seg)
         if scale > 0:
