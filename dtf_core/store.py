@@ -81,6 +81,13 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX tasks_name ON tasks (name);  -- task_history() across runs
     """,
+    # 2: which way is better for benchmarks that no suite file describes (imported
+    # history); suite runs keep the flag in tasks.spec. Read by the analysis.
+    """
+    CREATE TABLE benchmark_info (
+        benchmark VARCHAR PRIMARY KEY, higher_is_better BOOLEAN, updated_at DOUBLE
+    );
+    """,
 ]
 
 _TASK_COLS = ["run_id", "task_id", "name", "kind", "params", "requires"]
@@ -88,6 +95,10 @@ _ATTEMPT_COLS = [
     "run_id", "task_id", "attempt", "outcome", "category", "message", "worker", "hardware",
     "started_at", "finished_at", "wall_s", "cpu_s", "peak_rss_bytes", "exit_code",
     "stdout_tail", "stderr_tail",
+]  # fmt: skip
+_IMPORT_COLS = [
+    "run_id", "timestamp", "commit", "branch", "python", "benchmark", "params", "hardware",
+    "task_id", "idx", "value", "unit", "higher_is_better",
 ]  # fmt: skip
 _FINAL_COLS = ["status", "category", "message", "attempts", "flaky", "wall_s", "worker"]
 _PID = re.compile(r"PID (\d+)")
@@ -531,9 +542,10 @@ class Store:
             return self._con.execute(
                 "SELECT s.run_id, s.benchmark, s.params::VARCHAR AS params,"
                 " coalesce(s.hardware, '') AS hardware, coalesce(s.unit, 's') AS unit, s.value,"
-                " TRY_CAST(json_extract_string(t.spec, '$.higher_is_better') AS BOOLEAN)"
-                "  AS higher_is_better"
+                " coalesce(TRY_CAST(json_extract_string(t.spec, '$.higher_is_better')"
+                "  AS BOOLEAN), i.higher_is_better) AS higher_is_better"
                 " FROM samples s LEFT JOIN tasks t USING (run_id, task_id)"
+                " LEFT JOIN benchmark_info i USING (benchmark)"
                 " WHERE list_contains($1, s.run_id)"
                 " ORDER BY s.benchmark, params, hardware, s.run_id, s.task_id, s.attempt, s.idx",
                 [list(run_ids)],
@@ -619,8 +631,10 @@ class Store:
                     "  '$.higher_is_better') AS BOOLEAN), run_id) AS higher_is_better"
                     "  FROM tasks WHERE spec IS NOT NULL AND kind = 'benchmark' GROUP BY name)"
                     " SELECT (row_number() OVER (ORDER BY k.benchmark, k.params, k.hardware)"
-                    "  - 1)::INTEGER AS sid, k.*, d.higher_is_better"
-                    " FROM k LEFT JOIN d ON d.name = k.benchmark ORDER BY sid",
+                    "  - 1)::INTEGER AS sid, k.*,"
+                    " coalesce(d.higher_is_better, i.higher_is_better) AS higher_is_better"
+                    " FROM k LEFT JOIN d ON d.name = k.benchmark"
+                    " LEFT JOIN benchmark_info i ON i.benchmark = k.benchmark ORDER BY sid",
                     [benchmark] if benchmark else [],
                 ).df()
                 with self._registered(_keys=keys[["sid", "benchmark", "params", "hardware"]]):
@@ -649,72 +663,59 @@ class Store:
 
         ``frame`` has one row per sample: run_id, timestamp (unix s), commit,
         branch, python (strings or missing), benchmark, params (canonical JSON),
-        hardware, task_id, value, unit, higher_is_better (missing: the unit
-        decides). Each run becomes a run with status ``imported``, each
-        (run, task_id) a passed benchmark task with one attempt. A run id that is
-        already stored refuses the whole file: imports never half-happen.
+        hardware, task_id, idx (the sample's position in its task), value,
+        unit, higher_is_better (missing: the unit decides). Each run becomes a
+        run with status ``imported`` whose samples belong to attempt 1 of their
+        task. Imported runs get no ``tasks``/``attempts`` rows: nothing ran, and
+        for a history of one sample per benchmark per run those rows (with their
+        primary-key indexes) would cost 5x the samples themselves. A run id that
+        is already stored refuses the whole file: imports never half-happen.
         """
+        missing = [c for c in _IMPORT_COLS if c not in frame.columns]
+        if missing:
+            raise ValueError(f"import_samples() frame lacks {missing}")
         with self._lock:
             con = self._con
             con.begin()
             try:
-                # One copy from pandas into DuckDB; every table below is derived
-                # from it inside DuckDB.
                 with self._registered(_frame=frame):
+                    clash = con.execute(
+                        "SELECT min(run_id), count(*) FROM runs"
+                        " SEMI JOIN (SELECT DISTINCT run_id FROM _frame) USING (run_id)"
+                    ).fetchall()[0]
+                    if clash[1]:
+                        more = f" (and {clash[1] - 1} more)" if clash[1] > 1 else ""
+                        raise errs.ImportFileError(
+                            f"{source}: run_id '{clash[0]}'{more} is already in {self.path}: "
+                            "rename the run ids or import into another database"
+                        )
+                    # DuckDB reads only the columns each statement names, straight
+                    # from the frame: no staging copy.
+                    runs = con.execute(
+                        "INSERT INTO runs SELECT run_id, ?, ?, 'imported', min(timestamp),"
+                        " max(timestamp), json_object('commit', any_value(commit),"
+                        " 'branch', any_value(branch), 'python', any_value(python),"
+                        " 'imported_from', ?) FROM _frame GROUP BY run_id",
+                        [suite, source, source],
+                    ).fetchall()[0][0]
+                    samples = con.execute(
+                        "INSERT INTO samples SELECT run_id, task_id, 1, benchmark, params,"
+                        " hardware, idx, value, unit FROM _frame"
+                    ).fetchall()[0][0]
                     con.execute(
-                        "CREATE OR REPLACE TEMP TABLE _imp AS SELECT *, (row_number() OVER"
-                        " (PARTITION BY run_id, task_id ORDER BY _row) - 1)::INTEGER AS idx"
-                        " FROM (SELECT *, row_number() OVER () AS _row FROM _frame)"
+                        "INSERT INTO benchmark_info SELECT benchmark,"
+                        " any_value(higher_is_better), ? FROM _frame"
+                        " WHERE higher_is_better IS NOT NULL GROUP BY benchmark"
+                        " ON CONFLICT (benchmark) DO UPDATE SET"
+                        " higher_is_better = excluded.higher_is_better,"
+                        " updated_at = excluded.updated_at",
+                        [time.time()],
                     )
-                clash = con.execute(
-                    "SELECT min(run_id), count(*) FROM runs SEMI JOIN _imp USING (run_id)"
-                ).fetchall()[0]
-                if clash[1]:
-                    more = f" (and {clash[1] - 1} more)" if clash[1] > 1 else ""
-                    raise errs.ImportFileError(
-                        f"{source}: run_id '{clash[0]}'{more} is already in {self.path}: "
-                        "rename the run ids or import into another database"
-                    )
-                con.execute(
-                    "INSERT INTO runs SELECT run_id, ?, ?, 'imported', min(timestamp),"
-                    " max(timestamp), json_object('commit', any_value(commit),"
-                    " 'branch', any_value(branch), 'python', any_value(python),"
-                    " 'imported_from', ?) FROM _imp GROUP BY run_id",
-                    [suite, source, source],
-                )
-                con.execute(
-                    "CREATE OR REPLACE TEMP TABLE _imp_tasks AS SELECT run_id, task_id,"
-                    " any_value(benchmark) AS name, any_value(params) AS params,"
-                    " any_value(hardware) AS hardware, any_value(unit) AS unit,"
-                    " any_value(higher_is_better) AS hib, min(timestamp) AS ts"
-                    " FROM _imp GROUP BY run_id, task_id"
-                )
-                con.execute(
-                    "INSERT INTO tasks (run_id, task_id, name, kind, params, requires, spec,"
-                    " status, attempts, flaky, wall_s, worker)"
-                    " SELECT run_id, task_id, name, 'benchmark', params, '{}',"
-                    " CASE WHEN hib IS NULL THEN NULL ELSE json_object('unit', unit,"
-                    "  'higher_is_better', hib) END, 'passed', 1, false, NULL, ''"
-                    " FROM _imp_tasks"
-                )
-                con.execute(
-                    "INSERT INTO attempts (run_id, task_id, attempt, outcome, worker, hardware,"
-                    " started_at, finished_at) SELECT run_id, task_id, 1, 'passed', '',"
-                    " hardware, ts, ts FROM _imp_tasks"
-                )
-                con.execute(
-                    "INSERT INTO samples SELECT run_id, task_id, 1, benchmark, params, hardware,"
-                    " idx, value, unit FROM _imp"
-                )
-                counts = con.execute(
-                    "SELECT count(DISTINCT run_id), count(*) FROM _imp"
-                ).fetchall()[0]
-                con.execute("DROP TABLE _imp; DROP TABLE _imp_tasks")
                 con.commit()
             except BaseException:
                 con.rollback()
                 raise
-        return int(counts[0]), int(counts[1])
+        return int(runs), int(samples)
 
     # ---- helpers -------------------------------------------------------------
 

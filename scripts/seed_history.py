@@ -69,11 +69,16 @@ def make_history(
     start: float | None = None,  # default: so that the last run is about now
     every: float = 6 * 3600.0,
     shift_share: float = 0.1,
+    machines: list[tuple[str, bool]] | None = None,
 ) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
-    """The frame ``Store.import_samples`` takes, and the injected shifts."""
+    """The frame ``Store.import_samples`` takes, and the injected shifts.
+
+    ``machines``: (hardware label, has a GPU) pairs instead of the first
+    ``hardware`` of :data:`HARDWARE`.
+    """
     rng = np.random.default_rng(seed)
     keys = benchmark_keys(benchmarks)
-    hws = HARDWARE[: max(1, hardware)]
+    hws = machines or HARDWARE[: max(1, hardware)]
     run_ids = np.array([f"nightly-{i:05d}" for i in range(runs)], dtype=object)
     run_hw = np.arange(runs) % len(hws)
     if start is None:
@@ -128,6 +133,7 @@ def make_history(
                     "params": params,
                     "hardware": hw,
                     "task_id": label,
+                    "idx": np.tile(np.arange(s, dtype=np.int32), m),
                     "value": vals.ravel(),
                     "unit": key["unit"],
                 }

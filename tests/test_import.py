@@ -32,21 +32,37 @@ def test_csv_import_writes_runs_tasks_samples(tmp_path):
     res = run_cli("import", "--db", str(db), str(DATA / "good.csv"))
     assert res.exit_code == 0, res.output
     assert "imported 9 samples in 2 runs" in res.output
-    assert counts(db) == {"runs": 2, "tasks": 6, "attempts": 6, "samples": 9}
+    # Imported runs are runs and samples: nothing ran, so no tasks or attempts.
+    assert counts(db) == {"runs": 2, "tasks": 0, "attempts": 0, "samples": 9}
     with Store(db, read_only=True) as s:
         r1 = s.get_run("r1")
         assert r1["status"] == "imported"
         assert r1["metadata"]["commit"] == "aaa111"
         assert r1["started_at"] == pytest.approx(1714564800.0)  # 2024-05-01T12:00:00Z
-        tasks = {t["task_id"]: t for t in s.tasks("r1")}
-        assert set(tasks) == {"matmul[n=256]", "matmul[n=1024]", "tokenize"}
         smp = s.benchmark_samples("r1")
+        assert set(smp.task_id) == {"matmul[n=256]", "matmul[n=1024]", "tokenize"}
         assert sorted(smp[smp.task_id == "matmul[n=256]"].idx) == [0, 1, 2]
     # The same file again: refused as a whole, nothing added.
     res = run_cli("import", "--db", str(db), str(DATA / "good.csv"))
     assert res.exit_code == 2
     assert "run_id 'r1' (and 1 more) is already in" in res.output
     assert counts(db)["samples"] == 9
+
+
+def test_higher_is_better_column_overrides_the_unit(tmp_path):
+    src = tmp_path / "h.csv"
+    src.write_text(
+        "benchmark,params,hardware,run_id,timestamp,commit,value,unit,higher_is_better\n"
+        + "".join(
+            f"score,{{}},x,r{r},{1000 + r},c,{v},points,true\n" for r in (1, 2) for v in range(5)
+        )
+    )
+    db = tmp_path / "h.duckdb"
+    assert run_cli("import", "--db", str(db), str(src)).exit_code == 0
+    with Store(db, read_only=True) as s:
+        assert s.samples_of_runs(["r1"]).higher_is_better.tolist() == [True] * 5
+        keys, _, _ = s.benchmark_history()
+        assert keys.higher_is_better.tolist() == [True]
 
 
 def test_imported_history_compares(tmp_path):

@@ -117,6 +117,9 @@ def normalize(raw: pd.DataFrame, source: str) -> pd.DataFrame:
     df["params"] = _params(raw["params"], source, raw)
     df["higher_is_better"] = _flags(raw, source)
     df["task_id"] = _task_ids(df)
+    # The sample's position within its run and task, in file order.
+    runs, tasks = pd.factorize(df["run_id"])[0], pd.factorize(df["task_id"])[0]
+    df["idx"] = df.groupby([runs, tasks], sort=False).cumcount().astype(np.int32)
     return df.reset_index(drop=True)
 
 
