@@ -27,7 +27,7 @@ def counts(db: pathlib.Path) -> dict[str, int]:
         }  # type: ignore[index]
 
 
-def test_csv_import_writes_runs_tasks_samples(tmp_path):
+def test_csv_import_writes_runs_and_samples(tmp_path):
     db = tmp_path / "h.duckdb"
     res = run_cli("import", "--db", str(db), str(DATA / "good.csv"))
     assert res.exit_code == 0, res.output
