@@ -141,7 +141,7 @@ def open_cluster(
     }
     sched = {
         "cls": Scheduler,
-        "options": {"host": "127.0.0.1", "dashboard": False, "dashboard_address": None},
+        "options": {"host": "127.0.0.1", "dashboard": False, "dashboard_address": "127.0.0.1:0"},
     }
     try:
         cluster = SpecCluster(
