@@ -105,7 +105,7 @@ def open_cluster(
     scheduler: str | None = None,
     *,
     plans: list[WorkerPlan] | None = None,
-    connect_timeout: float = 20.0,
+    connect_timeout: float = 10.0,
     security: Security | None = None,
 ) -> Iterator[ClusterHandle]:
     """Yield a connected cluster; close what we started on the way out.
@@ -117,7 +117,8 @@ def open_cluster(
             )
         except (OSError, TimeoutError) as exc:
             raise ClusterError(
-                f"could not reach the scheduler at {scheduler} within {connect_timeout:g}s: {exc}"
+                f"could not reach the scheduler at {scheduler} within {connect_timeout:g}s "
+                "(is one running there? `dask scheduler` starts one)"
             ) from exc
         handle = ClusterHandle(client=client, embedded=False)
         try:
@@ -144,7 +145,7 @@ def open_cluster(
     }
     sched = {
         "cls": Scheduler,
-        "options": {"host": "127.0.0.1", "dashboard": False, "dashboard_address": None},
+        "options": {"host": "127.0.0.1", "dashboard": False, "dashboard_address": "127.0.0.1:0"},
     }
     try:
         cluster = SpecCluster(

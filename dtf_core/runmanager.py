@@ -31,10 +31,11 @@ from typing import Any
 from distributed import Client
 
 from . import bundle, spec
-from .coordinator import Coordinator, new_run_id
+from .coordinator import Coordinator
 from .errors import OptionError
 from .events import Event, RunFinished, RunStarted, TaskFinished
 from .model import AttemptResult
+from .runstate import new_run_id
 from .store import Store
 
 logger = logging.getLogger("dtf.service")
