@@ -245,11 +245,14 @@ class RunDataHandler(Handler):
                 self.send({"benchmarks": json.loads(report.render_json(summary))["benchmarks"]})
             else:
                 fmt = self.get_query_argument("format", "md")
-                render = {"md": report.render_markdown, "json": report.render_json,
-                          "junit": report.render_junit}.get(fmt)  # fmt: skip
+                render = {
+                    "md": report.render_markdown, "json": report.render_json,
+                    "junit": report.render_junit, "html": report.render_html,
+                }.get(fmt)  # fmt: skip
                 if render is None:
-                    raise ApiError(400, f"format {fmt!r} is not md, json or junit")
-                self.set_header("Content-Type", "text/plain; charset=utf-8")
+                    raise ApiError(400, f"format {fmt!r} is not md, json, junit or html")
+                kind = "text/html" if fmt == "html" else "text/plain"
+                self.set_header("Content-Type", f"{kind}; charset=utf-8")
                 self.finish(render(summary))
         else:
             raise ApiError(404, f"no such resource: {what}")

@@ -57,6 +57,7 @@ def submit(
     report_md: str | None = None,
     junit: str | None = None,
     json_path: str | None = None,
+    html_path: str | None = None,
     quiet: bool = False,
 ) -> str:
     """Submit and (unless ``no_wait``) follow; the run's final status."""
@@ -68,7 +69,7 @@ def submit(
     if not suite_file.is_relative_to(base):
         raise OptionError(f"{suite} is not inside --root {base}")
     _check_paths_inside(loaded, base)
-    for target in (report_md, junit, json_path):
+    for target in (report_md, junit, json_path, html_path):
         if target and not os.path.isdir(os.path.dirname(os.path.abspath(target))):
             raise OptionError(f"cannot write {target}: its directory does not exist")
     client = CoordinatorClient(url, token)
@@ -102,7 +103,9 @@ def submit(
         client.cancel(run_id)
         raise
     status = status or str(client.run(run_id)["status"])
-    _write_reports(client, run_id, report_md, junit, json_path)
+    _write_reports(
+        client, run_id, {"md": report_md, "junit": junit, "json": json_path, "html": html_path}
+    )
     if quiet:
         print(f"run {run_id} {status.upper()}")
     return status
@@ -119,16 +122,10 @@ def _check_paths_inside(loaded: spec.Suite, base: Path) -> None:
                 )
 
 
-def _write_reports(
-    client: CoordinatorClient,
-    run_id: str,
-    markdown: str | None,
-    junit: str | None,
-    json_path: str | None,
-) -> None:
+def _write_reports(client: CoordinatorClient, run_id: str, paths: dict[str, str | None]) -> None:
     step_summary = os.environ.get("GITHUB_STEP_SUMMARY")
-    md = client.report(run_id, "md") if (markdown or step_summary) else ""
-    for path, fmt in ((markdown, "md"), (junit, "junit"), (json_path, "json")):
+    md = client.report(run_id, "md") if (paths.get("md") or step_summary) else ""
+    for fmt, path in paths.items():
         if path:
             text = md if fmt == "md" else client.report(run_id, fmt)
             Path(path).write_text(text, encoding="utf-8")

@@ -167,7 +167,7 @@ def test_submit_from_another_process_routes_gpu_tasks_and_reports(deployment: De
     out = subprocess.run(
         [PY, "-m", "dtf_core.cli", "submit", str(suite), "--coordinator", d.url,
          "--json", str(d.tmp / "r.json"), "--junit", str(d.tmp / "r.xml"),
-         "--report", str(d.tmp / "r.md")],
+         "--report", str(d.tmp / "r.md"), "--html", str(d.tmp / "r.html")],
         capture_output=True, text=True, timeout=80, cwd=d.tmp,
         env={**os.environ, "DTF_TOKEN": d.tokens["submitter"]},
     )  # fmt: skip
@@ -177,6 +177,7 @@ def test_submit_from_another_process_routes_gpu_tasks_and_reports(deployment: De
     assert summary["status"] == "passed" and summary["counts"]["passed"] == 8
     assert "<testsuites" in (d.tmp / "r.xml").read_text()
     assert "cluster" in (d.tmp / "r.md").read_text()
+    assert "<svg" in (d.tmp / "r.html").read_text() or "<html" in (d.tmp / "r.html").read_text()
     tasks = d.client("viewer").tasks(summary["run_id"])
     gpu = [t for t in tasks if t["name"] == "on-gpu"]
     assert len(gpu) == 3 and {t["worker"] for t in gpu} == {"gpu"}
