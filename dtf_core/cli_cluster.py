@@ -178,6 +178,12 @@ def worker_cmd(scheduler: str, token_file: str, resources: str, nthreads: int | 
     default=None,
     help="DuckDB file (default: .dtf/dtf.duckdb); this process alone writes it.",
 )
+@click.option(
+    "--standby",
+    is_flag=True,
+    help="If another serve holds the database, wait (silently, not listening) and take "
+    "over when it dies: resume its open runs, then serve. Clients list both URLs.",
+)
 @click.option("--host", default="127.0.0.1", show_default=True, help="API interface.")
 @click.option("--port", type=int, default=8780, show_default=True, help="API port.")
 @click.option(

@@ -12,25 +12,42 @@ from __future__ import annotations
 import base64
 import json
 import os
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
+from . import config
 from .errors import AuthError, OptionError, RunNotFoundError, ServiceError
 
 TOKEN_ENV = "DTF_TOKEN"
 
 
 class CoordinatorClient:
-    def __init__(self, url: str, token: str | None, *, timeout: float = 30.0) -> None:
-        parsed = urllib.parse.urlparse(url)
-        if parsed.scheme not in ("http", "https") or not parsed.netloc:
-            raise OptionError(f"--coordinator {url!r} is not an http(s)://HOST:PORT address")
-        self.base = url.rstrip("/")
+    def __init__(
+        self,
+        url: str,
+        token: str | None,
+        *,
+        timeout: float = 30.0,
+        failover_wait: float | None = None,
+    ) -> None:
+        # Several comma-separated URLs name a leader and its standbys: the client
+        # follows whichever answers (a standby only listens once it leads).
+        self.bases = [u.strip().rstrip("/") for u in url.split(",") if u.strip()]
+        for base in self.bases or [url]:
+            parsed = urllib.parse.urlparse(base)
+            if parsed.scheme not in ("http", "https") or not parsed.netloc:
+                raise OptionError(f"--coordinator {base!r} is not an http(s)://HOST:PORT address")
+        self.base = self.bases[0]
         self.token = token or os.environ.get(TOKEN_ENV) or None
         self.timeout = timeout
+        self.failover_wait = (
+            config.seconds("service.failover-wait") if failover_wait is None else failover_wait
+        )
+        self.switches = 0  # how often the client moved to another coordinator
 
     # ------------------------------------------------------------------ calls
     def health(self) -> dict[str, Any]:
@@ -59,9 +76,14 @@ class CoordinatorClient:
         return dict(self._json("GET", path, timeout=wait + self.timeout))
 
     def follow(self, run_id: str, after: int = 0) -> Iterator[dict[str, Any]]:
-        """Every event of the run until it ends."""
+        """Every event of the run until it ends (across a change of leader: the
+        new leader numbers the resumed run's events afresh)."""
         while True:
+            switches = self.switches
             page = self.events(run_id, after)
+            if self.switches != switches:
+                after = 0
+                page = self.events(run_id, after)
             yield from page["events"]
             after = int(page["next"])
             if page["finished"]:
@@ -97,8 +119,34 @@ class CoordinatorClient:
     def _request(
         self, method: str, path: str, body: Any = None, timeout: float | None = None
     ) -> bytes:
+        if len(self.bases) == 1:
+            return self._request_one(self.base, method, path, body, timeout)
+        deadline = time.monotonic() + self.failover_wait
+        while True:
+            order = [self.base] + [b for b in self.bases if b != self.base]
+            for base in order:
+                try:
+                    payload = self._request_one(base, method, path, body, timeout)
+                except ServiceError as exc:
+                    if not exc.unreachable:
+                        raise
+                    continue
+                if base != self.base:
+                    self.base, self.switches = base, self.switches + 1
+                return payload
+            if time.monotonic() > deadline:
+                raise ServiceError(
+                    f"no coordinator answered within {self.failover_wait:g}s "
+                    f"({', '.join(self.bases)})",
+                    unreachable=True,
+                )
+            time.sleep(1.0)
+
+    def _request_one(
+        self, base: str, method: str, path: str, body: Any, timeout: float | None
+    ) -> bytes:
         data = None if body is None else json.dumps(body).encode()
-        req = urllib.request.Request(self.base + path, data=data, method=method)
+        req = urllib.request.Request(base + path, data=data, method=method)
         req.add_header("Accept", "application/json")
         if data is not None:
             req.add_header("Content-Type", "application/json")
@@ -112,8 +160,11 @@ class CoordinatorClient:
             raise _http_error(exc, path) from None
         except (TimeoutError, urllib.error.URLError, OSError) as exc:
             reason = getattr(exc, "reason", exc)
+            # A refused connection never reached the server: safe to send elsewhere.
+            # Anything else may have been received, so only reads are repeated.
+            safe = method == "GET" or isinstance(reason, ConnectionRefusedError)
             raise ServiceError(
-                f"could not reach the coordinator at {self.base}: {reason}"
+                f"could not reach the coordinator at {base}: {reason}", unreachable=safe
             ) from None
 
 

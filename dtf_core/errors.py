@@ -82,6 +82,12 @@ class AuthError(BadInputError):
 class ServiceError(DtfError):
     """The coordinator service could not be reached or failed to answer."""
 
+    def __init__(self, message: str, *, unreachable: bool = False) -> None:
+        super().__init__(message)
+        # True when trying another coordinator (a standby) is safe: nothing was
+        # received, or the request only reads.
+        self.unreachable = unreachable
+
 
 class Category(enum.StrEnum):
     """Why an attempt did not pass."""

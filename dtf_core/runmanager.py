@@ -158,6 +158,51 @@ class RunManager:
             run.coordinator = None
             run.notify()
 
+    def resume_open_runs(self) -> list[str]:
+        """Queue every run the database still has as ``running`` (its coordinator
+        died) to be finished by :meth:`Coordinator.resume`; their ids."""
+        open_runs = [r for r in self.store.list_runs(limit=10_000) if r["status"] == "running"]
+        for row in reversed(open_runs):  # oldest first
+            meta = row.get("metadata") or {}
+            run = ActiveRun(
+                str(row["run_id"]), str(meta.get("submitted_by", "")), str(row["suite"]),
+                int(row.get("tasks") or 0), float(row["started_at"] or time.time()),
+                status="running",
+            )  # fmt: skip
+            with self._lock:
+                self.runs[run.run_id] = run
+            self._pool.submit(self._resume, run)
+        return [str(r["run_id"]) for r in open_runs]
+
+    def _resume(self, run: ActiveRun) -> None:
+        coord = Coordinator(
+            self.client, self.store, embedded=False,
+            unschedulable_timeout=self.unschedulable_timeout,
+            listeners=[lambda e: self._on_event(run, e)], verify=self.verify,
+        )  # fmt: skip
+        run.coordinator = coord
+        run_dir = self.workdir / run.run_id
+        plugin = f"dtf-files-{run.run_id}"
+        try:
+            if run_dir.is_dir():
+                with contextlib.suppress(Exception):
+                    archive = bundle.pack(run_dir, self.upload_limit)
+                    self.client.register_plugin(
+                        bundle.SuiteFilesPlugin(archive, str(run_dir), self.upload_limit),
+                        name=plugin,
+                    )
+            result = coord.resume(run.run_id)
+            run.status = result.status
+        except Exception as exc:
+            logger.exception("run %s could not be resumed", run.run_id)
+            run.status, run.error = "error", f"{type(exc).__name__}: {exc}"
+            self._on_event(run, RunFinished(run.run_id, "error", {}, 0.0))
+        finally:
+            with contextlib.suppress(Exception):
+                self.client.unregister_worker_plugin(plugin)
+            run.coordinator = None
+            run.notify()
+
     def _on_event(self, run: ActiveRun, event: Event) -> None:
         # Called on the run's thread: record, then let the HTTP loop wake its waiters.
         if isinstance(event, TaskFinished):

@@ -17,6 +17,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -26,7 +27,7 @@ import click
 import dask.utils
 
 from . import cluster, config, security
-from .errors import ClusterError, OptionError
+from .errors import ClusterError, DatabaseLockedError, OptionError
 from .runmanager import RunManager
 from .service import serve_forever
 from .store import Store
@@ -49,6 +50,7 @@ class ServeOptions:
     tls_ca_file: str | None = None
     tls_cert: str | None = None
     tls_key: str | None = None
+    standby: bool = False
 
 
 def _say(text: str) -> None:
@@ -68,7 +70,7 @@ def serve(opts: ServeOptions) -> None:
     workdir = Path(opts.workdir or Path(opts.db).resolve().parent / "uploads").resolve()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     with contextlib.ExitStack() as stack:
-        store = stack.enter_context(Store(opts.db))
+        store = stack.enter_context(_open_store(opts))
         workdir.mkdir(parents=True, exist_ok=True)
         address = opts.scheduler
         if opts.start_scheduler:
@@ -84,6 +86,11 @@ def serve(opts: ServeOptions) -> None:
             unschedulable_timeout=opts.unschedulable_timeout,
         )  # fmt: skip
         stack.callback(manager.shutdown)
+        # Runs left `running` by a coordinator that died (kill -9, a lost host, the
+        # leader a standby replaces) are finished before the API opens, so that a
+        # client following one finds it here.
+        for run_id in manager.resume_open_runs():
+            _say(f"resuming run {run_id} left open by a previous coordinator")
         if result_key is None:
             _say("no --result-key-file: results from workers are NOT verified")
         _say(f"database {opts.db}; uploads in {workdir}; scheduler {address}")
@@ -101,6 +108,28 @@ async def _main(manager: RunManager, secret: bytes, host: str, port: int) -> Non
         await serve_forever(manager, secret, host, port, lambda url: _say(f"listening on {url}"))
 
 
+def _open_store(opts: ServeOptions) -> Store:
+    """The database, or with ``--standby`` the wait for it: the leader is
+    whoever holds DuckDB's write lock, so a standby takes over exactly when the
+    leader's process is gone, and two coordinators can never both write."""
+    if not opts.standby:
+        return Store(opts.db)
+    poll = config.seconds("service.standby-poll")
+    said = False
+    while True:
+        try:
+            store = Store(opts.db)
+        except DatabaseLockedError as exc:
+            if not said:
+                _say(f"standby: {exc}; taking over when it is released")
+                said = True
+            time.sleep(poll)
+            continue
+        if said:
+            _say("standby: took over the database; now the leader")
+        return store
+
+
 @contextlib.contextmanager
 def _scheduler_child(opts: ServeOptions) -> Iterator[str]:
     argv = [sys.executable, "-m", "dtf_core.cli", "scheduler", "--host", opts.scheduler_host,
@@ -109,16 +138,30 @@ def _scheduler_child(opts: ServeOptions) -> Iterator[str]:
                         ("--tls-key", opts.tls_key)):  # fmt: skip
         if value:
             argv += [flag, value]
-    proc = subprocess.Popen(argv)
+    box = {"proc": subprocess.Popen(argv)}
     scheme = "tls" if opts.tls_cert else "tcp"
     address = f"{scheme}://{opts.scheduler_host}:{opts.scheduler_port}"
+    stopping = threading.Event()
+
+    def keep_alive() -> None:
+        # The scheduler we manage is restarted whenever it dies; the runs notice
+        # the loss, wait, and resubmit their unfinished tasks (DESIGN: workers
+        # started by `dtf-core worker` come back by themselves).
+        while not stopping.wait(0.5):
+            if box["proc"].poll() is not None and not stopping.is_set():
+                _say(f"the scheduler exited (rc {box['proc'].returncode}); restarting it")
+                box["proc"] = subprocess.Popen(argv)
+
     try:
         # The client's own connect timeout does the waiting; fail early if it died.
         time.sleep(0.5)
-        if proc.poll() is not None:
-            raise ClusterError(f"the scheduler exited at start (rc {proc.returncode})")
+        if box["proc"].poll() is not None:
+            raise ClusterError(f"the scheduler exited at start (rc {box['proc'].returncode})")
+        threading.Thread(target=keep_alive, daemon=True, name="dtf-scheduler-keeper").start()
         yield address
     finally:
+        stopping.set()
+        proc = box["proc"]
         if proc.poll() is None:
             os.kill(proc.pid, signal.SIGTERM)  # our own child, by pid
             try:
