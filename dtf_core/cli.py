@@ -91,7 +91,12 @@ def run(suite: str | None, resume_id: str | None, **kwargs: Any) -> None:
     help="Run id (default: the latest run). `dtf-core runs` lists them.",
 )
 @click.option(
-    "--format", "fmt", type=click.Choice(["md", "json", "junit"]), default="md", show_default=True
+    "--format",
+    "fmt",
+    type=click.Choice(["md", "json", "junit", "html"]),
+    default="md",
+    show_default=True,
+    help="html is one self-contained file with inline SVG charts.",
 )
 @click.option(
     "--output",
@@ -117,6 +122,7 @@ def report_cmd(db: str | None, run_id: str | None, fmt: str, output: str | None)
         "md": report.render_markdown,
         "json": report.render_json,
         "junit": report.render_junit,
+        "html": report.render_html,
     }[fmt]
     text = render(summary)
     if output:

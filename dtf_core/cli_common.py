@@ -111,6 +111,10 @@ def output_options(fn: F) -> F:
             "--json", "json_path", type=click.Path(dir_okay=False), default=None,
             help="Write a JSON summary here.",
         ),
+        click.option(
+            "--html", "html_path", type=click.Path(dir_okay=False), default=None,
+            help="Write a self-contained HTML report (inline SVG charts) here.",
+        ),
         click.option("--quiet", "-q", is_flag=True, help="Only the final line."),
     ]  # fmt: skip
     for option in reversed(options):
@@ -129,6 +133,7 @@ class RunOptions:
     report_md: str | None = None
     junit: str | None = None
     json_path: str | None = None
+    html_path: str | None = None
     quiet: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -161,7 +166,7 @@ def plan_cluster(opts: RunOptions, wanted: ClusterSpec | None) -> list[WorkerPla
     options and the output paths before anything starts."""
     from . import cluster
 
-    for target in (opts.report_md, opts.junit, opts.json_path):
+    for target in (opts.report_md, opts.junit, opts.json_path, opts.html_path):
         if target and not os.path.isdir(os.path.dirname(os.path.abspath(target))):
             raise OptionError(f"cannot write {target}: its directory does not exist")
     per_worker, everyone = parse_resource_options(opts.resources)
@@ -172,6 +177,12 @@ def plan_cluster(opts: RunOptions, wanted: ClusterSpec | None) -> list[WorkerPla
                 "cluster; they cannot be used with --scheduler"
             )
         return None
+    for name, value in (
+        ("--workers", opts.workers),
+        ("--threads-per-worker", opts.threads_per_worker),
+    ):
+        if value is not None and value < 1:
+            raise OptionError(f"{name} must be at least 1, got {value}")
     n = opts.workers or (wanted.workers if wanted else None) or 2
     t = opts.threads_per_worker or (wanted.threads_per_worker if wanted else None) or 1
     tags = [dict(x) for x in (per_worker or (wanted.worker_resources if wanted else []))]
@@ -235,8 +246,9 @@ def execute(
                 markdown=opts.report_md,
                 junit=opts.junit,
                 json_path=opts.json_path,
+                html=opts.html_path,
             )
-        written = [p for p in (opts.report_md, opts.junit, opts.json_path) if p]
+        written = [p for p in (opts.report_md, opts.junit, opts.json_path, opts.html_path) if p]
         if opts.quiet:
             click.echo(f"run {result.run_id} {result.status.upper()}")
         else:

@@ -199,7 +199,9 @@ def _write_test_reports(store: Store, run_id: str, opts: RunOptions) -> None:
     if opts.json_path:
         with open(opts.json_path, "w", encoding="utf-8") as fh:
             fh.write(json.dumps(summary, indent=2, default=str))
-    report.write_reports(store, run_id, markdown=opts.report_md, junit=opts.junit)
+    report.write_reports(
+        store, run_id, markdown=opts.report_md, junit=opts.junit, html=opts.html_path
+    )
 
 
 @click.command("discover")

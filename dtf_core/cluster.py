@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import dask.config
-from distributed import Client, Nanny, Scheduler, SpecCluster
+from distributed import Client, Nanny, Scheduler, Security, SpecCluster
 
 from . import config, hardware
 from .errors import ClusterError, OptionError
@@ -105,15 +105,20 @@ def open_cluster(
     scheduler: str | None = None,
     *,
     plans: list[WorkerPlan] | None = None,
-    connect_timeout: float = 20.0,
+    connect_timeout: float = 10.0,
+    security: Security | None = None,
 ) -> Iterator[ClusterHandle]:
-    """Yield a connected cluster; close what we started on the way out."""
+    """Yield a connected cluster; close what we started on the way out.
+    ``security`` (mutual TLS, docs/cluster.md) applies to ``scheduler`` only."""
     if scheduler:
         try:
-            client = Client(scheduler, timeout=connect_timeout, set_as_default=False)
+            client = Client(
+                scheduler, timeout=connect_timeout, set_as_default=False, security=security
+            )
         except (OSError, TimeoutError) as exc:
             raise ClusterError(
-                f"could not reach the scheduler at {scheduler} within {connect_timeout:g}s: {exc}"
+                f"could not reach the scheduler at {scheduler} within {connect_timeout:g}s "
+                "(is one running there? `dask scheduler` starts one)"
             ) from exc
         handle = ClusterHandle(client=client, embedded=False)
         try:
@@ -140,7 +145,7 @@ def open_cluster(
     }
     sched = {
         "cls": Scheduler,
-        "options": {"host": "127.0.0.1", "dashboard": False, "dashboard_address": None},
+        "options": {"host": "127.0.0.1", "dashboard": False, "dashboard_address": "127.0.0.1:0"},
     }
     try:
         cluster = SpecCluster(

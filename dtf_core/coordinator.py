@@ -23,10 +23,9 @@ import heapq
 import itertools
 import math
 import queue
-import secrets
 import time
 from collections import defaultdict
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import Any
 
 from distributed import Client, Future
@@ -45,19 +44,15 @@ from .events import (
     TestsProgress,
 )
 from .model import (
-    FINAL_TASK_STATES,
     AttemptResult,
     Suite,
     TaskFinal,
     TaskKind,
     TaskPayload,
-    TaskSpec,
 )
 from .retry import RetryPolicy
+from .runstate import BAD_TESTS, RunResult, TaskState, load_states, new_run_id
 from .store import Store
-
-_BAD_TESTS = frozenset({"failed", "error"})
-_GENUINE = frozenset({Category.TEST_FAILURE.value, Category.TIMEOUT.value})
 
 _OUTCOME_TO_STATUS = {
     "passed": "passed",
@@ -68,32 +63,21 @@ _OUTCOME_TO_STATUS = {
 }
 
 
-def new_run_id() -> str:
-    """Sortable by start time, unique without coordination."""
-    return time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(3)
-
-
-@dataclass
-class _TaskState:
-    spec: TaskSpec
-    attempt: int = 0  # attempts submitted so far
-    transient_used: int = 0
-    reruns_used: int = 0
-    failed_before: bool = False  # a genuine failure happened in an earlier attempt
-    waiting_since: float | None = None  # no capable worker yet
-    final: TaskFinal | None = None
-    wall_s: float = 0.0
-    inflight: bool = False
-    retry_nodeids: list[str] | None = None  # pytest reruns: only what failed
-    tests: dict[str, tuple[int, str]] = field(default_factory=dict)  # nodeid -> (attempt, outcome)
-
-
-@dataclass
-class RunResult:
-    run_id: str
-    status: str  # passed | failed | cancelled
-    counts: dict[str, int] = field(default_factory=dict)
-    duration_s: float = 0.0
+def _decided(
+    run_id: str, task_id: str, attempt: int, outcome: str, category: Category, message: str
+) -> AttemptResult:
+    """An attempt the coordinator decided itself (no worker result to record)."""
+    now = time.time()
+    return AttemptResult(
+        run_id=run_id,
+        task_id=task_id,
+        attempt=attempt,
+        outcome=outcome,
+        category=category.value,
+        message=message,
+        started_at=now,
+        finished_at=now,
+    )
 
 
 class Coordinator:
@@ -107,6 +91,7 @@ class Coordinator:
         unschedulable_timeout: float | None = None,
         listeners: list[Listener] | None = None,
         estimates: dict[str, float] | None = None,
+        verify: Callable[[AttemptResult], str | None] | None = None,
     ) -> None:
         self.client = client
         self.store = store
@@ -133,7 +118,11 @@ class Coordinator:
         self._address: str | None = None
         self.scheduler_wait = config.seconds("scheduler-wait")
         self.run_id = ""
-        self.states: dict[str, _TaskState] = {}
+        self.states: dict[str, TaskState] = {}
+        # Result signatures (cluster mode): ``verify`` answers None or why a
+        # result is rejected; the workers that sent rejected results get no more work.
+        self.verify = verify
+        self._distrusted: set[str] = set()
 
     # ------------------------------------------------------------------ events
     def _emit(self, event: Event) -> None:
@@ -154,7 +143,7 @@ class Coordinator:
         started = time.time()
         self.store.create_run(run_id, suite.name, suite.path, metadata or {}, started)
         self.store.add_tasks(run_id, suite.tasks)
-        states = {t.task_id: _TaskState(t) for t in suite.tasks}
+        states = {t.task_id: TaskState(t) for t in suite.tasks}
         return self._drive(run_id, suite.name, states, started)
 
     def resume(self, run_id: str) -> RunResult:
@@ -164,46 +153,11 @@ class Coordinator:
         run = self.store.get_run(run_id)
         if run["status"] != "running":
             raise OptionError(f"run {run_id} already ended as {run['status']}: nothing to resume")
-        states = self._load_states(run_id)
+        states = load_states(self.store, run_id, self.policy.transient)
         return self._drive(run_id, str(run["suite"]), states, time.time())
 
-    def _load_states(self, run_id: str) -> dict[str, _TaskState]:
-        attempts: dict[str, list[dict[str, Any]]] = defaultdict(list)
-        for a in self.store.attempts(run_id):
-            attempts[a["task_id"]].append(a)
-        tests: dict[str, dict[str, tuple[int, str]]] = defaultdict(dict)
-        for t in self.store.final_tests(run_id):
-            tests[t["task_id"]][t["nodeid"]] = (int(t["attempt"]), str(t["outcome"]))
-        fields = set(TaskSpec.__dataclass_fields__)
-        states: dict[str, _TaskState] = {}
-        for row in self.store.tasks(run_id):
-            stored = self.store.task_spec(run_id, row["task_id"]) or {}
-            spec = TaskSpec(
-                **{
-                    **{k: v for k, v in stored.items() if k in fields},
-                    "kind": TaskKind(stored["kind"]),
-                }
-            )
-            st = _TaskState(spec)
-            past = attempts[spec.task_id]
-            st.attempt = max((int(a["attempt"]) for a in past), default=0)
-            st.transient_used = sum(1 for a in past if a["category"] in self.policy.transient)
-            st.reruns_used = sum(1 for a in past if a["category"] in _GENUINE)
-            st.failed_before = st.reruns_used > 0
-            st.wall_s = sum(float(a["wall_s"] or 0.0) for a in past)
-            st.tests = tests.get(spec.task_id, {})
-            if row["status"] in FINAL_TASK_STATES:
-                st.final = TaskFinal(
-                    task_id=spec.task_id, status=row["status"], category=row["category"],
-                    message=row["message"] or "", attempts=int(row["attempts"] or st.attempt),
-                    flaky=bool(row["flaky"]), wall_s=float(row["wall_s"] or 0.0),
-                    worker=row["worker"] or "",
-                )  # fmt: skip
-            states[spec.task_id] = st
-        return states
-
     def _drive(
-        self, run_id: str, suite_name: str, states: dict[str, _TaskState], started: float
+        self, run_id: str, suite_name: str, states: dict[str, TaskState], started: float
     ) -> RunResult:
         self.run_id = run_id
         self.states = states
@@ -255,20 +209,21 @@ class Coordinator:
         if self._down_since is None:
             self._down_since = time.monotonic()
             self._emit(ClusterChanged(self.run_id, "scheduler-lost", message))
-        now = time.time()
         for p in payloads:
             st = self.states.get(p.spec.task_id)
             if st is None or st.final is not None or p.attempt != st.attempt:
                 continue
             st.inflight = False
             self.store.add_attempt(
-                AttemptResult(
-                    run_id=self.run_id, task_id=p.spec.task_id, attempt=p.attempt,
-                    outcome="error", category=Category.INFRASTRUCTURE.value,
-                    message=f"{message}; resubmitted when the scheduler is back",
-                    started_at=now, finished_at=now,
+                _decided(
+                    self.run_id,
+                    p.spec.task_id,
+                    p.attempt,
+                    "error",
+                    Category.INFRASTRUCTURE,
+                    f"{message}; resubmitted when the scheduler is back",
                 )
-            )  # fmt: skip
+            )
             st.waiting_since = time.monotonic()
 
     def _check_scheduler(self) -> None:
@@ -280,7 +235,9 @@ class Coordinator:
         if self.client.status in ("closed", "closing") and not self.embedded and self._address:
             # The client stops reconnecting after its own timeout: start a new one.
             with contextlib.suppress(Exception):
-                self.client = Client(self._address, timeout=2, set_as_default=False)
+                self.client = Client(
+                    self._address, timeout=2, set_as_default=False, security=self.client.security
+                )
         if self.client.status != "running":
             return
         try:
@@ -302,17 +259,18 @@ class Coordinator:
         self._refresh_workers(force=True)
 
     def _give_up_on_scheduler(self, down_for: float) -> None:
-        now = time.time()
         for st in self.states.values():
             if st.final is not None:
                 continue
             st.attempt += 1
-            res = AttemptResult(
-                run_id=self.run_id, task_id=st.spec.task_id, attempt=st.attempt,
-                outcome="error", category=Category.INFRASTRUCTURE.value,
-                message=f"the scheduler did not come back within {down_for:.0f}s",
-                started_at=now, finished_at=now,
-            )  # fmt: skip
+            res = _decided(
+                self.run_id,
+                st.spec.task_id,
+                st.attempt,
+                "error",
+                Category.INFRASTRUCTURE,
+                f"the scheduler did not come back within {down_for:.0f}s",
+            )
             self.store.add_attempt(res)
             self._finalize(st, "failed", res, category=res.category)
 
@@ -374,16 +332,17 @@ class Coordinator:
             w
             for w in self._workers.values()
             if all(w["resources"].get(k, 0) >= v for k, v in requires.items())
+            and w["name"] not in self._distrusted
         ]
 
-    def _submit_initial(self, states: list[_TaskState]) -> None:
-        ready: list[_TaskState] = []
+    def _submit_initial(self, states: list[TaskState]) -> None:
+        ready: list[TaskState] = []
         for st in states:
             if self._capable(st.spec.requires):
                 ready.append(st)
             else:
                 st.waiting_since = time.monotonic()
-        benches: dict[tuple, list[_TaskState]] = defaultdict(list)
+        benches: dict[tuple, list[TaskState]] = defaultdict(list)
         for st in ready:
             if st.spec.kind is TaskKind.BENCHMARK:
                 benches[tuple(sorted(st.spec.requires.items()))].append(st)
@@ -398,7 +357,7 @@ class Coordinator:
                 self._submit(group[i : i + size])
         self._expire_waiting()
 
-    def _submit(self, states: list[_TaskState], only_nodeids: list[str] | None = None) -> None:
+    def _submit(self, states: list[TaskState], only_nodeids: list[str] | None = None) -> None:
         payloads = []
         for st in states:
             st.attempt += 1
@@ -419,6 +378,7 @@ class Coordinator:
             payloads,
             key=key,
             resources=dict(first.spec.requires) or None,
+            workers=self._trusted_addresses(),
             pure=False,
             retries=0,  # dtf decides retries: Dask's retries know nothing of categories
         )
@@ -500,6 +460,9 @@ class Coordinator:
                 results: list[AttemptResult] = fut.result()
             except Exception as lost:  # result lost in transit
                 results = self._failed_results(payloads, lost)
+            else:
+                if self.verify is not None:
+                    results = [self._verified(r) for r in results]
         else:
             error = self._exception_of(fut)
             if error is not None and "scheduler-connection-lost" in str(error):
@@ -530,18 +493,8 @@ class Coordinator:
         else:
             category, message = classify_exception(exc)
         outcome = "unschedulable" if category is Category.UNSCHEDULABLE else "error"
-        now = time.time()
         return [
-            AttemptResult(
-                run_id=p.run_id,
-                task_id=p.spec.task_id,
-                attempt=p.attempt,
-                outcome=outcome,
-                category=category.value,
-                message=message,
-                started_at=now,
-                finished_at=now,
-            )
+            _decided(p.run_id, p.spec.task_id, p.attempt, outcome, category, message)
             for p in payloads
         ]
 
@@ -557,7 +510,7 @@ class Coordinator:
         for t in res.tests:
             # Later attempts (reruns, continuations) overlay earlier ones per test;
             # within one attempt a test may report twice (failed + teardown error).
-            if t.outcome in _BAD_TESTS or st.tests.get(t.nodeid, (0, ""))[0] != res.attempt:
+            if t.outcome in BAD_TESTS or st.tests.get(t.nodeid, (0, ""))[0] != res.attempt:
                 st.tests[t.nodeid] = (res.attempt, t.outcome)
         if res.remaining and st.spec.kind is TaskKind.PYTEST:
             # pytest died mid-chunk (a crash or a per-test timeout): the test that
@@ -567,7 +520,7 @@ class Coordinator:
             return
         outcome, category, message = res.outcome, res.category, res.message
         if st.tests and outcome in ("passed", "skipped", "failed"):
-            bad = sorted(n for n, (_, o) in st.tests.items() if o in _BAD_TESTS)
+            bad = sorted(n for n, (_, o) in st.tests.items() if o in BAD_TESTS)
             if bad:
                 outcome, category = "failed", category or Category.TEST_FAILURE.value
                 message = f"{len(bad)} test(s) failed, first: {bad[0]}"
@@ -608,11 +561,11 @@ class Coordinator:
         self._finalize(st, status, res, category=category, message=message)
 
     @staticmethod
-    def _rerun_nodeids(st: _TaskState) -> list[str] | None:
+    def _rerun_nodeids(st: TaskState) -> list[str] | None:
         """Rerun only a pytest task's failing tests; None reruns it whole."""
         if st.spec.kind is not TaskKind.PYTEST:
             return None
-        bad = sorted(n for n, (_, o) in st.tests.items() if o in _BAD_TESTS)
+        bad = sorted(n for n, (_, o) in st.tests.items() if o in BAD_TESTS)
         return bad or None
 
     def _submit_due_retries(self) -> None:
@@ -655,15 +608,13 @@ class Coordinator:
                 )
                 or "no workers"
             )
-            res = AttemptResult(
-                run_id=self.run_id,
-                task_id=st.spec.task_id,
-                attempt=st.attempt,
-                outcome="unschedulable",
-                category=Category.UNSCHEDULABLE.value,
-                message=f"no worker has {need} (workers: {have})",
-                started_at=time.time(),
-                finished_at=time.time(),
+            res = _decided(
+                self.run_id,
+                st.spec.task_id,
+                st.attempt,
+                "unschedulable",
+                Category.UNSCHEDULABLE,
+                f"no worker has {need} (workers: {have})",
             )
             st.waiting_since = None
             self.store.add_attempt(res)
@@ -676,7 +627,7 @@ class Coordinator:
 
     def _finalize(
         self,
-        st: _TaskState,
+        st: TaskState,
         status: str,
         res: AttemptResult,
         *,
@@ -718,21 +669,42 @@ class Coordinator:
         with contextlib.suppress(Exception):
             self.client.cancel(futures, force=True)
         self._inflight.clear()
-        now = time.time()
         for st in self.states.values():
             if st.final is None:
                 # The in-flight attempt never reported; a waiting one gets a new number.
                 if not st.inflight:
                     st.attempt += 1
-                res = AttemptResult(
-                    run_id=self.run_id,
-                    task_id=st.spec.task_id,
-                    attempt=st.attempt,
-                    outcome="cancelled",
-                    category=Category.CANCELLED.value,
-                    message="the run was cancelled",
-                    started_at=now,
-                    finished_at=now,
+                res = _decided(
+                    self.run_id,
+                    st.spec.task_id,
+                    st.attempt,
+                    "cancelled",
+                    Category.CANCELLED,
+                    "the run was cancelled",
                 )
                 self.store.add_attempt(res)
                 self._finalize(st, "cancelled", res, category=Category.CANCELLED.value)
+
+    # ------------------------------------------------------ result signatures
+    def _verified(self, res: AttemptResult) -> AttemptResult:
+        """``res`` if its signature holds; else a failed attempt of category
+        ``security`` (retried under the task's ``retries``, on other workers)."""
+        assert self.verify is not None
+        reason = self.verify(res)
+        if reason is None:
+            return res
+        # The name is what the result claims: a forger can only get an honest
+        # worker distrusted (denial of service), never get a result accepted.
+        self._distrusted.add(res.worker)
+        return AttemptResult(
+            run_id=res.run_id, task_id=res.task_id, attempt=res.attempt, outcome="error",
+            category=Category.SECURITY.value,
+            message=f"result rejected: {reason}; no more work goes to worker {res.worker!r}",
+            worker=res.worker, started_at=res.started_at, finished_at=time.time(),
+        )  # fmt: skip
+
+    def _trusted_addresses(self) -> list[str] | None:
+        """Restrict placement once some worker is distrusted (Dask has no "not there")."""
+        if not self._distrusted:
+            return None
+        return [a for a, w in self._workers.items() if w["name"] not in self._distrusted]

@@ -7,10 +7,12 @@ Exceptions raised to the user (the CLI turns ``BadInputError`` into exit 2)::
     │   ├── SpecError            a suite file is invalid (names file, task, key)
     │   ├── ImportFileError      a history file cannot be imported
     │   ├── OptionError          a command-line value is invalid
-    │   └── RunNotFoundError     a run id is not in the database
+    │   ├── RunNotFoundError     a run id is not in the database
+    │   └── AuthError            a token was missing, invalid, expired or lacks the role
     ├── StoreError               the DuckDB file cannot be used: exit 3
     │   └── DatabaseLockedError  another process holds the write lock
-    └── ClusterError             no scheduler could be reached or started: exit 3
+    ├── ClusterError             no scheduler could be reached or started: exit 3
+    └── ServiceError             the coordinator service could not be reached: exit 3
 
 Task failures are not exceptions but data: every failed attempt carries a
 ``Category`` chosen by :func:`classify_exception` (for errors Dask raises on the
@@ -65,6 +67,26 @@ class ClusterError(DtfError):
 
 class RunNotFoundError(BadInputError):
     pass
+
+
+class AuthError(BadInputError):
+    """A token was refused. ``status`` is the HTTP answer: 401 (missing, invalid,
+    expired) or 403 (valid, but the role is not enough). The message never
+    contains the token or the secret."""
+
+    def __init__(self, message: str, status: int = 401):
+        self.status = status
+        super().__init__(message)
+
+
+class ServiceError(DtfError):
+    """The coordinator service could not be reached or failed to answer."""
+
+    def __init__(self, message: str, *, unreachable: bool = False) -> None:
+        super().__init__(message)
+        # True when trying another coordinator (a standby) is safe: nothing was
+        # received, or the request only reads.
+        self.unreachable = unreachable
 
 
 class Category(enum.StrEnum):

@@ -51,6 +51,8 @@ class TaskFinished:
 class TestsProgress:
     """Per-test outcomes streamed from a running pytest task (counts since the last one)."""
 
+    __test__ = False  # a name pytest would otherwise try to collect
+
     run_id: str
     task_id: str
     counts: dict[str, int]

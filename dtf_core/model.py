@@ -146,6 +146,9 @@ class AttemptResult:
     # pytest chunks: node ids that never started because the process died
     # (a crash or a per-test timeout); the coordinator runs them in a new attempt.
     remaining: list[str] = field(default_factory=list)
+    # HS256 signature set on the worker when it has a result key (security.py);
+    # the coordinator verifies it before writing. Empty when signing is off.
+    signature: str = ""
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""Reports of one run, built from the store: Markdown, JSON and JUnit XML.
+"""Reports of one run, built from the store: Markdown, JSON, HTML and JUnit XML.
 
 :func:`build_summary` reads the store once into a JSON-ready dict; every
 renderer works from that dict alone, so the renderers need no database.
@@ -155,7 +155,17 @@ def build_summary(store: Store, run_id: str) -> dict[str, Any]:
         ],
         "benchmarks": _benchmarks(store, run_id),
         "workers": workers,
+        "analysis": _analysis(store, run_id),
     }
+
+
+def _analysis(store: Store, run_id: str) -> dict[str, Any] | None:
+    """Verdicts against the previous run, pivots, best configurations and history
+    (``dtf_core.analysis.sections``); ``None`` for a run without benchmark samples."""
+    # Imported here: the analysis modules import this one (for humanize).
+    from dtf_core.analysis import sections
+
+    return sections.build(store, run_id)
 
 
 def _benchmarks(store: Store, run_id: str) -> list[dict[str, Any]]:
@@ -295,7 +305,21 @@ def render_markdown(summary: dict[str, Any]) -> str:
             "",
             *_table(["name", "host", "address", "resources", "hardware"], rows),
         ]
+    out += _analysis_markdown(s)
     return "\n".join(out)
+
+
+def _analysis_markdown(summary: dict[str, Any]) -> list[str]:
+    from dtf_core.analysis import sections
+
+    return sections.markdown(summary.get("analysis"))
+
+
+def render_html(summary: dict[str, Any]) -> str:
+    """One self-contained HTML file: the run, its analysis and inline SVG charts."""
+    from dtf_core.analysis import html
+
+    return html.render_html(_jsonable(summary))
 
 
 def _kv(d: dict[str, Any] | None) -> str:
@@ -418,6 +442,7 @@ def write_reports(
     markdown: str | os.PathLike[str] | None = None,
     junit: str | os.PathLike[str] | None = None,
     json_path: str | os.PathLike[str] | None = None,
+    html: str | os.PathLike[str] | None = None,
 ) -> None:
     """Write the reports asked for; append the Markdown to ``$GITHUB_STEP_SUMMARY`` when set."""
     summary = build_summary(store, run_id)
@@ -426,6 +451,7 @@ def write_reports(
         (markdown, md),
         (junit, render_junit(summary) if junit else ""),
         (json_path, render_json(summary) if json_path else ""),
+        (html, render_html(summary) if html else ""),
     ):
         if path is not None:
             p = pathlib.Path(path)

@@ -41,7 +41,7 @@ from typing import Any
 import psutil
 from distributed import WorkerPlugin
 
-from dtf_core import config, hardware, junitxml, model, procgroup, pyteststream
+from dtf_core import config, hardware, junitxml, model, procgroup, pyteststream, security
 from dtf_core.errors import Category, classify_exit
 
 _callables: dict[tuple[str, str], Callable[..., Any]] = {}
@@ -53,6 +53,7 @@ def execute(payload: model.TaskPayload) -> model.AttemptResult:
     """Run one attempt; never raises. The result carries ``worker_info``."""
     res = _execute(payload)
     res.worker_info = hardware.describe()
+    security.sign_result(res)  # last: the signature covers every field
     return res
 
 
@@ -72,6 +73,8 @@ def execute_batch(payloads: list[model.TaskPayload]) -> list[model.AttemptResult
             results.append(_execute(p))
     if results:
         results[0].worker_info = hardware.describe()
+    for res in results:
+        security.sign_result(res)  # last: the signature covers every field
     for p in payloads:
         procgroup.forget(p.key)
     return results

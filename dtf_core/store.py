@@ -27,7 +27,7 @@ import pathlib
 import re
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import duckdb
@@ -81,6 +81,13 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX tasks_name ON tasks (name);  -- task_history() across runs
     """,
+    # 2: which way is better for benchmarks that no suite file describes (imported
+    # history); suite runs keep the flag in tasks.spec. Read by the analysis.
+    """
+    CREATE TABLE benchmark_info (
+        benchmark VARCHAR PRIMARY KEY, higher_is_better BOOLEAN, updated_at DOUBLE
+    );
+    """,
 ]
 
 _TASK_COLS = ["run_id", "task_id", "name", "kind", "params", "requires"]
@@ -88,6 +95,10 @@ _ATTEMPT_COLS = [
     "run_id", "task_id", "attempt", "outcome", "category", "message", "worker", "hardware",
     "started_at", "finished_at", "wall_s", "cpu_s", "peak_rss_bytes", "exit_code",
     "stdout_tail", "stderr_tail",
+]  # fmt: skip
+_IMPORT_COLS = [
+    "run_id", "timestamp", "commit", "branch", "python", "benchmark", "params", "hardware",
+    "task_id", "idx", "value", "unit", "higher_is_better",
 ]  # fmt: skip
 _FINAL_COLS = ["status", "category", "message", "attempts", "flaky", "wall_s", "worker"]
 _PID = re.compile(r"PID (\d+)")
@@ -385,7 +396,7 @@ class Store:
         rows = self._dicts("SELECT * FROM runs WHERE run_id = ?", [run_id], json_cols=("metadata",))
         if not rows:
             raise errs.RunNotFoundError(
-                f"no run '{run_id}' in {self.path}; `dtf-core report --db {self.path}` lists runs"
+                f"no run '{run_id}' in {self.path}; `dtf-core runs --db {self.path}` lists runs"
             )
         return rows[0]
 
@@ -501,6 +512,211 @@ class Store:
             rows = self._con.execute(sql, [recent_runs]).fetchall()
         return {str(n): float(v) for n, v in rows}
 
+    # ---- analysis: samples by run, aggregation, history, bulk import ----------
+
+    def baseline_run(self, run_id: str) -> str | None:
+        """The latest run of the same suite, started before ``run_id``, that measured
+        at least one of its benchmarks on the same hardware."""
+        row = self._one(
+            "WITH me AS (SELECT suite, started_at FROM runs WHERE run_id = $1),"
+            " mine AS (SELECT DISTINCT benchmark, hardware FROM samples WHERE run_id = $1),"
+            " cand AS (SELECT b.run_id, b.started_at FROM runs b, me WHERE b.suite = me.suite"
+            "  AND (b.started_at < me.started_at"
+            "       OR (b.started_at = me.started_at AND b.run_id < $1)))"
+            " SELECT c.run_id FROM cand c"
+            " WHERE EXISTS (SELECT 1 FROM samples s SEMI JOIN mine USING (benchmark, hardware)"
+            "  WHERE s.run_id = c.run_id)"
+            " ORDER BY c.started_at DESC, c.run_id DESC LIMIT 1",
+            [run_id],
+        )
+        return str(row[0]) if row else None
+
+    def samples_of_runs(self, run_ids: Sequence[str]) -> pd.DataFrame:
+        """Every sample of the given runs (all attempts: each is a valid measurement).
+
+        Columns: run_id, benchmark, params (canonical JSON string), hardware
+        (``''`` when unknown), unit, value, higher_is_better (the task's own flag
+        when its spec says so, else missing: the unit rule decides).
+        """
+        with self._lock:
+            return self._con.execute(
+                "SELECT s.run_id, s.benchmark, s.params::VARCHAR AS params,"
+                " coalesce(s.hardware, '') AS hardware, coalesce(s.unit, 's') AS unit, s.value,"
+                " coalesce(TRY_CAST(json_extract_string(t.spec, '$.higher_is_better')"
+                "  AS BOOLEAN), i.higher_is_better) AS higher_is_better"
+                " FROM samples s LEFT JOIN tasks t USING (run_id, task_id)"
+                " LEFT JOIN benchmark_info i USING (benchmark)"
+                " WHERE list_contains($1, s.run_id)"
+                " ORDER BY s.benchmark, params, hardware, s.run_id, s.task_id, s.attempt, s.idx",
+                [list(run_ids)],
+            ).df()
+
+    def aggregate_samples(
+        self,
+        by: Sequence[str],
+        ci_ranks: Callable[[np.ndarray], pd.DataFrame],
+        *,
+        run_ids: Sequence[str] | None = None,
+        benchmark: str | None = None,
+    ) -> pd.DataFrame:
+        """n, mean, median, stdev, mad, p5, p95, ci_low, ci_high per group of ``by``.
+
+        ``by`` names dimensions (:data:`AGG_DIMENSIONS`, or ``param:NAME`` for one
+        parameter); ``unit`` is always a group key, since values in different
+        units never mix. ``ci_ranks(ns)`` maps sample counts to the 0-based order
+        statistics ``(n, lo, hi)`` that bound the median's confidence interval.
+        """
+        exprs = {"unit": "coalesce(s.unit, 's')"}
+        for name in by:
+            exprs[name] = _dimension_sql(name)
+        keys = ", ".join(f'{e} AS "{n}"' for n, e in exprs.items())
+        where, args = _sample_filter(run_ids, benchmark)
+        group = ", ".join(f'"{n}"' for n in exprs)
+        with self._lock:
+            con = self._con
+            con.execute(
+                "CREATE OR REPLACE TEMP TABLE _agg AS SELECT "
+                + keys
+                + ", count(*) AS n, avg(s.value) AS mean, median(s.value) AS median,"
+                " stddev_samp(s.value) AS stdev, mad(s.value) AS mad,"
+                " quantile_cont(s.value, 0.05) AS p5, quantile_cont(s.value, 0.95) AS p95,"
+                " list(s.value ORDER BY s.value) AS _sorted"
+                " FROM samples s LEFT JOIN runs r USING (run_id)" + where + " GROUP BY " + group,
+                args,
+            )
+            try:
+                ns = con.execute("SELECT DISTINCT n FROM _agg").fetchnumpy()["n"]
+                ranks = ci_ranks(np.asarray(ns, dtype=np.int64))
+                with self._registered(_ci=ranks):
+                    return con.execute(
+                        "SELECT a.* EXCLUDE (_sorted), a._sorted[c.lo + 1] AS ci_low,"
+                        " a._sorted[c.hi + 1] AS ci_high FROM _agg a JOIN _ci c USING (n)"
+                        f" ORDER BY {group}"
+                    ).df()
+            finally:
+                con.execute("DROP TABLE IF EXISTS _agg")
+
+    def benchmark_history(
+        self, *, benchmark: str | None = None, since: float | None = None
+    ) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, np.ndarray]]:
+        """Per-run medians of every benchmark x params x hardware, oldest run first.
+
+        Returns ``(keys, runs, points)``: ``keys`` has one row per series
+        (sid, benchmark, params, hardware, unit, higher_is_better), ``runs`` one
+        per run (rix, run_id, started_at, commit, branch), and ``points`` three
+        NumPy arrays ``sid``, ``rix``, ``value`` sorted by series then run. Series
+        and runs travel as integers: a million points with their strings would
+        cost more to hand to Python than the whole analysis.
+        """
+        run_where = "WHERE started_at >= ?" if since is not None else ""
+        name_where = " AND s.benchmark GLOB ?" if benchmark else ""
+        with self._lock:
+            con = self._con
+            runs = con.execute(
+                "SELECT (row_number() OVER (ORDER BY started_at, run_id) - 1)::INTEGER AS rix,"
+                " run_id, started_at, json_extract_string(metadata, '$.commit') AS commit,"
+                " json_extract_string(metadata, '$.branch') AS branch FROM runs "
+                + run_where
+                + " ORDER BY rix",
+                [since] if since is not None else [],
+            ).df()
+            with self._registered(_runs=runs[["rix", "run_id"]]):
+                keys = con.execute(
+                    "WITH k AS (SELECT s.benchmark, s.params::VARCHAR AS params,"
+                    "  coalesce(s.hardware, '') AS hardware, mode(coalesce(s.unit, 's')) AS unit"
+                    "  FROM samples s SEMI JOIN _runs USING (run_id) WHERE true"
+                    + name_where
+                    + "  GROUP BY ALL),"
+                    " d AS (SELECT name, arg_max(TRY_CAST(json_extract_string(spec,"
+                    "  '$.higher_is_better') AS BOOLEAN), run_id) AS higher_is_better"
+                    "  FROM tasks WHERE spec IS NOT NULL AND kind = 'benchmark' GROUP BY name)"
+                    " SELECT (row_number() OVER (ORDER BY k.benchmark, k.params, k.hardware)"
+                    "  - 1)::INTEGER AS sid, k.*,"
+                    " coalesce(d.higher_is_better, i.higher_is_better) AS higher_is_better"
+                    " FROM k LEFT JOIN d ON d.name = k.benchmark"
+                    " LEFT JOIN benchmark_info i ON i.benchmark = k.benchmark ORDER BY sid",
+                    [benchmark] if benchmark else [],
+                ).df()
+                with self._registered(_keys=keys[["sid", "benchmark", "params", "hardware"]]):
+                    points = con.execute(
+                        "WITH m AS (SELECT s.run_id, s.benchmark, s.params::VARCHAR AS params,"
+                        "  coalesce(s.hardware, '') AS hardware, median(s.value) AS value"
+                        "  FROM samples s WHERE true" + name_where + "  GROUP BY ALL)"
+                        " SELECT k.sid, r.rix, m.value FROM m"
+                        " JOIN _keys k USING (benchmark, params, hardware)"
+                        " JOIN _runs r USING (run_id) ORDER BY k.sid, r.rix",
+                        [benchmark] if benchmark else [],
+                    ).fetchnumpy()
+        arrays = {k: np.asarray(points[k]) for k in ("sid", "rix", "value")}
+        return keys, runs, arrays
+
+    def existing_run_ids(self, run_ids: Sequence[str]) -> list[str]:
+        with self._lock:
+            rows = self._con.execute(
+                "SELECT run_id FROM runs WHERE list_contains(?, run_id) ORDER BY run_id",
+                [list(run_ids)],
+            ).fetchall()
+        return [str(r[0]) for r in rows]
+
+    def import_samples(self, frame: pd.DataFrame, *, suite: str, source: str) -> tuple[int, int]:
+        """Store a validated history frame in one transaction; return (runs, samples).
+
+        ``frame`` has one row per sample: run_id, timestamp (unix s), commit,
+        branch, python (strings or missing), benchmark, params (canonical JSON),
+        hardware, task_id, idx (the sample's position in its task), value,
+        unit, higher_is_better (missing: the unit decides). Each run becomes a
+        run with status ``imported`` whose samples belong to attempt 1 of their
+        task. Imported runs get no ``tasks``/``attempts`` rows: nothing ran, and
+        for a history of one sample per benchmark per run those rows (with their
+        primary-key indexes) would cost 5x the samples themselves. A run id that
+        is already stored refuses the whole file: imports never half-happen.
+        """
+        missing = [c for c in _IMPORT_COLS if c not in frame.columns]
+        if missing:
+            raise ValueError(f"import_samples() frame lacks {missing}")
+        with self._lock:
+            con = self._con
+            con.begin()
+            try:
+                with self._registered(_frame=frame):
+                    clash = con.execute(
+                        "SELECT min(run_id), count(*) FROM runs"
+                        " SEMI JOIN (SELECT DISTINCT run_id FROM _frame) USING (run_id)"
+                    ).fetchall()[0]
+                    if clash[1]:
+                        more = f" (and {clash[1] - 1} more)" if clash[1] > 1 else ""
+                        raise errs.ImportFileError(
+                            f"{source}: run_id '{clash[0]}'{more} is already in {self.path}: "
+                            "rename the run ids or import into another database"
+                        )
+                    # DuckDB reads only the columns each statement names, straight
+                    # from the frame: no staging copy.
+                    runs = con.execute(
+                        "INSERT INTO runs SELECT run_id, ?, ?, 'imported', min(timestamp),"
+                        " max(timestamp), json_object('commit', any_value(commit),"
+                        " 'branch', any_value(branch), 'python', any_value(python),"
+                        " 'imported_from', ?) FROM _frame GROUP BY run_id",
+                        [suite, source, source],
+                    ).fetchall()[0][0]
+                    samples = con.execute(
+                        "INSERT INTO samples SELECT run_id, task_id, 1, benchmark, params,"
+                        " hardware, idx, value, unit FROM _frame"
+                    ).fetchall()[0][0]
+                    con.execute(
+                        "INSERT INTO benchmark_info SELECT benchmark,"
+                        " any_value(higher_is_better), ? FROM _frame"
+                        " WHERE higher_is_better IS NOT NULL GROUP BY benchmark"
+                        " ON CONFLICT (benchmark) DO UPDATE SET"
+                        " higher_is_better = excluded.higher_is_better,"
+                        " updated_at = excluded.updated_at",
+                        [time.time()],
+                    )
+                con.commit()
+            except BaseException:
+                con.rollback()
+                raise
+        return int(runs), int(samples)
+
     # ---- helpers -------------------------------------------------------------
 
     def _exec(self, sql: str, args: Sequence[Any] = ()) -> None:
@@ -535,6 +751,61 @@ class Store:
         """Run ``sql`` with ``df`` visible as the relation ``_src``."""
         with self._lock, self._registered(_src=df):
             self._con.execute(sql)
+
+
+# Dimensions aggregate_samples() groups by; "param:NAME" adds one parameter.
+AGG_DIMENSIONS: dict[str, str] = {
+    "benchmark": "s.benchmark",
+    "params": "s.params::VARCHAR",
+    "hardware": "coalesce(s.hardware, '')",
+    "run_id": "s.run_id",
+    "suite": "r.suite",
+    "commit": "json_extract_string(r.metadata, '$.commit')",
+    "branch": "json_extract_string(r.metadata, '$.branch')",
+    "python": "json_extract_string(r.metadata, '$.python')",
+}
+_PARAM_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def _dimension_sql(name: str) -> str:
+    if name in AGG_DIMENSIONS:
+        return AGG_DIMENSIONS[name]
+    if name.startswith("param:") and _PARAM_NAME.match(name[6:]):
+        return f"json_extract_string(s.params, '$.{name[6:]}')"
+    raise ValueError(f"unknown dimension {name!r}")
+
+
+def _sample_filter(run_ids: Sequence[str] | None, benchmark: str | None) -> tuple[str, list[Any]]:
+    clauses: list[str] = []
+    args: list[Any] = []
+    if run_ids is not None:
+        clauses.append("list_contains(?, s.run_id)")
+        args.append(list(run_ids))
+    if benchmark:
+        clauses.append("s.benchmark GLOB ?")
+        args.append(benchmark)
+    return (" WHERE " + " AND ".join(clauses) if clauses else ""), args
+
+
+def read_table_file(path: str | os.PathLike[str], kind: str) -> pd.DataFrame:
+    """Read a CSV (every column as text) or Parquet file with DuckDB's own readers.
+
+    DuckDB reads Parquet without pyarrow, and its CSV sniffer is strict about
+    ragged rows; both failures become ``ImportFileError`` naming the file.
+    """
+    reader = {
+        "csv": "read_csv(?, header = true, all_varchar = true, delim = ',', quote = '\"',"
+        " escape = '\"', strict_mode = true)",
+        "parquet": "read_parquet(?)",
+    }[kind]
+    con = duckdb.connect()
+    try:
+        return con.execute(f"SELECT * FROM {reader}", [str(path)]).df()
+    except duckdb.Error as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise errs.ImportFileError(f"{path}: not a readable {kind} file ({first})") from exc
+    finally:
+        con.close()
 
 
 class _Registered:

@@ -198,7 +198,7 @@ def test_runs_listing_and_missing_run(store, tmp_path):
     store.create_run("r2", "demo", "/x", {}, 2000.0)
     assert store.latest_run_id() == "r2"
     assert [r["run_id"] for r in store.list_runs(limit=5)] == ["r2", "r1"]
-    with pytest.raises(errors.RunNotFoundError, match=r"no run 'zz' in .*dtf-core report --db"):
+    with pytest.raises(errors.RunNotFoundError, match=r"no run 'zz' in .*dtf-core runs --db"):
         store.get_run("zz")
     assert Store(tmp_path / "empty.duckdb").latest_run_id() is None
 

@@ -84,3 +84,48 @@ def summarize(values: Values, confidence: float = 0.95) -> dict[str, Any]:
 def _too_few(n: int, confidence: float) -> bool:
     # The widest interval, (min, max), covers the median with 1 - 2 * 0.5**n.
     return 1.0 - 2.0 * 0.5**n < confidence
+
+
+def median_ci_ranks(ns: np.ndarray, confidence: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
+    """0-based order statistics ``(lo, hi)`` of :func:`median_ci` for each count in ``ns``.
+
+    Vectorised so that the store can pick the interval of thousands of groups
+    in SQL; for ``n`` too small for ``confidence`` it is ``(0, n - 1)``.
+    """
+    n = np.asarray(ns, dtype=np.int64)
+    half_alpha = (1.0 - confidence) / 2.0
+    q = _stats.binom.ppf(half_alpha, n, 0.5).astype(np.int64)
+    q -= (_stats.binom.cdf(q, n, 0.5) > half_alpha).astype(np.int64)
+    lo = np.maximum(q, 0)
+    hi = np.where(q < 0, n - 1, n - 1 - q)
+    return lo, hi
+
+
+def benjamini_hochberg(pvalues: Values) -> np.ndarray:
+    """BH-adjusted p-values (q-values); NaN stays NaN and is not counted.
+
+    Rejecting every hypothesis with ``q <= alpha`` keeps the expected share of
+    false discoveries among the rejections at or below ``alpha`` (independent
+    or positively dependent tests). Same numbers as
+    ``scipy.stats.false_discovery_control(p, method="bh")`` on the finite ones.
+    """
+    p = np.asarray(pvalues, dtype=np.float64)
+    out = np.full(p.shape, np.nan)
+    ok = np.isfinite(p)
+    if ok.any():
+        out[ok] = _stats.false_discovery_control(np.clip(p[ok], 0.0, 1.0), method="bh")
+    return out
+
+
+def robust_scale(x: np.ndarray) -> float:
+    """MAD scaled to estimate the standard deviation of normal data (x 1.4826).
+
+    Falls back to the scaled mean absolute deviation when more than half the
+    values are equal (MAD 0), so that a quantised series still has a scale.
+    """
+    med = float(np.median(x))
+    dev = np.abs(x - med)
+    mad = float(np.median(dev)) * 1.482602218505602
+    if mad > 0:
+        return mad
+    return float(np.mean(dev)) * 1.2533141373155003

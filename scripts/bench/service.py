@@ -1,0 +1,237 @@
+"""Service load: S concurrent submitters x N tasks against `dtf-core serve`.
+
+Real processes on 127.0.0.1: `dtf-core scheduler`, two `dask worker --no-nanny`
+(1 thread each, signing results), `dtf-core serve` (verifying them). Each
+submitter thread uploads a suite of N tiny benchmark tasks, follows its events
+as `dtf-core submit` does, then reads its status, tasks,
+results and JUnit report, while a watcher lists runs and workers at 10 Hz.
+Latency is measured on every non-waiting API call (the long-poll `events`
+call waits on purpose and is not counted). Throughput counts until the last run
+ended (RunFinished), before the reports are fetched. Afterwards the service is
+stopped and its DuckDB file checked: every one of the S x N results exactly
+once. Baselines, on the same scheduler and workers: the in-process Coordinator
+(what `dtf-core run --scheduler` does) running the S x N tasks as one suite,
+and running the S suites one after another.
+
+    .venv/bin/python scripts/bench/service.py [--submitters 20] [--tasks 50]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+PY = sys.executable
+
+from dtf_core import bundle, cluster, security  # noqa: E402
+from dtf_core.client_api import CoordinatorClient  # noqa: E402
+from dtf_core.coordinator import Coordinator  # noqa: E402
+from dtf_core.model import Suite, TaskKind, TaskSpec  # noqa: E402
+from dtf_core.store import Store  # noqa: E402
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def write_suite(root: Path, name: str, n: int) -> None:
+    root.mkdir(parents=True)
+    shutil.copy(HERE / "_tiny.py", root / "_tiny.py")
+    (root / "suite.toml").write_text(
+        f'[suite]\nname = "{name}"\n[[task]]\nname = "tiny"\nkind = "benchmark"\n'
+        f'function = "_tiny:tiny"\nrepeat = 1\nwarmup = 0\nparams = {{ i = {list(range(n))} }}\n'
+    )
+
+
+def submitter(
+    client: CoordinatorClient, root: Path, lat: list[float], out: dict, ended: list[float]
+) -> None:
+    def timed(fn, *args):  # type: ignore[no-untyped-def]
+        t0 = time.perf_counter()
+        value = fn(*args)
+        lat.append(time.perf_counter() - t0)
+        return value
+
+    # What `dtf-core submit` does: upload, follow the events (long-poll: not
+    # timed, it waits on purpose), then read the outcome and the reports.
+    run = timed(client.submit, "suite.toml", bundle.pack(root, 10**7), {})
+    run_id = run["run_id"]
+    for _ in client.follow(run_id):
+        pass
+    ended.append(time.perf_counter())
+    out[run_id] = (timed(client.run, run_id)["status"], len(timed(client.tasks, run_id)))
+    timed(client.results, run_id)
+    timed(client.report, run_id, "junit")
+
+
+def watcher(client: CoordinatorClient, lat: list[float], stop: threading.Event) -> None:
+    """A dashboard user during the load: the run list and the workers, 10 times a second."""
+    while not stop.is_set():
+        for fn in (client.runs, client.workers):
+            t0 = time.perf_counter()
+            fn()
+            lat.append(time.perf_counter() - t0)
+        stop.wait(0.1)
+
+
+def tiny_suite(name: str, n: int) -> Suite:
+    tasks = [
+        TaskSpec(task_id=f"tiny[i={i}]", name="tiny", kind=TaskKind.BENCHMARK, root=str(HERE),
+                 timeout=60.0, retries=0, function="_tiny:tiny", params={"i": i}, repeat=1,
+                 warmup=0)
+        for i in range(n)
+    ]  # fmt: skip
+    return Suite(name=name, path=str(HERE / "service.py"), tasks=tasks)
+
+
+def baselines(scheduler: str, runs: int, n: int, db: str) -> tuple[float, float]:
+    """Seconds for runs x n tasks in-process: as one suite, and as ``runs`` suites in turn."""
+    with Store(db) as store, cluster.open_cluster(scheduler) as handle:
+        Coordinator(handle.client, store).run(tiny_suite("warm", n))  # imports on the workers
+        t0 = time.perf_counter()
+        one = Coordinator(handle.client, store).run(tiny_suite("one", runs * n))
+        t1 = time.perf_counter()
+        many = [Coordinator(handle.client, store).run(tiny_suite(f"s{i}", n)) for i in range(runs)]
+        t2 = time.perf_counter()
+    if {r.status for r in [one, *many]} != {"passed"}:
+        sys.exit("a baseline run did not pass")
+    return t1 - t0, t2 - t1
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--submitters", type=int, default=20)
+    ap.add_argument("--tasks", type=int, default=50)
+    args = ap.parse_args()
+    total = args.submitters * args.tasks
+    tmp = Path(tempfile.mkdtemp(prefix="dtf-bench-service-"))
+    procs: list[subprocess.Popen] = []
+    secret_f, key_f = tmp / "secret", tmp / "result.key"
+    security.write_secret(secret_f)
+    security.write_secret(key_f)
+    secret = security.read_secret(secret_f)
+    (tmp / "w.jwt").write_text(
+        security.issue_token(secret, role="worker", subject="bench", ttl_s=3600)
+    )
+    token = security.issue_token(secret, role="submitter", subject="bench", ttl_s=3600)
+    sport, aport = free_port(), free_port()
+    scheduler = f"tcp://127.0.0.1:{sport}"
+    url = f"http://127.0.0.1:{aport}"
+    db = str(tmp / "service.duckdb")
+    log = open(tmp / "processes.log", "wb")  # noqa: SIM115
+
+    def start(argv: list[str]) -> None:
+        procs.append(subprocess.Popen(argv, stdout=log, stderr=log, cwd=tmp))
+
+    try:
+        start([PY, "-m", "dtf_core.cli", "scheduler", "--port", str(sport),
+               "--dashboard-address", "none", "--secret-file", str(secret_f)])  # fmt: skip
+        for name in ("w0", "w1"):
+            start([PY, "-m", "distributed.cli.dask_worker", scheduler, "--name", name,
+                   "--nthreads", "1", "--no-nanny", "--no-dashboard",
+                   "--preload", "dtf_core.worker_preload", "--dtf-token-file", str(tmp / "w.jwt"),
+                   "--dtf-result-key-file", str(key_f)])  # fmt: skip
+        start([PY, "-m", "dtf_core.cli", "serve", "--scheduler", scheduler, "--db", db,
+               "--port", str(aport), "--secret-file", str(secret_f),
+               "--result-key-file", str(key_f)])  # fmt: skip
+        client = CoordinatorClient(url, token, timeout=60)
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if len(client.workers()) == 2:
+                    break
+            except Exception:
+                pass
+            if time.monotonic() > deadline:
+                sys.exit(f"service did not come up; see {tmp / 'processes.log'}")
+            time.sleep(0.2)
+        roots = []
+        for s in range(args.submitters):
+            write_suite(tmp / f"suite{s}", f"load-{s}", args.tasks)
+            roots.append(tmp / f"suite{s}")
+        warm = tmp / "warm"
+        write_suite(warm, "warm", args.tasks)
+        submitter(client, warm, [], {}, [])  # imports on the workers, connections
+        latencies: list[float] = []
+        outcomes: dict[str, tuple[str, int]] = {}
+        ended: list[float] = []
+        threads = [
+            threading.Thread(
+                target=submitter,
+                args=(CoordinatorClient(url, token, timeout=60), r, latencies, outcomes, ended),
+            )
+            for r in roots
+        ]
+        stop = threading.Event()
+        watch = threading.Thread(
+            target=watcher, args=(CoordinatorClient(url, token), latencies, stop)
+        )
+        t0 = time.perf_counter()
+        watch.start()
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        stop.set()
+        watch.join()
+        service_s = max(ended) - t0
+        bad = {k: v for k, v in outcomes.items() if v != ("passed", args.tasks)}
+        if len(outcomes) != args.submitters or bad:
+            sys.exit(f"runs did not all pass: {bad or outcomes}")
+        run_ids = list(outcomes)
+        serve = procs.pop()
+        os.kill(serve.pid, signal.SIGTERM)  # it releases the database
+        serve.wait(timeout=30)
+        with Store(db, read_only=True) as store:
+            rows = [a for r in run_ids for a in store.attempts(r)]
+            keys = {(a["run_id"], a["task_id"]) for a in rows}
+            samples = sum(len(store.benchmark_samples(r)) for r in run_ids)
+        once = len(rows) == total and len(keys) == total and samples == total
+        one_s, many_s = baselines(scheduler, args.submitters, args.tasks, str(tmp / "base.duckdb"))
+    finally:
+        for p in reversed(procs):
+            if p.poll() is None:
+                os.kill(p.pid, signal.SIGTERM)
+                p.wait(timeout=30)
+        log.close()
+    print(f"service: {args.submitters} submitters x {args.tasks} tiny tasks = {total}")
+    print(f"results in DuckDB: {len(rows)} attempts, {len(keys)} distinct tasks, "
+          f"{samples} samples -> exactly once: {'yes' if once else 'NO'}")  # fmt: skip
+    print(f"API calls timed: {len(latencies)} (submit, status, tasks, results, report; "
+          "a watcher listing runs and workers at 10 Hz)")  # fmt: skip
+    print(f"| {'path':<44} | {'wall s':>7} | {'tasks/s':>8} | {'ratio':>6} |")
+    print(f"|{'-' * 46}|{'-' * 9}|{'-' * 10}|{'-' * 8}|")
+    for name, wall in (
+        ("in-process Coordinator, one suite", one_s),
+        (f"in-process, {args.submitters} suites one after another", many_s),
+        (f"serve, {args.submitters} concurrent submits (signed+verified)", service_s),
+    ):
+        print(f"| {name:<44} | {wall:7.2f} | {total / wall:8.0f} | {wall / one_s:6.2f} |")
+    ms = [x * 1000 for x in latencies]
+    print(f"API latency: p50 {pct(ms, 0.5):.1f} ms, p99 {pct(ms, 0.99):.1f} ms, "
+          f"max {max(ms):.1f} ms, mean {statistics.mean(ms):.1f} ms")  # fmt: skip
+    shutil.rmtree(tmp, ignore_errors=True)
+    if not once:
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

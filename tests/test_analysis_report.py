@@ -1,0 +1,89 @@
+"""Report sections from the analysis: Markdown, JSON and the self-contained HTML."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import pathlib
+import re
+import xml.dom.minidom
+
+import numpy as np
+import pytest
+
+from dtf_core import report
+from dtf_core.store import Store
+
+
+def seed_module():
+    path = pathlib.Path(__file__).resolve().parent.parent / "scripts" / "seed_history.py"
+    spec = importlib.util.spec_from_file_location("seed_history", path)
+    assert spec and spec.loader
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.fixture(scope="module")
+def seeded(tmp_path_factory):
+    frame, truth = seed_module().make_history(
+        benchmarks=30, runs=300, samples=5, hardware=2, seed=4, shift_share=0.5
+    )
+    db = tmp_path_factory.mktemp("rep") / "h.duckdb"
+    with Store(db) as s:
+        s.import_samples(frame, suite="seed", source="test")
+    return db, truth
+
+
+def test_summary_gains_analysis_sections(seeded, tmp_path):
+    db, _ = seeded
+    with Store(db, read_only=True) as s:
+        summary = report.build_summary(s, "nightly-00299")
+        assert s.baseline_run("nightly-00299") == "nightly-00297"  # same hardware, 2 runs back
+        assert s.baseline_run("nightly-00000") is None
+    a = summary["analysis"]
+    assert a["baseline"] == "nightly-00297"
+    assert sum(a["comparison"]["counts"].values()) == len(a["comparison"]["rows"]) > 0
+    assert a["changes"] and a["charts"]
+    assert any(p["param_names"] for p in a["pivots"])
+    md = report.render_markdown(summary)
+    for heading in ("## Compared with `nightly-00297`", "## Pivot: median by parameters x hardware",
+                    "## Best configuration", "## Level shifts in history"):  # fmt: skip
+        assert heading in md
+    doc = json.loads(report.render_json(summary))
+    assert doc["analysis"]["baseline"] == "nightly-00297"
+
+    html = report.render_html(summary)
+    assert html.startswith("<!doctype html>") and html.rstrip().endswith("</html>")
+    assert "<script" not in html and "<link" not in html  # one self-contained file
+    assert re.sub(r'xmlns="http://www.w3.org/2000/svg"', "", html).count("http") == 0
+    svgs = re.findall(r"<svg.*?</svg>", html, flags=re.S)
+    assert len(svgs) == len(a["charts"])
+    for svg in svgs:
+        xml.dom.minidom.parseString(svg)  # well-formed
+    out = tmp_path / "r" / "report.html"
+    with Store(db, read_only=True) as s:
+        report.write_reports(s, "nightly-00299", html=out)
+    assert out.read_text(encoding="utf-8").count("<svg") == len(svgs)
+
+
+def test_run_without_samples_has_no_analysis(tmp_path):
+    with Store(tmp_path / "e.duckdb") as s:
+        s.create_run("r1", "demo", "/x", {}, 1.0)
+        summary = report.build_summary(s, "r1")
+    assert summary["analysis"] is None
+    assert "Compared with" not in report.render_markdown(summary)
+    assert "<svg" not in report.render_html(summary)
+
+
+def test_line_chart_marks_shift_anomaly_and_forecast():
+    from dtf_core.analysis.svg import line_chart
+
+    svg = line_chart(
+        list(np.r_[np.ones(20), 2 * np.ones(20)]), title="a <b>", changes=[20], anomalies=[3],
+        band=(2.0, 1.8, 2.2),
+    )  # fmt: skip
+    dom = xml.dom.minidom.parseString(svg)
+    assert len(dom.getElementsByTagName("polyline")) == 1
+    assert [e.getAttribute("class") for e in dom.getElementsByTagName("line")].count("cp") == 1
+    assert "a &lt;b&gt;" in svg

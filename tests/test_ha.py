@@ -1,0 +1,158 @@
+"""High availability with real processes: a standby `dtf-core serve` takes over
+when the leader is killed with SIGKILL, resumes its open run, and `submit`
+(given both URLs) follows it to the end."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from dtf_core import security
+from dtf_core.store import Store
+
+pytestmark = pytest.mark.slow
+PY = sys.executable
+DTF = [PY, "-m", "dtf_core.cli"]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _wait_port(port: int, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.2)
+    raise AssertionError(f"nothing listened on {port} within {timeout}s")
+
+
+@pytest.mark.timeout(240)
+def test_standby_takes_over_and_submit_follows(tmp_path: Path) -> None:
+    secret_file, key_file = tmp_path / "secret", tmp_path / "result.key"
+    security.write_secret(secret_file)
+    security.write_secret(key_file)
+    secret = security.read_secret(secret_file)
+    (tmp_path / "worker.jwt").write_text(
+        security.issue_token(secret, role="worker", subject="w", ttl_s=3600)
+    )
+    token = security.issue_token(secret, role="submitter", subject="ci", ttl_s=3600)
+    sport, dport, aport, bport = (_free_port() for _ in range(4))
+    scheduler = f"tcp://127.0.0.1:{sport}"
+    db = tmp_path / "ha.duckdb"
+    serve = [*DTF, "serve", "--scheduler", scheduler, "--db", str(db), "--secret-file",
+             str(secret_file), "--result-key-file", str(key_file)]  # fmt: skip
+    (tmp_path / "suite").mkdir()
+    tasks = "".join(
+        f'[[task]]\nname = "t{i:02d}"\nkind = "command"\n'
+        'command = ["python", "-c", "import time; time.sleep(0.7)"]\n'
+        for i in range(12)
+    )
+    (tmp_path / "suite" / "s.toml").write_text(f'[suite]\nname = "ha"\n{tasks}')
+    procs: list[subprocess.Popen] = []
+
+    def start(argv: list[str], log: str) -> subprocess.Popen:
+        with open(tmp_path / log, "wb") as fh:
+            p = subprocess.Popen(argv, stdout=fh, stderr=subprocess.STDOUT, cwd=tmp_path)
+        procs.append(p)
+        return p
+
+    try:
+        start([*DTF, "scheduler", "--port", str(sport), "--dashboard-address",
+               f"127.0.0.1:{dport}", "--secret-file", str(secret_file)], "scheduler.log")  # fmt: skip
+        start([*DTF, "worker", scheduler, "--name", "w1", "--nthreads", "1", "--no-nanny",
+               "--token-file", str(tmp_path / "worker.jwt"),
+               "--result-key-file", str(key_file)], "worker.log")  # fmt: skip
+        leader = start([*serve, "--port", str(aport)], "leader.log")
+        _wait_port(aport, 60)
+        start([*serve, "--port", str(bport), "--standby"], "standby.log")
+        submit = subprocess.Popen(
+            [*DTF, "submit", str(tmp_path / "suite" / "s.toml"), "--coordinator",
+             f"http://127.0.0.1:{aport},http://127.0.0.1:{bport}", "--token", token,
+             "--json", str(tmp_path / "s.json")],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp_path,
+        )  # fmt: skip
+        procs.append(submit)
+        assert submit.stdout is not None
+        seen: list[str] = []
+        for line in submit.stdout:
+            seen.append(line)
+            if "[3/12]" in line:
+                break
+        else:
+            raise AssertionError("".join(seen))
+        os.kill(leader.pid, signal.SIGKILL)  # the leader dies mid-run
+        leader.wait(timeout=10)
+        out, _ = submit.communicate(timeout=150)
+        assert submit.returncode == 0, "".join(seen) + out + (tmp_path / "standby.log").read_text()
+        summary = json.loads((tmp_path / "s.json").read_text())
+        assert summary["status"] == "passed"
+        assert summary["counts"]["passed"] == 12
+        assert "took over" in (tmp_path / "standby.log").read_text()
+    finally:
+        for p in reversed(procs):
+            if p.poll() is None:
+                os.kill(p.pid, signal.SIGTERM)
+                try:
+                    p.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    os.kill(p.pid, signal.SIGKILL)
+                    p.wait(timeout=10)
+    with Store(db, read_only=True) as store:
+        run_id = summary["run_id"]
+        tasks_rows = store.tasks(run_id)
+        attempts = store.attempts(run_id)
+    assert len(tasks_rows) == 12 and all(t["status"] == "passed" for t in tasks_rows)
+    passed = [a["task_id"] for a in attempts if a["outcome"] == "passed"]
+    assert sorted(passed) == sorted(t["task_id"] for t in tasks_rows)  # each exactly once
+
+
+@pytest.mark.timeout(120)
+def test_serve_restarts_the_scheduler_it_manages(tmp_path: Path) -> None:
+    import psutil
+
+    secret_file = tmp_path / "secret"
+    security.write_secret(secret_file)
+    sport, aport = _free_port(), _free_port()
+    with open(tmp_path / "serve.log", "wb") as fh:
+        serve = subprocess.Popen(
+            [*DTF, "serve", "--start-scheduler", "--scheduler-port", str(sport),
+             "--db", str(tmp_path / "s.duckdb"), "--port", str(aport),
+             "--secret-file", str(secret_file)],
+            stdout=fh, stderr=subprocess.STDOUT, cwd=tmp_path,
+        )  # fmt: skip
+    try:
+        _wait_port(aport, 60)
+        _wait_port(sport, 30)
+        (child,) = [
+            c for c in psutil.Process(serve.pid).children() if "scheduler" in " ".join(c.cmdline())
+        ]
+        child.kill()
+        deadline = time.monotonic() + 30
+        while "restarting it" not in (tmp_path / "serve.log").read_text():
+            assert time.monotonic() < deadline, (tmp_path / "serve.log").read_text()
+            time.sleep(0.2)
+        _wait_port(sport, 30)
+        again = [
+            c for c in psutil.Process(serve.pid).children() if "scheduler" in " ".join(c.cmdline())
+        ]
+        assert len(again) == 1 and again[0].pid != child.pid
+    finally:
+        os.kill(serve.pid, signal.SIGTERM)
+        try:
+            serve.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.kill(serve.pid, signal.SIGKILL)
+            serve.wait(timeout=10)
