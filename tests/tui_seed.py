@@ -3,8 +3,8 @@
 Everything is at fixed times (``NOW`` is what the console's clock says), so
 screenshots do not change from one day to the next. It holds:
 
-* 12 nightly benchmark runs of ``sort[n=1000]`` on two hardware labels; on
-  ``EPYC`` the median shifts from ~10 ms to ~15 ms at run #7 (``SHIFT_AT``),
+* 30 nightly benchmark runs of ``sort[n=1000]`` on two hardware labels; on
+  ``EPYC`` the median shifts from ~10 ms to ~15 ms at run #20 (``SHIFT_AT``),
   on ``Xeon`` it stays flat;
 * the newest run (``LATEST``) with passed, failed (test-failure), timed-out,
   retried-then-passed (worker-lost, flaky) and unschedulable tasks on two
@@ -23,10 +23,10 @@ BASE = 1_767_225_600.0  # 2026-01-01 00:00 UTC
 DAY = 86_400.0
 EPYC = "x86_64 · AMD EPYC 7B13 · 8 cores"
 XEON = "x86_64 · Intel Xeon · 4 cores"
-SHIFT_AT = 7
-BENCH_RUNS = 12
-LATEST = "20260113-020000-nightly"
-LATEST_START = BASE + 12 * DAY + 7200
+SHIFT_AT = 20
+BENCH_RUNS = 30
+LATEST = "20260131-020000-nightly"
+LATEST_START = BASE + BENCH_RUNS * DAY + 7200
 NOW = LATEST_START + 1800  # the console's clock in the tests
 
 
@@ -49,7 +49,7 @@ def _bench_runs(store: Store) -> None:
     for i in range(BENCH_RUNS):
         # One run per hardware per night: a benchmark task runs on one worker.
         for j, (hw, level) in enumerate([(EPYC, 0.015 if i >= SHIFT_AT else 0.010), (XEON, 0.020)]):
-            run_id = f"202601{i + 1:02d}-01000{j}-bench"
+            run_id = f"2026{1 + i // 31:02d}{i % 31 + 1:02d}-01000{j}-bench"
             start = BASE + i * DAY + 3600 + j * 600
             store.create_run(run_id, "bench", "/suite/bench.toml", {"commit": f"c{i:03d}"}, start)
             store.add_tasks(run_id, [spec])

@@ -1,57 +1,28 @@
-"""Attach to a ``dtf-core serve`` coordinator over its HTTP JSON API.
+"""Attach to a ``dtf-core serve`` coordinator through its HTTP API
+(:class:`dtf_core.client_api.CoordinatorClient`).
 
-UNTESTED AGAINST THE REAL SERVICE: the service is being built in parallel, so
-this class codes against the small interface below (kept in this one class so
-that it can be adapted when both land) and is tested against a stub server.
-
-Every request sends ``Authorization: Bearer <token>`` and answers JSON::
-
-    GET /api/v1/workers                       {"workers": [worker, ...]}
-        worker: address, name, host, resources {NAME: n}, nthreads, status,
-                cpu (percent now), memory (bytes now), memory_limit,
-                processing [dask keys]
-    GET /api/v1/runs?limit=N                  {"runs": [RunInfo fields, ...]}   newest first
-    GET /api/v1/runs/{run_id}/tasks           {"tasks": [TaskRow fields, ...]}
-    GET /api/v1/runs/{run_id}/tasks/{task_id}/attempts   {"attempts": [AttemptInfo fields]}
-    GET /api/v1/errors?since=UNIX_SECONDS     {"errors": [ErrorEvent fields, ...]}
-    GET /api/v1/benchmarks                    {"series": [{"benchmark", "hardware"}, ...]}
-    GET /api/v1/benchmarks/history?benchmark=B&hardware=H   TrendSeries fields
-
-``/api/v1/events`` (a stream) would cut the polling; polling is enough for a
-view that refreshes once a second and survives reconnects for free.
+Each poll reads ``/v1/workers``, ``/v1/runs``, and for the run in flight (else
+the newest) ``/v1/runs/{id}``, ``/tasks`` and ``/errors``; the rows are the
+Store's, so they map through the same helpers as the DuckDB source. The
+service does not offer per-attempt output or benchmark history yet: the task
+drill-down and the Trends screen say so instead of failing. Worker CPU and
+memory are not in ``/v1/workers`` either, so sparklines stay empty in attach
+mode until the service sends ``cpu``/``memory`` (then they fill in, per poll).
 """
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import time
-import urllib.error
-import urllib.parse
-import urllib.request
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
-from dtf_tui.snapshot import (
-    AttemptInfo,
-    ClusterSnapshot,
-    ErrorEvent,
-    RunInfo,
-    SeriesKey,
-    TaskRow,
-    TrendSeries,
-)
-from dtf_tui.sources import SourceError
+from dtf_core.client_api import CoordinatorClient
+from dtf_core.errors import DtfError
+from dtf_tui.snapshot import AttemptInfo, ClusterSnapshot, SeriesKey, TrendSeries
+from dtf_tui.sources import SourceError, storeread
 from dtf_tui.sources.livestate import LiveState
 
-T = TypeVar("T")
-ERRORS_WINDOW = 7 * 24 * 3600.0  # the Errors screen's longest range
-
-
-def _build(cls: type[T], data: dict[str, Any]) -> T:
-    """Build ``cls`` from the fields it knows: a newer service may send more."""
-    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-    return cls(**{k: v for k, v in data.items() if k in names})
+ERRORS_RUNS = 5  # runs whose errors are read each poll (the newest ones)
 
 
 class HttpSource:
@@ -65,11 +36,14 @@ class HttpSource:
         timeout: float = 3.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self.url = url.rstrip("/")
-        self.token = token
-        self.timeout = timeout
+        self.url = url
         self.clock = clock
-        self.label = f"coordinator: {self.url}"
+        self.label = f"coordinator: {url}"
+        try:
+            # A short timeout and no failover wait: the console's own loop retries.
+            self.client = CoordinatorClient(url, token, timeout=timeout, failover_wait=0.0)
+        except DtfError as exc:
+            raise SourceError(str(exc)) from exc
         self._workers = LiveState(clock=clock)  # keeps the CPU/memory history per worker
 
     def start(self) -> None:
@@ -78,61 +52,52 @@ class HttpSource:
     def close(self) -> None:
         pass
 
-    def _get(self, path: str, **query: Any) -> Any:
-        url = f"{self.url}/api/v1/{path}"
-        if query:
-            url += "?" + urllib.parse.urlencode(query)
-        request = urllib.request.Request(url, headers={"Accept": "application/json"})
-        if self.token:
-            request.add_header("Authorization", f"Bearer {self.token}")
+    def _call(self, fn: Callable[..., Any], *args: Any) -> Any:
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as resp:
-                return json.load(resp)
-        except urllib.error.HTTPError as exc:
-            if exc.code in (401, 403):
-                raise SourceError(f"{self.url} refused the token (HTTP {exc.code})") from exc
-            raise SourceError(f"{url}: HTTP {exc.code}") from exc
-        except (OSError, ValueError) as exc:  # URLError, timeouts, bad JSON
-            raise SourceError(f"cannot reach {self.url}: {exc}") from exc
+            return fn(*args)
+        except DtfError as exc:  # AuthError, ServiceError, RunNotFoundError ...
+            raise SourceError(str(exc)) from exc
 
     def poll(self) -> ClusterSnapshot:
         now = self.clock()
-        self._workers.update_workers(self._get("workers")["workers"])
-        runs = tuple(_build(RunInfo, r) for r in self._get("runs", limit=20)["runs"])
-        focused = next((r for r in runs if r.in_flight), runs[0] if runs else None)
-        tasks: tuple[TaskRow, ...] = ()
+        self._workers.update_workers(self._call(self.client.workers))
+        rows: list[dict[str, Any]] = self._call(self.client.runs, 20)
+        rows = [r for r in rows if r.get("status") != "queued" and r.get("started_at")]
+        focused = next((r for r in rows if r["status"] == "running"), rows[0] if rows else None)
+        tasks = []
         if focused is not None:
-            path = f"runs/{urllib.parse.quote(focused.run_id, safe='')}/tasks"
-            tasks = tuple(_build(TaskRow, t) for t in self._get(path)["tasks"])
-        errors = tuple(
-            _build(ErrorEvent, e) for e in self._get("errors", since=now - ERRORS_WINDOW)["errors"]
-        )
-        workers = self._workers.snapshot(self.label).workers
+            run_id = focused["run_id"]
+            tasks = [storeread.task_row(run_id, t) for t in self._call(self.client.tasks, run_id)]
+            live = self._call(self.client.run, run_id)
+            focused = {**focused, "tasks": live.get("total") or focused.get("tasks")}
+        # The focused run's total comes from the service, its counts from the tasks.
+        fid = focused["run_id"] if focused else None
+        runs = tuple(
+            storeread.run_info(focused, tasks) if focused and r["run_id"] == fid
+            else storeread.run_info(r)
+            for r in rows
+        )  # fmt: skip
+        errors = [
+            storeread.error_event(r["run_id"], e)
+            for r in rows[:ERRORS_RUNS]
+            for e in self._call(self.client.errors, r["run_id"])
+        ]
+        errors.sort(key=lambda e: (e.ts, e.run_id, e.task_id, e.attempt))
         return ClusterSnapshot(
             source=self.label,
             taken_at=now,
-            workers=workers,
+            workers=self._workers.snapshot(self.label).workers,
             runs=runs,
-            tasks=tasks,
-            errors=errors,
+            tasks=tuple(tasks),
+            errors=tuple(errors),
             throughput=sum(r.throughput(now) for r in runs if r.in_flight),
         )
 
     def attempts(self, run_id: str, task_id: str) -> list[AttemptInfo]:
-        q = urllib.parse.quote
-        path = f"runs/{q(run_id, safe='')}/tasks/{q(task_id, safe='')}/attempts"
-        return [_build(AttemptInfo, a) for a in self._get(path)["attempts"]]
+        raise SourceError("dtf-core serve does not offer attempts and their output yet")
 
     def series_keys(self) -> list[SeriesKey]:
-        return [_build(SeriesKey, s) for s in self._get("benchmarks")["series"]]
+        raise SourceError("dtf-core serve does not offer benchmark history yet")
 
     def series(self, key: SeriesKey) -> TrendSeries:
-        data = self._get("benchmarks/history", benchmark=key.benchmark, hardware=key.hardware)
-        return TrendSeries(
-            key=key,
-            unit=str(data.get("unit", "s")),
-            run_ids=tuple(data.get("run_ids", ())),
-            times=tuple(float(t) for t in data.get("times", ())),
-            values=tuple(float(v) for v in data.get("values", ())),
-            higher_is_better=bool(data.get("higher_is_better", False)),
-        )
+        raise SourceError("dtf-core serve does not offer benchmark history yet")

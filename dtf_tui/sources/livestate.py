@@ -149,8 +149,11 @@ class LiveState:
                 cpu, mem = self._history.setdefault(
                     address, (deque(maxlen=HISTORY), deque(maxlen=HISTORY))
                 )
-                cpu.append(float(w.get("cpu") or 0.0))
-                mem.append(float(w.get("memory") or 0.0))
+                # A source without metrics (dtf-core serve today) leaves them empty.
+                if w.get("cpu") is not None:
+                    cpu.append(float(w["cpu"]))
+                if w.get("memory") is not None:
+                    mem.append(float(w["memory"]))
                 running.update(w.get("processing") or ())
                 old = self._workers.get(address)
                 self._workers[address] = WorkerInfo(

@@ -63,22 +63,24 @@ def run_info(row: dict[str, Any], tasks: list[TaskRow] | None = None) -> RunInfo
     )
 
 
+def task_row(run_id: str, t: dict[str, Any]) -> TaskRow:
+    """A row of ``Store.tasks()`` (also what ``dtf-core serve`` sends)."""
+    return TaskRow(
+        run_id=run_id,
+        task_id=t["task_id"],
+        kind=t.get("kind") or "",
+        status=t["status"],
+        category=t.get("category"),
+        message=t.get("message") or "",
+        attempts=int(t.get("attempts") or 0),
+        wall_s=float(t.get("wall_s") or 0.0),
+        worker=t.get("worker") or "",
+        flaky=bool(t.get("flaky")),
+    )
+
+
 def task_rows(store: Store, run_id: str) -> list[TaskRow]:
-    return [
-        TaskRow(
-            run_id=run_id,
-            task_id=t["task_id"],
-            kind=t.get("kind") or "",
-            status=t["status"],
-            category=t.get("category"),
-            message=t.get("message") or "",
-            attempts=int(t.get("attempts") or 0),
-            wall_s=float(t.get("wall_s") or 0.0),
-            worker=t.get("worker") or "",
-            flaky=bool(t.get("flaky")),
-        )
-        for t in store.tasks(run_id)
-    ]
+    return [task_row(run_id, t) for t in store.tasks(run_id)]
 
 
 def workers(store: Store, run_id: str) -> list[WorkerInfo]:
@@ -95,21 +97,25 @@ def workers(store: Store, run_id: str) -> list[WorkerInfo]:
     ]
 
 
+def error_event(run_id: str, e: dict[str, Any], hardware: str = "") -> ErrorEvent:
+    """A row of ``Store.errors()`` (also what ``dtf-core serve`` sends)."""
+    return ErrorEvent(
+        run_id=run_id,
+        task_id=e["task_id"],
+        attempt=int(e["attempt"]),
+        ts=float(e.get("ts") or 0.0),
+        category=e.get("category") or "infrastructure",
+        severity=e.get("severity") or severity_of(e.get("category")),
+        message=e.get("message") or "",
+        worker=e.get("worker") or "",
+        hardware=hardware,
+    )
+
+
 def errors(store: Store, run_id: str) -> list[ErrorEvent]:
     label = {w.name: w.hardware for w in workers(store, run_id)}
     return [
-        ErrorEvent(
-            run_id=run_id,
-            task_id=e["task_id"],
-            attempt=int(e["attempt"]),
-            ts=float(e.get("ts") or 0.0),
-            category=e.get("category") or "infrastructure",
-            severity=e.get("severity") or severity_of(e.get("category")),
-            message=e.get("message") or "",
-            worker=e.get("worker") or "",
-            hardware=label.get(e.get("worker") or "", ""),
-        )
-        for e in store.errors(run_id)
+        error_event(run_id, e, label.get(e.get("worker") or "", "")) for e in store.errors(run_id)
     ]
 
 
