@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import pathlib
 
 import numpy as np
 import pandas as pd
 import pytest
 from click.testing import CliRunner
+from history_seed import seeded_db
 from scipy import stats as sps
 
 from dtf_core import cli
@@ -19,25 +18,18 @@ from dtf_core.analysis import trends as tr
 from dtf_core.analysis.history import load_history, parse_span
 from dtf_core.store import Store
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
-
-
-def seed_module():
-    spec = importlib.util.spec_from_file_location("seed_history", ROOT / "scripts/seed_history.py")
-    assert spec and spec.loader
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
 
 @pytest.fixture(scope="module")
 def seeded(tmp_path_factory):
-    frame, truth = seed_module().make_history(
-        benchmarks=40, runs=600, samples=3, hardware=2, seed=3, shift_share=0.3
+    db, truth = seeded_db(
+        tmp_path_factory.mktemp("seed") / "h.duckdb",
+        benchmarks=40,
+        runs=600,
+        samples=3,
+        hardware=2,
+        seed=3,
+        shift_share=0.3,
     )
-    db = tmp_path_factory.mktemp("seed") / "h.duckdb"
-    with Store(db) as s:
-        s.import_samples(frame, suite="seed", source="test")
     return str(db), truth
 
 

@@ -2,36 +2,29 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import pathlib
 import re
 import xml.dom.minidom
 
 import numpy as np
 import pytest
+from history_seed import seeded_db
 
 from dtf_core import report
 from dtf_core.store import Store
 
 
-def seed_module():
-    path = pathlib.Path(__file__).resolve().parent.parent / "scripts" / "seed_history.py"
-    spec = importlib.util.spec_from_file_location("seed_history", path)
-    assert spec and spec.loader
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
 @pytest.fixture(scope="module")
 def seeded(tmp_path_factory):
-    frame, truth = seed_module().make_history(
-        benchmarks=30, runs=300, samples=5, hardware=2, seed=4, shift_share=0.5
+    db, truth = seeded_db(
+        tmp_path_factory.mktemp("rep") / "h.duckdb",
+        benchmarks=30,
+        runs=300,
+        samples=5,
+        hardware=2,
+        seed=4,
+        shift_share=0.5,
     )
-    db = tmp_path_factory.mktemp("rep") / "h.duckdb"
-    with Store(db) as s:
-        s.import_samples(frame, suite="seed", source="test")
     return db, truth
 
 

@@ -93,29 +93,21 @@ class VirtualTable(Widget, can_focus=True):
     }
     """
 
-    class RowSelected(Message):
+    class _RowMessage(Message):
+        def __init__(self, table: VirtualTable, item: Any) -> None:
+            super().__init__()
+            self.table = table
+            self.item = item
+
+        @property
+        def control(self) -> VirtualTable:
+            return self.table
+
+    class RowSelected(_RowMessage):
         """Enter, or a click on the highlighted row."""
 
-        def __init__(self, table: VirtualTable, item: Any) -> None:
-            super().__init__()
-            self.table = table
-            self.item = item
-
-        @property
-        def control(self) -> VirtualTable:
-            return self.table
-
-    class RowHighlighted(Message):
+    class RowHighlighted(_RowMessage):
         """The cursor moved to another row."""
-
-        def __init__(self, table: VirtualTable, item: Any) -> None:
-            super().__init__()
-            self.table = table
-            self.item = item
-
-        @property
-        def control(self) -> VirtualTable:
-            return self.table
 
     class SortChanged(Message):
         def __init__(self, table: VirtualTable, key: str | None, reverse: bool) -> None:
