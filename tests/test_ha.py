@@ -101,6 +101,16 @@ def test_standby_takes_over_and_submit_follows(tmp_path: Path) -> None:
         assert summary["status"] == "passed"
         assert summary["counts"]["passed"] == 12
         assert "took over" in (tmp_path / "standby.log").read_text()
+
+        # The console attached to the surviving coordinator (the real /v1 API,
+        # both URLs given) sees the worker and the finished run with its tasks.
+        from dtf_tui.sources.http import HttpSource
+
+        snap = HttpSource(f"http://127.0.0.1:{aport},http://127.0.0.1:{bport}", token).poll()
+        assert [w.name for w in snap.workers] == ["w1"]
+        (run,) = [r for r in snap.runs if r.run_id == summary["run_id"]]
+        assert run.status == "passed" and run.passed == 12
+        assert len(snap.tasks) == 12
     finally:
         for p in reversed(procs):
             if p.poll() is None:
