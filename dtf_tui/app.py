@@ -208,3 +208,7 @@ def main() -> None:
     from dtf_tui.cli import main as cli_main
 
     cli_main()
+
+
+if __name__ == "__main__":  # python -m dtf_tui.app
+    main()

@@ -115,6 +115,12 @@ def run_cmd(ctx: click.Context, suite: str, db: str | None, **kwargs: Any) -> No
     except BadInputError as exc:
         _fail(str(exc), EXIT_BAD_INPUT)
         return
+    # Worker processes are spawned while Textual owns stdio; multiprocessing's
+    # resource tracker, started lazily, would then hand the child an invalid
+    # stderr descriptor ("bad value(s) in fds_to_keep"). Start it now.
+    from multiprocessing import resource_tracker
+
+    resource_tracker.ensure_running()
     source = LiveSource(
         suite=loaded,
         plans=plans,
