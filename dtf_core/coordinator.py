@@ -32,10 +32,9 @@ from distributed import Client, Future
 
 from . import cluster as cluster_mod
 from . import config, runner
-from .errors import Category, ClusterError, OptionError, classify_exception
+from .errors import Category, ClusterError, OptionError
 from .events import (
     AttemptFailed,
-    ClusterChanged,
     Event,
     Listener,
     RunFinished,
@@ -50,8 +49,18 @@ from .model import (
     TaskKind,
     TaskPayload,
 )
+from .recovery import SchedulerRecovery
 from .retry import RetryPolicy
-from .runstate import BAD_TESTS, RunResult, TaskState, load_states, new_run_id
+from .runstate import (
+    BAD_TESTS,
+    RunResult,
+    TaskState,
+    decided_attempt,
+    exception_of,
+    failed_results,
+    load_states,
+    new_run_id,
+)
 from .store import Store
 
 _OUTCOME_TO_STATUS = {
@@ -63,24 +72,7 @@ _OUTCOME_TO_STATUS = {
 }
 
 
-def _decided(
-    run_id: str, task_id: str, attempt: int, outcome: str, category: Category, message: str
-) -> AttemptResult:
-    """An attempt the coordinator decided itself (no worker result to record)."""
-    now = time.time()
-    return AttemptResult(
-        run_id=run_id,
-        task_id=task_id,
-        attempt=attempt,
-        outcome=outcome,
-        category=category.value,
-        message=message,
-        started_at=now,
-        finished_at=now,
-    )
-
-
-class Coordinator:
+class Coordinator(SchedulerRecovery):
     def __init__(
         self,
         client: Client,
@@ -191,88 +183,6 @@ class Coordinator:
         result = RunResult(run_id, status, dict(counts), time.time() - started)
         self._emit(RunFinished(run_id, status, dict(counts), result.duration_s))
         return result
-
-    def _connect_hooks(self) -> None:
-        """What a (re)started scheduler must be told again."""
-        self._register_plugins()
-        # Running pytest tasks publish per-test counts as Dask events.
-        self.client.subscribe_topic("dtf-tests", self._on_tests_event)
-
-    def _scheduler_address(self) -> str | None:
-        rpc = self.client.scheduler
-        return str(rpc.address) if rpc is not None else None
-
-    # ------------------------------------------------------ scheduler loss
-    def _scheduler_lost(self, payloads: list[TaskPayload], message: str) -> None:
-        """Futures were cancelled because the scheduler went away. Record the
-        attempts, charge no retry budget, and resubmit once it is back."""
-        if self._down_since is None:
-            self._down_since = time.monotonic()
-            self._emit(ClusterChanged(self.run_id, "scheduler-lost", message))
-        for p in payloads:
-            st = self.states.get(p.spec.task_id)
-            if st is None or st.final is not None or p.attempt != st.attempt:
-                continue
-            st.inflight = False
-            self.store.add_attempt(
-                _decided(
-                    self.run_id,
-                    p.spec.task_id,
-                    p.attempt,
-                    "error",
-                    Category.INFRASTRUCTURE,
-                    f"{message}; resubmitted when the scheduler is back",
-                )
-            )
-            st.waiting_since = time.monotonic()
-
-    def _check_scheduler(self) -> None:
-        assert self._down_since is not None
-        down_for = time.monotonic() - self._down_since
-        if down_for > self.scheduler_wait:
-            self._give_up_on_scheduler(down_for)
-            return
-        if self.client.status in ("closed", "closing") and not self.embedded and self._address:
-            # The client stops reconnecting after its own timeout: start a new one.
-            with contextlib.suppress(Exception):
-                self.client = Client(
-                    self._address, timeout=2, set_as_default=False, security=self.client.security
-                )
-        if self.client.status != "running":
-            return
-        try:
-            self._workers = cluster_mod.current_workers(self.client, timeout=2)
-        except ClusterError:
-            return
-        self._down_since = None
-        with contextlib.suppress(Exception):
-            self._connect_hooks()
-        waiting = [s for s in self.states.values() if s.final is None and s.waiting_since]
-        for st in waiting:
-            st.waiting_since = time.monotonic()  # the unschedulable clock starts now
-        self._emit(
-            ClusterChanged(
-                self.run_id, "scheduler-back",
-                f"scheduler back after {down_for:.1f}s; resubmitting {len(waiting)} task(s)",
-            )
-        )  # fmt: skip
-        self._refresh_workers(force=True)
-
-    def _give_up_on_scheduler(self, down_for: float) -> None:
-        for st in self.states.values():
-            if st.final is not None:
-                continue
-            st.attempt += 1
-            res = _decided(
-                self.run_id,
-                st.spec.task_id,
-                st.attempt,
-                "error",
-                Category.INFRASTRUCTURE,
-                f"the scheduler did not come back within {down_for:.0f}s",
-            )
-            self.store.add_attempt(res)
-            self._finalize(st, "failed", res, category=res.category)
 
     # ------------------------------------------------------------- submission
     def _register_plugins(self) -> None:
@@ -459,44 +369,19 @@ class Coordinator:
             try:
                 results: list[AttemptResult] = fut.result()
             except Exception as lost:  # result lost in transit
-                results = self._failed_results(payloads, lost)
+                results = failed_results(payloads, lost)
             else:
                 if self.verify is not None:
                     results = [self._verified(r) for r in results]
         else:
-            error = self._exception_of(fut)
+            error = exception_of(fut)
             if error is not None and "scheduler-connection-lost" in str(error):
                 self._scheduler_lost(payloads, "lost the connection to the scheduler")
                 return
-            results = self._failed_results(payloads, error)
+            results = failed_results(payloads, error)
         fut.release()
         for res in results:
             self._on_result(res)
-
-    @staticmethod
-    def _exception_of(fut: Future) -> BaseException | None:
-        if fut.status == "cancelled":
-            # Future.exception() answers None for a cancelled future; the reason
-            # (e.g. scheduler-connection-lost) is only on its state.
-            reason = getattr(getattr(fut, "_state", None), "exception", None)
-            return reason if isinstance(reason, BaseException) else None
-        try:
-            return fut.exception(timeout=1)
-        except Exception as raised:
-            return raised
-
-    def _failed_results(
-        self, payloads: list[TaskPayload], exc: BaseException | None
-    ) -> list[AttemptResult]:
-        if exc is None:
-            category, message = Category.INFRASTRUCTURE, "the task was cancelled by Dask"
-        else:
-            category, message = classify_exception(exc)
-        outcome = "unschedulable" if category is Category.UNSCHEDULABLE else "error"
-        return [
-            _decided(p.run_id, p.spec.task_id, p.attempt, outcome, category, message)
-            for p in payloads
-        ]
 
     def _on_result(self, res: AttemptResult) -> None:
         st = self.states.get(res.task_id)
@@ -608,7 +493,7 @@ class Coordinator:
                 )
                 or "no workers"
             )
-            res = _decided(
+            res = decided_attempt(
                 self.run_id,
                 st.spec.task_id,
                 st.attempt,
@@ -674,7 +559,7 @@ class Coordinator:
                 # The in-flight attempt never reported; a waiting one gets a new number.
                 if not st.inflight:
                     st.attempt += 1
-                res = _decided(
+                res = decided_attempt(
                     self.run_id,
                     st.spec.task_id,
                     st.attempt,

@@ -1,4 +1,5 @@
-"""The state of a run in flight, and rebuilding it from the database.
+"""The state of a run in flight, rebuilding it from the database, and the
+attempts the coordinator records itself (no worker result to go by).
 
 Kept apart from the run loop (:mod:`dtf_core.coordinator`) so that what a run
 *is* can be read, tested and resumed without the machinery that drives it.
@@ -12,8 +13,10 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import Category
-from .model import FINAL_TASK_STATES, TaskFinal, TaskKind, TaskSpec
+from distributed import Future
+
+from .errors import Category, classify_exception
+from .model import FINAL_TASK_STATES, AttemptResult, TaskFinal, TaskKind, TaskPayload, TaskSpec
 from .store import Store
 
 BAD_TESTS = frozenset({"failed", "error"})
@@ -40,6 +43,23 @@ class TaskState:
     inflight: bool = False
     retry_nodeids: list[str] | None = None  # pytest reruns: only what failed
     tests: dict[str, tuple[int, str]] = field(default_factory=dict)  # nodeid -> (attempt, outcome)
+
+
+def decided_attempt(
+    run_id: str, task_id: str, attempt: int, outcome: str, category: Category, message: str
+) -> AttemptResult:
+    """An attempt the coordinator decided itself (no worker result to record)."""
+    now = time.time()
+    return AttemptResult(
+        run_id=run_id,
+        task_id=task_id,
+        attempt=attempt,
+        outcome=outcome,
+        category=category.value,
+        message=message,
+        started_at=now,
+        finished_at=now,
+    )
 
 
 @dataclass
@@ -85,3 +105,29 @@ def load_states(store: Store, run_id: str, transient: frozenset[str]) -> dict[st
             )  # fmt: skip
         states[spec.task_id] = st
     return states
+
+
+def exception_of(fut: Future) -> BaseException | None:
+    """Why a future did not finish (for a cancelled one, the cancel reason)."""
+    if fut.status == "cancelled":
+        # Future.exception() answers None for a cancelled future; the reason
+        # (e.g. scheduler-connection-lost) is only on its state.
+        reason = getattr(getattr(fut, "_state", None), "exception", None)
+        return reason if isinstance(reason, BaseException) else None
+    try:
+        return fut.exception(timeout=1)
+    except Exception as raised:
+        return raised
+
+
+def failed_results(payloads: list[TaskPayload], exc: BaseException | None) -> list[AttemptResult]:
+    """The attempts of a Dask task that ended without results, classified."""
+    if exc is None:
+        category, message = Category.INFRASTRUCTURE, "the task was cancelled by Dask"
+    else:
+        category, message = classify_exception(exc)
+    outcome = "unschedulable" if category is Category.UNSCHEDULABLE else "error"
+    return [
+        decided_attempt(p.run_id, p.spec.task_id, p.attempt, outcome, category, message)
+        for p in payloads
+    ]

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
 import textwrap
@@ -19,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from procs import free_port
+from procs import stop as kill
 
 from dtf_core import security
 from dtf_core.client_api import CoordinatorClient
@@ -26,12 +26,6 @@ from dtf_core.errors import AuthError
 
 pytestmark = pytest.mark.slow
 PY = sys.executable
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -74,16 +68,6 @@ def dask_worker(d: Deployment, name: str, token: Path, key: Path, *extra: str) -
             "--nthreads", "1", "--no-nanny", "--no-dashboard", *extra,
             "--preload", "dtf_core.worker_preload", "--dtf-token-file", str(token),
             "--dtf-result-key-file", str(key)]  # fmt: skip
-
-
-def kill(p: subprocess.Popen) -> None:
-    if p.poll() is None:
-        os.kill(p.pid, signal.SIGTERM)
-        try:
-            p.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.kill(p.pid, signal.SIGKILL)
-            p.wait(timeout=10)
 
 
 @pytest.fixture(scope="module")

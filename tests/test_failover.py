@@ -10,7 +10,6 @@ import contextlib
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -19,6 +18,7 @@ from pathlib import Path
 
 import psutil
 import pytest
+from procs import free_port
 
 from dtf_core import cluster, spec
 from dtf_core.coordinator import Coordinator
@@ -26,12 +26,6 @@ from dtf_core.store import Store
 
 pytestmark = [pytest.mark.slow]
 PY = sys.executable
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _suite(tmp_path: Path, n: int, sleep: float) -> Path:
@@ -66,7 +60,7 @@ def _worker_loop(port: int, name: str) -> subprocess.Popen:
 
 @pytest.mark.timeout(180)
 def test_scheduler_killed_three_times_every_result_exactly_once(tmp_path: Path) -> None:
-    port = _free_port()
+    port = free_port()
     sched = _start_scheduler(port)
     loops = [_worker_loop(port, f"w{i}") for i in range(2)]
     kills: list[float] = []

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
+from procs import free_port, stop
 
 from dtf_core import security
 from dtf_core.store import Store
@@ -21,12 +22,6 @@ from dtf_core.store import Store
 pytestmark = pytest.mark.slow
 PY = sys.executable
 DTF = [PY, "-m", "dtf_core.cli"]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _wait_port(port: int, timeout: float) -> None:
@@ -49,7 +44,7 @@ def test_standby_takes_over_and_submit_follows(tmp_path: Path) -> None:
         security.issue_token(secret, role="worker", subject="w", ttl_s=3600)
     )
     token = security.issue_token(secret, role="submitter", subject="ci", ttl_s=3600)
-    sport, dport, aport, bport = (_free_port() for _ in range(4))
+    sport, dport, aport, bport = (free_port() for _ in range(4))
     scheduler = f"tcp://127.0.0.1:{sport}"
     db = tmp_path / "ha.duckdb"
     serve = [*DTF, "serve", "--scheduler", scheduler, "--db", str(db), "--secret-file",
@@ -113,13 +108,7 @@ def test_standby_takes_over_and_submit_follows(tmp_path: Path) -> None:
         assert len(snap.tasks) == 12
     finally:
         for p in reversed(procs):
-            if p.poll() is None:
-                os.kill(p.pid, signal.SIGTERM)
-                try:
-                    p.wait(timeout=15)
-                except subprocess.TimeoutExpired:
-                    os.kill(p.pid, signal.SIGKILL)
-                    p.wait(timeout=10)
+            stop(p, grace=15)
     with Store(db, read_only=True) as store:
         run_id = summary["run_id"]
         tasks_rows = store.tasks(run_id)
@@ -135,7 +124,7 @@ def test_serve_restarts_the_scheduler_it_manages(tmp_path: Path) -> None:
 
     secret_file = tmp_path / "secret"
     security.write_secret(secret_file)
-    sport, aport = _free_port(), _free_port()
+    sport, aport = free_port(), free_port()
     with open(tmp_path / "serve.log", "wb") as fh:
         serve = subprocess.Popen(
             [*DTF, "serve", "--start-scheduler", "--scheduler-port", str(sport),
@@ -160,9 +149,4 @@ def test_serve_restarts_the_scheduler_it_manages(tmp_path: Path) -> None:
         ]
         assert len(again) == 1 and again[0].pid != child.pid
     finally:
-        os.kill(serve.pid, signal.SIGTERM)
-        try:
-            serve.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.kill(serve.pid, signal.SIGKILL)
-            serve.wait(timeout=10)
+        stop(serve, grace=20)
