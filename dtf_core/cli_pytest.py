@@ -55,16 +55,87 @@ def split_pytest_args(args: tuple[str, ...]) -> tuple[list[str], list[str]]:
     return list(args), []
 
 
+def _check_paths(paths: list[str], pytest_args: list[str], cwd: str) -> None:
+    if "--pyargs" not in pytest_args:
+        missing = [p for p in paths if not os.path.exists(os.path.join(cwd, p.split("::")[0]))]
+        if missing:
+            raise OptionError(f"file or directory not found: {missing[0]}")
+
+
 def _collect(
     paths: list[str], pytest_args: list[str], cwd: str, cache_dir: str | None = None
 ) -> Any:
     from . import testsplit
 
-    if "--pyargs" not in pytest_args:
-        missing = [p for p in paths if not os.path.exists(os.path.join(cwd, p.split("::")[0]))]
-        if missing:
-            raise OptionError(f"file or directory not found: {missing[0]}")
+    _check_paths(paths, pytest_args, cwd)
     return testsplit.collect_cached(paths, pytest_args, cwd, cache_dir)
+
+
+def _stop_on_collection_errors(collection: Any, pytest_args: list[str]) -> None:
+    """pytest stops before running anything when collection fails: so do we."""
+    if collection.exit_code not in (0, EXIT_NO_TESTS) or (
+        collection.errors and "--continue-on-collection-errors" not in pytest_args
+    ):
+        click.echo(collection.output.rstrip(), err=True)
+        click.echo(
+            f"dtf-core: error: pytest collection failed (pytest exited {collection.exit_code}); "
+            "nothing was run",
+            err=True,
+        )
+        sys.exit(EXIT_BAD_INPUT)
+
+
+class _Split:
+    """What the chunks are made of: collected tests, plus whole files on a
+    first run (``files``: every file pytest lists, in its order; ``whole``:
+    those not collected here, each chunk's pytest collects them itself)."""
+
+    def __init__(self, collection: Any, files: list[str] | None = None) -> None:
+        self.collection = collection
+        self.files = files
+        collected = {i.file for i in collection.items}
+        self.whole = [f for f in files or [] if f not in collected]
+
+
+def _split(paths: list[str], pytest_args: list[str], cwd: str, cache: Any) -> _Split:
+    """Use the cached collection; on a first run, list the files instead of
+    collecting them (see :mod:`dtf_core.testsplit`); collect centrally when
+    the files alone cannot say where their tests must run."""
+    from . import testsplit
+
+    _check_paths(paths, pytest_args, cwd)
+    cached = testsplit.cached_collection(cache)
+    if cached is not None:
+        return _Split(cached)
+    if any("::" in p for p in paths):
+        collection = testsplit.collect(paths, pytest_args, cwd)
+    else:
+        files, code, output = testsplit.list_files(paths, pytest_args, cwd)
+        if code not in (0, EXIT_NO_TESTS):
+            click.echo(output.rstrip(), err=True)
+            click.echo(
+                f"dtf-core: error: pytest could not list the tests (pytest exited {code}); "
+                "nothing was run",
+                err=True,
+            )
+            sys.exit(EXIT_BAD_INPUT)
+        if not files:
+            return _Split(testsplit.Collection([], EXIT_NO_TESTS, output))
+        if testsplit.conftests_use_marker(files, cwd):
+            collection = testsplit.collect(paths, pytest_args, cwd)
+        else:
+            marked = [f for f in files if testsplit.uses_marker(os.path.join(cwd, f))]
+            collection = (
+                testsplit.collect(marked, pytest_args, cwd)
+                if marked
+                else testsplit.Collection([], 0, "")
+            )
+            _stop_on_collection_errors(collection, pytest_args)
+            return _Split(collection, files)
+    _stop_on_collection_errors(collection, pytest_args)
+    if collection.exit_code == 0 and collection.items:
+        testsplit.save_collection(cache, collection.items)
+    return _Split(collection)
 
 
 @click.command(
@@ -127,29 +198,28 @@ def pytest_cmd(
     plans = plan_cluster(opts, None)
     cwd = os.getcwd()
     cache_dir = os.path.join(os.path.dirname(os.path.abspath(opts.db or default_db())), "cache")
-    collection = _collect(paths, pytest_args, cwd, cache_dir)
-    if collection.exit_code not in (0, EXIT_NO_TESTS) or (
-        collection.errors and "--continue-on-collection-errors" not in pytest_args
-    ):
-        # pytest stops before running anything when collection fails: so do we.
-        click.echo(collection.output.rstrip(), err=True)
-        click.echo(
-            f"dtf-core: error: pytest collection failed (pytest exited {collection.exit_code}); "
-            "nothing was run",
-            err=True,
-        )
-        sys.exit(EXIT_BAD_INPUT)
-    if not collection.items:
+    cache = testsplit.cache_file(paths, pytest_args, cwd, cache_dir)
+    split = _split(paths, pytest_args, cwd, cache)
+    collection = split.collection
+    if not collection.items and not split.whole:
         click.echo("no tests collected", err=True)
         sys.exit(EXIT_NO_TESTS)
-    requires = testsplit.requirements(collection.items, cwd)
+    units = collection.items + [testsplit.TestItem(f, f) for f in split.whole]
+    requires = testsplit.requirements(units, cwd)
+    file_tasks: list[str] = []
 
     def build(store: Store, handle: ClusterHandle) -> tuple[Suite, dict[str, float]]:
         from .cluster import current_workers
 
         slots = sum(int(w.get("nthreads", 1)) for w in current_workers(handle.client).values())
         history = store.test_durations()
-        chunks = testsplit.plan(collection.items, max(1, slots), history, requires=requires)
+        chunks = testsplit.plan(
+            units,
+            max(1, slots),
+            history,
+            requires=requires,
+            estimates=testsplit.file_estimates(split.whole, history, cwd),
+        )
         width = len(str(len(chunks)))
         tasks = [
             TaskSpec(
@@ -169,14 +239,20 @@ def pytest_cmd(
             for i, c in enumerate(chunks)
         ]
         estimates = {t.task_id: c.estimate_s for t, c in zip(tasks, chunks, strict=True)}
+        whole = set(split.whole)
+        file_tasks.extend(t.task_id for t in tasks if whole & set(t.nodeids))
         known = sum(1 for i in collection.items if i.nodeid in history)
         if not opts.quiet:
-            click.echo(
-                f"{len(collection.items)} tests"
-                + (" (collection reused: files unchanged)" if collection.cached else "")
-                + f" in {len(chunks)} chunk(s) over {slots} slot(s); history for {known} test(s)",
-                err=True,
-            )
+            what = f"{len(collection.items)} tests"
+            if split.whole:
+                # First run: no test module imported here; each chunk collects its files.
+                what = f"{len(split.whole)} test files" + (
+                    f" and {what} from files with dtf markers" if collection.items else ""
+                )
+            elif collection.cached:
+                what += " (collection reused: files unchanged)"
+            where = f"{len(chunks)} chunk(s) over {slots} slot(s)"
+            click.echo(f"{what} in {where}; history for {known} test(s)", err=True)
         name = "pytest " + " ".join(shlex.quote(p) for p in paths)
         return Suite(name=name, path=os.path.join(cwd, "pytest"), tasks=tasks), estimates
 
@@ -186,7 +262,43 @@ def pytest_cmd(
     result = execute(opts, plans, build, write_reports=write, metadata_dir=cwd)
     if result.status == "cancelled":
         sys.exit(EXIT_CANCELLED)
+    if split.files is not None:
+        _after_first_run(split, result, file_tasks, cache, pytest_args)
     sys.exit(EXIT_OK if result.status == "passed" else EXIT_FAILED)
+
+
+def _after_first_run(
+    split: _Split, result: Any, file_tasks: list[str], cache: Any, pytest_args: list[str]
+) -> None:
+    """A run whose chunks collected their own files: cache what they found,
+    and end as pytest would have when a module could not be collected."""
+    from . import testsplit
+
+    records = [r for t in file_tasks for r in result.collected.get(t, [])]
+    broken = {
+        str(r["file"]): str(r.get("message") or "") for r in records if r.get("problem") == "error"
+    }
+    if broken and "--continue-on-collection-errors" not in pytest_args:
+        # Found only when the chunk holding the module ran: the other chunks'
+        # results are real and stay recorded, but pytest would have run nothing.
+        for file, why in sorted(broken.items()):
+            click.echo(f"ERROR collecting {file}: {why}", err=True)
+        click.echo(
+            f"dtf-core: error: pytest collection failed in {len(broken)} file(s); pytest "
+            f"alone would have run nothing. Run {result.run_id} keeps the other chunks' results.",
+            err=True,
+        )
+        sys.exit(EXIT_BAD_INPUT)
+    complete = all(t in result.collected for t in file_tasks)
+    if complete and not broken:
+        if not records and not split.collection.items:
+            click.echo("no tests collected", err=True)
+            sys.exit(EXIT_NO_TESTS)
+        items = list(split.collection.items) + [
+            testsplit.TestItem(str(r["nodeid"]), str(r["file"]), dict(r.get("resources") or {}))
+            for r in records
+        ]
+        testsplit.save_collection(cache, items, split.files)
 
 
 def _write_test_reports(store: Store, run_id: str, opts: RunOptions) -> None:

@@ -32,6 +32,7 @@ from distributed import Client, Future
 
 from . import cluster as cluster_mod
 from . import config, runner
+from .balance import ChunkBalancer
 from .errors import Category, ClusterError, OptionError
 from .events import (
     AttemptFailed,
@@ -72,7 +73,7 @@ _OUTCOME_TO_STATUS = {
 }
 
 
-class Coordinator(SchedulerRecovery):
+class Coordinator(SchedulerRecovery, ChunkBalancer):
     def __init__(
         self,
         client: Client,
@@ -115,6 +116,7 @@ class Coordinator(SchedulerRecovery):
         # result is rejected; the workers that sent rejected results get no more work.
         self.verify = verify
         self._distrusted: set[str] = set()
+        self._init_balance()
 
     # ------------------------------------------------------------------ events
     def _emit(self, event: Event) -> None:
@@ -180,7 +182,8 @@ class Coordinator(SchedulerRecovery):
         else:
             status = "failed"
         self.store.finish_run(run_id, status, time.time())
-        result = RunResult(run_id, status, dict(counts), time.time() - started)
+        collected = {t: s.collected for t, s in self.states.items() if s.collected is not None}
+        result = RunResult(run_id, status, dict(counts), time.time() - started, collected)
         self._emit(RunFinished(run_id, status, dict(counts), result.duration_s))
         return result
 
@@ -320,6 +323,7 @@ class Coordinator(SchedulerRecovery):
                     self.store.flush()
                 continue
             self._submit_due_retries()
+            self._maybe_split()
             if any(s.waiting_since is not None for s in self.states.values()):
                 self._refresh_workers()
                 self._submit_waiting()
@@ -339,7 +343,9 @@ class Coordinator(SchedulerRecovery):
                 msg = self._progress.get_nowait()
             except queue.Empty:
                 return
-            self._emit(TestsProgress(self.run_id, str(msg["task_id"]), dict(msg["counts"])))
+            self._note_progress(msg)
+            if msg["counts"]:
+                self._emit(TestsProgress(self.run_id, str(msg["task_id"]), dict(msg["counts"])))
 
     def _eta(self) -> float | None:
         """Seconds left by the estimates, scaled by how the finished ones went."""
@@ -392,11 +398,16 @@ class Coordinator(SchedulerRecovery):
         if res.worker_info and res.worker not in self._hardware_known:
             self._record_hardware(res.worker, res.worker_info)
         st.wall_s += res.wall_s
+        if res.collected and st.collected is None:
+            st.collected = res.collected
         for t in res.tests:
             # Later attempts (reruns, continuations) overlay earlier ones per test;
             # within one attempt a test may report twice (failed + teardown error).
             if t.outcome in BAD_TESTS or st.tests.get(t.nodeid, (0, ""))[0] != res.attempt:
                 st.tests[t.nodeid] = (res.attempt, t.outcome)
+        if res.yielded and res.remaining and st.spec.kind is TaskKind.PYTEST:
+            self._split_yielded(st, res)  # a worker was idle: share what never started
+            return
         if res.remaining and st.spec.kind is TaskKind.PYTEST:
             # pytest died mid-chunk (a crash or a per-test timeout): the test that
             # was running is recorded; the ones that never started run now, in a

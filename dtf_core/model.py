@@ -146,6 +146,13 @@ class AttemptResult:
     # pytest chunks: node ids that never started because the process died
     # (a crash or a per-test timeout); the coordinator runs them in a new attempt.
     remaining: list[str] = field(default_factory=list)
+    # pytest chunks given files (a first run): what pytest collected, in its
+    # order ({nodeid, file, resources[, problem]}), so that the next run can be
+    # split by test without collecting centrally.
+    collected: list[dict[str, Any]] = field(default_factory=list)
+    # pytest chunks: stopped between tests on the coordinator's request (a
+    # worker was idle); ``remaining`` are then the tests it never started.
+    yielded: bool = False
     # HS256 signature set on the worker when it has a result key (security.py);
     # the coordinator verifies it before writing. Empty when signing is off.
     signature: str = ""

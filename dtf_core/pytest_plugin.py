@@ -40,8 +40,12 @@ from dtf_core.junitxml import NODEID_PROPERTY, OUTCOME_PROPERTY
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    if config.getoption("dtf_collect", None):
+    if config.getoption("dtf_collect", None) or config.getoption("dtf_stream", None):
         config.pluginmanager.register(_CollectProblems(config), "dtf-collect-problems")
+    if config.getoption("dtf_list_files", None):
+        config.pluginmanager.register(_ListFiles(config), "dtf-list-files")
+    if config.getoption("dtf_yield_file", None):
+        config.pluginmanager.register(_YieldOnRequest(config), "dtf-yield")
     config.addinivalue_line(
         "markers", "dtf(**resources): resources a test needs, e.g. dtf(GPU=1, MEM_GB=8)"
     )
@@ -99,10 +103,17 @@ def pytest_runtest_makereport(
 #
 # --dtf-collect=FILE   with --collect-only: one JSON line per test (node id, file,
 #                      resources from @pytest.mark.dtf) for dtf's test splitter.
+# --dtf-list-files=F   with --collect-only: one JSON line per file pytest would
+#                      collect, in its order, without importing any test module
+#                      (a first run splits by file and lets each chunk collect).
 # --dtf-stream=FILE    one JSON line when each test starts and when it ends,
 #                      flushed at once: if the process dies (a crash, a per-test
 #                      timeout) dtf still knows what ran, what was running, and
 #                      what never started; the runner also tails it for progress.
+#                      The first line lists what this process collected.
+# --dtf-yield-file=F   when F exists (dtf creates it because a worker is idle),
+#                      stop after the test that is running: the tests not
+#                      started go to other processes (the stream says which).
 # --dtf-test-timeout=S a watchdog thread: a test running longer than S seconds is
 #                      recorded as timed out and the whole process group is
 #                      killed (the test's own children included); dtf resumes the
@@ -112,7 +123,9 @@ def pytest_runtest_makereport(
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("dtf", "dtf (distributed test framework) internals")
     group.addoption("--dtf-collect", default=None, help="write collected tests as JSON lines")
+    group.addoption("--dtf-list-files", default=None, help="write the files to collect")
     group.addoption("--dtf-stream", default=None, help="stream test starts/ends as JSON lines")
+    group.addoption("--dtf-yield-file", default=None, help="stop between tests when F exists")
     group.addoption("--dtf-test-timeout", type=float, default=None, help="per-test timeout (s)")
 
 
@@ -149,6 +162,53 @@ class _Stream:
 _stream_key = pytest.StashKey[_Stream]()
 
 
+class _ListFiles:
+    """Records each file pytest would collect and reports it as holding nothing:
+    the test module is never imported, so listing a suite costs pytest's
+    start-up and its conftest files only. Directory traversal, ``--ignore``,
+    ``collect_ignore`` and ``python_files`` are pytest's own."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+        self.files: list[str] = []
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_make_collect_report(self, collector: pytest.Collector) -> Any:
+        if not isinstance(collector, pytest.File):
+            return None
+        rel = os.path.relpath(str(collector.path), str(self.config.invocation_params.dir))
+        rel = rel.replace(os.sep, "/")
+        if rel not in self.files:
+            self.files.append(rel)
+        return pytest.CollectReport(collector.nodeid, "passed", None, [])
+
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        with open(self.config.getoption("dtf_list_files"), "w", encoding="utf-8") as fh:
+            fh.writelines(json.dumps({"file": f}) + "\n" for f in self.files)
+
+
+class _YieldOnRequest:
+    """Stops the session between two tests once the yield file exists. A file,
+    not a signal: it cannot kill a process that has not yet set up a handler."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.path = str(config.getoption("dtf_yield_file"))
+        self.session: pytest.Session | None = None
+
+    def pytest_sessionstart(self, session: pytest.Session) -> None:
+        self.session = session
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_runtest_logfinish(self, nodeid: str) -> None:
+        session = self.session
+        if session is None or session.shouldstop or not os.path.exists(self.path):
+            return
+        session.shouldstop = "dtf: the tests not started move to an idle worker"
+        stream = session.config.stash.get(_stream_key, None)
+        if stream is not None:
+            stream.write({"event": "yielded", "nodeid": nodeid})
+
+
 @pytest.hookimpl(trylast=True)
 def pytest_sessionstart(session: pytest.Session) -> None:
     path = session.config.getoption("dtf_stream")
@@ -158,7 +218,7 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         )
 
 
-_collect_problems_key = pytest.StashKey[list[str]]()
+_collect_problems_key = pytest.StashKey[list[tuple[str, str, str]]]()
 
 
 class _CollectProblems:
@@ -176,28 +236,41 @@ class _CollectProblems:
         full = self.config.rootpath / file
         invocation = self.config.invocation_params.dir
         rel = os.path.relpath(str(full), str(invocation)).replace(os.sep, "/")
-        self.config.stash.setdefault(_collect_problems_key, []).append(rel)
+        problem = "error" if report.failed else "skipped"
+        text = str(report.longreprtext or "").strip()
+        why = text.splitlines()[-1][:500] if text else ""
+        self.config.stash.setdefault(_collect_problems_key, []).append((rel, problem, why))
+
+
+def _collected(session: pytest.Session) -> list[dict[str, Any]]:
+    """What this session collected, as dtf's splitter and runner read it."""
+    records: list[dict[str, Any]] = [
+        {"nodeid": file, "file": file, "resources": {}, "problem": problem, "message": why}
+        for file, problem, why in session.config.stash.get(_collect_problems_key, [])
+    ]
+    for item in session.items:
+        resources: dict[str, float] = {}
+        for mark in item.iter_markers("dtf"):
+            for k, v in mark.kwargs.items():
+                resources[k] = max(float(v), resources.get(k, 0.0))
+        nodeid = _rerunnable_nodeid(item)
+        records.append(
+            {"nodeid": nodeid, "file": nodeid.partition("::")[0], "resources": resources}
+        )
+    return records
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
     path = session.config.getoption("dtf_collect")
-    if not path:
+    stream = session.config.stash.get(_stream_key, None)
+    if not path and stream is None:
         return
-    with open(path, "w", encoding="utf-8") as fh:
-        for file in session.config.stash.get(_collect_problems_key, []):
-            record = {"nodeid": file, "file": file, "resources": {}}
-            fh.write(json.dumps(record) + "\n")
-        for item in session.items:
-            resources: dict[str, float] = {}
-            for mark in item.iter_markers("dtf"):
-                for k, v in mark.kwargs.items():
-                    resources[k] = max(float(v), resources.get(k, 0.0))
-            record = {
-                "nodeid": _rerunnable_nodeid(item),
-                "file": _rerunnable_nodeid(item).partition("::")[0],
-                "resources": resources,
-            }
-            fh.write(json.dumps(record) + "\n")
+    records = _collected(session)
+    if path:
+        with open(path, "w", encoding="utf-8") as fh:
+            fh.writelines(json.dumps(r) + "\n" for r in records)
+    if stream is not None:
+        stream.write({"event": "collected", "items": records})
 
 
 @pytest.hookimpl(tryfirst=True)

@@ -28,6 +28,10 @@ class StreamState:
     started: list[str] = field(default_factory=list)  # in order
     running: str | None = None  # started, never ended: the test that was running
     timed_out: tuple[str, float] | None = None  # (nodeid, limit) from the watchdog
+    # What the process collected ({nodeid, file, resources[, problem]}), in
+    # pytest's order; None until collection finished.
+    collected: list[dict[str, Any]] | None = None
+    yielded: bool = False  # stopped between tests on dtf's request (see split())
 
 
 def read(path: Path) -> StreamState:
@@ -62,6 +66,10 @@ def _apply(state: StreamState, rec: dict[str, Any]) -> None:
         state.running = None
     elif event == "timeout":
         state.timed_out = (nodeid, float(rec.get("after") or 0.0))
+    elif event == "collected":
+        state.collected = list(rec.get("items") or [])
+    elif event == "yielded":
+        state.yielded = True
 
 
 def salvage(
@@ -70,10 +78,19 @@ def salvage(
     """Results of a pytest process that died, and the node ids still to run.
 
     The test that was running is reported once, as failed, with why it died;
-    ``targets`` are the node ids the process was asked to run (empty when it
-    was given a directory: then nothing can be resumed).
+    ``targets`` are what the process was asked to run. Files and directories
+    resolve to the node ids it collected (none if it died before collecting
+    them: then nothing can be resumed), and modules skipped or broken at
+    collection are reported as pytest counts them.
     """
     tests = list(state.tests)
+    if any("::" not in t for t in targets) and state.collected is not None:
+        targets = [str(r["nodeid"]) for r in state.collected if "problem" not in r]
+        tests += [
+            TestResult(str(r["nodeid"]), str(r["problem"]), message=str(r.get("message", "")))
+            for r in state.collected
+            if r.get("problem") in ("skipped", "error")
+        ]
     if state.running:
         if state.timed_out and state.timed_out[0] == state.running:
             limit = state.timed_out[1]
@@ -86,6 +103,16 @@ def salvage(
     seen = set(state.started)
     remaining = [t for t in targets if t not in seen and "::" in t]
     return tests, remaining
+
+
+def not_started(state: StreamState) -> list[str]:
+    """The collected tests that never started (pytest order), after a yield."""
+    seen = set(state.started)
+    return [
+        str(r["nodeid"])
+        for r in state.collected or []
+        if "problem" not in r and r["nodeid"] not in seen
+    ]
 
 
 def _describe_exit(exit_code: int | None) -> str:
@@ -101,10 +128,14 @@ def _describe_exit(exit_code: int | None) -> str:
 
 class Tail(threading.Thread):
     """Follows the stream while pytest runs and hands outcome counts (deltas)
-    to ``publish`` at most every ``interval`` seconds."""
+    to ``publish`` at most every ``interval`` seconds, with the number of tests
+    collected the first time it is known (else None)."""
 
     def __init__(
-        self, path: Path, publish: Callable[[dict[str, int]], None], interval: float = 0.5
+        self,
+        path: Path,
+        publish: Callable[[dict[str, int], int | None], None],
+        interval: float = 0.5,
     ) -> None:
         super().__init__(daemon=True, name="dtf-pytest-tail")
         self.path, self.publish, self.interval = path, publish, interval
@@ -131,6 +162,7 @@ class Tail(threading.Thread):
         end = chunk.rfind(b"\n") + 1
         self._pos += end
         counts: Counter[str] = Counter()
+        collected: int | None = None
         for line in chunk[:end].decode("utf-8", errors="replace").splitlines():
             try:
                 rec = json.loads(line)
@@ -138,7 +170,9 @@ class Tail(threading.Thread):
                 continue
             if rec.get("event") == "result":
                 counts[str(rec.get("outcome"))] += 1
-        if counts:
+            elif rec.get("event") == "collected":
+                collected = sum(1 for r in rec.get("items") or [] if "problem" not in r)
+        if counts or collected is not None:
             # Progress is best effort; the results still come back with the task.
             with contextlib.suppress(Exception):
-                self.publish(dict(counts))
+                self.publish(dict(counts), collected)

@@ -32,6 +32,7 @@ import shutil
 import socket
 import sys
 import tempfile
+import threading
 import time
 import traceback
 from collections.abc import Callable
@@ -281,6 +282,9 @@ def _run_process(payload: model.TaskPayload, kind: model.TaskKind) -> model.Atte
             ]  # fmt: skip
             if spec.test_timeout:
                 argv.append(f"--dtf-test-timeout={spec.test_timeout}")
+            argv.append(f"--dtf-yield-file={Path(tmp) / 'yield'}")
+            with _yield_lock:
+                _yield_dirs[payload.key] = Path(tmp)
             _ensure_importable(env)
             tail = pyteststream.Tail(stream, _progress_publisher(payload))
             tail.start()
@@ -301,10 +305,21 @@ def _run_process(payload: model.TaskPayload, kind: model.TaskKind) -> model.Atte
                 res.tests = junitxml.parse_junit(junit)
             except Exception as exc:  # a truncated file from a killed pytest
                 res.stderr_tail += f"\n[dtf] could not read pytest's JUnit XML: {exc}"
-        if kind is model.TaskKind.PYTEST and not res.tests and stream.exists():
+        if kind is model.TaskKind.PYTEST and stream.exists():
+            state = pyteststream.read(stream)
+            if any("::" not in t for t in targets):
+                # Given files: hand back what pytest found in them (split by test next time).
+                res.collected = state.collected or []
+        if kind is model.TaskKind.PYTEST and stream.exists() and state.yielded:
+            # Stopped between tests because a worker was idle: what never
+            # started goes elsewhere; this attempt is judged by what it ran.
+            res.remaining = pyteststream.not_started(state)
+            res.yielded = True
+            bad = any(t.outcome in ("failed", "error") for t in res.tests)
+            res.exit_code = 1 if bad else 0
+        elif kind is model.TaskKind.PYTEST and not res.tests and stream.exists():
             # No XML: pytest died (a crash, a per-test or task timeout). The
             # stream says what finished, what was running and what never ran.
-            state = pyteststream.read(stream)
             res.tests, res.remaining = pyteststream.salvage(
                 state, list(nodeids), run.exit_code, run.timed_out
             )
@@ -314,6 +329,8 @@ def _run_process(payload: model.TaskPayload, kind: model.TaskKind) -> model.Atte
                 # attempt is a test failure, not a lost worker or a task timeout.
                 res.exit_code = 1
     finally:
+        with _yield_lock:
+            _yield_dirs.pop(payload.key, None)
         shutil.rmtree(tmp, ignore_errors=True)
 
     if procgroup.was_reaped(payload.key):
@@ -332,6 +349,26 @@ def _run_process(payload: model.TaskPayload, kind: model.TaskKind) -> model.Atte
     return res
 
 
+# Dask key -> temporary directory of the pytest chunk running for it, so that
+# the coordinator can ask it to yield the tests it has not started.
+_yield_dirs: dict[str, Path] = {}
+_yield_lock = threading.Lock()
+
+
+def request_yield(key: str) -> bool:
+    """Ask the pytest chunk running for ``key`` in this worker process to stop
+    after its current test (run through ``Client.run``); False if none is."""
+    with _yield_lock:
+        tmp = _yield_dirs.get(key)
+    if tmp is None:
+        return False
+    try:
+        (tmp / "yield").touch()
+    except OSError:  # the chunk has just ended
+        return False
+    return True
+
+
 def _pytest_targets(targets: list[str], tmp: Path) -> list[str]:
     """Many node ids go through an ``@file`` (pytest >= 8.2) to stay far from
     the kernel's argv limit."""
@@ -342,18 +379,25 @@ def _pytest_targets(targets: list[str], tmp: Path) -> list[str]:
     return [f"@{argfile}"]
 
 
-def _progress_publisher(payload: model.TaskPayload) -> Callable[[dict[str, int]], None]:
-    """Send per-test counts to the client as Dask events (topic ``dtf-tests``);
-    a no-op outside a worker."""
+def _progress_publisher(
+    payload: model.TaskPayload,
+) -> Callable[[dict[str, int], int | None], None]:
+    """Send per-test counts (and, once, how many tests the chunk collected) to
+    the client as Dask events (topic ``dtf-tests``); a no-op outside a worker."""
     try:
         from distributed import get_worker
 
         worker = get_worker()
     except (ValueError, ImportError):
-        return lambda counts: None
+        return lambda counts, collected: None
 
-    def publish(counts: dict[str, int]) -> None:
-        msg = {"run_id": payload.run_id, "task_id": payload.spec.task_id, "counts": counts}
+    def publish(counts: dict[str, int], collected: int | None) -> None:
+        msg: dict[str, Any] = {
+            "run_id": payload.run_id, "task_id": payload.spec.task_id,
+            "attempt": payload.attempt, "counts": counts,
+        }  # fmt: skip
+        if collected is not None:
+            msg["collected"] = collected
         worker.log_event("dtf-tests", msg)
 
     return publish

@@ -43,6 +43,8 @@ class TaskState:
     inflight: bool = False
     retry_nodeids: list[str] | None = None  # pytest reruns: only what failed
     tests: dict[str, tuple[int, str]] = field(default_factory=dict)  # nodeid -> (attempt, outcome)
+    # pytest chunks given files: what the first attempt that got that far collected.
+    collected: list[dict[str, Any]] | None = None
 
 
 def decided_attempt(
@@ -68,6 +70,9 @@ class RunResult:
     status: str  # passed | failed | cancelled
     counts: dict[str, int] = field(default_factory=dict)
     duration_s: float = 0.0
+    # task id -> what its pytest process collected, for chunks that were given
+    # files (see AttemptResult.collected); a task missing here collected nothing.
+    collected: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
 
 def load_states(store: Store, run_id: str, transient: frozenset[str]) -> dict[str, TaskState]:

@@ -2,7 +2,17 @@
 
 1. :func:`collect` runs ``pytest --collect-only`` once, in a subprocess (the
    suite's imports stay out of the coordinator), with dtf's plugin writing every
-   node id and its ``@pytest.mark.dtf(...)`` resources.
+   node id and its ``@pytest.mark.dtf(...)`` resources. The result is cached by
+   a fingerprint of the files (:func:`collect_cached`).
+
+   A first run (nothing cached) does not collect centrally: importing every
+   test module once in the coordinator and again in the chunks costs a whole
+   collection of wall time. :func:`list_files` asks pytest only which files it
+   would collect (no test module imported), the chunks are whole files, and
+   each chunk's pytest collects its own files and reports what it found;
+   :func:`save_collection` caches that for the next run. Files that use the
+   ``dtf`` marker are still collected centrally (:func:`uses_marker`): their
+   tests may need hardware that only some workers have.
 2. :func:`scan_file` adds what a test file visibly uses (``torch.cuda``,
    ``cupy`` ... -> ``GPU=1``): many GPU suites carry no marker.
 3. :func:`plan` packs the tests into chunks, longest processing time first, by
@@ -95,6 +105,105 @@ def collect(paths: list[str], pytest_args: list[str], cwd: str, timeout: float =
     return Collection(items, proc.returncode, text, int(m.group(1)) if m else 0)
 
 
+def list_files(
+    paths: list[str], pytest_args: list[str], cwd: str, timeout: float = 600
+) -> tuple[list[str], int, str]:
+    """The files pytest would collect under ``paths`` (relative to ``cwd``, in
+    pytest's order), its exit code and output; no test module is imported."""
+    with tempfile.TemporaryDirectory(prefix="dtf-list-") as tmp:
+        out = Path(tmp) / "files.jsonl"
+        argv = [
+            sys.executable, "-m", "pytest", "--collect-only", "-q", *paths, *pytest_args,
+            "-p", "no:cacheprovider", "-p", "dtf_core.pytest_plugin", f"--dtf-list-files={out}",
+        ]  # fmt: skip
+        try:
+            proc = subprocess.run(
+                argv, cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False
+            )
+        except subprocess.TimeoutExpired as exc:
+            raise OptionError(f"listing test files took longer than {timeout:g}s") from exc
+        files = []
+        if out.exists():
+            files = [json.loads(ln)["file"] for ln in out.read_text("utf-8").splitlines()]
+    return files, proc.returncode, proc.stdout + proc.stderr
+
+
+_MARKER = re.compile(r"\bmark\.dtf\b|\bdtf\s*\(")
+
+
+def uses_marker(path: str | os.PathLike[str]) -> bool:
+    """Whether a file may apply dtf's marker (then its tests' resources are only
+    known by collecting it). A plain text search: false positives only cost a
+    central collection of that file."""
+    try:
+        return bool(_MARKER.search(Path(path).read_text(encoding="utf-8", errors="replace")))
+    except OSError:
+        return False
+
+
+def conftests_use_marker(files: list[str], cwd: str) -> bool:
+    """Whether a conftest.py on the way from ``cwd`` to any of ``files`` mentions
+    the marker: a hook there may mark tests of files that never name it."""
+    seen: set[str] = set()
+    root = os.path.abspath(cwd)
+    for f in files:
+        d = os.path.dirname(os.path.abspath(os.path.join(cwd, f)))
+        while d not in seen:
+            seen.add(d)
+            if uses_marker(os.path.join(d, "conftest.py")):
+                return True
+            if d == root or os.path.dirname(d) == d:
+                break
+            d = os.path.dirname(d)
+    return False
+
+
+def file_estimates(files: list[str], history: dict[str, float], cwd: str) -> dict[str, float]:
+    """Seconds per file for files split whole: the sum of its tests' history
+    where there is some, else its size at the rate (s/byte) the files with
+    history show (or a default rate: ``DEFAULT_TEST_S`` per ~400 bytes)."""
+    by_file: dict[str, float] = defaultdict(float)
+    for nodeid, seconds in history.items():
+        by_file[nodeid.partition("::")[0]] += seconds
+    sizes = {}
+    for f in files:
+        try:
+            sizes[f] = max(1, os.path.getsize(os.path.join(cwd, f)))
+        except OSError:
+            sizes[f] = 1
+    known = [f for f in files if f in by_file]
+    known_bytes = sum(sizes[f] for f in known)
+    rate = sum(by_file[f] for f in known) / known_bytes if known_bytes else DEFAULT_TEST_S / 400
+    return {f: by_file[f] if f in by_file else sizes[f] * rate for f in files}
+
+
+def cache_file(paths: list[str], pytest_args: list[str], cwd: str, cache_dir: str) -> Path:
+    """Where the collection of these files and arguments, as they are now, is cached."""
+    return Path(cache_dir) / f"collect-{fingerprint(paths, pytest_args, cwd)}.jsonl"
+
+
+def cached_collection(cache: Path) -> Collection | None:
+    """The collection cached at ``cache`` (see :func:`cache_file`), if any."""
+    if not cache.exists():
+        return None
+    items = [TestItem(**json.loads(line)) for line in cache.read_text("utf-8").splitlines()]
+    return Collection(items, 0, "", 0, cached=True)
+
+
+def save_collection(cache: Path, items: list[TestItem], files: list[str] | None = None) -> None:
+    """Cache a collection; items collected by several chunks are put back in
+    the order pytest lists ``files`` (the order inside each file is kept)."""
+    if files is not None:
+        rank = {f: n for n, f in enumerate(files)}
+        items = [
+            i for _, i in sorted(enumerate(items), key=lambda p: (rank.get(p[1].file, 0), p[0]))
+        ]
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cache.with_suffix(".tmp")
+    tmp.write_text("".join(json.dumps(i.__dict__) + "\n" for i in items), encoding="utf-8")
+    tmp.replace(cache)  # atomic: a concurrent reader never sees half a file
+
+
 _CONFIG_FILES = ("pytest.ini", "pyproject.toml", "setup.cfg", "tox.ini", "conftest.py")
 
 
@@ -135,18 +244,13 @@ def collect_cached(
     """:func:`collect`, reusing the last clean collection of the same files."""
     if cache_dir is None:
         return collect(paths, pytest_args, cwd)
-    cache = Path(cache_dir) / f"collect-{fingerprint(paths, pytest_args, cwd)}.jsonl"
-    if cache.exists():
-        items = [TestItem(**json.loads(line)) for line in cache.read_text("utf-8").splitlines()]
-        return Collection(items, 0, "", 0, cached=True)
+    cache = cache_file(paths, pytest_args, cwd, cache_dir)
+    cached = cached_collection(cache)
+    if cached is not None:
+        return cached
     result = collect(paths, pytest_args, cwd)
     if result.exit_code == 0 and not result.errors and result.items:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache.with_suffix(".tmp")
-        tmp.write_text(
-            "".join(json.dumps(i.__dict__) + "\n" for i in result.items), encoding="utf-8"
-        )
-        tmp.replace(cache)  # atomic: a concurrent reader never sees half a file
+        save_collection(cache, result.items)
     return result
 
 
@@ -184,10 +288,12 @@ def plan(
     *,
     requires: dict[str, dict[str, float]] | None = None,
     chunks_per_slot: int | None = None,
+    estimates: dict[str, float] | None = None,
 ) -> list[Chunk]:
     """Pack ``items`` into chunks for ``slots`` parallel worker threads.
 
-    ``history`` maps node id -> typical duration (s). Each group of tests that
+    ``history`` maps node id -> typical duration (s); ``estimates`` are guesses
+    for node ids without history (whole files on a first run). Each group of tests that
     needs the same resources is packed on its own (it can only run on its
     workers). With history the estimates are good, so about one chunk per slot
     balances; without, more and smaller chunks let Dask balance dynamically.
@@ -200,8 +306,10 @@ def plan(
         chunks_per_slot = 2 if have_history else 3
     typical = sorted(history.values())[len(history) // 2] if history else DEFAULT_TEST_S
 
+    guesses = estimates or {}
+
     def cost(nodeid: str) -> float:
-        return history.get(nodeid, typical)
+        return history.get(nodeid, guesses.get(nodeid, typical))
 
     groups: dict[tuple[tuple[str, float], ...], list[TestItem]] = defaultdict(list)
     for it in items:

@@ -119,11 +119,13 @@ def test_counts_and_failures_equal_serial_pytest_then_history_is_used(tmp_path: 
     assert got == expected, (out.stderr, serial.stdout)
     assert set(summary["failures"]) == serial_failures
     assert "history for 0 test(s)" in out.stderr
+    assert "4 test files in" in out.stderr  # a first run splits by file, collects nowhere else
 
     # Second run: every test has history now.
     again = _dtf(["test", ".", "--db", "h.duckdb"], tmp_path)
     assert again.returncode == 1
     n_tests = sum(expected.values()) - expected.get("errors", 0) + 1  # teardown error's test ran
+    assert "(collection reused: files unchanged)" in again.stderr  # what the chunks found
     assert re.search(r"history for (\d+) test", again.stderr), again.stderr
     known = int(re.search(r"history for (\d+) test", again.stderr).group(1))
     assert known >= n_tests - 3  # errored-in-setup tests have no duration history
@@ -224,10 +226,32 @@ def test_exit_codes_follow_pytest(tmp_path: Path) -> None:
     assert _dtf(["test", "empty", "--db", "x.duckdb"], tmp_path).returncode == 5
     missing = _dtf(["test", "nope", "--db", "x.duckdb"], tmp_path)
     assert missing.returncode == 2 and "not found: nope" in missing.stderr
+    bad_args = _dtf(["test", "empty", "--db", "x.duckdb", "--", "--no-such-flag"], tmp_path)
+    assert bad_args.returncode == 2 and "--no-such-flag" in bad_args.stderr
+    assert not (tmp_path / "x.duckdb").exists()  # usage errors: nothing written
+
+
+def test_collection_error_ends_as_pytest_would(tmp_path: Path) -> None:
+    """A module that cannot be imported: exit 2 naming it and why, as pytest. On a
+    first run the chunk holding it finds it (a suite this small is one chunk, so
+    nothing else runs either: pytest's own counts)."""
+    _write(tmp_path, {"sub/test_deep.py": SUITE["sub/test_deep.py"]})
     (tmp_path / "test_broken.py").write_text("import no_such_module_xyz\n")
-    broken = _dtf(["test", "test_broken.py", "--db", "x.duckdb"], tmp_path)
-    assert broken.returncode == 2 and "collection failed" in broken.stderr
-    assert not (tmp_path / "x.duckdb").exists()
+    for attempt in ("first", "second"):  # nothing is cached from a broken suite
+        out = _dtf(["test", ".", "--db", "x.duckdb", "--json", "x.json"], tmp_path)
+        assert out.returncode == 2, (attempt, out.stderr)
+        assert "collection failed" in out.stderr
+        assert "test_broken.py: E   ModuleNotFoundError" in out.stderr
+        counts = json.loads((tmp_path / "x.json").read_text())["counts"]
+        assert counts["errors"] == 1 and counts["passed"] == 0, counts
+    # Asked to go on, as pytest: the counts are pytest's, exit 1 for the error.
+    on = _dtf(
+        ["test", ".", "--db", "x.duckdb", "--json", "y.json", "--",
+         "--continue-on-collection-errors"], tmp_path,
+    )  # fmt: skip
+    assert on.returncode == 1, on.stderr
+    counts = json.loads((tmp_path / "y.json").read_text())["counts"]
+    assert counts["errors"] == 1 and counts["passed"] == 2, counts
 
 
 # ------------------------------------------------------------------ planning
@@ -277,3 +301,42 @@ def test_scan_file_detects_gpu_use(tmp_path: Path) -> None:
         f = tmp_path / "t.py"
         f.write_text(text + "\n")
         assert (testsplit.scan_file(f) == {"GPU": 1.0}) is gpu, text
+
+
+def test_idle_worker_takes_half_of_a_running_chunk(tmp_path: Path) -> None:
+    """One chunk holds everything (a first run sizes files by bytes, and these
+    are tiny): the idle worker asks it to yield, the tests it has not started
+    are split, and every test still runs exactly once."""
+    _write(
+        tmp_path,
+        {
+            "test_slow.py": """
+                import time, pytest
+
+                @pytest.mark.parametrize("i", range(30))
+                def test_slow(i):
+                    time.sleep(0.25)
+                """,
+            "test_quick.py": SUITE["sub/test_deep.py"],
+        },
+    )
+    out = subprocess.run(
+        [sys.executable, "-m", "dtf_core.cli", "test", ".", "--db", "s.duckdb", "--json", "s.json"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=180,
+        env={**os.environ, "DASK_DTF__PYTEST__SPLIT_MIN": "1s"},
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert "in 1 chunk(s)" in out.stderr
+    summary = json.loads((tmp_path / "s.json").read_text())
+    assert summary["counts"]["passed"] == 32, summary["counts"]
+    import duckdb
+
+    with duckdb.connect(str(tmp_path / "s.duckdb"), read_only=True) as con:
+        tasks = [r[0] for r in con.execute("SELECT task_id FROM tasks ORDER BY 1").fetchall()]
+        per_test = con.execute(
+            "SELECT nodeid, count(*) FROM test_results GROUP BY 1 HAVING count(*) > 1"
+        ).fetchall()
+        workers = con.execute("SELECT count(DISTINCT worker) FROM attempts").fetchone()
+    assert tasks[0] == "pytest-1" and "pytest-1.s1" in tasks, tasks
+    assert per_test == []  # nothing ran twice
+    assert workers == (2,)

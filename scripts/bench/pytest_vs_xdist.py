@@ -6,9 +6,12 @@ the same interpreter, the same arguments and the package's own directory, on
 this machine, one after another:
 
     .venv/bin/pip install networkx==3.4.2 pytest-xdist
-    .venv/bin/python scripts/bench/pytest_vs_xdist.py [--package networkx] [--workers 2]
+    .venv/bin/python scripts/bench/pytest_vs_xdist.py [--package networkx] [--rounds 3]
 
-dtf's first run has no history (a fresh database); the second reuses it.
+dtf's first run has no history (a fresh database and cache); the second reuses
+it. With --rounds N, xdist and both dtf runs are repeated N times, interleaved
+(a shared machine drifts: each round measures all three under the same load),
+and the table shows the median wall time of each, with the range.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import importlib.util
 import json
 import os
 import re
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -48,6 +52,7 @@ def main() -> None:
     ap.add_argument("--package", default="networkx")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--skip-serial", action="store_true")
+    ap.add_argument("--rounds", type=int, default=1, help="interleaved repetitions")
     args = ap.parse_args()
     spec = importlib.util.find_spec(args.package)
     if spec is None or not spec.submodule_search_locations:
@@ -56,35 +61,46 @@ def main() -> None:
     cwd = os.path.dirname(pkg_dir)
     py = sys.executable
     common = ["-q", "-p", "no:cacheprovider", args.package]
-    rows: list[tuple[str, float, dict[str, int]]] = []
+    rows: list[tuple[str, list[float], dict[str, int]]] = []
     if not args.skip_serial:
         wall, out = timed([py, "-m", "pytest", *common], cwd)
-        rows.append(("serial pytest", wall, pytest_counts(out.stdout)))
-    wall, out = timed([py, "-m", "pytest", "-n", str(args.workers), *common], cwd)
-    rows.append((f"pytest -n {args.workers}", wall, pytest_counts(out.stdout)))
-    with tempfile.TemporaryDirectory() as tmp:
-        db = os.path.join(tmp, "bench.duckdb")
-        for label in ("dtf-core test (no history)", "dtf-core test (history)"):
-            js = os.path.join(tmp, "s.json")
-            argv = [py, "-m", "dtf_core.cli", "test", args.package, "--workers",
-                    str(args.workers), "--db", db, "--json", js, "-q"]  # fmt: skip
-            wall, out = timed(argv, cwd)
-            try:
-                with open(js) as fh:
-                    counts = json.load(fh)["counts"]
-            except OSError:
-                sys.exit(f"dtf-core test wrote no summary:\n{out.stderr[-3000:]}")
-            rows.append((label, wall, {k: counts.get(k, 0) for k in OUTCOMES}))
-    xdist = rows[-3][1]
+        rows.append(("serial pytest", [wall], pytest_counts(out.stdout)))
+    xdist_label = f"pytest -n {args.workers}"
+    labels = (xdist_label, "dtf-core test (no history)", "dtf-core test (history)")
+    walls: dict[str, list[float]] = {k: [] for k in labels}
+    counts_of: dict[str, dict[str, int]] = {}
+    for _ in range(args.rounds):
+        wall, out = timed([py, "-m", "pytest", "-n", str(args.workers), *common], cwd)
+        walls[xdist_label].append(wall)
+        counts_of[xdist_label] = pytest_counts(out.stdout)
+        with tempfile.TemporaryDirectory() as tmp:
+            db = os.path.join(tmp, "bench.duckdb")  # the collection cache lives beside it
+            for label in labels[1:]:
+                js = os.path.join(tmp, "s.json")
+                argv = [py, "-m", "dtf_core.cli", "test", args.package, "--workers",
+                        str(args.workers), "--db", db, "--json", js, "-q"]  # fmt: skip
+                wall, out = timed(argv, cwd)
+                try:
+                    with open(js) as fh:
+                        counts = json.load(fh)["counts"]
+                except OSError:
+                    sys.exit(f"dtf-core test wrote no summary:\n{out.stderr[-3000:]}")
+                walls[label].append(wall)
+                counts_of[label] = {k: counts.get(k, 0) for k in OUTCOMES}
+    rows += [(k, walls[k], counts_of[k]) for k in labels]
+    xdist = statistics.median(walls[xdist_label])
     reference = rows[0][2]
     total = sum(reference.values())
-    print(f"{args.package}: {total} tests, {args.workers} workers, {os.cpu_count()} cores")
-    print(f"| {'run':<28} | {'wall s':>7} | {'vs xdist':>8} | counts match serial | counts |")
-    print(f"|{'-' * 30}|{'-' * 9}|{'-' * 10}|{'-' * 21}|{'-' * 8}|")
-    for name, wall, counts in rows:
+    print(f"{args.package}: {total} tests, {args.workers} workers, {os.cpu_count()} cores, "
+          f"{args.rounds} round(s), median wall time (range)")  # fmt: skip
+    print(f"| {'run':<28} | {'wall s':>17} | {'vs xdist':>8} | counts match serial | counts |")
+    print(f"|{'-' * 30}|{'-' * 19}|{'-' * 10}|{'-' * 21}|{'-' * 8}|")
+    for name, ws, counts in rows:
+        med = statistics.median(ws)
+        spread = f"{med:6.1f} ({min(ws):.0f}-{max(ws):.0f})" if len(ws) > 1 else f"{med:6.1f}"
         match = "yes" if counts == reference else "NO"
         brief = ", ".join(f"{v} {k}" for k, v in counts.items() if v)
-        print(f"| {name:<28} | {wall:7.1f} | {wall / xdist:8.2f} | {match:<19} | {brief} |")
+        print(f"| {name:<28} | {spread:>17} | {med / xdist:8.2f} | {match:<19} | {brief} |")
 
 
 if __name__ == "__main__":
