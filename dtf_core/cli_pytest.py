@@ -6,6 +6,7 @@ Exit codes follow pytest's convention: 0 all passed, 1 failures, 2 usage error
 
 from __future__ import annotations
 
+import collections
 import json
 import os
 import shlex
@@ -207,6 +208,7 @@ def pytest_cmd(
     units = collection.items + [testsplit.TestItem(f, f) for f in split.whole]
     requires = testsplit.requirements(units, cwd)
     file_tasks: list[str] = []
+    per_file = collections.Counter(i.file for i in collection.items if "::" in i.nodeid)
 
     def build(store: Store, handle: ClusterHandle) -> tuple[Suite, dict[str, float]]:
         from .cluster import current_workers
@@ -232,7 +234,7 @@ def pytest_cmd(
                 retries=2,
                 rerun_failures=reruns,
                 requires=c.requires,
-                nodeids=c.nodeids,
+                nodeids=testsplit.compact(c.nodeids, per_file),
                 pytest_args=pytest_args,
                 test_timeout=test_timeout,
             )

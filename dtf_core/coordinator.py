@@ -398,7 +398,7 @@ class Coordinator(SchedulerRecovery, ChunkBalancer):
         if res.worker_info and res.worker not in self._hardware_known:
             self._record_hardware(res.worker, res.worker_info)
         st.wall_s += res.wall_s
-        if res.collected and st.collected is None:
+        if res.collected is not None and st.collected is None:
             st.collected = res.collected
         for t in res.tests:
             # Later attempts (reruns, continuations) overlay earlier ones per test;

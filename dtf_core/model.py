@@ -149,7 +149,8 @@ class AttemptResult:
     # pytest chunks given files (a first run): what pytest collected, in its
     # order ({nodeid, file, resources[, problem]}), so that the next run can be
     # split by test without collecting centrally.
-    collected: list[dict[str, Any]] = field(default_factory=list)
+    # None: not given files, or died before collecting.
+    collected: list[dict[str, Any]] | None = None
     # pytest chunks: stopped between tests on the coordinator's request (a
     # worker was idle); ``remaining`` are then the tests it never started.
     yielded: bool = False

@@ -309,7 +309,7 @@ def _run_process(payload: model.TaskPayload, kind: model.TaskKind) -> model.Atte
             state = pyteststream.read(stream)
             if any("::" not in t for t in targets):
                 # Given files: hand back what pytest found in them (split by test next time).
-                res.collected = state.collected or []
+                res.collected = state.collected
         if kind is model.TaskKind.PYTEST and stream.exists() and state.yielded:
             # Stopped between tests because a worker was idle: what never
             # started goes elsewhere; this attempt is judged by what it ran.

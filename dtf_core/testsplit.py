@@ -32,7 +32,7 @@ import re
 import subprocess
 import sys
 import tempfile
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -274,6 +274,24 @@ def requirements(items: list[TestItem], cwd: str) -> dict[str, dict[str, float]]
         for k, v in i.resources.items():
             res[k] = max(v, res.get(k, 0.0))
         out[i.nodeid] = res
+    return out
+
+
+def compact(nodeids: list[str], per_file: dict[str, int]) -> list[str]:
+    """A chunk's targets: a file whose every collected test is in the chunk is
+    passed as the file (pytest then collects it as in a serial run, instead of
+    matching each node id: ~10 % of collection time on networkx)."""
+    in_chunk = Counter(n.partition("::")[0] for n in nodeids if "::" in n)
+    whole = {f for f, n in in_chunk.items() if n == per_file.get(f)}
+    out: list[str] = []
+    done: set[str] = set()
+    for n in nodeids:
+        file, sep, _ = n.partition("::")
+        if not sep or file not in whole:
+            out.append(n)
+        elif file not in done:
+            done.add(file)
+            out.append(file)  # once, where its first test was
     return out
 
 

@@ -226,6 +226,11 @@ def test_exit_codes_follow_pytest(tmp_path: Path) -> None:
     assert _dtf(["test", "empty", "--db", "x.duckdb"], tmp_path).returncode == 5
     missing = _dtf(["test", "nope", "--db", "x.duckdb"], tmp_path)
     assert missing.returncode == 2 and "not found: nope" in missing.stderr
+    (tmp_path / "some").mkdir()
+    (tmp_path / "some" / "test_one.py").write_text("def test_one():\n    pass\n")
+    # Files exist, but -k deselects every test: found by the chunks on a first run.
+    none = _dtf(["test", "some", "--db", "k.duckdb", "--", "-k", "nothing_matches"], tmp_path)
+    assert none.returncode == 5, none.stderr
     bad_args = _dtf(["test", "empty", "--db", "x.duckdb", "--", "--no-such-flag"], tmp_path)
     assert bad_args.returncode == 2 and "--no-such-flag" in bad_args.stderr
     assert not (tmp_path / "x.duckdb").exists()  # usage errors: nothing written
@@ -340,3 +345,40 @@ def test_idle_worker_takes_half_of_a_running_chunk(tmp_path: Path) -> None:
     assert tasks[0] == "pytest-1" and "pytest-1.s1" in tasks, tasks
     assert per_test == []  # nothing ran twice
     assert workers == (2,)
+
+
+def test_listing_files_follows_pytest_and_imports_nothing(tmp_path: Path) -> None:
+    """The first-run listing is pytest's own traversal (ini `python_files`,
+    `--ignore`, conftest `collect_ignore`), without importing a test module."""
+    _write(
+        tmp_path,
+        {
+            "pytest.ini": "[pytest]\npython_files = test_*.py check_*.py\n",
+            "conftest.py": "collect_ignore = ['legacy']\n",
+            "a/test_one.py": "raise SystemExit('imported!')\n",
+            "a/check_two.py": "def test_x():\n    pass\n",
+            "a/helper.py": "def test_not_a_test_file():\n    pass\n",
+            "legacy/test_old.py": "def test_old():\n    pass\n",
+            "skipme/test_three.py": "def test_y():\n    pass\n",
+        },
+    )
+    files, code, output = testsplit.list_files(["."], ["--ignore=skipme"], str(tmp_path))
+    assert code in (0, 5), output
+    assert files == ["a/check_two.py", "a/test_one.py"]
+    collected = subprocess.run(
+        [sys.executable, "-m", "pytest", "--collect-only", "-q", "--ignore=skipme", "a/check_two.py"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert "1 test collected" in collected.stdout  # and pytest agrees on what is a test file
+    assert testsplit.uses_marker(tmp_path / "a" / "helper.py") is False
+    (tmp_path / "a" / "test_gpu.py").write_text(
+        "import pytest\n\n@pytest.mark.dtf(GPU=1)\ndef t(): ...\n"
+    )
+    assert testsplit.uses_marker(tmp_path / "a" / "test_gpu.py") is True
+
+
+def test_compact_passes_whole_files_as_files() -> None:
+    ids = ["a.py::t1", "a.py::t2", "b.py::t1", "c.py", "b.py::C::t3"]
+    per_file = {"a.py": 2, "b.py": 3}
+    assert testsplit.compact(ids, per_file) == ["a.py", "b.py::t1", "c.py", "b.py::C::t3"]
+    assert testsplit.compact(ids, {"a.py": 2, "b.py": 2}) == ["a.py", "b.py", "c.py"]
