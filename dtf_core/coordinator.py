@@ -61,6 +61,7 @@ from .runstate import (
     failed_results,
     load_states,
     new_run_id,
+    rerun_nodeids,
 )
 from .store import Store
 
@@ -443,7 +444,7 @@ class Coordinator(SchedulerRecovery, ChunkBalancer):
                     self.run_id, st.spec.task_id, res.attempt, category, message, res.worker, delay
                 )
             )
-            st.retry_nodeids = self._rerun_nodeids(st) if genuine else None
+            st.retry_nodeids = rerun_nodeids(st) if genuine else None
             heapq.heappush(
                 self._retry_heap, (time.monotonic() + delay, next(self._seq), st.spec.task_id)
             )
@@ -455,14 +456,6 @@ class Coordinator(SchedulerRecovery, ChunkBalancer):
         if category == Category.CANCELLED.value:
             status = "cancelled"
         self._finalize(st, status, res, category=category, message=message)
-
-    @staticmethod
-    def _rerun_nodeids(st: TaskState) -> list[str] | None:
-        """Rerun only a pytest task's failing tests; None reruns it whole."""
-        if st.spec.kind is not TaskKind.PYTEST:
-            return None
-        bad = sorted(n for n, (_, o) in st.tests.items() if o in BAD_TESTS)
-        return bad or None
 
     def _submit_due_retries(self) -> None:
         now = time.monotonic()

@@ -47,6 +47,14 @@ class TaskState:
     collected: list[dict[str, Any]] | None = None
 
 
+def rerun_nodeids(st: TaskState) -> list[str] | None:
+    """Rerun only a pytest task's failing tests; None reruns it whole."""
+    if st.spec.kind is not TaskKind.PYTEST:
+        return None
+    bad = sorted(n for n, (_, o) in st.tests.items() if o in BAD_TESTS)
+    return bad or None
+
+
 def decided_attempt(
     run_id: str, task_id: str, attempt: int, outcome: str, category: Category, message: str
 ) -> AttemptResult:
