@@ -100,11 +100,13 @@ class ChunkBalancer:
             return
         task_id = best[1]
         self._chunks[task_id].asked = True
-        key = f"dtf-{self.run_id}-{task_id}-a{self.states[task_id].attempt}"
-        if key in self._inflight:
-            # Every worker looks the key up; only the one running it acts.
-            with contextlib.suppress(Exception):
-                self.client.run(runner.request_yield, key, on_error="ignore")
+        attempt = self.states[task_id].attempt
+        for key, (_, payloads) in self._inflight.items():
+            if any(p.spec.task_id == task_id and p.attempt == attempt for p in payloads):
+                # Every worker looks the key up; only the one running it acts.
+                with contextlib.suppress(Exception):
+                    self.client.run(runner.request_yield, key, on_error="ignore")
+                return
 
     def _split_yielded(self, st: TaskState, res: AttemptResult) -> None:
         """The chunk yielded: its first half of what never started goes on as
