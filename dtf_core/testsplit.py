@@ -35,6 +35,7 @@ import tempfile
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from . import __version__
 from .errors import OptionError
@@ -82,24 +83,32 @@ class Chunk:
     estimate_s: float
 
 
-def collect(paths: list[str], pytest_args: list[str], cwd: str, timeout: float = 600) -> Collection:
+def _collect_only(
+    paths: list[str], pytest_args: list[str], cwd: str, option: str, timeout: float, doing: str
+) -> tuple[list[dict[str, Any]], subprocess.CompletedProcess[str]]:
+    """``pytest --collect-only`` in a subprocess (the suite's imports stay out
+    of the coordinator), dtf's plugin writing JSON lines through ``option``."""
     with tempfile.TemporaryDirectory(prefix="dtf-collect-") as tmp:
-        out = Path(tmp) / "items.jsonl"
+        out = Path(tmp) / "records.jsonl"
         argv = [
             sys.executable, "-m", "pytest", "--collect-only", "-q", *paths, *pytest_args,
-            "-p", "no:cacheprovider", "-p", "dtf_core.pytest_plugin", f"--dtf-collect={out}",
+            "-p", "no:cacheprovider", "-p", "dtf_core.pytest_plugin", f"{option}={out}",
         ]  # fmt: skip
         try:
             proc = subprocess.run(
                 argv, cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False
             )
         except subprocess.TimeoutExpired as exc:
-            raise OptionError(f"collecting tests took longer than {timeout:g}s") from exc
-        items = []
-        if out.exists():
-            for line in out.read_text(encoding="utf-8").splitlines():
-                rec = json.loads(line)
-                items.append(TestItem(rec["nodeid"], rec["file"], rec.get("resources") or {}))
+            raise OptionError(f"{doing} took longer than {timeout:g}s") from exc
+        lines = out.read_text(encoding="utf-8").splitlines() if out.exists() else []
+    return [json.loads(line) for line in lines], proc
+
+
+def collect(paths: list[str], pytest_args: list[str], cwd: str, timeout: float = 600) -> Collection:
+    records, proc = _collect_only(
+        paths, pytest_args, cwd, "--dtf-collect", timeout, "collecting tests"
+    )
+    items = [TestItem(r["nodeid"], r["file"], r.get("resources") or {}) for r in records]
     text = proc.stdout + proc.stderr
     m = re.search(r"(\d+) errors?\b", text.strip().splitlines()[-1] if text.strip() else "")
     return Collection(items, proc.returncode, text, int(m.group(1)) if m else 0)
@@ -110,22 +119,10 @@ def list_files(
 ) -> tuple[list[str], int, str]:
     """The files pytest would collect under ``paths`` (relative to ``cwd``, in
     pytest's order), its exit code and output; no test module is imported."""
-    with tempfile.TemporaryDirectory(prefix="dtf-list-") as tmp:
-        out = Path(tmp) / "files.jsonl"
-        argv = [
-            sys.executable, "-m", "pytest", "--collect-only", "-q", *paths, *pytest_args,
-            "-p", "no:cacheprovider", "-p", "dtf_core.pytest_plugin", f"--dtf-list-files={out}",
-        ]  # fmt: skip
-        try:
-            proc = subprocess.run(
-                argv, cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False
-            )
-        except subprocess.TimeoutExpired as exc:
-            raise OptionError(f"listing test files took longer than {timeout:g}s") from exc
-        files = []
-        if out.exists():
-            files = [json.loads(ln)["file"] for ln in out.read_text("utf-8").splitlines()]
-    return files, proc.returncode, proc.stdout + proc.stderr
+    records, proc = _collect_only(
+        paths, pytest_args, cwd, "--dtf-list-files", timeout, "listing test files"
+    )
+    return [r["file"] for r in records], proc.returncode, proc.stdout + proc.stderr
 
 
 _MARKER = re.compile(r"\bmark\.dtf\b|\bdtf\s*\(")
