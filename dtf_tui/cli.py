@@ -15,7 +15,7 @@ from typing import Any
 
 import click
 
-from dtf_core.cli_common import (
+from dtf_core.cli.common import (
     EXIT_BAD_INPUT,
     EXIT_CANCELLED,
     EXIT_FAILED,

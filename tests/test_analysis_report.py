@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from history_seed import seeded_db
 
-from dtf_core import report
+from dtf_core.reporting import report
 from dtf_core.store import Store
 
 
@@ -70,7 +70,7 @@ def test_run_without_samples_has_no_analysis(tmp_path):
 
 
 def test_line_chart_marks_shift_anomaly_and_forecast():
-    from dtf_core.analysis.svg import line_chart
+    from dtf_core.reporting.svg import line_chart
 
     svg = line_chart(
         list(np.r_[np.ones(20), 2 * np.ones(20)]), title="a <b>", changes=[20], anomalies=[3],

@@ -20,9 +20,9 @@ import pytest
 from procs import free_port
 from procs import stop as kill
 
-from dtf_core import security
-from dtf_core.client_api import CoordinatorClient
+from dtf_core.cluster import security
 from dtf_core.errors import AuthError
+from dtf_core.service.client import CoordinatorClient
 
 pytestmark = pytest.mark.slow
 PY = sys.executable
@@ -237,7 +237,7 @@ def test_api_refuses_bad_tokens_and_roles(deployment: Deployment) -> None:
         '[suite]\nname = "slow"\n[[task]]\nname = "nap"\nkind = "command"\n'
         'command = ["python", "-c", "import time; time.sleep(60)"]\n',
     )
-    from dtf_core import bundle
+    from dtf_core.service import bundle
 
     run = d.client("submitter").submit("suite.toml", bundle.pack(suite.parent, 10**6), {})
     with pytest.raises(AuthError, match="HTTP 403"):
@@ -274,7 +274,7 @@ def test_tampered_results_are_rejected_and_retried_elsewhere(deployment: Deploym
             'kind = "command"\ncommand = ["python", "-c", "print({i})"]\n'
             "params = { i = [1, 2, 3, 4, 5, 6, 7, 8] }\n",
         )
-        from dtf_core import bundle
+        from dtf_core.service import bundle
 
         client = d.client("submitter")
         run = client.submit("suite.toml", bundle.pack(suite.parent, 10**6), {})

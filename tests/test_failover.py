@@ -20,8 +20,9 @@ import psutil
 import pytest
 from procs import free_port
 
-from dtf_core import cluster, spec
-from dtf_core.coordinator import Coordinator
+from dtf_core import spec
+from dtf_core.cluster import embedded as cluster
+from dtf_core.run.coordinator import Coordinator
 from dtf_core.store import Store
 
 pytestmark = [pytest.mark.slow]

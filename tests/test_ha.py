@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from procs import free_port, stop
 
-from dtf_core import security
+from dtf_core.cluster import security
 from dtf_core.store import Store
 
 pytestmark = pytest.mark.slow

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from dtf_core import hardware
+from dtf_core.cluster import hardware
 from dtf_core.errors import OptionError
 
 INFO = {

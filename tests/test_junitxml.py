@@ -6,8 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from dtf_core import junitxml
-from dtf_core.junitxml import parse_junit
+from dtf_core.testing import junitxml
+from dtf_core.testing.junitxml import parse_junit
 
 GENERIC = """<?xml version="1.0" encoding="UTF-8"?>
 <testsuites>

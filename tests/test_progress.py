@@ -12,7 +12,7 @@ from dtf_core.events import (
     TaskFinished,
     TestsProgress,
 )
-from dtf_core.progress import ProgressView
+from dtf_core.run.progress import ProgressView
 
 
 def _events() -> list:

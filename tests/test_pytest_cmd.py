@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from dtf_core import testsplit
+from dtf_core.testing import split as testsplit
 
 SUITE = {
     "test_math.py": """

@@ -8,7 +8,7 @@ import xml.etree.ElementTree as ET
 import pytest
 
 from dtf_core import model
-from dtf_core.report import (
+from dtf_core.reporting.report import (
     build_summary,
     humanize,
     render_json,

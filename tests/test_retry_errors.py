@@ -10,7 +10,7 @@ import pytest
 
 from dtf_core.errors import Category, classify_exception, classify_exit
 from dtf_core.model import TaskKind, TaskSpec
-from dtf_core.retry import RetryPolicy
+from dtf_core.run.retry import RetryPolicy
 
 
 def _spec(retries: int = 2, rerun_failures: int = 0) -> TaskSpec:

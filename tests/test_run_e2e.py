@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from dtf_core import cli, cluster, spec
-from dtf_core.coordinator import Coordinator
+from dtf_core import cli, spec
+from dtf_core.cluster import embedded as cluster
+from dtf_core.run.coordinator import Coordinator
 from dtf_core.store import Store
 
 ROOT = Path(__file__).resolve().parent.parent

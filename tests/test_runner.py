@@ -15,7 +15,9 @@ import dask.config
 import psutil
 import pytest
 
-from dtf_core import junitxml, model, runner
+from dtf_core import model
+from dtf_core.testing import junitxml
+from dtf_core.worker import runner
 
 SAMPLE_TESTS = """
 import pytest

@@ -11,10 +11,12 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from dtf_core import bundle, cli, model, security, supervisor
+from dtf_core import cli, model
+from dtf_core.cluster import security, supervisor
+from dtf_core.cluster.scheduler_preload import REFUSED, check_worker
 from dtf_core.errors import AuthError, OptionError
 from dtf_core.model import AttemptResult
-from dtf_core.scheduler_preload import REFUSED, check_worker
+from dtf_core.service import bundle
 
 SECRET = b"s" * 40
 OTHER = b"o" * 40
@@ -163,7 +165,7 @@ def test_bundle_limits_and_unsafe_archives(tmp_path: Path) -> None:
 
 
 def test_worker_resources_from_hardware_with_a_mocked_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
-    from dtf_core import hardware
+    from dtf_core.cluster import hardware
 
     info = {**hardware.describe(), "gpus": [{"name": "NVIDIA H100", "memory_bytes": 8 << 30}] * 2}
     res = supervisor.derive_resources(info)

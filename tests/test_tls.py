@@ -9,8 +9,8 @@ from click.testing import CliRunner
 from distributed import Client, LocalCluster, Security
 
 from dtf_core import cli
+from dtf_core.cluster.tls import client_security
 from dtf_core.errors import OptionError
-from dtf_core.tlscerts import client_security
 
 pytest.importorskip("cryptography")
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from tui_seed import async_test, screen_text, wait_until
 
-from dtf_core import cluster
+from dtf_core.cluster import embedded as cluster
 from dtf_core.model import Suite, TaskKind, TaskSpec
 from dtf_tui.app import DtfApp
 from dtf_tui.sources.live import LiveSource

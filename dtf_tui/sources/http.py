@@ -1,5 +1,5 @@
 """Attach to a ``dtf-core serve`` coordinator through its HTTP API
-(:class:`dtf_core.client_api.CoordinatorClient`).
+(:class:`dtf_core.service.client.CoordinatorClient`).
 
 Each poll reads ``/v1/workers``, ``/v1/runs``, and for the run in flight (else
 the newest) ``/v1/runs/{id}``, ``/tasks`` and ``/errors``; the rows are the
@@ -16,8 +16,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from dtf_core.client_api import CoordinatorClient
 from dtf_core.errors import DtfError
+from dtf_core.service.client import CoordinatorClient
 from dtf_tui.snapshot import AttemptInfo, ClusterSnapshot, SeriesKey, TrendSeries
 from dtf_tui.sources import SourceError, storeread
 from dtf_tui.sources.livestate import LiveState

@@ -25,9 +25,9 @@ from dtf_tui.sources.livestate import LiveState
 if TYPE_CHECKING:
     from distributed import Client
 
-    from dtf_core.cluster import WorkerPlan
-    from dtf_core.coordinator import Coordinator, RunResult
+    from dtf_core.cluster.embedded import WorkerPlan
     from dtf_core.model import Suite
+    from dtf_core.run.coordinator import Coordinator, RunResult
     from dtf_core.store import Store
 
 METRICS_TIMEOUT = 2.0  # seconds: a dead scheduler must not stall the poll thread
@@ -106,8 +106,9 @@ class LiveSource:
         self._thread.start()
 
     def _run(self) -> None:
-        from dtf_core import cluster, context
-        from dtf_core.coordinator import Coordinator
+        from dtf_core import context
+        from dtf_core.cluster import embedded as cluster
+        from dtf_core.run.coordinator import Coordinator
         from dtf_core.store import Store
 
         assert self.suite is not None and self.db_path is not None

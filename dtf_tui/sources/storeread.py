@@ -11,7 +11,7 @@ import statistics
 from collections import defaultdict
 from typing import Any
 
-from dtf_core import hardware as hw
+from dtf_core.cluster import hardware as hw
 from dtf_core.errors import SEVERITY, Category
 from dtf_core.store import Store
 from dtf_tui.snapshot import (

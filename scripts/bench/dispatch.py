@@ -22,9 +22,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import _tiny  # noqa: E402
 
-from dtf_core import cluster  # noqa: E402
-from dtf_core.coordinator import Coordinator  # noqa: E402
+from dtf_core.cluster import embedded as cluster  # noqa: E402
 from dtf_core.model import Suite, TaskKind, TaskSpec  # noqa: E402
+from dtf_core.run.coordinator import Coordinator  # noqa: E402
 from dtf_core.store import Store  # noqa: E402
 
 # Raw Dask must ship the function by value: workers do not have scripts/bench on sys.path.

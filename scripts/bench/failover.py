@@ -23,10 +23,10 @@ import tempfile
 import threading
 import time
 
-from dtf_core import cluster
-from dtf_core.coordinator import Coordinator
+from dtf_core.cluster import embedded as cluster
 from dtf_core.events import Event, TaskFinished
 from dtf_core.model import Suite, TaskKind, TaskSpec
+from dtf_core.run.coordinator import Coordinator
 from dtf_core.store import Store
 
 PY = sys.executable

@@ -34,10 +34,12 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 PY = sys.executable
 
-from dtf_core import bundle, cluster, security  # noqa: E402
-from dtf_core.client_api import CoordinatorClient  # noqa: E402
-from dtf_core.coordinator import Coordinator  # noqa: E402
+from dtf_core.cluster import embedded as cluster  # noqa: E402
+from dtf_core.cluster import security  # noqa: E402
 from dtf_core.model import Suite, TaskKind, TaskSpec  # noqa: E402
+from dtf_core.run.coordinator import Coordinator  # noqa: E402
+from dtf_core.service import bundle  # noqa: E402
+from dtf_core.service.client import CoordinatorClient  # noqa: E402
 from dtf_core.store import Store  # noqa: E402
 
 

@@ -1,0 +1,356 @@
+"""``dtf-core test`` (a distributed ``pytest -n``) and ``dtf-core discover``.
+
+Exit codes follow pytest's convention: 0 all passed, 1 failures, 2 usage error
+(or collection errors, as pytest's "Interrupted"), 5 no tests collected.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import os
+import shlex
+import sys
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from dtf_core.cli.common import (
+    EXIT_BAD_INPUT,
+    EXIT_CANCELLED,
+    EXIT_FAILED,
+    EXIT_OK,
+    RunOptions,
+    cluster_options,
+    default_db,
+    execute,
+    handle_errors,
+    output_options,
+    plan_cluster,
+)
+from dtf_core.errors import OptionError
+
+if TYPE_CHECKING:
+    from dtf_core.cluster.embedded import ClusterHandle
+    from dtf_core.model import Suite
+    from dtf_core.store import Store
+
+EXIT_NO_TESTS = 5
+
+
+def split_pytest_args(args: tuple[str, ...]) -> tuple[list[str], list[str]]:
+    """PATHs, then pytest's own arguments.
+
+    Click drops the ``--`` separator, so its position is read from ``sys.argv``
+    when the command runs as a program; otherwise everything from the first
+    token that starts with ``-`` on is for pytest.
+    """
+    argv = sys.argv[1:]
+    if "--" in argv:
+        n_after = len(argv) - argv.index("--") - 1
+        if 0 < n_after <= len(args):
+            return list(args[: len(args) - n_after]), list(args[len(args) - n_after :])
+    for i, a in enumerate(args):
+        if a.startswith("-"):
+            return list(args[:i]), list(args[i:])
+    return list(args), []
+
+
+def _check_paths(paths: list[str], pytest_args: list[str], cwd: str) -> None:
+    if "--pyargs" not in pytest_args:
+        missing = [p for p in paths if not os.path.exists(os.path.join(cwd, p.split("::")[0]))]
+        if missing:
+            raise OptionError(f"file or directory not found: {missing[0]}")
+
+
+def _collect(
+    paths: list[str], pytest_args: list[str], cwd: str, cache_dir: str | None = None
+) -> Any:
+    from dtf_core.testing import split as testsplit
+
+    _check_paths(paths, pytest_args, cwd)
+    return testsplit.collect_cached(paths, pytest_args, cwd, cache_dir)
+
+
+def _stop_on_collection_errors(collection: Any, pytest_args: list[str]) -> None:
+    """pytest stops before running anything when collection fails: so do we."""
+    if collection.exit_code not in (0, EXIT_NO_TESTS) or (
+        collection.errors and "--continue-on-collection-errors" not in pytest_args
+    ):
+        click.echo(collection.output.rstrip(), err=True)
+        click.echo(
+            f"dtf-core: error: pytest collection failed (pytest exited {collection.exit_code}); "
+            "nothing was run",
+            err=True,
+        )
+        sys.exit(EXIT_BAD_INPUT)
+
+
+class _Split:
+    """What the chunks are made of: collected tests, plus whole files on a
+    first run (``files``: every file pytest lists, in its order; ``whole``:
+    those not collected here, each chunk's pytest collects them itself)."""
+
+    def __init__(self, collection: Any, files: list[str] | None = None) -> None:
+        self.collection = collection
+        self.files = files
+        collected = {i.file for i in collection.items}
+        self.whole = [f for f in files or [] if f not in collected]
+
+
+def _split(paths: list[str], pytest_args: list[str], cwd: str, cache: Any) -> _Split:
+    """Use the cached collection; on a first run, list the files instead of
+    collecting them (see :mod:`dtf_core.testing.split`); collect centrally when
+    the files alone cannot say where their tests must run."""
+    from dtf_core.testing import split as testsplit
+
+    _check_paths(paths, pytest_args, cwd)
+    cached = testsplit.cached_collection(cache)
+    if cached is not None:
+        return _Split(cached)
+    if any("::" in p for p in paths):
+        collection = testsplit.collect(paths, pytest_args, cwd)
+    else:
+        files, code, output = testsplit.list_files(paths, pytest_args, cwd)
+        if code not in (0, EXIT_NO_TESTS):
+            click.echo(output.rstrip(), err=True)
+            click.echo(
+                f"dtf-core: error: pytest could not list the tests (pytest exited {code}); "
+                "nothing was run",
+                err=True,
+            )
+            sys.exit(EXIT_BAD_INPUT)
+        if not files:
+            return _Split(testsplit.Collection([], EXIT_NO_TESTS, output))
+        if testsplit.conftests_use_marker(files, cwd):
+            collection = testsplit.collect(paths, pytest_args, cwd)
+        else:
+            marked = [f for f in files if testsplit.uses_marker(os.path.join(cwd, f))]
+            collection = (
+                testsplit.collect(marked, pytest_args, cwd)
+                if marked
+                else testsplit.Collection([], 0, "")
+            )
+            _stop_on_collection_errors(collection, pytest_args)
+            return _Split(collection, files)
+    _stop_on_collection_errors(collection, pytest_args)
+    if collection.exit_code == 0 and collection.items:
+        testsplit.save_collection(cache, collection.items)
+    return _Split(collection)
+
+
+@click.command(
+    "test",
+    context_settings={"ignore_unknown_options": True},
+)
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+@cluster_options
+@output_options
+@click.option(
+    "--reruns",
+    type=int,
+    default=0,
+    show_default=True,
+    help="Rerun failing tests up to N times; a test that then passes is recorded as flaky.",
+)
+@click.option(
+    "--timeout",
+    "test_timeout",
+    type=float,
+    default=None,
+    help=(
+        "Per-test timeout in seconds: the test's process group is killed and the "
+        "rest of its chunk goes on in a fresh process."
+    ),
+)
+@click.option(
+    "--chunk-timeout",
+    type=float,
+    default=3600.0,
+    show_default=True,
+    help="Timeout of one chunk (one pytest process), seconds.",
+)
+@handle_errors
+def pytest_cmd(
+    args: tuple[str, ...],
+    reruns: int,
+    test_timeout: float | None,
+    chunk_timeout: float,
+    **kwargs: Any,
+) -> None:
+    """Run an existing pytest suite across the cluster: PATH... [-- PYTEST_ARGS].
+
+    Tests are collected once, packed into chunks by historical duration from the
+    database (longest first, so that all workers finish together), routed by
+    `@pytest.mark.dtf(GPU=1)` markers and by what each file uses, and run one
+    pytest process per chunk. Counts and failures equal a serial `pytest`.
+    """
+    from dtf_core.model import Suite, TaskKind, TaskSpec
+    from dtf_core.testing import split as testsplit
+
+    paths, pytest_args = split_pytest_args(args)
+    if not paths:
+        paths = ["."]
+    if reruns < 0:
+        raise OptionError("--reruns must be 0 or more")
+    if test_timeout is not None and test_timeout <= 0:
+        raise OptionError("--timeout must be a positive number of seconds")
+    opts = RunOptions.from_kwargs(kwargs)
+    plans = plan_cluster(opts, None)
+    cwd = os.getcwd()
+    cache_dir = os.path.join(os.path.dirname(os.path.abspath(opts.db or default_db())), "cache")
+    cache = testsplit.cache_file(paths, pytest_args, cwd, cache_dir)
+    split = _split(paths, pytest_args, cwd, cache)
+    collection = split.collection
+    if not collection.items and not split.whole:
+        click.echo("no tests collected", err=True)
+        sys.exit(EXIT_NO_TESTS)
+    units = collection.items + [testsplit.TestItem(f, f) for f in split.whole]
+    requires = testsplit.requirements(units, cwd)
+    file_tasks: list[str] = []
+    per_file = collections.Counter(i.file for i in collection.items if "::" in i.nodeid)
+
+    def build(store: Store, handle: ClusterHandle) -> tuple[Suite, dict[str, float]]:
+        from dtf_core.cluster.embedded import current_workers
+
+        slots = sum(int(w.get("nthreads", 1)) for w in current_workers(handle.client).values())
+        history = store.test_durations()
+        chunks = testsplit.plan(
+            units,
+            max(1, slots),
+            history,
+            requires=requires,
+            estimates=testsplit.file_estimates(split.whole, history, cwd),
+        )
+        width = len(str(len(chunks)))
+        tasks = [
+            TaskSpec(
+                task_id=f"pytest-{i + 1:0{width}d}",
+                name="pytest",
+                kind=TaskKind.PYTEST,
+                root=cwd,
+                cwd=cwd,
+                timeout=chunk_timeout,
+                retries=2,
+                rerun_failures=reruns,
+                requires=c.requires,
+                nodeids=testsplit.compact(c.nodeids, per_file),
+                pytest_args=pytest_args,
+                test_timeout=test_timeout,
+            )
+            for i, c in enumerate(chunks)
+        ]
+        estimates = {t.task_id: c.estimate_s for t, c in zip(tasks, chunks, strict=True)}
+        whole = set(split.whole)
+        file_tasks.extend(t.task_id for t in tasks if whole & set(t.nodeids))
+        known = sum(1 for i in collection.items if i.nodeid in history)
+        if not opts.quiet:
+            what = f"{len(collection.items)} tests"
+            if split.whole:
+                # First run: no test module imported here; each chunk collects its files.
+                what = f"{len(split.whole)} test files" + (
+                    f" and {what} from files with dtf markers" if collection.items else ""
+                )
+            elif collection.cached:
+                what += " (collection reused: files unchanged)"
+            where = f"{len(chunks)} chunk(s) over {slots} slot(s)"
+            click.echo(f"{what} in {where}; history for {known} test(s)", err=True)
+        name = "pytest " + " ".join(shlex.quote(p) for p in paths)
+        return Suite(name=name, path=os.path.join(cwd, "pytest"), tasks=tasks), estimates
+
+    def write(store: Store, run_id: str) -> None:
+        _write_test_reports(store, run_id, opts)
+
+    result = execute(opts, plans, build, write_reports=write, metadata_dir=cwd)
+    if result.status == "cancelled":
+        sys.exit(EXIT_CANCELLED)
+    if split.files is not None:
+        _after_first_run(split, result, file_tasks, cache, pytest_args)
+    sys.exit(EXIT_OK if result.status == "passed" else EXIT_FAILED)
+
+
+def _after_first_run(
+    split: _Split, result: Any, file_tasks: list[str], cache: Any, pytest_args: list[str]
+) -> None:
+    """A run whose chunks collected their own files: cache what they found,
+    and end as pytest would have when a module could not be collected."""
+    from dtf_core.testing import split as testsplit
+
+    records = [r for t in file_tasks for r in result.collected.get(t, [])]
+    broken = {
+        str(r["file"]): str(r.get("message") or "") for r in records if r.get("problem") == "error"
+    }
+    if broken and "--continue-on-collection-errors" not in pytest_args:
+        # Found only when the chunk holding the module ran: the other chunks'
+        # results are real and stay recorded, but pytest would have run nothing.
+        for file, why in sorted(broken.items()):
+            click.echo(f"ERROR collecting {file}: {why}", err=True)
+        click.echo(
+            f"dtf-core: error: pytest collection failed in {len(broken)} file(s); pytest "
+            f"alone would have run nothing. Run {result.run_id} keeps the other chunks' results.",
+            err=True,
+        )
+        sys.exit(EXIT_BAD_INPUT)
+    complete = all(t in result.collected for t in file_tasks)
+    if complete and not broken:
+        if not records and not split.collection.items:
+            click.echo("no tests collected", err=True)
+            sys.exit(EXIT_NO_TESTS)
+        items = list(split.collection.items) + [
+            testsplit.TestItem(str(r["nodeid"]), str(r["file"]), dict(r.get("resources") or {}))
+            for r in records
+        ]
+        testsplit.save_collection(cache, items, split.files)
+
+
+def _write_test_reports(store: Store, run_id: str, opts: RunOptions) -> None:
+    """The run's reports, with the JSON `failures` as pytest node ids."""
+    from dtf_core.reporting import report
+
+    summary = report.build_summary(store, run_id)
+    summary["failure_details"] = summary.get("failures", [])
+    summary["failures"] = sorted({f["nodeid"] or f["task_id"] for f in summary["failure_details"]})
+    if opts.json_path:
+        with open(opts.json_path, "w", encoding="utf-8") as fh:
+            fh.write(json.dumps(summary, indent=2, default=str))
+    report.write_reports(
+        store, run_id, markdown=opts.report_md, junit=opts.junit, html=opts.html_path
+    )
+
+
+@click.command("discover")
+@click.argument("paths", nargs=-1)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@handle_errors
+def discover_cmd(paths: tuple[str, ...], as_json: bool) -> None:
+    """List each test file under PATHS with the resources it needs.
+
+    Resources come from `@pytest.mark.dtf(GPU=1, ...)` markers and from what a
+    file visibly uses (torch.cuda, cupy, numba.cuda ... -> GPU=1).
+    """
+    from dtf_core.testing import split as testsplit
+
+    cwd = os.getcwd()
+    collection = _collect(list(paths) or ["."], [], cwd)
+    if collection.exit_code not in (0, EXIT_NO_TESTS):
+        click.echo(collection.output.rstrip(), err=True)
+        sys.exit(2)
+    requires = testsplit.requirements(collection.items, cwd)
+    files: dict[str, dict[str, Any]] = {}
+    for item in collection.items:
+        entry = files.setdefault(item.file, {"file": item.file, "tests": 0, "resources": {}})
+        entry["tests"] += 1
+        for k, v in requires[item.nodeid].items():
+            entry["resources"][k] = max(v, entry["resources"].get(k, 0.0))
+    rows = sorted(files.values(), key=lambda e: e["file"])
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    for e in rows:
+        need = ", ".join(f"{k}={v:g}" for k, v in sorted(e["resources"].items())) or "-"
+        click.echo(f"{e['file']}  {e['tests']} test(s)  {need}")
+
+
+def register(group: click.Group) -> None:
+    group.add_command(pytest_cmd)
+    group.add_command(discover_cmd)

@@ -1,0 +1,194 @@
+"""The only place that makes a Dask Client or an embedded cluster.
+
+Embedded: a ``SpecCluster`` of Nanny worker processes on 127.0.0.1, each with its
+own resources (DESIGN.md: heterogeneous tags need SpecCluster, and its host must
+be given or it binds to the machine's network address). External: a Client to
+``--scheduler ADDRESS``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import dask.config
+from distributed import Client, Nanny, Scheduler, Security, SpecCluster
+
+from dtf_core import config
+from dtf_core.cluster import hardware
+from dtf_core.errors import ClusterError, OptionError
+
+
+@dataclass
+class WorkerPlan:
+    """One embedded worker: its resources and which of them were tagged by hand."""
+
+    name: str
+    nthreads: int
+    resources: dict[str, float]
+    tagged: dict[str, float] = field(default_factory=dict)  # not detected: from suite/CLI
+    env: dict[str, str] = field(default_factory=dict)
+
+    def describe(self) -> str:
+        parts = []
+        for k, v in sorted(self.resources.items()):
+            text = f"{k}={v:g}"
+            if k in self.tagged:
+                text += " (tagged, not detected)"
+            parts.append(text)
+        return f"{self.name}: {self.nthreads} thread(s), " + (", ".join(parts) or "no resources")
+
+
+@dataclass
+class ClusterHandle:
+    client: Client
+    embedded: bool
+    plans: list[WorkerPlan] = field(default_factory=list)
+    cluster: SpecCluster | None = None
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.client.close(timeout=10)
+        if self.cluster is not None:
+            with contextlib.suppress(Exception):
+                self.cluster.close(timeout=10)
+
+
+def plan_workers(
+    n_workers: int, threads_per_worker: int, tags: list[dict[str, float]]
+) -> list[WorkerPlan]:
+    """Detected resources for each worker, with ``tags[i]`` added to worker i.
+
+    A tag list longer than ``n_workers`` grows the cluster: asking to tag a
+    third worker means you want a third worker.
+    """
+    if n_workers < 1:
+        raise OptionError(f"--workers must be at least 1, got {n_workers}")
+    if threads_per_worker < 1:
+        raise OptionError(f"--threads-per-worker must be at least 1, got {threads_per_worker}")
+    n = max(n_workers, len(tags))
+    detected = hardware.detect_resources(n)
+    plans = []
+    for i in range(n):
+        tag = tags[i] if i < len(tags) else {}
+        resources = {**detected[i], **tag}
+        plans.append(
+            WorkerPlan(
+                name=f"dtf-{i}",
+                nthreads=threads_per_worker,
+                resources=resources,
+                tagged={k: v for k, v in tag.items() if detected[i].get(k) != v},
+                env=hardware.worker_env(i, n),
+            )
+        )
+    return plans
+
+
+def _embedded_config() -> dict[str, Any]:
+    return {
+        # Tasks start subprocesses (pytest, commands), and some users'
+        # benchmarks use multiprocessing: daemonic workers forbid that.
+        "distributed.worker.daemon": bool(config.get("embedded.daemon")),
+        "distributed.scheduler.worker-ttl": config.get("embedded.worker-ttl"),
+        # A task whose last capable worker died would otherwise wait forever.
+        "distributed.scheduler.no-workers-timeout": config.get("unschedulable-timeout"),
+        # dtf retries a task whose worker died itself, so that the attempt is
+        # recorded as worker-lost instead of Dask silently running it again.
+        "distributed.scheduler.allowed-failures": int(config.get("embedded.allowed-failures")),
+        # The statistical profiler samples the worker's threads every 10 ms; a dtf
+        # task mostly waits for its subprocess, so there is little to see, and it
+        # cost ~40 % of an idle worker's CPU (measured), taken from the tests.
+        "distributed.worker.profile.enabled": bool(config.get("embedded.profile")),
+    }
+
+
+@contextlib.contextmanager
+def open_cluster(
+    scheduler: str | None = None,
+    *,
+    plans: list[WorkerPlan] | None = None,
+    connect_timeout: float = 10.0,
+    security: Security | None = None,
+) -> Iterator[ClusterHandle]:
+    """Yield a connected cluster; close what we started on the way out.
+    ``security`` (mutual TLS, docs/cluster.md) applies to ``scheduler`` only."""
+    if scheduler:
+        try:
+            client = Client(
+                scheduler, timeout=connect_timeout, set_as_default=False, security=security
+            )
+        except (OSError, TimeoutError) as exc:
+            raise ClusterError(
+                f"could not reach the scheduler at {scheduler} within {connect_timeout:g}s "
+                "(is one running there? `dask scheduler` starts one)"
+            ) from exc
+        handle = ClusterHandle(client=client, embedded=False)
+        try:
+            yield handle
+        finally:
+            handle.close()
+        return
+
+    plans = plans or plan_workers(2, 1, [])
+    dask.config.set(_embedded_config())
+    workers = {
+        p.name: {
+            "cls": Nanny,
+            "options": {
+                "nthreads": p.nthreads,
+                "host": "127.0.0.1",
+                "resources": p.resources,
+                "env": p.env,
+                "name": p.name,
+                "silence_logs": logging.ERROR,
+            },
+        }
+        for p in plans
+    }
+    sched = {
+        "cls": Scheduler,
+        "options": {"host": "127.0.0.1", "dashboard": False, "dashboard_address": "127.0.0.1:0"},
+    }
+    try:
+        cluster = SpecCluster(
+            workers=workers, scheduler=sched, silence_logs=logging.ERROR, name="dtf-embedded"
+        )
+    except Exception as exc:
+        raise ClusterError(f"could not start the embedded cluster: {exc}") from exc
+    client = Client(cluster, set_as_default=False)
+    handle = ClusterHandle(client=client, embedded=True, plans=plans, cluster=cluster)
+    try:
+        client.wait_for_workers(len(plans), timeout=60)
+        yield handle
+    finally:
+        handle.close()
+
+
+def current_workers(client: Client, timeout: float = 5.0) -> dict[str, dict[str, Any]]:
+    """Address -> {name, resources, nthreads, host} as the scheduler sees it now.
+
+    ``scheduler_info()`` can block ~20 s when the scheduler is gone (DESIGN.md),
+    so this goes through ``run_on_scheduler`` with its own short timeout.
+    """
+
+    def _collect(dask_scheduler: Scheduler) -> dict[str, dict[str, Any]]:
+        return {
+            ws.address: {
+                "name": str(ws.name),
+                "resources": dict(ws.resources),
+                "nthreads": ws.nthreads,
+                "host": ws.host,
+            }
+            for ws in dask_scheduler.workers.values()
+        }
+
+    try:
+        result: dict[str, dict[str, Any]] = client.sync(
+            client._run_on_scheduler, _collect, callback_timeout=timeout
+        )
+        return result
+    except Exception as exc:
+        raise ClusterError(f"could not list workers: {exc}") from exc

@@ -1,0 +1,125 @@
+"""The HTML report: one self-contained file (inline CSS and SVG, no scripts).
+
+Built from the same summary dict as the Markdown and JSON reports, so it needs
+no database; the analysis sections reuse the Markdown tables' rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from html import escape
+from typing import Any
+
+from dtf_core.analysis.compare import Comparison
+from dtf_core.reporting import render, sections, svg
+
+_CSS = (
+    "body{font:14px/1.45 system-ui,sans-serif;margin:24px auto;max-width:1100px;color:#111}"
+    "table{border-collapse:collapse;margin:8px 0 18px}td,th{border:1px solid #ddd;"
+    "padding:3px 8px;text-align:left;font-variant-numeric:tabular-nums}th{background:#f3f4f6}"
+    "h1{font-size:22px}h2{font-size:17px;margin-top:28px}"
+    ".regressed,.regression,.worsening,.failed{color:#b91c1c;font-weight:600}"
+    ".improved,.improvement,.improving,.passed{color:#15803d;font-weight:600}"
+    ".charts{display:flex;flex-wrap:wrap;gap:8px}.muted{color:#666}" + svg.CSS
+)
+_MARKED = frozenset(
+    {"regressed", "regression", "worsening", "improved", "improvement", "improving", "failed",
+     "passed"}
+)  # fmt: skip
+
+
+def _table(head: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    def cell(v: Any) -> str:
+        text = "" if v is None else str(v)
+        cls = f' class="{text}"' if text in _MARKED else ""
+        return f"<td{cls}>{escape(text)}</td>"
+
+    th = "".join(f"<th>{escape(h)}</th>" for h in head)
+    body = "".join("<tr>" + "".join(cell(c) for c in r) + "</tr>" for r in rows)
+    return f"<table><thead><tr>{th}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def render_html(summary: dict[str, Any]) -> str:
+    s = summary
+    parts = [
+        "<!doctype html><html lang='en'><head><meta charset='utf-8'>",
+        f"<title>dtf: {escape(str(s['suite']))}</title><style>{_CSS}</style></head><body>",
+        f"<h1>dtf: {escape(str(s['suite']))}: "
+        f"<span class='{escape(s['status'])}'>{escape(s['status'].upper())}</span></h1>",
+        f"<p class='muted'>Run <code>{escape(s['run_id'])}</code>, started "
+        f"{escape(render.when(s['started_at']))} UTC</p>",
+        "<h2>Counts</h2>",
+        _table(list(s["counts"])[:-1], [[v for k, v in s["counts"].items() if k != "tasks"]]),
+    ]
+    if s.get("failures"):
+        rows = [[f["category"], f["nodeid"] or f["task_id"], f["message"], f["worker"]]
+                for f in s["failures"]]  # fmt: skip
+        parts += [
+            "<h2>Failures</h2>",
+            _table(["category", "task / test", "message", "worker"], rows),
+        ]
+    if s.get("benchmarks"):
+        rows = [
+            [b["benchmark"], render.params_label(b["params"]), b["hardware"], b["n"],
+             render.humanize(b["median"], b["unit"]),
+             f"{render.humanize(b['ci_low'], b['unit'], b['median'])} to "
+             f"{render.humanize(b['ci_high'], b['unit'], b['median'])}"]
+            for b in s["benchmarks"]
+        ]  # fmt: skip
+        head = ["benchmark", "params", "hardware", "n", "median", "95% CI"]
+        parts += ["<h2>Benchmarks</h2>", _table(head, rows)]
+    parts += _analysis(s.get("analysis"))
+    parts.append("</body></html>")
+    return "\n".join(parts) + "\n"
+
+
+def _analysis(a: dict[str, Any] | None) -> list[str]:
+    if not a:
+        return []
+    out: list[str] = []
+    comp = a.get("comparison")
+    if comp:
+        rows = [Comparison(**{**r, "baseline_ci": None, "run_ci": None}) for r in comp["rows"]]
+        counts = ", ".join(f"{n} {v}" for v, n in comp["counts"].items())
+        out += [
+            f"<h2>Compared with <code>{escape(a['baseline'])}</code></h2><p>{escape(counts)}</p>",
+            _table(render.COMPARISON_HEAD, render.comparison_rows(rows)),
+        ]
+    shown = sections.pivots_worth_showing(a.get("pivots") or [])
+    if shown:
+        out.append("<h2>Pivot: median by parameters x hardware</h2>")
+        for p in shown:
+            out += [f"<h3>{escape(p['benchmark'])} ({escape(p['unit'])})</h3>",
+                    _table(*sections.pivot_table(p))]  # fmt: skip
+    if a.get("best"):
+        out += [
+            "<h2>Best configuration</h2>",
+            _table(render.BEST_HEAD, render.best_rows(a["best"])),
+        ]
+    if a.get("charts"):
+        out.append(
+            "<h2>History</h2><p class='muted'>Per-run medians; dashed: level shift;"
+            " red: anomaly; blue wedge: forecast with 95% interval.</p><div class='charts'>"
+        )
+        for c in a["charts"]:
+            params = render.params_label(c["params"])
+            title = f"{c['benchmark']} {params} @ {c['hardware']} [{c['unit']}]"
+            out.append(
+                svg.line_chart(
+                    c["values"],
+                    title=title[:90],
+                    changes=c["changes"],
+                    anomalies=c["anomalies"],
+                    band=(c["forecast"][0], c["forecast"][1], c["forecast"][2])
+                    if c["forecast"]
+                    else None,
+                )
+            )
+        out.append("</div>")
+    if a.get("changes"):
+        out += ["<h2>Level shifts in history</h2>",
+                _table(render.CHANGES_HEAD, render.changes_rows(a["changes"]))]  # fmt: skip
+    if a.get("trends"):
+        out += ["<h2>Trends in history</h2>",
+                _table(render.TRENDS_HEAD, render.trends_rows(a["trends"]))]  # fmt: skip
+    return out

@@ -1,0 +1,243 @@
+"""Markdown tables of analysis results (the CLI's text output and report sections)."""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from dtf_core.reporting.report import humanize
+
+if TYPE_CHECKING:
+    from dtf_core.analysis.compare import CompareOptions, Comparison
+
+VERDICT_ORDER = ("regressed", "improved", "unchanged", "insufficient data")
+
+
+def table(head: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]:
+    def cell(v: Any) -> str:
+        return str("" if v is None else v).replace("|", "\\|").replace("\n", " ")[:200]
+
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    return [*lines, *("| " + " | ".join(cell(c) for c in r) + " |" for r in rows), ""]
+
+
+def params_label(params: dict[str, Any] | None) -> str:
+    return ", ".join(f"{k}={v}" for k, v in (params or {}).items())
+
+
+def pct(x: float | None, signed: bool = True) -> str:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "n/a"
+    if math.isinf(x):
+        return "+inf" if x > 0 else "-inf"
+    return f"{100 * x:+.1f}%" if signed else f"{100 * x:.1f}%"
+
+
+def pval(p: float | None) -> str:
+    if p is None or not math.isfinite(p):
+        return "n/a"
+    return f"{p:.2g}" if p >= 1e-4 else "<1e-4"
+
+
+def when(ts: float | None) -> str:
+    if ts is None or not math.isfinite(ts):
+        return "n/a"
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M")
+
+
+def verdict_counts(rows: Sequence[Comparison]) -> dict[str, int]:
+    n = Counter(c.verdict for c in rows)
+    return {v: n[v] for v in VERDICT_ORDER}
+
+
+def comparison_rows(rows: Sequence[Comparison]) -> list[list[Any]]:
+    rank = {v: i for i, v in enumerate(VERDICT_ORDER)}
+    ordered = sorted(rows, key=lambda c: (rank[c.verdict], -abs(c.change or 0.0)))
+    return [
+        [
+            c.verdict,
+            c.benchmark,
+            params_label(c.params),
+            c.hardware,
+            humanize(c.baseline, c.unit),
+            humanize(c.run, c.unit, c.baseline),
+            pct(c.change),
+            pval(c.q_value),
+            f"{c.n_baseline}/{c.n_run}",
+        ]
+        for c in ordered
+    ]
+
+
+COMPARISON_HEAD = [
+    "verdict",
+    "benchmark",
+    "params",
+    "hardware",
+    "baseline",
+    "run",
+    "change",
+    "q",
+    "n",
+]
+
+
+def comparison_markdown(
+    rows: Sequence[Comparison], baseline: str, run: str, opts: CompareOptions
+) -> str:
+    counts = verdict_counts(rows)
+    stat = "median (Mann-Whitney U)" if opts.test == "mannwhitney" else "mean (Welch's t)"
+    out = [
+        f"# Compare `{run}` with baseline `{baseline}`",
+        "",
+        ", ".join(f"{n} {v}" for v, n in counts.items()),
+        "",
+        f"Statistic: {stat}; Benjamini-Hochberg FDR {opts.alpha:g};"
+        f" effect floor {pct(opts.min_effect, signed=False)}. q: adjusted p-value.",
+        "",
+    ]
+    if rows:
+        out += table(COMPARISON_HEAD, comparison_rows(rows))
+    else:
+        out += ["No benchmark samples in either run.", ""]
+    return "\n".join(out)
+
+
+CHANGES_HEAD = ["when", "kind", "benchmark", "params", "hardware", "change", "before", "after",
+                "run", "commit", "p"]  # fmt: skip
+
+
+def changes_rows(changes: Sequence[dict[str, Any]]) -> list[list[Any]]:
+    return [
+        [
+            when(c["started_at"]),
+            c["kind"],
+            c["benchmark"],
+            params_label(c["params"]),
+            c["hardware"],
+            pct(c["change"]),
+            humanize(c["before"], c["unit"]),
+            humanize(c["after"], c["unit"], c["before"]),
+            c["run_id"],
+            (c["commit"] or "")[:12],
+            pval(c["p_value"]),
+        ]
+        for c in changes
+    ]
+
+
+def changes_markdown(changes: Sequence[dict[str, Any]], series: int, points: int) -> str:
+    n_reg = sum(c["kind"] == "regression" for c in changes)
+    out = [
+        "# Level shifts over history",
+        "",
+        f"{len(changes)} shift(s) ({n_reg} regressions) in {series} series, {points:,} run"
+        " medians. Newest first; change: of the median, after vs before.",
+        "",
+    ]
+    if changes:
+        out += table(CHANGES_HEAD, changes_rows(changes))
+    return "\n".join(out)
+
+
+TRENDS_HEAD = ["verdict", "benchmark", "params", "hardware", "n", "median", "per day",
+               "over window", "q", "anomalies", "forecast (95% PI)"]  # fmt: skip
+
+
+def trends_rows(trends: Sequence[dict[str, Any]]) -> list[list[Any]]:
+    rows = []
+    for t in trends:
+        unit, med = t["unit"], t["median"]
+        f = t.get("forecast")
+        fc = (
+            f"{humanize(f['value'], unit, med)} ({humanize(f['low'], unit, med)} to "
+            f"{humanize(f['high'], unit, med)})"
+            if f
+            else "n/a"
+        )
+        rows.append(
+            [
+                t["verdict"],
+                t["benchmark"],
+                params_label(t["params"]),
+                t["hardware"],
+                t["n"],
+                humanize(med, unit),
+                pct(t.get("rel_slope_per_day")),
+                pct(t.get("change_over_window")),
+                pval(t.get("q_value")),
+                t.get("anomalies", 0),
+                fc,
+            ]
+        )
+    return rows
+
+
+def trends_markdown(trends: Sequence[dict[str, Any]], shown: Sequence[dict[str, Any]]) -> str:
+    n = Counter(t["verdict"] for t in trends)
+    out = [
+        "# Trends",
+        "",
+        ", ".join(f"{k} {v}" for k, v in sorted(n.items())) or "No series.",
+        "",
+        "Theil-Sen slope, Mann-Kendall test (q: BH-adjusted); anomalies: |robust z| > 3.5"
+        " within a level segment.",
+        "",
+    ]
+    if shown:
+        out += table(TRENDS_HEAD, trends_rows(shown))
+    return "\n".join(out)
+
+
+def stats_markdown(groups: Sequence[dict[str, Any]], by: Sequence[str]) -> str:
+    head = [*by, "unit", "n", "median", "95% CI", "mean", "stdev", "MAD", "p5", "p95"]
+    rows = []
+    for g in groups:
+        u, med = g["unit"], g["median"]
+        keys = [params_label(g[d]) if d == "params" else g[d] for d in by]
+        rows.append(
+            [
+                *keys,
+                u,
+                g["n"],
+                humanize(med, u),
+                f"{humanize(g['ci_low'], u, med)} to {humanize(g['ci_high'], u, med)}",
+                humanize(g["mean"], u, med),
+                humanize(g["stdev"], u, med),
+                humanize(g["mad"], u, med),
+                humanize(g["p5"], u, med),
+                humanize(g["p95"], u, med),
+            ]
+        )
+    return "\n".join(["# Sample statistics", "", *table(head, rows)])
+
+
+BEST_HEAD = ["benchmark", "hardware", "best", "median", "runner-up", "margin", "q", "significant"]
+
+
+def best_rows(best: Sequence[dict[str, Any]]) -> list[list[Any]]:
+    return [
+        [
+            b["benchmark"],
+            b["hardware"],
+            params_label(b["best"]),
+            humanize(b["best_median"], b["unit"]),
+            params_label(b["runner_up"]) if b["runner_up"] is not None else "-",
+            pct(b["margin"], signed=False),
+            pval(b["q_value"]),
+            "yes" if b["significant"] else "no",
+        ]
+        for b in best
+        if b["configurations"] > 1
+    ]
+
+
+def best_markdown(best: Sequence[dict[str, Any]], run_id: str) -> str:
+    rows = best_rows(best)
+    out = [f"# Best configuration in `{run_id}`", ""]
+    return "\n".join(
+        out + (table(BEST_HEAD, rows) if rows else ["No benchmark has two configurations.", ""])
+    )

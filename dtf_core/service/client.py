@@ -1,0 +1,188 @@
+"""HTTP client of ``dtf-core serve`` (used by ``dtf-core submit``, later the TUI).
+
+Standard library only (urllib). Errors become dtf errors: 401/403 ->
+:class:`~dtf_core.errors.AuthError` (the server's one-line reason), other 4xx
+-> :class:`~dtf_core.errors.OptionError`, unreachable or 5xx ->
+:class:`~dtf_core.errors.ServiceError`. The token is sent only in the
+``Authorization`` header and never appears in a message.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from typing import Any
+
+from dtf_core import config
+from dtf_core.errors import AuthError, OptionError, RunNotFoundError, ServiceError
+
+TOKEN_ENV = "DTF_TOKEN"
+
+
+class CoordinatorClient:
+    def __init__(
+        self,
+        url: str,
+        token: str | None,
+        *,
+        timeout: float = 30.0,
+        failover_wait: float | None = None,
+    ) -> None:
+        # Several comma-separated URLs name a leader and its standbys: the client
+        # follows whichever answers (a standby only listens once it leads).
+        self.bases = [u.strip().rstrip("/") for u in url.split(",") if u.strip()]
+        for base in self.bases or [url]:
+            parsed = urllib.parse.urlparse(base)
+            if parsed.scheme not in ("http", "https") or not parsed.netloc:
+                raise OptionError(f"--coordinator {base!r} is not an http(s)://HOST:PORT address")
+        self.base = self.bases[0]
+        self.token = token or os.environ.get(TOKEN_ENV) or None
+        self.timeout = timeout
+        self.failover_wait = (
+            config.seconds("service.failover-wait") if failover_wait is None else failover_wait
+        )
+        self.switches = 0  # how often the client moved to another coordinator
+
+    # ------------------------------------------------------------------ calls
+    def health(self) -> dict[str, Any]:
+        return dict(self._json("GET", "/v1/health"))
+
+    def submit(self, suite_path: str, archive: bytes, metadata: dict[str, Any]) -> dict[str, Any]:
+        body = {
+            "suite_path": suite_path,
+            "archive": base64.b64encode(archive).decode("ascii"),
+            "metadata": metadata,
+        }
+        return dict(self._json("POST", "/v1/runs", body, timeout=max(self.timeout, 120.0)))
+
+    def run(self, run_id: str) -> dict[str, Any]:
+        return dict(self._json("GET", f"/v1/runs/{_q(run_id)}"))
+
+    def runs(self, limit: int = 20) -> list[dict[str, Any]]:
+        return list(self._json("GET", f"/v1/runs?limit={limit}")["runs"])
+
+    def cancel(self, run_id: str) -> dict[str, Any]:
+        return dict(self._json("POST", f"/v1/runs/{_q(run_id)}/cancel", {}))
+
+    def events(self, run_id: str, after: int = 0, wait: float = 25.0) -> dict[str, Any]:
+        """One long-poll: events after sequence ``after``, waiting up to ``wait`` s."""
+        path = f"/v1/runs/{_q(run_id)}/events?after={after}&wait={wait:g}"
+        return dict(self._json("GET", path, timeout=wait + self.timeout))
+
+    def follow(self, run_id: str, after: int = 0) -> Iterator[dict[str, Any]]:
+        """Every event of the run until it ends (across a change of leader: the
+        new leader numbers the resumed run's events afresh)."""
+        while True:
+            switches = self.switches
+            page = self.events(run_id, after)
+            if self.switches != switches:
+                after = 0
+                page = self.events(run_id, after)
+            yield from page["events"]
+            after = int(page["next"])
+            if page["finished"]:
+                return
+
+    def tasks(self, run_id: str) -> list[dict[str, Any]]:
+        return list(self._json("GET", f"/v1/runs/{_q(run_id)}/tasks")["tasks"])
+
+    def errors(self, run_id: str) -> list[dict[str, Any]]:
+        return list(self._json("GET", f"/v1/runs/{_q(run_id)}/errors")["errors"])
+
+    def results(self, run_id: str) -> dict[str, Any]:
+        return dict(self._json("GET", f"/v1/runs/{_q(run_id)}/results"))
+
+    def analysis(self, run_id: str) -> dict[str, Any]:
+        return dict(self._json("GET", f"/v1/runs/{_q(run_id)}/analysis"))
+
+    def report(self, run_id: str, fmt: str) -> str:
+        return self._request("GET", f"/v1/runs/{_q(run_id)}/report?format={fmt}").decode()
+
+    def workers(self) -> list[dict[str, Any]]:
+        return list(self._json("GET", "/v1/workers")["workers"])
+
+    def issue_token(self, role: str, subject: str, ttl: str) -> dict[str, Any]:
+        return dict(
+            self._json("POST", "/v1/tokens", {"role": role, "subject": subject, "ttl": ttl})
+        )
+
+    # -------------------------------------------------------------- transport
+    def _json(self, method: str, path: str, body: Any = None, timeout: float | None = None) -> Any:
+        return json.loads(self._request(method, path, body, timeout))
+
+    def _request(
+        self, method: str, path: str, body: Any = None, timeout: float | None = None
+    ) -> bytes:
+        if len(self.bases) == 1:
+            return self._request_one(self.base, method, path, body, timeout)
+        deadline = time.monotonic() + self.failover_wait
+        while True:
+            order = [self.base] + [b for b in self.bases if b != self.base]
+            for base in order:
+                try:
+                    payload = self._request_one(base, method, path, body, timeout)
+                except ServiceError as exc:
+                    if not exc.unreachable:
+                        raise
+                    continue
+                if base != self.base:
+                    self.base, self.switches = base, self.switches + 1
+                return payload
+            if time.monotonic() > deadline:
+                raise ServiceError(
+                    f"no coordinator answered within {self.failover_wait:g}s "
+                    f"({', '.join(self.bases)})",
+                    unreachable=True,
+                )
+            time.sleep(1.0)
+
+    def _request_one(
+        self, base: str, method: str, path: str, body: Any, timeout: float | None
+    ) -> bytes:
+        data = None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request(base + path, data=data, method=method)
+        req.add_header("Accept", "application/json")
+        if data is not None:
+            req.add_header("Content-Type", "application/json")
+        if self.token:
+            req.add_header("Authorization", f"Bearer {self.token}")
+        try:
+            with urllib.request.urlopen(req, timeout=timeout or self.timeout) as resp:
+                payload: bytes = resp.read()
+                return payload
+        except urllib.error.HTTPError as exc:
+            raise _http_error(exc, path) from None
+        except (TimeoutError, urllib.error.URLError, OSError) as exc:
+            reason = getattr(exc, "reason", exc)
+            # A refused connection never reached the server: safe to send elsewhere.
+            # Anything else may have been received, so only reads are repeated.
+            safe = method == "GET" or isinstance(reason, ConnectionRefusedError)
+            raise ServiceError(
+                f"could not reach the coordinator at {base}: {reason}", unreachable=safe
+            ) from None
+
+
+def _q(text: str) -> str:
+    return urllib.parse.quote(text, safe="")
+
+
+def _http_error(exc: urllib.error.HTTPError, path: str) -> Exception:
+    try:
+        message = str(json.loads(exc.read() or b"{}").get("error") or exc.reason)
+    except (ValueError, AttributeError):
+        message = str(exc.reason)
+    code = exc.code
+    if code in (401, 403):
+        verb = "refused the token" if code == 401 else "denied the request"
+        return AuthError(f"the coordinator {verb}: {message} (HTTP {code})", code)
+    if code == 404 and "/runs/" in path:
+        return RunNotFoundError(message)
+    if 400 <= code < 500:
+        return OptionError(f"the coordinator rejected the request: {message} (HTTP {code})")
+    return ServiceError(f"the coordinator failed: {message} (HTTP {code})")

@@ -1,0 +1,252 @@
+"""The runs of ``dtf-core serve``: one :class:`~dtf_core.run.coordinator.Coordinator`
+per submitted run, all sharing one Dask client and one Store.
+
+Why a Coordinator per run (and not one loop for all runs): the Coordinator is
+the same object ``dtf-core run`` uses, with the same retry, failover and
+batching behaviour, untouched. Each runs on a thread of a bounded pool
+(``dtf.service.max-concurrent-runs``; later runs wait, ``queued``). They share
+the Dask client (thread-safe) and the Store, whose lock serialises every
+DuckDB statement and whose buffer is flushed by whichever run comes first: the
+service process stays the only writer of the file.
+
+Events: each run keeps its events in memory with a sequence number; the HTTP
+layer waits for new ones through :attr:`ActiveRun.waiters`, woken on its own
+event loop (``notify``), never from the run's thread directly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from distributed import Client
+
+from dtf_core import spec
+from dtf_core.errors import OptionError
+from dtf_core.events import Event, RunFinished, RunStarted, TaskFinished
+from dtf_core.model import AttemptResult
+from dtf_core.run.coordinator import Coordinator
+from dtf_core.run.state import new_run_id
+from dtf_core.service import bundle
+from dtf_core.store import Store
+
+logger = logging.getLogger("dtf.service")
+
+
+def event_to_dict(event: Event, seq: int) -> dict[str, Any]:
+    return {"seq": seq, "type": type(event).__name__, **dataclasses.asdict(event)}
+
+
+@dataclass
+class ActiveRun:
+    run_id: str
+    owner: str
+    suite: str
+    total: int
+    submitted_at: float
+    # queued (not in the database yet) | running | passed | failed | cancelled | error
+    status: str = "queued"
+    done: int = 0
+    events: list[dict[str, Any]] = field(default_factory=list)
+    error: str = ""
+    coordinator: Coordinator | None = None
+    cancel_requested: bool = False
+    waiters: Any = None  # the HTTP layer's tornado Condition (loop-bound)
+    notify: Callable[[], None] = lambda: None  # set by the HTTP layer: wakes the waiters
+
+    @property
+    def finished(self) -> bool:
+        return self.status not in ("queued", "running")
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id, "suite": self.suite, "owner": self.owner,
+            "status": self.status, "done": self.done, "total": self.total,
+            "submitted_at": self.submitted_at, "error": self.error,
+        }  # fmt: skip
+
+
+class RunManager:
+    def __init__(
+        self,
+        client: Client,
+        store: Store,
+        *,
+        workdir: Path,
+        upload_limit: int,
+        max_concurrent: int,
+        keep_finished: int,
+        verify: Callable[[AttemptResult], str | None] | None = None,
+        unschedulable_timeout: float | None = None,
+    ) -> None:
+        self.client, self.store, self.workdir = client, store, workdir
+        self.upload_limit, self.keep_finished = upload_limit, keep_finished
+        self.verify = verify
+        self.unschedulable_timeout = unschedulable_timeout
+        self.runs: OrderedDict[str, ActiveRun] = OrderedDict()
+        self._lock = threading.Lock()
+        self._pool = ThreadPoolExecutor(max_concurrent, thread_name_prefix="dtf-run")
+        self._closing = False
+
+    # ---------------------------------------------------------------- submit
+    def submit(
+        self, owner: str, suite_path: str, archive: bytes, metadata: dict[str, Any]
+    ) -> ActiveRun:
+        """Unpack, validate and queue a run (blocking: call from a worker thread).
+        Bad input raises :class:`~dtf_core.errors.BadInputError`; nothing is kept."""
+        rel = PurePosixPath(suite_path)
+        if not suite_path or rel.is_absolute() or ".." in rel.parts:
+            raise OptionError(f"suite_path {suite_path!r} must be relative, inside the archive")
+        run_id = new_run_id()
+        run_dir = self.workdir / run_id
+        try:
+            bundle.unpack(archive, run_dir, self.upload_limit)
+            suite = spec.load_suite(run_dir / rel)
+        except BaseException:
+            import shutil
+
+            shutil.rmtree(run_dir, ignore_errors=True)
+            raise
+        run = ActiveRun(run_id, owner, suite.name, len(suite.tasks), time.time())
+        meta = {**metadata, "submitted_by": owner}
+        with self._lock:
+            if self._closing:
+                raise OptionError("the service is shutting down")
+            self.runs[run_id] = run
+            self._evict()
+        self._pool.submit(self._execute, run, suite, archive, str(run_dir), meta)
+        return run
+
+    def _execute(
+        self, run: ActiveRun, suite: spec.Suite, archive: bytes, run_dir: str, meta: dict
+    ) -> None:
+        plugin = f"dtf-files-{run.run_id}"
+        coord = Coordinator(
+            self.client, self.store, embedded=False,
+            unschedulable_timeout=self.unschedulable_timeout,
+            listeners=[lambda e: self._on_event(run, e)], verify=self.verify,
+        )  # fmt: skip
+        run.coordinator = coord
+        if run.cancel_requested:
+            coord.cancel()  # cancelled while queued: recorded as a cancelled run
+        try:
+            try:
+                self.client.register_plugin(
+                    bundle.SuiteFilesPlugin(archive, run_dir, self.upload_limit), name=plugin
+                )
+            except Exception as exc:  # workers on this host still read run_dir in place
+                logger.warning("run %s: could not ship the suite to workers: %s", run.run_id, exc)
+            result = coord.run(suite, run_id=run.run_id, metadata=meta)
+            run.status = result.status
+        except Exception as exc:
+            logger.exception("run %s failed inside dtf", run.run_id)
+            run.status, run.error = "error", f"{type(exc).__name__}: {exc}"
+            with contextlib.suppress(Exception):
+                self.store.finish_run(run.run_id, "error", time.time())
+            self._on_event(run, RunFinished(run.run_id, "error", {}, 0.0))
+        finally:
+            with contextlib.suppress(Exception):
+                self.client.unregister_worker_plugin(plugin)
+            run.coordinator = None
+            run.notify()
+
+    def resume_open_runs(self) -> list[str]:
+        """Queue every run the database still has as ``running`` (its coordinator
+        died) to be finished by :meth:`Coordinator.resume`; their ids."""
+        open_runs = [r for r in self.store.list_runs(limit=10_000) if r["status"] == "running"]
+        for row in reversed(open_runs):  # oldest first
+            meta = row.get("metadata") or {}
+            run = ActiveRun(
+                str(row["run_id"]), str(meta.get("submitted_by", "")), str(row["suite"]),
+                int(row.get("tasks") or 0), float(row["started_at"] or time.time()),
+                status="running",
+            )  # fmt: skip
+            with self._lock:
+                self.runs[run.run_id] = run
+            self._pool.submit(self._resume, run)
+        return [str(r["run_id"]) for r in open_runs]
+
+    def _resume(self, run: ActiveRun) -> None:
+        coord = Coordinator(
+            self.client, self.store, embedded=False,
+            unschedulable_timeout=self.unschedulable_timeout,
+            listeners=[lambda e: self._on_event(run, e)], verify=self.verify,
+        )  # fmt: skip
+        run.coordinator = coord
+        run_dir = self.workdir / run.run_id
+        plugin = f"dtf-files-{run.run_id}"
+        try:
+            if run_dir.is_dir():
+                with contextlib.suppress(Exception):
+                    archive = bundle.pack(run_dir, self.upload_limit)
+                    self.client.register_plugin(
+                        bundle.SuiteFilesPlugin(archive, str(run_dir), self.upload_limit),
+                        name=plugin,
+                    )
+            result = coord.resume(run.run_id)
+            run.status = result.status
+        except Exception as exc:
+            logger.exception("run %s could not be resumed", run.run_id)
+            run.status, run.error = "error", f"{type(exc).__name__}: {exc}"
+            self._on_event(run, RunFinished(run.run_id, "error", {}, 0.0))
+        finally:
+            with contextlib.suppress(Exception):
+                self.client.unregister_worker_plugin(plugin)
+            run.coordinator = None
+            run.notify()
+
+    def _on_event(self, run: ActiveRun, event: Event) -> None:
+        # Called on the run's thread: record, then let the HTTP loop wake its waiters.
+        if isinstance(event, TaskFinished):
+            run.done = event.done
+        elif isinstance(event, RunStarted):
+            # Only now is the run in the database: until then readers see it queued.
+            run.total, run.status = event.total, "running"
+        elif isinstance(event, RunFinished) and run.status == "running":
+            run.status = event.status
+        run.events.append(event_to_dict(event, len(run.events) + 1))
+        run.notify()
+
+    # ---------------------------------------------------------------- control
+    def get(self, run_id: str) -> ActiveRun | None:
+        with self._lock:
+            return self.runs.get(run_id)
+
+    def cancel(self, run: ActiveRun) -> None:
+        run.cancel_requested = True
+        coord = run.coordinator
+        if coord is not None:
+            coord.cancel()
+
+    def active(self) -> list[ActiveRun]:
+        with self._lock:
+            return [r for r in self.runs.values() if not r.finished]
+
+    def _evict(self) -> None:
+        finished = [k for k, r in self.runs.items() if r.finished]
+        for k in finished[: max(0, len(finished) - self.keep_finished)]:
+            del self.runs[k]
+
+    def shutdown(self, timeout: float = 30.0) -> None:
+        """Cancel every run, and wait (bounded) for their results to be stored."""
+        with self._lock:
+            self._closing = True
+            runs = list(self.runs.values())
+        for r in runs:
+            if not r.finished:
+                self.cancel(r)
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        deadline = time.monotonic() + timeout
+        while any(not r.finished and r.status != "queued" for r in runs):
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.1)

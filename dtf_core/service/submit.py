@@ -1,0 +1,135 @@
+"""``dtf-core submit``: a run on a ``dtf-core serve``, headless, as ``run`` would do it.
+
+The suite is validated here first (bad input: exit 2, nothing uploaded), then
+its directory is packed and uploaded; the run's events stream back into the
+same progress view as ``run``, and the reports are rendered by the service
+from its database by the same code, so the files are the ones ``run`` writes.
+Ctrl-C cancels the run on the service.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+from typing import Any
+
+import dask.utils
+
+from dtf_core import config, context, spec
+from dtf_core.errors import OptionError
+from dtf_core.events import (
+    AttemptFailed,
+    ClusterChanged,
+    Event,
+    RunFinished,
+    RunStarted,
+    TaskFinished,
+    TestsProgress,
+)
+from dtf_core.run.progress import ProgressView
+from dtf_core.service import bundle
+from dtf_core.service.client import CoordinatorClient
+
+_EVENTS: dict[str, type] = {
+    cls.__name__: cls
+    for cls in (RunStarted, AttemptFailed, TaskFinished, TestsProgress, ClusterChanged, RunFinished)
+}
+
+
+def event_from_dict(data: dict[str, Any]) -> Event | None:
+    """The event a service sent, or None for a kind this dtf does not know."""
+    cls = _EVENTS.get(str(data.get("type")))
+    if cls is None:
+        return None
+    names = {f.name for f in dataclasses.fields(cls)}
+    event: Event = cls(**{k: v for k, v in data.items() if k in names})
+    return event
+
+
+def submit(
+    suite: str,
+    url: str,
+    token: str | None,
+    *,
+    root: str | None,
+    no_wait: bool,
+    db: str | None = None,
+    report_md: str | None = None,
+    junit: str | None = None,
+    json_path: str | None = None,
+    html_path: str | None = None,
+    quiet: bool = False,
+) -> str:
+    """Submit and (unless ``no_wait``) follow; the run's final status."""
+    if db:
+        raise OptionError("--db belongs to the service (`dtf-core serve --db`), not to submit")
+    loaded = spec.load_suite(suite)
+    suite_file = Path(loaded.path)
+    base = Path(root).resolve() if root else suite_file.parent
+    if not suite_file.is_relative_to(base):
+        raise OptionError(f"{suite} is not inside --root {base}")
+    _check_paths_inside(loaded, base)
+    for target in (report_md, junit, json_path, html_path):
+        if target and not os.path.isdir(os.path.dirname(os.path.abspath(target))):
+            raise OptionError(f"cannot write {target}: its directory does not exist")
+    client = CoordinatorClient(url, token)
+    limit = int(dask.utils.parse_bytes(str(config.get("service.upload-limit"))))
+    archive = bundle.pack(base, limit)
+    accepted = client.submit(
+        suite_file.relative_to(base).as_posix(), archive, context.collect(str(base))
+    )
+    run_id = str(accepted["run_id"])
+    view = ProgressView(live=False if quiet else None)
+    if not quiet:
+        view.info(
+            f"submitted run {run_id} to {client.base}: suite '{accepted['suite']}', "
+            f"{accepted['total']} task(s), {len(archive) / 1e3:.0f} kB uploaded"
+        )
+    if no_wait:
+        print(run_id)
+        return "accepted"
+    status = ""
+    try:
+        with view:
+            for data in client.follow(run_id):
+                event = event_from_dict(data)
+                if event is None:
+                    continue
+                if not quiet:
+                    view(event)
+                if isinstance(event, RunFinished):
+                    status = event.status
+    except KeyboardInterrupt:
+        client.cancel(run_id)
+        raise
+    status = status or str(client.run(run_id)["status"])
+    _write_reports(
+        client, run_id, {"md": report_md, "junit": junit, "json": json_path, "html": html_path}
+    )
+    if quiet:
+        print(f"run {run_id} {status.upper()}")
+    return status
+
+
+def _check_paths_inside(loaded: spec.Suite, base: Path) -> None:
+    """Every file a task names must travel in the upload."""
+    for t in loaded.tasks:
+        for label, value in (("path", t.path), ("cwd", t.cwd), ("root", t.root)):
+            if value and not Path(value).resolve().is_relative_to(base):
+                raise OptionError(
+                    f"task '{t.task_id}': {label} {value} is outside {base}, which is what "
+                    "gets uploaded; pass --root with a directory that holds both"
+                )
+
+
+def _write_reports(client: CoordinatorClient, run_id: str, paths: dict[str, str | None]) -> None:
+    step_summary = os.environ.get("GITHUB_STEP_SUMMARY")
+    md = client.report(run_id, "md") if (paths.get("md") or step_summary) else ""
+    for fmt, path in paths.items():
+        if path:
+            text = md if fmt == "md" else client.report(run_id, fmt)
+            Path(path).write_text(text, encoding="utf-8")
+    if step_summary:
+        with open(step_summary, "a", encoding="utf-8") as f:
+            f.write(md + "\n")

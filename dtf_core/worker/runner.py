@@ -1,0 +1,428 @@
+"""What executes on a worker: one attempt of a task, turned into an AttemptResult.
+
+* :func:`execute` never raises: a dtf bug or broken environment becomes outcome
+  ``error`` / category ``infrastructure`` with the message, because an exception
+  crossing the Dask wire would be classified by the client without context.
+* :func:`execute_batch` runs payloads one after another in the calling thread;
+  the coordinator ships tiny benchmark tasks this way to amortise Dask's ~1 ms
+  per-task overhead. Everything per-task is cheap: imported callables, the
+  hardware label and ``describe()`` are cached per process, and the hardware
+  facts (``worker_info``) ride only on the *first* result of each batch (the
+  coordinator records them once per worker).
+* ``command`` and ``pytest`` tasks run as subprocesses in their own process
+  group with the timeout enforced inside the task (:mod:`dtf_core.worker.procgroup`);
+  :class:`ProcessGroupReaper` kills the group when the task's key is released
+  while it runs, because Dask's ``cancel()`` does not stop a subprocess.
+  In-process benchmarks have no group to kill: they stop only at their
+  cooperative timeout.
+
+Outcomes: a category of ``timeout`` -> ``timed_out``; ``test-failure`` and
+``bad-spec`` -> ``failed``; other categories -> ``error`` (transient, may be
+retried). A key reaped while running -> ``cancelled``. A ``spec.timeout`` <= 0
+means no timeout.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import importlib.metadata
+import os
+import shutil
+import socket
+import sys
+import tempfile
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import psutil
+from distributed import WorkerPlugin
+
+from dtf_core import config, model
+from dtf_core.cluster import hardware, security
+from dtf_core.errors import Category, classify_exit
+from dtf_core.testing import junitxml
+from dtf_core.testing import stream as pyteststream
+from dtf_core.worker import procgroup
+
+_callables: dict[tuple[str, str], Callable[..., Any]] = {}
+_RELEASED_STATES = frozenset({"cancelled", "released", "forgotten"})
+
+
+# --------------------------------------------------------------------- public API
+def execute(payload: model.TaskPayload) -> model.AttemptResult:
+    """Run one attempt; never raises. The result carries ``worker_info``."""
+    res = _execute(payload)
+    res.worker_info = hardware.describe()
+    security.sign_result(res)  # last: the signature covers every field
+    return res
+
+
+def execute_batch(payloads: list[model.TaskPayload]) -> list[model.AttemptResult]:
+    """Run payloads one after another; ``worker_info`` only on the first result.
+
+    Once the batch's key has been reaped (cancelled), the remaining payloads are
+    not started and come back ``cancelled``.
+    """
+    results = []
+    for p in payloads:
+        if procgroup.was_reaped(p.key):
+            res = _base(p)
+            _finish(res, Category.CANCELLED, "cancelled before it started")
+            results.append(res)
+        else:
+            results.append(_execute(p))
+    if results:
+        results[0].worker_info = hardware.describe()
+    for res in results:
+        security.sign_result(res)  # last: the signature covers every field
+    for p in payloads:
+        procgroup.forget(p.key)
+    return results
+
+
+class ProcessGroupReaper(WorkerPlugin):
+    """Kills the process group of a task whose key is released while it runs.
+
+    Register with ``client.register_plugin(ProcessGroupReaper(), name="dtf-reaper")``.
+    ``transition`` runs on the worker's event loop, so it only sends SIGTERM and
+    leaves the SIGKILL after the grace period to a timer thread.
+    """
+
+    idempotent = True  # stateless: a second registration changes nothing
+
+    def transition(self, key: Any, start: str, finish: str, **kwargs: Any) -> None:
+        if finish in _RELEASED_STATES:
+            procgroup.reap(key if isinstance(key, str) else str(key))
+
+    def teardown(self, worker: Any) -> None:
+        # The worker is closing: no timer thread would outlive it, so wait here.
+        for key in procgroup.registered_keys():
+            procgroup.reap(key, wait=True)
+
+
+# ----------------------------------------------------------------- dispatching
+def _execute(payload: model.TaskPayload) -> model.AttemptResult:
+    try:
+        kind = model.TaskKind(payload.spec.kind)
+        if kind is model.TaskKind.BENCHMARK:
+            return _run_benchmark(payload)
+        return _run_process(payload, kind)
+    except Exception as exc:
+        res = _base(payload)
+        res.finished_at = time.time()
+        res.outcome, res.category = "error", Category.INFRASTRUCTURE.value
+        res.message = f"dtf runner failed: {type(exc).__name__}: {exc}"
+        res.stderr_tail = traceback.format_exc()[-_tail_chars() :]
+        return res
+
+
+def _base(payload: model.TaskPayload) -> model.AttemptResult:
+    return model.AttemptResult(
+        run_id=payload.run_id,
+        task_id=payload.spec.task_id,
+        attempt=payload.attempt,
+        outcome="passed",
+        worker=_worker_name(),
+        hardware=_label(),
+        started_at=time.time(),
+        unit=payload.spec.unit,
+    )
+
+
+def _finish(res: model.AttemptResult, category: Category | None, message: str) -> None:
+    if category is None:
+        res.outcome, res.category, res.message = "passed", None, message
+        return
+    res.category, res.message = category.value, message
+    if category is Category.TIMEOUT:
+        res.outcome = "timed_out"
+    elif category in (Category.TEST_FAILURE, Category.BAD_SPEC):
+        res.outcome = "failed"
+    elif category is Category.CANCELLED:
+        res.outcome = "cancelled"
+    else:
+        res.outcome = "error"
+
+
+@functools.cache
+def _label() -> str:
+    return hardware.label()
+
+
+def _tail_chars() -> int:
+    return int(config.get("runner.output-tail", 4000))
+
+
+def _worker_name() -> str:
+    try:
+        from distributed import get_worker
+
+        return str(get_worker().name)
+    except (ValueError, ImportError):
+        return socket.gethostname()
+
+
+# ------------------------------------------------------------------ benchmarks
+def _run_benchmark(payload: model.TaskPayload) -> model.AttemptResult:
+    """Time ``fn(**params)``: ``warmup`` calls discarded, then ``repeat`` samples.
+
+    A sample is the call's ``time.perf_counter`` duration in seconds, unless
+    ``spec.unit`` is not ``"s"`` and the function returns a number: then that
+    number is the sample (custom metrics such as throughput). With a custom unit
+    a function that returns no number fails the attempt (bad-spec) rather than
+    mixing seconds into, say, ops/s. The timeout is cooperative: checked after
+    each call, it ends the attempt ``timed_out`` keeping the samples taken.
+    """
+    spec = payload.spec
+    res = _base(payload)
+    try:
+        fn = _load_callable(spec.root, spec.function or "")
+    except Exception as exc:
+        res.finished_at = time.time()
+        _finish(res, Category.INFRASTRUCTURE, f"import failed on the worker: {exc}")
+        res.stderr_tail = traceback.format_exc()[-_tail_chars() :]
+        return res
+    params = spec.params
+    custom = spec.unit != "s"
+    deadline = spec.timeout if spec.timeout and spec.timeout > 0 else float("inf")
+    samples = res.samples
+    t_begin = time.perf_counter()
+    cpu0 = time.thread_time()
+    category: Category | None = None
+    message = ""
+    try:
+        for _ in range(spec.warmup):
+            fn(**params)
+            if time.perf_counter() - t_begin > deadline:
+                category, message = Category.TIMEOUT, "timed out during warmup"
+                break
+        else:
+            for _ in range(spec.repeat):
+                t0 = time.perf_counter()
+                value = fn(**params)
+                t1 = time.perf_counter()
+                if custom:
+                    if isinstance(value, bool) or not isinstance(value, (int, float)):
+                        category = Category.BAD_SPEC
+                        message = (
+                            f"unit is {spec.unit!r} but the function returned "
+                            f"{type(value).__name__}, not a number"
+                        )
+                        break
+                    samples.append(float(value))
+                else:
+                    samples.append(t1 - t0)
+                if t1 - t_begin > deadline:
+                    category = Category.TIMEOUT
+                    message = f"timed out after {len(samples)} of {spec.repeat} samples"
+                    break
+    except Exception as exc:
+        category, message = Category.TEST_FAILURE, f"{type(exc).__name__}: {exc}"
+        res.stderr_tail = traceback.format_exc()[-_tail_chars() :]
+    res.wall_s = time.perf_counter() - t_begin
+    res.cpu_s = time.thread_time() - cpu0
+    res.peak_rss_bytes = _self_process().memory_info().rss
+    res.finished_at = time.time()
+    _finish(res, category, message)
+    return res
+
+
+def _load_callable(root: str, function: str) -> Callable[..., Any]:
+    fn = _callables.get((root, function))
+    if fn is not None:
+        return fn
+    module_name, sep, attr = function.partition(":")
+    if not sep or not module_name or not attr:
+        raise ImportError(f"function {function!r} is not 'module:callable'")
+    if root and root not in sys.path:
+        sys.path.insert(0, root)
+    obj: Any = importlib.import_module(module_name)
+    try:
+        for part in attr.split("."):
+            obj = getattr(obj, part)
+    except AttributeError as exc:
+        raise ImportError(f"{module_name} has no attribute {attr!r}") from exc
+    if not callable(obj):
+        raise ImportError(f"{function} is not callable")
+    _callables[(root, function)] = obj
+    return obj
+
+
+@functools.cache
+def _self_process() -> psutil.Process:
+    return psutil.Process()
+
+
+# -------------------------------------------------------- commands and pytest
+def _run_process(payload: model.TaskPayload, kind: model.TaskKind) -> model.AttemptResult:
+    spec = payload.spec
+    res = _base(payload)
+    cwd = spec.cwd or spec.root
+    env = {**os.environ, **spec.env}
+    env.update(
+        DTF_RUN_ID=payload.run_id,
+        DTF_TASK_ID=spec.task_id,
+        DTF_ATTEMPT=str(payload.attempt),
+        DTF_WORKER=res.worker,
+    )
+    tmp = tempfile.mkdtemp(prefix="dtf-task-")
+    tail: pyteststream.Tail | None = None
+    try:
+        if kind is model.TaskKind.PYTEST:
+            junit = Path(tmp) / "junit.xml"
+            stream = Path(tmp) / "stream.jsonl"
+            nodeids = payload.only_nodeids or spec.nodeids
+            targets = nodeids or [spec.path or "."]
+            argv = [
+                sys.executable, "-m", "pytest", *_pytest_targets(targets, Path(tmp)),
+                *spec.pytest_args, "-p", "no:cacheprovider", "-p", "dtf_core.testing.plugin",
+                f"--junitxml={junit}", "-q", "-o", "junit_family=xunit1",
+                f"--dtf-stream={stream}",
+            ]  # fmt: skip
+            if spec.test_timeout:
+                argv.append(f"--dtf-test-timeout={spec.test_timeout}")
+            argv.append(f"--dtf-yield-file={Path(tmp) / 'yield'}")
+            with _yield_lock:
+                _yield_dirs[payload.key] = Path(tmp)
+            _ensure_importable(env)
+            tail = pyteststream.Tail(stream, _progress_publisher(payload))
+            tail.start()
+        else:
+            argv = list(spec.command or [])
+            if argv and argv[0] == "python":
+                argv[0] = sys.executable
+        try:
+            run = procgroup.run(argv, cwd, env, spec.timeout, payload.key, Path(tmp))
+        finally:
+            if tail is not None:
+                tail.stop()
+        res.started_at, res.finished_at = run.started_at, run.finished_at
+        res.wall_s, res.cpu_s, res.peak_rss_bytes = run.wall_s, run.cpu_s, run.peak_rss
+        res.exit_code, res.stdout_tail, res.stderr_tail = run.exit_code, run.stdout, run.stderr
+        if kind is model.TaskKind.PYTEST and junit.exists():
+            try:
+                res.tests = junitxml.parse_junit(junit)
+            except Exception as exc:  # a truncated file from a killed pytest
+                res.stderr_tail += f"\n[dtf] could not read pytest's JUnit XML: {exc}"
+        if kind is model.TaskKind.PYTEST and stream.exists():
+            state = pyteststream.read(stream)
+            if any("::" not in t for t in targets):
+                # Given files: hand back what pytest found in them (split by test next time).
+                res.collected = state.collected
+        if kind is model.TaskKind.PYTEST and stream.exists() and state.yielded:
+            # Stopped between tests because a worker was idle: what never
+            # started goes elsewhere; this attempt is judged by what it ran.
+            res.remaining = pyteststream.not_started(state)
+            res.yielded = True
+            bad = any(t.outcome in ("failed", "error") for t in res.tests)
+            res.exit_code = 1 if bad else 0
+        elif kind is model.TaskKind.PYTEST and not res.tests and stream.exists():
+            # No XML: pytest died (a crash, a per-test or task timeout). The
+            # stream says what finished, what was running and what never ran.
+            res.tests, res.remaining = pyteststream.salvage(
+                state, list(nodeids), run.exit_code, run.timed_out
+            )
+            crashed = not run.timed_out and run.exit_code is not None and run.exit_code < 0
+            if res.tests and (crashed or state.timed_out):
+                # The test that killed the process is recorded as failed; the
+                # attempt is a test failure, not a lost worker or a task timeout.
+                res.exit_code = 1
+    finally:
+        with _yield_lock:
+            _yield_dirs.pop(payload.key, None)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+    if procgroup.was_reaped(payload.key):
+        _finish(res, Category.CANCELLED, "cancelled while running")
+    elif run.spawn_error:
+        _finish(res, *classify_exit(kind.value, run.exit_code, run.stderr))
+        res.message = f"{res.message}: {run.spawn_error}"
+    elif kind is model.TaskKind.PYTEST and run.exit_code == 5 and not run.timed_out:
+        res.outcome, res.category, res.message = "skipped", None, "no tests collected"
+    else:
+        category, message = classify_exit(kind.value, run.exit_code, run.stderr, run.timed_out)
+        if res.tests and category is not Category.TIMEOUT:
+            summary = ", ".join(f"{n} {k}" for k, n in junitxml.counts(res.tests).items())
+            message = f"{message} ({summary})" if message else summary
+        _finish(res, category, message)
+    return res
+
+
+# Dask key -> temporary directory of the pytest chunk running for it, so that
+# the coordinator can ask it to yield the tests it has not started.
+_yield_dirs: dict[str, Path] = {}
+_yield_lock = threading.Lock()
+
+
+def request_yield(key: str) -> bool:
+    """Ask the pytest chunk running for ``key`` in this worker process to stop
+    after its current test (run through ``Client.run``); False if none is."""
+    with _yield_lock:
+        tmp = _yield_dirs.get(key)
+    if tmp is None:
+        return False
+    try:
+        (tmp / "yield").touch()
+    except OSError:  # the chunk has just ended
+        return False
+    return True
+
+
+def _pytest_targets(targets: list[str], tmp: Path) -> list[str]:
+    """Many node ids go through an ``@file`` (pytest >= 8.2) to stay far from
+    the kernel's argv limit."""
+    if len(targets) <= 64:
+        return targets
+    argfile = tmp / "targets.txt"
+    argfile.write_text("\n".join(targets) + "\n", encoding="utf-8")
+    return [f"@{argfile}"]
+
+
+def _progress_publisher(
+    payload: model.TaskPayload,
+) -> Callable[[dict[str, int], int | None], None]:
+    """Send per-test counts (and, once, how many tests the chunk collected) to
+    the client as Dask events (topic ``dtf-tests``); a no-op outside a worker."""
+    try:
+        from distributed import get_worker
+
+        worker = get_worker()
+    except (ValueError, ImportError):
+        return lambda counts, collected: None
+
+    def publish(counts: dict[str, int], collected: int | None) -> None:
+        msg: dict[str, Any] = {
+            "run_id": payload.run_id, "task_id": payload.spec.task_id,
+            "attempt": payload.attempt, "counts": counts,
+        }  # fmt: skip
+        if collected is not None:
+            msg["collected"] = collected
+        worker.log_event("dtf-tests", msg)
+
+    return publish
+
+
+@functools.cache
+def _dtf_installed() -> bool:
+    try:
+        importlib.metadata.distribution("dtf")
+        return True
+    except importlib.metadata.PackageNotFoundError:
+        return False
+
+
+def _ensure_importable(env: dict[str, str]) -> None:
+    """pytest in the child loads ``-p dtf_core.pytest_plugin``: when dtf is not an
+    installed distribution (a worker started from a checkout), put the checkout at
+    the *end* of PYTHONPATH so it cannot shadow the suite's own modules."""
+    if _dtf_installed():
+        return
+    root = str(Path(__file__).resolve().parent.parent)
+    parts = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
+    if root not in parts:
+        env["PYTHONPATH"] = os.pathsep.join([*parts, root])
