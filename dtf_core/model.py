@@ -67,6 +67,10 @@ class TaskSpec:
     command: list[str] | None = None  # command: argv
     pytest_args: list[str] = field(default_factory=list)
     nodeids: list[str] = field(default_factory=list)  # pytest: run exactly these (a chunk)
+    # pytest: this chunk's share of files split over several chunks, applied to
+    # what pytest collects now ({"keep": {file: ids}, "drop": {file: ids}}; see
+    # dtf_core.testing.split.assign). None: the targets alone say what runs.
+    select: dict[str, dict[str, list[str]]] | None = None
     test_timeout: float | None = None  # pytest: per-test timeout, seconds
     repeat: int = 10
     warmup: int = 1

@@ -375,10 +375,3 @@ def test_listing_files_follows_pytest_and_imports_nothing(tmp_path: Path) -> Non
         "import pytest\n\n@pytest.mark.dtf(GPU=1)\ndef t(): ...\n"
     )
     assert testsplit.uses_marker(tmp_path / "a" / "test_gpu.py") is True
-
-
-def test_compact_passes_whole_files_as_files() -> None:
-    ids = ["a.py::t1", "a.py::t2", "b.py::t1", "c.py", "b.py::C::t3"]
-    per_file = {"a.py": 2, "b.py": 3}
-    assert testsplit.compact(ids, per_file) == ["a.py", "b.py::t1", "c.py", "b.py::C::t3"]
-    assert testsplit.compact(ids, {"a.py": 2, "b.py": 2}) == ["a.py", "b.py", "c.py"]

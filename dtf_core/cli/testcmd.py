@@ -6,7 +6,6 @@ Exit codes follow pytest's convention: 0 all passed, 1 failures, 2 usage error
 
 from __future__ import annotations
 
-import collections
 import json
 import os
 import shlex
@@ -98,45 +97,52 @@ class _Split:
         self.whole = [f for f in files or [] if f not in collected]
 
 
-def _split(paths: list[str], pytest_args: list[str], cwd: str, cache: Any) -> _Split:
-    """Use the cached collection; on a first run, list the files instead of
-    collecting them (see :mod:`dtf_core.testing.split`); collect centrally when
-    the files alone cannot say where their tests must run."""
+def _split(
+    paths: list[str], pytest_args: list[str], cwd: str, cache: Any, use_cache: bool
+) -> _Split:
+    """What to pack: the files pytest lists now (never a cached list: a file
+    added, removed or newly ignored counts at once), with the tests of each
+    file as the last run collected them where there is such a cache entry.
+
+    The cache only guides packing. Chunks are given whole files and pytest
+    collects them again; :func:`dtf_core.testing.split.assign` makes a test
+    the cache does not know run exactly once anyway. Files that use the
+    ``dtf`` marker are collected here every time: their tests' resources
+    decide where they may run."""
     from dtf_core.testing import split as testsplit
 
     _check_paths(paths, pytest_args, cwd)
-    cached = testsplit.cached_collection(cache)
-    if cached is not None:
-        return _Split(cached)
     if any("::" in p for p in paths):
         collection = testsplit.collect(paths, pytest_args, cwd)
+        _stop_on_collection_errors(collection, pytest_args)
+        return _Split(collection)
+    files, code, output = testsplit.list_files(paths, pytest_args, cwd)
+    if code not in (0, EXIT_NO_TESTS):
+        click.echo(output.rstrip(), err=True)
+        click.echo(
+            f"dtf-core: error: pytest could not list the tests (pytest exited {code}); "
+            "nothing was run",
+            err=True,
+        )
+        sys.exit(EXIT_BAD_INPUT)
+    if not files:
+        return _Split(testsplit.Collection([], EXIT_NO_TESTS, output))
+    if testsplit.conftests_use_marker(files, cwd):
+        central = files  # a conftest hook may mark any test: only collecting tells
     else:
-        files, code, output = testsplit.list_files(paths, pytest_args, cwd)
-        if code not in (0, EXIT_NO_TESTS):
-            click.echo(output.rstrip(), err=True)
-            click.echo(
-                f"dtf-core: error: pytest could not list the tests (pytest exited {code}); "
-                "nothing was run",
-                err=True,
-            )
-            sys.exit(EXIT_BAD_INPUT)
-        if not files:
-            return _Split(testsplit.Collection([], EXIT_NO_TESTS, output))
-        if testsplit.conftests_use_marker(files, cwd):
-            collection = testsplit.collect(paths, pytest_args, cwd)
-        else:
-            marked = [f for f in files if testsplit.uses_marker(os.path.join(cwd, f))]
-            collection = (
-                testsplit.collect(marked, pytest_args, cwd)
-                if marked
-                else testsplit.Collection([], 0, "")
-            )
-            _stop_on_collection_errors(collection, pytest_args)
-            return _Split(collection, files)
+        central = [f for f in files if testsplit.uses_marker(os.path.join(cwd, f))]
+    collection = (
+        testsplit.collect(central, pytest_args, cwd) if central else testsplit.Collection([], 0, "")
+    )
     _stop_on_collection_errors(collection, pytest_args)
-    if collection.exit_code == 0 and collection.items:
-        testsplit.save_collection(cache, collection.items)
-    return _Split(collection)
+    cached = testsplit.cached_collection(cache) if use_cache else None
+    if cached is not None:
+        skip = set(central)
+        listed = set(files)
+        known = [i for i in cached.items if i.file in listed and i.file not in skip]
+        collection.items = collection.items + known
+        collection.cached = bool(known)
+    return _Split(collection, files)
 
 
 @click.command(
@@ -170,12 +176,21 @@ def _split(paths: list[str], pytest_args: list[str], cwd: str, cache: Any) -> _S
     show_default=True,
     help="Timeout of one chunk (one pytest process), seconds.",
 )
+@click.option(
+    "--no-cache",
+    is_flag=True,
+    help=(
+        "Ignore the tests the last run collected (they only guide packing: what runs "
+        "is always what pytest collects now)."
+    ),
+)
 @handle_errors
 def pytest_cmd(
     args: tuple[str, ...],
     reruns: int,
     test_timeout: float | None,
     chunk_timeout: float,
+    no_cache: bool,
     **kwargs: Any,
 ) -> None:
     """Run an existing pytest suite across the cluster: PATH... [-- PYTEST_ARGS].
@@ -200,7 +215,7 @@ def pytest_cmd(
     cwd = os.getcwd()
     cache_dir = os.path.join(os.path.dirname(os.path.abspath(opts.db or default_db())), "cache")
     cache = testsplit.cache_file(paths, pytest_args, cwd, cache_dir)
-    split = _split(paths, pytest_args, cwd, cache)
+    split = _split(paths, pytest_args, cwd, cache, not no_cache)
     collection = split.collection
     if not collection.items and not split.whole:
         click.echo("no tests collected", err=True)
@@ -208,7 +223,6 @@ def pytest_cmd(
     units = collection.items + [testsplit.TestItem(f, f) for f in split.whole]
     requires = testsplit.requirements(units, cwd)
     file_tasks: list[str] = []
-    per_file = collections.Counter(i.file for i in collection.items if "::" in i.nodeid)
 
     def build(store: Store, handle: ClusterHandle) -> tuple[Suite, dict[str, float]]:
         from dtf_core.cluster.embedded import current_workers
@@ -223,6 +237,7 @@ def pytest_cmd(
             estimates=testsplit.file_estimates(split.whole, history, cwd),
         )
         width = len(str(len(chunks)))
+        assigned = testsplit.assign(chunks)
         tasks = [
             TaskSpec(
                 task_id=f"pytest-{i + 1:0{width}d}",
@@ -234,15 +249,17 @@ def pytest_cmd(
                 retries=2,
                 rerun_failures=reruns,
                 requires=c.requires,
-                nodeids=testsplit.compact(c.nodeids, per_file),
+                nodeids=targets,
+                select=select,
                 pytest_args=pytest_args,
                 test_timeout=test_timeout,
             )
-            for i, c in enumerate(chunks)
+            for i, (c, (targets, select)) in enumerate(zip(chunks, assigned, strict=True))
         ]
         estimates = {t.task_id: c.estimate_s for t, c in zip(tasks, chunks, strict=True)}
-        whole = set(split.whole)
-        file_tasks.extend(t.task_id for t in tasks if whole & set(t.nodeids))
+        # Chunks given files report what pytest collected in them: the cache
+        # for the next run's packing, and collection errors found only there.
+        file_tasks.extend(t.task_id for t in tasks if any("::" not in n for n in t.nodeids))
         known = sum(1 for i in collection.items if i.nodeid in history)
         if not opts.quiet:
             what = f"{len(collection.items)} tests"
@@ -252,7 +269,7 @@ def pytest_cmd(
                     f" and {what} from files with dtf markers" if collection.items else ""
                 )
             elif collection.cached:
-                what += " (collection reused: files unchanged)"
+                what += " (as last collected; each chunk runs what pytest collects now)"
             where = f"{len(chunks)} chunk(s) over {slots} slot(s)"
             click.echo(f"{what} in {where}; history for {known} test(s)", err=True)
         name = "pytest " + " ".join(shlex.quote(p) for p in paths)
@@ -265,15 +282,16 @@ def pytest_cmd(
     if result.status == "cancelled":
         sys.exit(EXIT_CANCELLED)
     if split.files is not None:
-        _after_first_run(split, result, file_tasks, cache, pytest_args)
+        _after_run(split, result, file_tasks, cache, pytest_args)
     sys.exit(EXIT_OK if result.status == "passed" else EXIT_FAILED)
 
 
-def _after_first_run(
+def _after_run(
     split: _Split, result: Any, file_tasks: list[str], cache: Any, pytest_args: list[str]
 ) -> None:
-    """A run whose chunks collected their own files: cache what they found,
-    and end as pytest would have when a module could not be collected."""
+    """The chunks collected their own files: cache what they found (for the
+    next run's packing), and end as pytest would have when a module could not
+    be collected."""
     from dtf_core.testing import split as testsplit
 
     records = [r for t in file_tasks for r in result.collected.get(t, [])]
@@ -296,10 +314,15 @@ def _after_first_run(
         if not records and not split.collection.items:
             click.echo("no tests collected", err=True)
             sys.exit(EXIT_NO_TESTS)
-        items = list(split.collection.items) + [
-            testsplit.TestItem(str(r["nodeid"]), str(r["file"]), dict(r.get("resources") or {}))
-            for r in records
-        ]
+        seen: set[str] = set()
+        items = []
+        for r in records:
+            if "problem" in r or r["nodeid"] in seen:
+                continue
+            seen.add(str(r["nodeid"]))
+            items.append(
+                testsplit.TestItem(str(r["nodeid"]), str(r["file"]), dict(r.get("resources") or {}))
+            )
         testsplit.save_collection(cache, items, split.files)
 
 

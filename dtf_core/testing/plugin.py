@@ -31,7 +31,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Generator
+from collections.abc import Collection, Generator, Mapping
 from typing import Any
 
 import pytest
@@ -44,6 +44,8 @@ def pytest_configure(config: pytest.Config) -> None:
         config.pluginmanager.register(_CollectProblems(config), "dtf-collect-problems")
     if config.getoption("dtf_list_files", None):
         config.pluginmanager.register(_ListFiles(config), "dtf-list-files")
+    if config.getoption("dtf_select", None):
+        config.pluginmanager.register(_Select(config), "dtf-select")
     if config.getoption("dtf_yield_file", None):
         config.pluginmanager.register(_YieldOnRequest(config), "dtf-yield")
     config.addinivalue_line(
@@ -127,6 +129,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--dtf-stream", default=None, help="stream test starts/ends as JSON lines")
     group.addoption("--dtf-yield-file", default=None, help="stop between tests when F exists")
     group.addoption("--dtf-test-timeout", type=float, default=None, help="per-test timeout (s)")
+    group.addoption(
+        "--dtf-select", default=None, help="JSON file: this chunk's share of split files"
+    )
 
 
 class _Stream:
@@ -185,6 +190,47 @@ class _ListFiles:
     def pytest_collection_finish(self, session: pytest.Session) -> None:
         with open(self.config.getoption("dtf_list_files"), "w", encoding="utf-8") as fh:
             fh.writelines(json.dumps({"file": f}) + "\n" for f in self.files)
+
+
+def in_share(
+    keep: Mapping[str, Collection[str]], drop: Mapping[str, Collection[str]], nodeid: str
+) -> bool:
+    """Whether a collected test belongs to this chunk (see :class:`_Select`)."""
+    file = nodeid.partition("::")[0]
+    if file in keep:
+        return nodeid in keep[file]
+    return nodeid not in drop.get(file, ())
+
+
+class _Select:
+    """Keeps a chunk to its share of the files it shares with other chunks
+    (see :func:`dtf_core.testing.split.assign`): for a file under ``keep``
+    only the listed tests run; for a file under ``drop`` everything collected
+    runs except the listed tests (those belong to other chunks). Applied after
+    every other plugin's selection (``-k``, ``-m``), on what pytest collected
+    now, so a test that appeared since the chunks were planned runs in the
+    file's owner chunk and one that vanished is not asked for."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        with open(str(config.getoption("dtf_select")), encoding="utf-8") as fh:
+            raw = json.load(fh)
+        self.keep = {f: set(ids) for f, ids in (raw.get("keep") or {}).items()}
+        self.drop = {f: set(ids) for f, ids in (raw.get("drop") or {}).items()}
+
+    def wanted(self, nodeid: str) -> bool:
+        return in_share(self.keep, self.drop, nodeid)
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_collection_modifyitems(
+        self, config: pytest.Config, items: list[pytest.Item]
+    ) -> None:
+        selected: list[pytest.Item] = []
+        deselected: list[pytest.Item] = []
+        for item in items:
+            (selected if self.wanted(_rerunnable_nodeid(item)) else deselected).append(item)
+        if deselected:
+            config.hook.pytest_deselected(items=deselected)
+            items[:] = selected
 
 
 class _YieldOnRequest:

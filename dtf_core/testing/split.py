@@ -274,21 +274,67 @@ def requirements(items: list[TestItem], cwd: str) -> dict[str, dict[str, float]]
     return out
 
 
-def compact(nodeids: list[str], per_file: dict[str, int]) -> list[str]:
-    """A chunk's targets: a file whose every collected test is in the chunk is
-    passed as the file (pytest then collects it as in a serial run, instead of
-    matching each node id: ~10 % of collection time on networkx)."""
-    in_chunk = Counter(n.partition("::")[0] for n in nodeids if "::" in n)
-    whole = {f for f, n in in_chunk.items() if n == per_file.get(f)}
+def _in_chunk(nodeids: list[str]) -> Counter[str]:
+    return Counter(n.partition("::")[0] for n in nodeids if "::" in n)
+
+
+def targets(nodeids: list[str], as_file: set[str]) -> list[str]:
+    """``nodeids`` with every test of a file in ``as_file`` replaced by the file,
+    once, where its first test was."""
     out: list[str] = []
     done: set[str] = set()
     for n in nodeids:
         file, sep, _ = n.partition("::")
-        if not sep or file not in whole:
+        if not sep or file not in as_file:
             out.append(n)
         elif file not in done:
             done.add(file)
-            out.append(file)  # once, where its first test was
+            out.append(file)
+    return out
+
+
+def assign(chunks: list[Chunk]) -> list[tuple[list[str], dict[str, dict[str, list[str]]] | None]]:
+    """Each chunk's pytest targets and selection, so that the tests that run
+    are what pytest collects *now*, whatever the collection these chunks were
+    packed from (a cache, a history) says.
+
+    Every chunk is given whole files. A file held entirely by one chunk runs as
+    the file. A file split over several chunks is collected by each of them,
+    and the ``select`` (``--dtf-select``, applied by the plugin after pytest's
+    own ``-k``/``-m``) keeps each chunk to its share: the first chunk holding
+    the file ("owner") runs everything in it *except* the tests assigned to
+    the others, so tests that appeared since the collection was made (a data
+    file that grew, a changed parametrization) run there, exactly once; tests
+    that vanished are simply not collected. Nothing depends on the cache being
+    right."""
+    owner: dict[str, int] = {}
+    held: dict[str, list[int]] = defaultdict(list)
+    for c, chunk in enumerate(chunks):
+        for f in _in_chunk(chunk.nodeids):
+            owner.setdefault(f, c)
+            held[f].append(c)
+    split_files = {f for f, cs in held.items() if len(cs) > 1}
+    out: list[tuple[list[str], dict[str, dict[str, list[str]]] | None]] = []
+    for c, chunk in enumerate(chunks):
+        mine = [f for f in _in_chunk(chunk.nodeids) if f in split_files]
+        tgts = targets(chunk.nodeids, set(_in_chunk(chunk.nodeids)))
+        if not mine:
+            out.append((tgts, None))
+            continue
+        keep: dict[str, list[str]] = {}
+        drop: dict[str, list[str]] = {}
+        for f in mine:
+            if owner[f] == c:
+                drop[f] = [
+                    n
+                    for o in held[f]
+                    if o != c
+                    for n in chunks[o].nodeids
+                    if n.partition("::")[0] == f
+                ]
+            else:
+                keep[f] = [n for n in chunk.nodeids if n.partition("::")[0] == f]
+        out.append((tgts, {"keep": keep, "drop": drop}))
     return out
 
 

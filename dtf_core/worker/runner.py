@@ -27,6 +27,7 @@ from __future__ import annotations
 import functools
 import importlib
 import importlib.metadata
+import json
 import os
 import shutil
 import socket
@@ -287,6 +288,11 @@ def _run_process(payload: model.TaskPayload, kind: model.TaskKind) -> model.Atte
             if spec.test_timeout:
                 argv.append(f"--dtf-test-timeout={spec.test_timeout}")
             argv.append(f"--dtf-yield-file={Path(tmp) / 'yield'}")
+            if spec.select and not payload.only_nodeids:
+                # Only with the planned targets: a rerun names exact node ids.
+                select = Path(tmp) / "select.json"
+                select.write_text(json.dumps(spec.select), encoding="utf-8")
+                argv.append(f"--dtf-select={select}")
             with _yield_lock:
                 _yield_dirs[payload.key] = Path(tmp)
             _ensure_importable(env)
