@@ -120,6 +120,9 @@ class TestResult:
     outcome: str  # one of TEST_OUTCOMES
     duration_s: float = 0.0
     message: str = ""
+    # The failure's traceback as pytest printed it (its --tb style), capped:
+    # the terminal summary and reports show the first few.
+    details: str = ""
 
 
 @dataclass

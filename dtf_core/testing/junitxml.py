@@ -39,6 +39,7 @@ from dtf_core import model
 OUTCOME_PROPERTY = "dtf_outcome"
 NODEID_PROPERTY = "dtf_nodeid"
 _MESSAGE_LIMIT = 1000
+_DETAILS_LIMIT = 8000  # a traceback's end says most: longer ones keep their tail
 # Which child element explains which outcome.
 _CHILD_FOR = {
     "failed": "failure",
@@ -55,7 +56,8 @@ class _Case:
     duration: float
     outcomes: list[str]  # from dtf_outcome properties; empty when absent
     has_nodeid_prop: bool
-    children: dict[str, list[tuple[str, str]]] = field(default_factory=dict)  # tag -> (type, msg)
+    # tag -> (type, message, details: the element's text, a traceback for failures)
+    children: dict[str, list[tuple[str, str, str]]] = field(default_factory=dict)
 
 
 def parse_junit(path_or_text: str | bytes | os.PathLike[str]) -> list[model.TestResult]:
@@ -75,10 +77,13 @@ def parse_junit(path_or_text: str | bytes | os.PathLike[str]) -> list[model.Test
     for c in cases:
         if c.outcomes:
             for outcome in c.outcomes:
-                msg = _message_for(c, outcome) or next(
-                    (m for d in donors.get(c.nodeid, []) if (m := _message_for(d, outcome))), ""
-                )
-                results.append(model.TestResult(c.nodeid, outcome, c.duration, msg))
+                msg, details = _message_for(c, outcome)
+                if not msg:
+                    msg, details = next(
+                        (m for d in donors.get(c.nodeid, []) if (m := _message_for(d, outcome))[0]),
+                        ("", ""),
+                    )
+                results.append(model.TestResult(c.nodeid, outcome, c.duration, msg, details))
         elif c.nodeid in donors and c in donors[c.nodeid]:
             continue
         else:
@@ -113,11 +118,15 @@ def _read_case(tc: ET.Element, pytest_xml: bool) -> _Case:
             outcomes.append(value)
         elif name == NODEID_PROPERTY and value:
             nodeid_prop = value
-    children: dict[str, list[tuple[str, str]]] = {}
+    children: dict[str, list[tuple[str, str, str]]] = {}
     for child in tc:
         if child.tag in ("failure", "error", "skipped"):
-            msg = child.get("message") or (child.text or "").strip().split("\n", 1)[0]
-            children.setdefault(child.tag, []).append((child.get("type", ""), msg[:_MESSAGE_LIMIT]))
+            text = (child.text or "").strip()
+            msg = child.get("message") or text.split("\n", 1)[0]
+            details = text[-_DETAILS_LIMIT:] if child.tag != "skipped" else ""
+            children.setdefault(child.tag, []).append(
+                (child.get("type", ""), msg[:_MESSAGE_LIMIT], details)
+            )
     nodeid = nodeid_prop or _nodeid(
         tc.get("classname", ""), tc.get("name", ""), tc.get("file", ""), pytest_xml
     )
@@ -148,21 +157,22 @@ def _nodeid(classname: str, name: str, file: str, pytest_xml: bool) -> str:
     return "::".join(p for p in (file, classname, name) if p)
 
 
-def _message_for(c: _Case, outcome: str) -> str:
+def _message_for(c: _Case, outcome: str) -> tuple[str, str]:
+    """(message, details) of the child element that explains ``outcome``."""
     entries = c.children.get(_CHILD_FOR.get(outcome, ""), [])
-    return entries[0][1] if entries else ""
+    return (entries[0][1], entries[0][2]) if entries else ("", "")
 
 
 def _generic_results(c: _Case) -> list[model.TestResult]:
     out: list[model.TestResult] = []
-    for _, msg in c.children.get("failure", []):
-        out.append(model.TestResult(c.nodeid, "failed", c.duration, msg))
-    for _, msg in c.children.get("error", []):
-        out.append(model.TestResult(c.nodeid, "error", c.duration, msg))
+    for _, msg, details in c.children.get("failure", []):
+        out.append(model.TestResult(c.nodeid, "failed", c.duration, msg, details))
+    for _, msg, details in c.children.get("error", []):
+        out.append(model.TestResult(c.nodeid, "error", c.duration, msg, details))
     if not out:
         skipped = c.children.get("skipped", [])
         if skipped:
-            typ, msg = skipped[0]
+            typ, msg, _ = skipped[0]
             outcome = "xfailed" if typ == "pytest.xfail" else "skipped"
             out.append(model.TestResult(c.nodeid, outcome, c.duration, msg))
         else:
