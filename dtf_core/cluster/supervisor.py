@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import IO, Any
 
 from dtf_core import config
+from dtf_core.backoff import backoff
 from dtf_core.cluster import hardware
 from dtf_core.cluster.scheduler_preload import REFUSED
 
@@ -101,7 +102,7 @@ class Supervisor:
         signal.signal(signal.SIGINT, self.stop)
 
     def run(self) -> int:
-        delay = self.base
+        failures = 0  # relaunches since the worker last ran long enough to count as up
         rc = 0
         while not self._stopping and (self.max_starts is None or self.starts < self.max_starts):
             self.starts += 1
@@ -113,10 +114,11 @@ class Supervisor:
             if self._stopping:
                 break
             if time.monotonic() - began >= self.stable_after:
-                delay = self.base
+                failures = 0
+            delay = backoff(failures, self.base, self.cap)
+            failures += 1
             self._say(f"dask worker exited (rc {rc}); starting it again in {delay:.1f}s")
             self._wait(delay)
-            delay = min(delay * 2, self.cap)
         return 0 if self._stopping else rc
 
     def _run_once(self) -> int:

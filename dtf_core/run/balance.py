@@ -11,25 +11,23 @@ started. They are cut in two, in pytest's order (each half keeps its modules
 together): the first half goes on as the same task, the second becomes a new
 task of the run (``<task>.s<n>``, stored like any other). Nothing runs twice.
 
-A mixin of :class:`~dtf_core.run.coordinator.Coordinator`; the attributes it
-relies on are declared below.
+A part the :class:`~dtf_core.run.coordinator.Coordinator` owns, one per run,
+given what it needs: the run's task states, a way to find a running chunk's
+Dask key, to ask the workers to yield it, and to submit.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from distributed import Client, Future
-
 from dtf_core import config
-from dtf_core.model import AttemptResult, TaskKind, TaskPayload
-from dtf_core.run.state import TaskState
+from dtf_core.model import AttemptResult, TaskKind
+from dtf_core.run.state import Submit, TaskState
 from dtf_core.store import Store
-from dtf_core.worker import runner
 
 
 @dataclass
@@ -52,23 +50,33 @@ class ChunkProgress:
 
 
 class ChunkBalancer:
-    client: Client
-    store: Store
-    run_id: str
-    states: dict[str, TaskState]
-    _inflight: dict[str, tuple[Future, list[TaskPayload]]]
-    _workers: dict[str, dict[str, Any]]
-
-    # Provided by the Coordinator.
-    def _submit(self, states: list[TaskState], only_nodeids: list[str] | None = None) -> None:
-        raise NotImplementedError
-
-    def _init_balance(self) -> None:
+    def __init__(
+        self,
+        run_id: str,
+        states: dict[str, TaskState],
+        store: Store,
+        *,
+        threads: Callable[[], int],
+        key_of: Callable[[str, int], str | None],
+        ask_yield: Callable[[str], None],
+        submit: Submit,
+        split_min_s: float | None = None,
+    ) -> None:
+        self._run_id = run_id
+        self._states = states  # the run loop's own dict: split tasks are added to it
+        self._store = store
+        self._threads = threads  # worker threads connected now
+        self._key_of = key_of  # (task id, attempt) -> the in-flight Dask key, if any
+        self._ask_yield = ask_yield  # ask the worker running that key to yield
+        self._submit = submit
         self._chunks: dict[str, ChunkProgress] = {}
-        self._balance_checked = 0.0
-        self._split_min_s = config.seconds("pytest.split-min")
+        self._checked = 0.0
+        self._split_min_s = (
+            config.seconds("pytest.split-min") if split_min_s is None else split_min_s
+        )
 
-    def _note_progress(self, msg: dict[str, Any]) -> None:
+    def note_progress(self, msg: dict[str, Any]) -> None:
+        """A running chunk published its counts (and, once, what it collected)."""
         task_id, attempt = str(msg["task_id"]), int(msg.get("attempt", 0))
         cp = self._chunks.get(task_id)
         if cp is None or cp.attempt != attempt:
@@ -77,15 +85,14 @@ class ChunkBalancer:
             cp.collected, cp.since = int(msg["collected"]), time.monotonic()
         cp.done += sum(int(v) for v in dict(msg.get("counts") or {}).values())
 
-    def _maybe_split(self) -> None:
+    def maybe_split(self) -> None:
         """Ask the chunk with the most work ahead to yield, if a thread idles."""
         now = time.monotonic()
-        if self._split_min_s <= 0 or now - self._balance_checked < 0.5:
+        if self._split_min_s <= 0 or now - self._checked < 0.5:
             return
-        self._balance_checked = now
-        pending = [s for s in self.states.values() if s.final is None]
-        threads = sum(int(w.get("nthreads", 1)) for w in self._workers.values())
-        if not pending or len(pending) >= threads or any(not s.inflight for s in pending):
+        self._checked = now
+        pending = [s for s in self._states.values() if s.final is None]
+        if not pending or len(pending) >= self._threads() or any(not s.inflight for s in pending):
             return  # every thread busy, or work is waiting to start anyway
         best: tuple[float, str] | None = None
         for st in pending:
@@ -101,28 +108,24 @@ class ChunkBalancer:
             return
         task_id = best[1]
         self._chunks[task_id].asked = True
-        attempt = self.states[task_id].attempt
-        for key, (_, payloads) in self._inflight.items():
-            if any(p.spec.task_id == task_id and p.attempt == attempt for p in payloads):
-                # Every worker looks the key up; only the one running it acts.
-                with contextlib.suppress(Exception):
-                    self.client.run(runner.request_yield, key, on_error="ignore")
-                return
+        key = self._key_of(task_id, self._states[task_id].attempt)
+        if key is not None:
+            self._ask_yield(key)
 
-    def _split_yielded(self, st: TaskState, res: AttemptResult) -> None:
+    def split_yielded(self, st: TaskState, res: AttemptResult) -> None:
         """The chunk yielded: its first half of what never started goes on as
         this task, the second half as a new task."""
         rest = res.remaining
         half = (len(rest) + 1) // 2
         first, second = rest[:half], rest[half:]
         if second:
-            n = sum(1 for t in self.states if t.startswith(f"{st.spec.task_id}.s")) + 1
+            n = sum(1 for t in self._states if t.startswith(f"{st.spec.task_id}.s")) + 1
             spec = dataclasses.replace(st.spec, task_id=f"{st.spec.task_id}.s{n}", nodeids=second)
-            self.store.add_tasks(self.run_id, [spec])
+            self._store.add_tasks(self._run_id, [spec])
             new = TaskState(spec)
-            self.states[spec.task_id] = new
-            self._submit([new])
+            self._states[spec.task_id] = new
+            self._submit([new], None)
         # This task's own tests are now what it ran and the first half: a
         # later retry of it must not run the second half's tests too.
         st.spec = dataclasses.replace(st.spec, nodeids=[*st.tests, *first])
-        self._submit([st], only_nodeids=first)
+        self._submit([st], first)

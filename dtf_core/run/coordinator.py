@@ -14,13 +14,19 @@ workers are fixed) and then ends as ``unschedulable``.
 Batching: in-process benchmark tasks are tiny next to Dask's ~1 ms per-task
 overhead, so they travel in batches (``dtf.batch`` settings); subprocess
 tasks (pytest, command) go one per Dask task.
+
+Parts: the loop keeps the I/O (Dask, DuckDB, events) and owns, one per run,
+the parts it hands explicitly what they need: :class:`~dtf_core.run.workers.WorkerView`
+(routing, hardware, distrusted workers), :class:`~dtf_core.run.recovery.SchedulerRecovery`
+(a lost scheduler) and :class:`~dtf_core.run.balance.ChunkBalancer` (splitting a
+running pytest chunk). What a finished attempt leads to is decided by the pure
+:func:`~dtf_core.run.decisions.decide`; the loop applies the answer.
 """
 
 from __future__ import annotations
 
-import contextlib
-import heapq
 import itertools
+import logging
 import math
 import queue
 import time
@@ -31,7 +37,6 @@ from typing import Any
 from distributed import Client, Future
 
 from dtf_core import config
-from dtf_core.cluster import embedded as cluster_mod
 from dtf_core.errors import Category, ClusterError, OptionError
 from dtf_core.events import (
     AttemptFailed,
@@ -42,40 +47,32 @@ from dtf_core.events import (
     TaskFinished,
     TestsProgress,
 )
-from dtf_core.model import (
-    AttemptResult,
-    Suite,
-    TaskFinal,
-    TaskKind,
-    TaskPayload,
-)
+from dtf_core.model import AttemptResult, Suite, TaskKind, TaskPayload
+from dtf_core.run import decisions
 from dtf_core.run.balance import ChunkBalancer
 from dtf_core.run.recovery import SchedulerRecovery
 from dtf_core.run.retry import RetryPolicy
 from dtf_core.run.state import (
-    BAD_TESTS,
     RunResult,
     TaskState,
     decided_attempt,
+    eta,
     exception_of,
     failed_results,
     load_states,
     new_run_id,
-    rerun_nodeids,
 )
+from dtf_core.run.waiting import WaitingTasks
+from dtf_core.run.workers import WorkerView
 from dtf_core.store import Store
 from dtf_core.worker import runner
 
-_OUTCOME_TO_STATUS = {
-    "passed": "passed",
-    "skipped": "skipped",
-    "timed_out": "timed_out",
-    "unschedulable": "unschedulable",
-    "cancelled": "cancelled",
-}
+__all__ = ["Coordinator", "RunResult"]
+
+log = logging.getLogger(__name__)
 
 
-class Coordinator(SchedulerRecovery, ChunkBalancer):
+class Coordinator:
     def __init__(
         self,
         client: Client,
@@ -98,34 +95,48 @@ class Coordinator(SchedulerRecovery, ChunkBalancer):
         self.listeners = list(listeners or [])
         # Expected seconds per task id (from history): only for the ETA.
         self.estimates = dict(estimates or {})
-        self._progress: queue.Queue[dict[str, Any]] = queue.Queue()
-        self._done: queue.Queue[Future] = queue.Queue()
-        self._inflight: dict[str, tuple[Future, list[TaskPayload]]] = {}
-        self._retry_heap: list[tuple[float, int, str]] = []
-        self._seq = itertools.count()
-        self._workers: dict[str, dict[str, Any]] = {}
-        self._workers_checked = 0.0
-        self._known_workers: set[str] = set()  # addresses already in the workers table
-        self._hardware_known: set[str] = set()  # worker names whose hardware is stored
-        self._cancelled = False
-        self._finished = 0
-        self._down_since: float | None = None  # the scheduler is gone since then
-        self._address: str | None = None
         self.scheduler_wait = config.seconds("scheduler-wait")
-        self.run_id = ""
-        self.states: dict[str, TaskState] = {}
         # Result signatures (cluster mode): ``verify`` answers None or why a
         # result is rejected; the workers that sent rejected results get no more work.
         self.verify = verify
-        self._distrusted: set[str] = set()
-        self._init_balance()
+        self._progress: queue.Queue[dict[str, Any]] = queue.Queue()
+        self._done: queue.Queue[Future] = queue.Queue()
+        self._inflight: dict[str, tuple[Future, list[TaskPayload]]] = {}
+        self._seq = itertools.count()
+        self._cancelled = False
+        self._finished = 0
+        self.run_id = ""
+        self.states: dict[str, TaskState] = {}
+
+    def _start_parts(self) -> None:
+        """The parts of the loop, fresh for the run in ``run_id`` / ``states``."""
+        self._workers = WorkerView(self.store, self.run_id)
+        rpc = self.client.scheduler
+        self._recovery = SchedulerRecovery(
+            self.run_id, self.states, self.store, self._workers,
+            emit=self._emit, end=self._end, connect=self._connect_hooks,
+            address=str(rpc.address) if rpc is not None else None,
+            embedded=self.embedded, wait=self.scheduler_wait,
+        )  # fmt: skip
+        self._balancer = ChunkBalancer(
+            self.run_id, self.states, self.store,
+            threads=self._workers.threads, key_of=self._key_of, ask_yield=self._ask_yield,
+            submit=self._submit,
+        )  # fmt: skip
+        self._waiting = WaitingTasks(
+            self.states, self._workers, refresh=self._refresh_now, submit=self._submit
+        )
+
+    def _refresh_now(self) -> None:
+        self._workers.refresh(self.client, force=True)
 
     # ------------------------------------------------------------------ events
     def _emit(self, event: Event) -> None:
         for listener in self.listeners:
-            # A broken view must not break the run.
-            with contextlib.suppress(Exception):
+            try:
                 listener(event)
+            except Exception:  # a broken view must not break the run
+                log.debug("listener %r failed on %s", listener, type(event).__name__, exc_info=True)
 
     # ------------------------------------------------------------------ public
     def cancel(self) -> None:
@@ -158,10 +169,12 @@ class Coordinator(SchedulerRecovery, ChunkBalancer):
         self.run_id = run_id
         self.states = states
         self._finished = sum(1 for s in states.values() if s.final is not None)
-        self._address = self._scheduler_address()
-        self._connect_hooks()
-        self._refresh_workers(force=True)
-        self._emit(RunStarted(run_id, suite_name, len(states), list(self._workers.values())))
+        self._start_parts()
+        self._connect_hooks(self.client)
+        self._workers.refresh(self.client, force=True)
+        self._emit(
+            RunStarted(run_id, suite_name, len(states), list(self._workers.workers.values()))
+        )
         try:
             self._submit_initial([s for s in states.values() if s.final is None])
             self._loop()
@@ -171,89 +184,33 @@ class Coordinator(SchedulerRecovery, ChunkBalancer):
             if self._cancelled:
                 self._cancel_everything()
             self.store.flush()
-            with contextlib.suppress(Exception):
+            try:
                 self.client.unsubscribe_topic("dtf-tests")
-        finals = [s.final for s in self.states.values() if s.final is not None]
-        counts: dict[str, int] = defaultdict(int)
-        for f in finals:
-            counts[f.status] += 1
-        if self._cancelled:
-            status = "cancelled"
-        elif all(f.status in ("passed", "skipped") for f in finals):
-            status = "passed"
-        else:
-            status = "failed"
+            except Exception:
+                log.debug("unsubscribing from dtf-tests failed", exc_info=True)
+        status, counts = decisions.run_status(
+            (s.final for s in self.states.values() if s.final is not None), self._cancelled
+        )
         self.store.finish_run(run_id, status, time.time())
         collected = {t: s.collected for t, s in self.states.items() if s.collected is not None}
-        result = RunResult(run_id, status, dict(counts), time.time() - started, collected)
+        result = RunResult(run_id, status, counts, time.time() - started, collected)
         self._emit(RunFinished(run_id, status, dict(counts), result.duration_s))
         return result
 
     # ------------------------------------------------------------- submission
-    def _register_plugins(self) -> None:
+    def _connect_hooks(self, client: Client) -> None:
+        """What a (re)started scheduler must be told: the worker plugin, and the
+        subscription to the per-test counts running pytest tasks publish."""
         try:
-            self.client.register_plugin(runner.ProcessGroupReaper(), name="dtf-reaper")
+            client.register_plugin(runner.ProcessGroupReaper(), name="dtf-reaper")
         except Exception as exc:  # an old worker without dtf installed, say
             raise ClusterError(f"could not install dtf's worker plugin: {exc}") from exc
-
-    def _refresh_workers(self, force: bool = False) -> None:
-        now = time.monotonic()
-        if not force and now - self._workers_checked < 1.0:
-            return
-        self._workers_checked = now
-        try:
-            self._workers = cluster_mod.current_workers(self.client)
-        except ClusterError:
-            return  # keep the last view; the health check of the scheduler is elsewhere
-        new = [
-            {"address": a, **w} for a, w in self._workers.items() if a not in self._known_workers
-        ]
-        if new:
-            self._known_workers.update(w["address"] for w in new)
-            self.store.record_workers(
-                self.run_id,
-                [
-                    {
-                        "address": w["address"],
-                        "name": w["name"],
-                        "host": w["host"],
-                        "resources": w["resources"],
-                        "hardware": {},
-                    }
-                    for w in new
-                ],
-            )
-
-    def _record_hardware(self, worker_name: str, info: dict[str, Any]) -> None:
-        """Workers report their hardware with their first result: store it once."""
-        self._hardware_known.add(worker_name)
-        for address, w in self._workers.items():
-            if w["name"] == worker_name:
-                self.store.record_workers(
-                    self.run_id,
-                    [
-                        {
-                            "address": address,
-                            "name": w["name"],
-                            "host": w["host"],
-                            "resources": w["resources"],
-                            "hardware": info,
-                        }
-                    ],
-                )
-
-    def _capable(self, requires: dict[str, float]) -> list[dict[str, Any]]:
-        return [
-            w
-            for w in self._workers.values()
-            if all(w["resources"].get(k, 0) >= v for k, v in requires.items())
-            and w["name"] not in self._distrusted
-        ]
+        client.subscribe_topic("dtf-tests", self._on_tests_event)
 
     def _submit_initial(self, states: list[TaskState]) -> None:
         ready: list[TaskState] = []
         for st in states:
-            if self._capable(st.spec.requires):
+            if self._workers.capable(st.spec.requires):
                 ready.append(st)
             else:
                 st.waiting_since = time.monotonic()
@@ -264,7 +221,7 @@ class Coordinator(SchedulerRecovery, ChunkBalancer):
             else:
                 self._submit([st])
         for group in benches.values():
-            threads = sum(w["nthreads"] for w in self._capable(group[0].spec.requires)) or 1
+            threads = sum(w["nthreads"] for w in self._workers.capable(group[0].spec.requires)) or 1
             n_batches = min(len(group), threads * int(config.get("batch.per-thread")))
             size = max(1, math.ceil(len(group) / max(1, n_batches)))
             size = min(size, int(config.get("batch.max-size")))
@@ -293,20 +250,34 @@ class Coordinator(SchedulerRecovery, ChunkBalancer):
             payloads,
             key=key,
             resources=dict(first.spec.requires) or None,
-            workers=self._trusted_addresses(),
+            workers=self._workers.trusted_addresses(),
             pure=False,
             retries=0,  # dtf decides retries: Dask's retries know nothing of categories
         )
         self._inflight[key] = (fut, payloads)
         fut.add_done_callback(self._done.put)
 
+    def _key_of(self, task_id: str, attempt: int) -> str | None:
+        """The Dask key of a task's in-flight attempt (a batch's key for a batched one)."""
+        for key, (_, payloads) in self._inflight.items():
+            if any(p.spec.task_id == task_id and p.attempt == attempt for p in payloads):
+                return key
+        return None
+
+    def _ask_yield(self, key: str) -> None:
+        # Every worker looks the key up; only the one running it acts.
+        try:
+            self.client.run(runner.request_yield, key, on_error="ignore")
+        except Exception:
+            log.debug("asking the workers to yield %s failed", key, exc_info=True)
+
     # -------------------------------------------------------------- the loop
     def _loop(self) -> None:
         while not self._all_final():
             if self._cancelled:
                 return
-            if self._down_since is not None:
-                self._check_scheduler()
+            if self._recovery.down:
+                self.client = self._recovery.poll(self.client)
             try:
                 fut = self._done.get(timeout=0.1)
             except queue.Empty:
@@ -318,17 +289,17 @@ class Coordinator(SchedulerRecovery, ChunkBalancer):
                 except queue.Empty:
                     fut = None
             self._drain_progress()
-            if self._down_since is not None:
+            if self._recovery.down:
                 # Nothing can be submitted, and nothing is unschedulable, while
                 # there is no scheduler.
                 if self.store.should_flush():
                     self.store.flush()
                 continue
-            self._submit_due_retries()
-            self._maybe_split()
-            if any(s.waiting_since is not None for s in self.states.values()):
-                self._refresh_workers()
-                self._submit_waiting()
+            self._waiting.submit_due()
+            self._balancer.maybe_split()
+            if self._waiting.any_waiting():
+                self._workers.refresh(self.client)
+                self._waiting.submit_ready()
                 self._expire_waiting()
             if self.store.should_flush():
                 self.store.flush()
@@ -345,25 +316,9 @@ class Coordinator(SchedulerRecovery, ChunkBalancer):
                 msg = self._progress.get_nowait()
             except queue.Empty:
                 return
-            self._note_progress(msg)
+            self._balancer.note_progress(msg)
             if msg["counts"]:
                 self._emit(TestsProgress(self.run_id, str(msg["task_id"]), dict(msg["counts"])))
-
-    def _eta(self) -> float | None:
-        """Seconds left by the estimates, scaled by how the finished ones went."""
-        if not self.estimates:
-            return None
-        done_est = done_real = left = 0.0
-        for task_id, st in self.states.items():
-            est = self.estimates.get(task_id, 0.0)
-            if st.final is None:
-                left += est
-            else:
-                done_est += est
-                done_real += st.wall_s
-        scale = done_real / done_est if done_est > 0 and done_real > 0 else 1.0
-        slots = sum(int(w.get("nthreads", 1)) for w in self._workers.values()) or 1
-        return left * scale / slots
 
     def _all_final(self) -> bool:
         return self._finished >= len(self.states)
@@ -380,11 +335,11 @@ class Coordinator(SchedulerRecovery, ChunkBalancer):
                 results = failed_results(payloads, lost)
             else:
                 if self.verify is not None:
-                    results = [self._verified(r) for r in results]
+                    results = [self._workers.verified(r, self.verify) for r in results]
         else:
             error = exception_of(fut)
             if error is not None and "scheduler-connection-lost" in str(error):
-                self._scheduler_lost(payloads, "lost the connection to the scheduler")
+                self._recovery.lost(payloads, "lost the connection to the scheduler")
                 return
             results = failed_results(payloads, error)
         fut.release()
@@ -395,125 +350,62 @@ class Coordinator(SchedulerRecovery, ChunkBalancer):
         st = self.states.get(res.task_id)
         if st is None or st.final is not None or res.attempt != st.attempt:
             return  # a stale duplicate of an attempt already decided
-        st.inflight = False
         self.store.add_attempt(res)
-        if res.worker_info and res.worker not in self._hardware_known:
-            self._record_hardware(res.worker, res.worker_info)
-        st.wall_s += res.wall_s
-        if res.collected is not None and st.collected is None:
-            st.collected = res.collected
-        for t in res.tests:
-            # Later attempts (reruns, continuations) overlay earlier ones per test;
-            # within one attempt a test may report twice (failed + teardown error).
-            if t.outcome in BAD_TESTS or st.tests.get(t.nodeid, (0, ""))[0] != res.attempt:
-                st.tests[t.nodeid] = (res.attempt, t.outcome)
-        if res.yielded and res.remaining and st.spec.kind is TaskKind.PYTEST:
-            self._split_yielded(st, res)  # a worker was idle: share what never started
-            return
-        if res.remaining and st.spec.kind is TaskKind.PYTEST:
+        self._workers.record_hardware(res)
+        st.record(res)
+        decision = decisions.decide(st, res, self.policy)
+        if isinstance(decision, decisions.Split):
+            self._balancer.split_yielded(st, res)  # a worker was idle: share what never started
+        elif isinstance(decision, decisions.Continue):
             # pytest died mid-chunk (a crash or a per-test timeout): the test that
             # was running is recorded; the ones that never started run now, in a
             # fresh process. Not a retry: nothing is run twice.
-            self._submit([st], only_nodeids=res.remaining)
-            return
-        outcome, category, message = res.outcome, res.category, res.message
-        if st.tests and outcome in ("passed", "skipped", "failed"):
-            bad = sorted(n for n, (_, o) in st.tests.items() if o in BAD_TESTS)
-            if bad:
-                outcome, category = "failed", category or Category.TEST_FAILURE.value
-                message = f"{len(bad)} test(s) failed, first: {bad[0]}"
-            elif outcome == "failed" and category == Category.TEST_FAILURE.value:
-                outcome, category = "passed", None  # every failure was rerun and passed
-        if outcome in ("passed", "skipped"):
-            flaky = st.failed_before and outcome == "passed"
-            self._finalize(st, outcome, res, flaky=flaky, message=message)
-            return
-        category = category or Category.INFRASTRUCTURE.value
-        if outcome == "unschedulable" or category == Category.UNSCHEDULABLE.value:
-            self._finalize(st, "unschedulable", res, category=category)
-            return
-        genuine = category in (Category.TEST_FAILURE.value, Category.TIMEOUT.value)
-        if self.policy.should_retry(st.spec, category, st.transient_used, st.reruns_used):
-            if genuine:
-                st.reruns_used += 1
-                st.failed_before = True
-            else:
-                st.transient_used += 1
-            delay = self.policy.delay(st.attempt)
+            self._submit([st], only_nodeids=decision.nodeids)
+        elif isinstance(decision, decisions.Retry):
+            decisions.charge(st, decision)
             self._emit(
                 AttemptFailed(
-                    self.run_id, st.spec.task_id, res.attempt, category, message, res.worker, delay
+                    self.run_id, st.spec.task_id, res.attempt, decision.category,
+                    decision.message, res.worker, decision.delay,
                 )
-            )
-            st.retry_nodeids = rerun_nodeids(st) if genuine else None
-            heapq.heappush(
-                self._retry_heap, (time.monotonic() + delay, next(self._seq), st.spec.task_id)
-            )
-            return
-        self._emit(
-            AttemptFailed(self.run_id, st.spec.task_id, res.attempt, category, message, res.worker)
-        )
-        status = _OUTCOME_TO_STATUS.get(outcome, "failed")
-        if category == Category.CANCELLED.value:
-            status = "cancelled"
-        self._finalize(st, status, res, category=category, message=message)
-
-    def _submit_due_retries(self) -> None:
-        now = time.monotonic()
-        while self._retry_heap and self._retry_heap[0][0] <= now:
-            _, _, task_id = heapq.heappop(self._retry_heap)
-            st = self.states[task_id]
-            if st.final is not None:
-                continue
-            if not self._capable(st.spec.requires):
-                self._refresh_workers(force=True)
-            if self._capable(st.spec.requires):
-                self._submit([st], only_nodeids=st.retry_nodeids)
-            else:
-                st.waiting_since = time.monotonic()
-
-    def _submit_waiting(self) -> None:
-        for st in self.states.values():
-            if (
-                st.waiting_since is not None
-                and st.final is None
-                and self._capable(st.spec.requires)
-            ):
-                self._submit([st], only_nodeids=st.retry_nodeids)
+            )  # fmt: skip
+            self._waiting.retry_after(st.spec.task_id, decision.delay)
+        else:
+            if decision.failed_attempt:  # not retried
+                self._emit(
+                    AttemptFailed(
+                        self.run_id, st.spec.task_id, res.attempt, decision.category or "",
+                        decision.message, res.worker,
+                    )
+                )  # fmt: skip
+            self._finalize(
+                st, decision.status, res,
+                flaky=decision.flaky, category=decision.category, message=decision.message,
+            )  # fmt: skip
 
     def _expire_waiting(self) -> None:
         now = time.monotonic()
         for st in self.states.values():
-            if st.waiting_since is None or st.final is not None:
-                continue
-            if now - st.waiting_since < self.unschedulable_timeout:
+            if not decisions.waited_too_long(st, now, self.unschedulable_timeout):
                 continue
             st.attempt += 1
-            need = ", ".join(f"{k}={v:g}" for k, v in sorted(st.spec.requires.items()))
-            have = (
-                "; ".join(
-                    f"{w['name']}: "
-                    + (", ".join(f"{k}={v:g}" for k, v in sorted(w["resources"].items())) or "none")
-                    for w in self._workers.values()
-                )
-                or "no workers"
-            )
-            res = decided_attempt(
-                self.run_id,
-                st.spec.task_id,
-                st.attempt,
-                "unschedulable",
-                Category.UNSCHEDULABLE,
-                f"no worker has {need} (workers: {have})",
-            )
             st.waiting_since = None
-            self.store.add_attempt(res)
+            message = self._workers.no_worker_message(st.spec.requires)
+            self._end(st, "unschedulable", Category.UNSCHEDULABLE, message, announce=True)
+
+    def _end(
+        self, st: TaskState, status: str, category: Category, message: str, announce: bool = False
+    ) -> None:
+        """End a task with an attempt the coordinator decided itself (no worker
+        result to go by): cancelled, unschedulable, no scheduler."""
+        outcome = "error" if status == "failed" else status
+        res = decided_attempt(self.run_id, st.spec.task_id, st.attempt, outcome, category, message)
+        self.store.add_attempt(res)
+        if announce:
             self._emit(
-                AttemptFailed(
-                    self.run_id, st.spec.task_id, st.attempt, res.category or "", res.message, ""
-                )
+                AttemptFailed(self.run_id, st.spec.task_id, st.attempt, category.value, message, "")
             )
-            self._finalize(st, "unschedulable", res, category=res.category)
+        self._finalize(st, status, res, category=res.category)
 
     def _finalize(
         self,
@@ -525,76 +417,27 @@ class Coordinator(SchedulerRecovery, ChunkBalancer):
         category: str | None = None,
         message: str | None = None,
     ) -> None:
-        st.final = TaskFinal(
-            task_id=st.spec.task_id,
-            status=status,
-            category=category if status not in ("passed", "skipped") else None,
-            message=res.message if message is None else message,
-            attempts=st.attempt,
-            flaky=flaky,
-            wall_s=st.wall_s,
-            worker=res.worker,
-        )
-        self.store.finish_task(self.run_id, st.final)
+        final = st.finish(status, res, flaky=flaky, category=category, message=message)
+        self.store.finish_task(self.run_id, final)
         self._finished += 1
-        done = self._finished
         self._emit(
             TaskFinished(
-                self.run_id,
-                st.spec.task_id,
-                status,
-                st.final.category,
-                st.final.message,
-                st.wall_s,
-                res.worker,
-                flaky,
-                done,
-                len(self.states),
-                self._eta(),
+                self.run_id, st.spec.task_id, status, final.category, final.message,
+                st.wall_s, res.worker, flaky, self._finished, len(self.states),
+                eta(self.states, self.estimates, self._workers.threads()),
             )
-        )
+        )  # fmt: skip
 
     def _cancel_everything(self) -> None:
         futures = [f for f, _ in self._inflight.values()]
-        with contextlib.suppress(Exception):
+        try:
             self.client.cancel(futures, force=True)
+        except Exception:
+            log.debug("cancelling %d in-flight future(s) failed", len(futures), exc_info=True)
         self._inflight.clear()
         for st in self.states.values():
             if st.final is None:
                 # The in-flight attempt never reported; a waiting one gets a new number.
                 if not st.inflight:
                     st.attempt += 1
-                res = decided_attempt(
-                    self.run_id,
-                    st.spec.task_id,
-                    st.attempt,
-                    "cancelled",
-                    Category.CANCELLED,
-                    "the run was cancelled",
-                )
-                self.store.add_attempt(res)
-                self._finalize(st, "cancelled", res, category=Category.CANCELLED.value)
-
-    # ------------------------------------------------------ result signatures
-    def _verified(self, res: AttemptResult) -> AttemptResult:
-        """``res`` if its signature holds; else a failed attempt of category
-        ``security`` (retried under the task's ``retries``, on other workers)."""
-        assert self.verify is not None
-        reason = self.verify(res)
-        if reason is None:
-            return res
-        # The name is what the result claims: a forger can only get an honest
-        # worker distrusted (denial of service), never get a result accepted.
-        self._distrusted.add(res.worker)
-        return AttemptResult(
-            run_id=res.run_id, task_id=res.task_id, attempt=res.attempt, outcome="error",
-            category=Category.SECURITY.value,
-            message=f"result rejected: {reason}; no more work goes to worker {res.worker!r}",
-            worker=res.worker, started_at=res.started_at, finished_at=time.time(),
-        )  # fmt: skip
-
-    def _trusted_addresses(self) -> list[str] | None:
-        """Restrict placement once some worker is distrusted (Dask has no "not there")."""
-        if not self._distrusted:
-            return None
-        return [a for a, w in self._workers.items() if w["name"] not in self._distrusted]
+                self._end(st, "cancelled", Category.CANCELLED, "the run was cancelled")

@@ -1,93 +1,85 @@
 """What a run does when its scheduler goes away (external clusters).
 
 Dask cancels every in-flight future with ``scheduler-connection-lost`` at once;
-its client reconnects by itself only within its own timeout. The coordinator
-records those attempts without charging retry budgets, waits (re-creating the
-client if it gave up), tells the new scheduler again what it must know (the
-worker plugin, the event subscription) and resubmits what is unfinished.
+its client reconnects by itself only within its own timeout. The run records
+those attempts without charging retry budgets, waits (re-creating the client
+if it gave up), tells the new scheduler again what it must know (the worker
+plugin, the event subscription) and resubmits what is unfinished; after
+``dtf.scheduler-wait`` it gives up and fails what is left.
 
-A mixin of :class:`~dtf_core.run.coordinator.Coordinator`, kept apart so the run
-loop reads without the recovery path; the attributes and methods it relies on
-are declared below.
+A part the :class:`~dtf_core.run.coordinator.Coordinator` owns, one per run,
+given explicitly what it needs (the store, the run's task states, its view of
+the workers, and callbacks to emit, end a task and reconnect). The client stays
+the loop's: :meth:`SchedulerRecovery.poll` hands back the one to go on with.
 """
 
 from __future__ import annotations
 
-import contextlib
+import logging
 import time
-from typing import Any
+from collections.abc import Callable
 
 from distributed import Client
 
-from dtf_core.cluster import embedded as cluster_mod
-from dtf_core.errors import Category, ClusterError
+from dtf_core.errors import Category
 from dtf_core.events import ClusterChanged, Event
-from dtf_core.model import AttemptResult, TaskPayload
+from dtf_core.model import TaskPayload
 from dtf_core.run.state import TaskState, decided_attempt
+from dtf_core.run.workers import WorkerView
 from dtf_core.store import Store
+
+log = logging.getLogger(__name__)
+
+# end(state, status, category, message): end a task with an attempt the run
+# loop decided itself (stored and announced).
+End = Callable[[TaskState, str, Category, str], None]
 
 
 class SchedulerRecovery:
-    client: Client
-    store: Store
-    embedded: bool
-    run_id: str
-    states: dict[str, TaskState]
-    scheduler_wait: float
-    _down_since: float | None
-    _address: str | None
-    _workers: dict[str, dict[str, Any]]
-
-    # Provided by the Coordinator.
-    def _emit(self, event: Event) -> None:
-        raise NotImplementedError
-
-    def _register_plugins(self) -> None:
-        raise NotImplementedError
-
-    def _on_tests_event(self, event: tuple[float, Any]) -> None:
-        raise NotImplementedError
-
-    def _refresh_workers(self, force: bool = False) -> None:
-        raise NotImplementedError
-
-    def _finalize(
+    def __init__(
         self,
-        st: TaskState,
-        status: str,
-        res: AttemptResult,
+        run_id: str,
+        states: dict[str, TaskState],
+        store: Store,
+        workers: WorkerView,
         *,
-        flaky: bool = False,
-        category: str | None = None,
-        message: str | None = None,
+        emit: Callable[[Event], None],
+        end: End,
+        connect: Callable[[Client], None],
+        address: str | None,
+        embedded: bool,
+        wait: float,
     ) -> None:
-        raise NotImplementedError
+        self._run_id = run_id
+        self._states = states
+        self._store = store
+        self._workers = workers
+        self._emit = emit
+        self._end = end
+        self._connect = connect  # what a (re)started scheduler must be told again
+        self._address = address  # where to connect a new client
+        self._embedded = embedded
+        self._wait = wait  # seconds to wait for the scheduler before giving up
+        self.down_since: float | None = None  # the scheduler is gone since then
 
-    def _connect_hooks(self) -> None:
-        """What a (re)started scheduler must be told again."""
-        self._register_plugins()
-        # Running pytest tasks publish per-test counts as Dask events.
-        self.client.subscribe_topic("dtf-tests", self._on_tests_event)
+    @property
+    def down(self) -> bool:
+        return self.down_since is not None
 
-    def _scheduler_address(self) -> str | None:
-        rpc = self.client.scheduler
-        return str(rpc.address) if rpc is not None else None
-
-    # ------------------------------------------------------ scheduler loss
-    def _scheduler_lost(self, payloads: list[TaskPayload], message: str) -> None:
+    def lost(self, payloads: list[TaskPayload], message: str) -> None:
         """Futures were cancelled because the scheduler went away. Record the
         attempts, charge no retry budget, and resubmit once it is back."""
-        if self._down_since is None:
-            self._down_since = time.monotonic()
-            self._emit(ClusterChanged(self.run_id, "scheduler-lost", message))
+        if self.down_since is None:
+            self.down_since = time.monotonic()
+            self._emit(ClusterChanged(self._run_id, "scheduler-lost", message))
         for p in payloads:
-            st = self.states.get(p.spec.task_id)
+            st = self._states.get(p.spec.task_id)
             if st is None or st.final is not None or p.attempt != st.attempt:
                 continue
             st.inflight = False
-            self.store.add_attempt(
+            self._store.add_attempt(
                 decided_attempt(
-                    self.run_id,
+                    self._run_id,
                     p.spec.task_id,
                     p.attempt,
                     "error",
@@ -97,50 +89,45 @@ class SchedulerRecovery:
             )
             st.waiting_since = time.monotonic()
 
-    def _check_scheduler(self) -> None:
-        assert self._down_since is not None
-        down_for = time.monotonic() - self._down_since
-        if down_for > self.scheduler_wait:
-            self._give_up_on_scheduler(down_for)
-            return
-        if self.client.status in ("closed", "closing") and not self.embedded and self._address:
+    def poll(self, client: Client) -> Client:
+        """While the scheduler is gone: check whether it is back. Answers the
+        client to go on with (a new one if the old one gave up reconnecting)."""
+        assert self.down_since is not None
+        down_for = time.monotonic() - self.down_since
+        if down_for > self._wait:
+            self._give_up(down_for)
+            return client
+        if client.status in ("closed", "closing") and not self._embedded and self._address:
             # The client stops reconnecting after its own timeout: start a new one.
-            with contextlib.suppress(Exception):
-                self.client = Client(
-                    self._address, timeout=2, set_as_default=False, security=self.client.security
+            try:
+                client = Client(
+                    self._address, timeout=2, set_as_default=False, security=client.security
                 )
-        if self.client.status != "running":
-            return
+            except Exception:
+                log.debug("the scheduler at %s is not back yet", self._address, exc_info=True)
+        if client.status != "running" or not self._workers.probe(client, timeout=2):
+            return client
+        self.down_since = None
         try:
-            self._workers = cluster_mod.current_workers(self.client, timeout=2)
-        except ClusterError:
-            return
-        self._down_since = None
-        with contextlib.suppress(Exception):
-            self._connect_hooks()
-        waiting = [s for s in self.states.values() if s.final is None and s.waiting_since]
+            self._connect(client)
+        except Exception:
+            log.debug("telling the new scheduler what it must know failed", exc_info=True)
+        waiting = [s for s in self._states.values() if s.final is None and s.waiting_since]
         for st in waiting:
             st.waiting_since = time.monotonic()  # the unschedulable clock starts now
         self._emit(
             ClusterChanged(
-                self.run_id, "scheduler-back",
+                self._run_id, "scheduler-back",
                 f"scheduler back after {down_for:.1f}s; resubmitting {len(waiting)} task(s)",
             )
         )  # fmt: skip
-        self._refresh_workers(force=True)
+        self._workers.refresh(client, force=True)
+        return client
 
-    def _give_up_on_scheduler(self, down_for: float) -> None:
-        for st in self.states.values():
+    def _give_up(self, down_for: float) -> None:
+        for st in self._states.values():
             if st.final is not None:
                 continue
             st.attempt += 1
-            res = decided_attempt(
-                self.run_id,
-                st.spec.task_id,
-                st.attempt,
-                "error",
-                Category.INFRASTRUCTURE,
-                f"the scheduler did not come back within {down_for:.0f}s",
-            )
-            self.store.add_attempt(res)
-            self._finalize(st, "failed", res, category=res.category)
+            message = f"the scheduler did not come back within {down_for:.0f}s"
+            self._end(st, "failed", Category.INFRASTRUCTURE, message)

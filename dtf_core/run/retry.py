@@ -10,6 +10,7 @@ import random
 from dataclasses import dataclass
 
 from dtf_core import config
+from dtf_core.backoff import backoff
 from dtf_core.errors import Category
 from dtf_core.model import TaskSpec
 
@@ -51,11 +52,7 @@ class RetryPolicy:
     def delay(self, attempt: int, rng: random.Random | None = None) -> float:
         """Seconds to wait before attempt ``attempt + 1`` (``attempt`` >= 1).
 
-        Exponential, capped, with symmetric jitter so that many tasks failing
-        at once (a lost worker) do not come back in one burst.
+        Exponential, capped, with symmetric jitter (:func:`dtf_core.backoff.backoff`)
+        so that many tasks failing at once (a lost worker) do not come back in one burst.
         """
-        base = min(self.backoff_max, self.backoff_base * (2 ** max(0, attempt - 1)))
-        if self.jitter <= 0:
-            return base
-        r = (rng or random).uniform(-self.jitter, self.jitter)
-        return max(0.0, base * (1.0 + r))
+        return backoff(attempt - 1, self.backoff_base, self.backoff_max, self.jitter, rng)

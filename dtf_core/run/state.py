@@ -10,6 +10,7 @@ from __future__ import annotations
 import secrets
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -53,6 +54,46 @@ class TaskState:
     # pytest chunks given files: what the first attempt that got that far collected.
     collected: list[dict[str, Any]] | None = None
 
+    def record(self, res: AttemptResult) -> None:
+        """Fold what the current attempt reported into what the task has done."""
+        self.inflight = False
+        self.wall_s += res.wall_s
+        if res.collected is not None and self.collected is None:
+            self.collected = res.collected
+        for t in res.tests:
+            # Later attempts (reruns, continuations) overlay earlier ones per test;
+            # within one attempt a test may report twice (failed + teardown error).
+            if t.outcome in BAD_TESTS or self.tests.get(t.nodeid, (0, ""))[0] != res.attempt:
+                self.tests[t.nodeid] = (res.attempt, t.outcome)
+
+    def finish(
+        self,
+        status: str,
+        res: AttemptResult,
+        *,
+        flaky: bool = False,
+        category: str | None = None,
+        message: str | None = None,
+    ) -> TaskFinal:
+        """End the task with ``status`` after its attempt ``res``; its final record
+        (no category for a pass; ``message`` None keeps the attempt's own)."""
+        self.final = TaskFinal(
+            task_id=self.spec.task_id,
+            status=status,
+            category=category if status not in ("passed", "skipped") else None,
+            message=res.message if message is None else message,
+            attempts=self.attempt,
+            flaky=flaky,
+            wall_s=self.wall_s,
+            worker=res.worker,
+        )
+        return self.final
+
+
+# How the run loop's parts submit: these task states as one Dask task,
+# optionally only these pytest node ids.
+Submit = Callable[[list[TaskState], list[str] | None], None]
+
 
 def rerun_nodeids(st: TaskState) -> list[str] | None:
     """Rerun only a pytest task's failing tests; None reruns it whole."""
@@ -60,6 +101,23 @@ def rerun_nodeids(st: TaskState) -> list[str] | None:
         return None
     bad = sorted(n for n, (_, o) in st.tests.items() if o in BAD_TESTS)
     return bad or None
+
+
+def eta(states: dict[str, TaskState], estimates: dict[str, float], slots: int) -> float | None:
+    """Seconds left by the estimates (from history), scaled by how the finished
+    ones went, over ``slots`` worker threads; None without estimates."""
+    if not estimates:
+        return None
+    done_est = done_real = left = 0.0
+    for task_id, st in states.items():
+        est = estimates.get(task_id, 0.0)
+        if st.final is None:
+            left += est
+        else:
+            done_est += est
+            done_real += st.wall_s
+    scale = done_real / done_est if done_est > 0 and done_real > 0 else 1.0
+    return left * scale / (slots or 1)
 
 
 def decided_attempt(

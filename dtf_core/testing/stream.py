@@ -9,8 +9,8 @@ While pytest runs, :class:`Tail` follows the file to report live progress.
 
 from __future__ import annotations
 
-import contextlib
 import json
+import logging
 import signal
 import threading
 from collections import Counter
@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from dtf_core.model import TestResult
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -174,5 +176,7 @@ class Tail(threading.Thread):
                 collected = sum(1 for r in rec.get("items") or [] if "problem" not in r)
         if counts or collected is not None:
             # Progress is best effort; the results still come back with the task.
-            with contextlib.suppress(Exception):
+            try:
                 self.publish(dict(counts), collected)
+            except Exception:
+                log.debug("publishing pytest progress failed", exc_info=True)
