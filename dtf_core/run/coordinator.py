@@ -50,9 +50,11 @@ from dtf_core.events import (
 from dtf_core.model import AttemptResult, Suite, TaskKind, TaskPayload
 from dtf_core.run import decisions
 from dtf_core.run.balance import ChunkBalancer
+from dtf_core.run.maxfail import FailureLimit
 from dtf_core.run.recovery import SchedulerRecovery
 from dtf_core.run.retry import RetryPolicy
 from dtf_core.run.state import (
+    BAD_TESTS,
     RunResult,
     TaskState,
     decided_attempt,
@@ -84,6 +86,7 @@ class Coordinator:
         listeners: list[Listener] | None = None,
         estimates: dict[str, float] | None = None,
         verify: Callable[[AttemptResult], str | None] | None = None,
+        max_failures: int | None = None,
     ) -> None:
         self.client = client
         self.store = store
@@ -104,6 +107,9 @@ class Coordinator:
         self._inflight: dict[str, tuple[Future, list[TaskPayload]]] = {}
         self._seq = itertools.count()
         self._cancelled = False
+        # -x / --maxfail N over the whole run (None: never stop early).
+        self.max_failures = max_failures
+        self._stopping = False
         self._finished = 0
         self.run_id = ""
         self.states: dict[str, TaskState] = {}
@@ -123,6 +129,8 @@ class Coordinator:
             threads=self._workers.threads, key_of=self._key_of, ask_yield=self._ask_yield,
             submit=self._submit,
         )  # fmt: skip
+        self._limit = FailureLimit(self.max_failures)
+        self._stopping = False
         self._waiting = WaitingTasks(
             self.states, self._workers, refresh=self._refresh_now, submit=self._submit
         )
@@ -319,6 +327,8 @@ class Coordinator:
             self._balancer.note_progress(msg)
             if msg["counts"]:
                 self._emit(TestsProgress(self.run_id, str(msg["task_id"]), dict(msg["counts"])))
+                self._limit.note_stream(str(msg["task_id"]), msg["counts"])
+        self._stop_at_failure_limit()
 
     def _all_final(self) -> bool:
         return self._finished >= len(self.states)
@@ -353,7 +363,7 @@ class Coordinator:
         self.store.add_attempt(res)
         self._workers.record_hardware(res)
         st.record(res)
-        decision = decisions.decide(st, res, self.policy)
+        decision = decisions.decide(st, res, self.policy, stopping=self._stopping)
         if isinstance(decision, decisions.Split):
             self._balancer.split_yielded(st, res)  # a worker was idle: share what never started
         elif isinstance(decision, decisions.Continue):
@@ -420,6 +430,8 @@ class Coordinator:
         final = st.finish(status, res, flaky=flaky, category=category, message=message)
         self.store.finish_task(self.run_id, final)
         self._finished += 1
+        bad = sum(1 for _, o in st.tests.values() if o in BAD_TESTS)
+        self._limit.note_final(st.spec.task_id, status, bad)
         self._emit(
             TaskFinished(
                 self.run_id, st.spec.task_id, status, final.category, final.message,
@@ -427,6 +439,32 @@ class Coordinator:
                 eta(self.states, self.estimates, self._workers.threads()),
             )
         )  # fmt: skip
+
+    def _stop_at_failure_limit(self) -> None:
+        """``--maxfail`` reached: nothing new starts, running pytest chunks stop
+        after their current test (their results, failures included, are
+        recorded), other running work is cancelled, the rest ends cancelled."""
+        if self._stopping or not self._limit.reached():
+            return
+        self._stopping = True
+        for key, (fut, payloads) in list(self._inflight.items()):
+            if all(p.spec.kind is TaskKind.PYTEST for p in payloads):
+                self._ask_yield(key)
+                continue
+            self._inflight.pop(key, None)
+            try:
+                self.client.cancel([fut], force=True)
+            except Exception:
+                log.debug("cancelling %s failed", key, exc_info=True)
+            for p in payloads:
+                st = self.states[p.spec.task_id]
+                if st.final is None:
+                    st.inflight = False
+                    self._end(st, "cancelled", Category.CANCELLED, decisions.STOPPED)
+        for st in self.states.values():
+            if st.final is None and not st.inflight:
+                st.attempt += 1  # a waiting task never started this attempt
+                self._end(st, "cancelled", Category.CANCELLED, decisions.STOPPED)
 
     def _cancel_everything(self) -> None:
         futures = [f for f, _ in self._inflight.values()]

@@ -86,10 +86,34 @@ Decision = Split | Continue | Retry | Final
 
 
 def decide(
-    st: TaskState, res: AttemptResult, policy: RetryPolicy, rng: random.Random | None = None
+    st: TaskState,
+    res: AttemptResult,
+    policy: RetryPolicy,
+    rng: random.Random | None = None,
+    *,
+    stopping: bool = False,
 ) -> Decision:
     """What to do after ``res``, the current attempt of ``st``, already folded
-    into ``st`` (its tests overlaid). Reads ``st``; changes nothing."""
+    into ``st`` (its tests overlaid). Reads ``st``; changes nothing.
+
+    ``stopping``: the run reached its ``--maxfail``; nothing more runs, so a
+    task that would go on ends with what it ran (failed if a test failed)."""
+    decision = _decide(st, res, policy, rng)
+    if not stopping or isinstance(decision, Final):
+        return decision
+    bad = sorted(n for n, (_, o) in st.tests.items() if o in BAD_TESTS)
+    if bad:
+        message = f"{len(bad)} test(s) failed, first: {bad[0]}"
+        return Final("failed", Category.TEST_FAILURE.value, message, failed_attempt=True)
+    return Final("cancelled", Category.CANCELLED.value, STOPPED)
+
+
+STOPPED = "not finished: the run stopped at its failure limit (--maxfail / -x)"
+
+
+def _decide(
+    st: TaskState, res: AttemptResult, policy: RetryPolicy, rng: random.Random | None
+) -> Decision:
     pytest = st.spec.kind is TaskKind.PYTEST
     if res.remaining and pytest:
         return Split() if res.yielded else Continue(list(res.remaining))

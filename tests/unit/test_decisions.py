@@ -15,6 +15,7 @@ from dtf_core.backoff import backoff
 from dtf_core.errors import Category
 from dtf_core.model import AttemptResult, TaskFinal, TaskKind, TaskSpec
 from dtf_core.run.decisions import (
+    STOPPED,
     Continue,
     Decision,
     Final,
@@ -26,6 +27,7 @@ from dtf_core.run.decisions import (
     run_status,
     waited_too_long,
 )
+from dtf_core.run.maxfail import FailureLimit
 from dtf_core.run.retry import RetryPolicy
 from dtf_core.run.state import TaskState
 
@@ -391,3 +393,97 @@ def test_backoff_jitter_is_symmetric_and_bounded() -> None:
     assert min(delays) >= 2.0 and max(delays) <= 6.0
     assert min(delays) < 2.5 and max(delays) > 5.5
     assert backoff(2, 1.0, 100.0, 0.0, rng) == 4.0
+
+
+# ---- -x / --maxfail over a whole run (run.maxfail, decide(stopping=True))
+
+
+def test_no_limit_never_stops() -> None:
+    limit = FailureLimit(None)
+    limit.note_final("a", "failed", 50)
+    assert not limit.reached()
+    assert not FailureLimit(0).reached()
+
+
+def test_streamed_then_stored_failures_count_once() -> None:
+    limit = FailureLimit(3)
+    limit.note_stream("c1", {"failed": 1, "passed": 4})
+    limit.note_stream("c1", {"error": 1})
+    assert limit.count() == 2 and not limit.reached()
+    limit.note_final("c1", "failed", 2)  # the same two, now stored
+    assert limit.count() == 2
+    limit.note_final("cmd", "timed_out", 0)  # a failed task without tests counts 1
+    assert limit.count() == 3 and limit.reached()
+
+
+def test_passed_and_skipped_tasks_do_not_count() -> None:
+    limit = FailureLimit(1)
+    limit.note_final("a", "passed", 0)
+    limit.note_final("b", "skipped", 0)
+    limit.note_final("c", "cancelled", 0)
+    assert limit.count() == 0
+
+
+STOP_ROWS = [
+    # (row, expected decision once stopping)
+    (
+        Row(
+            "yielded chunk with a failure ends failed",
+            "failed",
+            "test-failure",
+            Split(),
+            kind=P,
+            tests=[("t.py::a", "failed"), ("t.py::b", "passed")],
+            remaining=["t.py::c"],
+            yielded=True,
+        ),
+        Final("failed", "test-failure", "1 test(s) failed, first: t.py::a", failed_attempt=True),
+    ),
+    (
+        Row(
+            "yielded clean chunk ends cancelled",
+            "passed",
+            None,
+            Split(),
+            kind=P,
+            tests=[("t.py::a", "passed")],
+            remaining=["t.py::c"],
+            yielded=True,
+        ),
+        Final("cancelled", "cancelled", STOPPED),
+    ),
+    (
+        Row(
+            "crashed chunk does not continue",
+            "failed",
+            "test-failure",
+            Continue(["t.py::c"]),
+            kind=P,
+            tests=[("t.py::a", "failed")],
+            remaining=["t.py::c"],
+        ),
+        Final("failed", "test-failure", "1 test(s) failed, first: t.py::a", failed_attempt=True),
+    ),
+    (
+        Row(
+            "a transient failure is not retried",
+            "error",
+            "worker-lost",
+            Retry("worker-lost", "m", 1.0, genuine=False, nodeids=None),
+            retries=2,
+        ),
+        Final("cancelled", "cancelled", STOPPED),
+    ),
+    (
+        Row("a final decision stays", "passed", None, Final("passed", None, "m")),
+        Final("passed", None, "m"),
+    ),
+]
+
+
+@pytest.mark.parametrize(("row", "expected"), STOP_ROWS, ids=[r.id for r, _ in STOP_ROWS])
+def test_stopping_turns_every_going_on_into_an_end(row: Row, expected: Final) -> None:
+    st, res = _prepare(row)
+    assert decide(st, res, POLICY) == row.expected  # the row as the normal table has it
+    st, res = _prepare(row)
+    assert decide(st, res, POLICY, stopping=True) == expected
