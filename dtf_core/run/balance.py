@@ -120,12 +120,14 @@ class ChunkBalancer:
         first, second = rest[:half], rest[half:]
         if second:
             n = sum(1 for t in self._states if t.startswith(f"{st.spec.task_id}.s")) + 1
-            spec = dataclasses.replace(st.spec, task_id=f"{st.spec.task_id}.s{n}", nodeids=second)
+            spec = dataclasses.replace(
+                st.spec, task_id=f"{st.spec.task_id}.s{n}", nodeids=second, select=None
+            )
             self._store.add_tasks(self._run_id, [spec])
             new = TaskState(spec)
             self._states[spec.task_id] = new
             self._submit([new], None)
         # This task's own tests are now what it ran and the first half: a
         # later retry of it must not run the second half's tests too.
-        st.spec = dataclasses.replace(st.spec, nodeids=[*st.tests, *first])
+        st.spec = dataclasses.replace(st.spec, nodeids=[*st.tests, *first], select=None)
         self._submit([st], first)
