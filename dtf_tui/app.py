@@ -3,7 +3,10 @@
 Data comes in on one Textual worker thread that polls the source and hands
 each :class:`~dtf_tui.snapshot.ClusterSnapshot` to the UI thread; the screens
 watch :attr:`DtfApp.snapshot`. When the source fails, a banner says so and the
-thread keeps trying, backing off up to 30 s. The command line is in
+thread keeps trying, backing off up to 30 s. Every loader thread goes through
+:meth:`DtfApp.load`, so that any failure, of the source or of the screen that
+shows its answer, lands in :meth:`DtfApp.report`: the banner and a log file
+(:mod:`dtf_tui.faults`), never a thread that dies unseen. The command line is in
 :mod:`dtf_tui.cli`.
 """
 
@@ -14,7 +17,8 @@ import concurrent.futures
 import threading
 import time
 from collections.abc import Callable, Iterable
-from typing import ClassVar
+from pathlib import Path
+from typing import ClassVar, TypeVar
 
 from textual import work
 from textual.app import App, SystemCommand
@@ -23,6 +27,7 @@ from textual.reactive import var
 from textual.screen import Screen
 from textual.worker import get_current_worker
 
+from dtf_tui.faults import FaultLog, default_log_path
 from dtf_tui.screens.errors import ErrorsScreen
 from dtf_tui.screens.help import HelpScreen
 from dtf_tui.screens.overview import OverviewScreen
@@ -40,6 +45,10 @@ SCREENS = {
     "trends": "Trends",
 }
 MAX_BACKOFF = 30.0
+# Banner slots of the poll loop: the source's answer, and taking it in.
+POLL = "poll"
+DISPLAY = "taking in the data"
+T = TypeVar("T")
 
 
 class DtfApp(App[None]):
@@ -75,6 +84,7 @@ class DtfApp(App[None]):
         poll_interval: float | None = None,
         bell_severity: str = "critical",
         clock: Callable[[], float] = time.time,
+        log_path: Path | str | None = None,
     ) -> None:
         super().__init__()
         self.source = source
@@ -87,6 +97,8 @@ class DtfApp(App[None]):
         self._seen_errors: set[tuple[str, str, int]] = set()
         self._wake = threading.Event()
         self._closing = False
+        self.faults = FaultLog(Path(log_path) if log_path else default_log_path())
+        self._problems: dict[str, str] = {}  # what failed -> its banner line
 
     def on_mount(self) -> None:
         self.sub_title = self.source.label
@@ -109,24 +121,115 @@ class DtfApp(App[None]):
             except Exception as exc:  # any failure of the source is shown, never fatal
                 failures += 1
                 delay = min(MAX_BACKOFF, self.poll_interval * 2 ** min(failures, 5))
-                text = str(exc) if isinstance(exc, SourceError) else f"{type(exc).__name__}: {exc}"
-                message = f"⚠ {self.source.label}: {text} — retrying in {delay:.0f}s"
-                if not self.to_ui(self._lost, message):
-                    return
+                retry = f" — retrying in {delay:.0f}s"
+                alive = self.to_ui(self.report, POLL, exc, f"⚠ {self.source.label}: ", retry)
             else:
                 failures, delay = 0, self.poll_interval
                 # Blocks until the UI has taken it: polls never pile up behind a slow render.
-                if not self.to_ui(self.apply_snapshot, snap):
-                    return
+                alive = self.to_ui(self._loaded, DISPLAY, self.apply_snapshot, snap, None)
+            if not alive:
+                return
             self._wake.wait(delay)
             self._wake.clear()
+
+    def load(
+        self,
+        where: str,
+        fetch: Callable[[], T],
+        show: Callable[[T], object],
+        failed: Callable[[str], object] | None = None,
+    ) -> bool:
+        """What every loader thread calls: ``fetch()`` here, ``show(result)`` on the UI thread.
+
+        A failure of either goes to :meth:`report` (the log, and the banner
+        until ``where`` next loads) and, as one line, to ``failed``, so the
+        screen says why instead of "loading ...". False once the app closes.
+        """
+        try:
+            value = fetch()
+        except Exception as exc:
+            return self.to_ui(self._failed, where, exc, failed)
+        return self.to_ui(self._loaded, where, show, value, failed)
+
+    def _loaded(
+        self,
+        where: str,
+        show: Callable[[T], object],
+        value: T,
+        failed: Callable[[str], object] | None,
+    ) -> None:
+        if self.attempt(where, show, value, failed=failed):
+            self.resolved(where)
+
+    def attempt(
+        self,
+        where: str,
+        fn: Callable[..., object],
+        *args: object,
+        failed: Callable[[str], object] | None = None,
+    ) -> bool:
+        """UI thread: ``fn(*args)``; a failure is reported as one of ``where``, not
+        raised (raised, it would end the app or the thread that handed data over).
+        True when it ran clean."""
+        try:
+            fn(*args)
+        except Exception as exc:
+            self._failed(where, exc, failed)
+            return False
+        return True
+
+    def _failed(
+        self, where: str, exc: BaseException, failed: Callable[[str], object] | None
+    ) -> None:
+        # A SourceError is the source's own answer ("no history yet", "not offered
+        # by the service"): where the screen has a place for it, it goes there only.
+        line = self.report(where, exc, quiet=failed is not None and isinstance(exc, SourceError))
+        if failed is not None:
+            failed(line)
+
+    def report(
+        self,
+        where: str,
+        exc: BaseException,
+        prefix: str | None = None,
+        suffix: str = "",
+        *,
+        quiet: bool = False,
+    ) -> str:
+        """The one place a failure of the console's own work goes (UI thread).
+
+        The traceback is appended to the log file; unless ``quiet``, a line
+        (``prefix`` + what failed + ``suffix``) shows in the banner, with the log's
+        path, until ``where`` succeeds again. Returns the one-line description.
+        """
+        line = self.faults.record(where, exc)
+        if not quiet:
+            head = f"⚠ {where} failed: " if prefix is None else prefix
+            self._show_problem(where, head + line + suffix)
+        return line
+
+    def resolved(self, where: str) -> None:
+        """``where`` worked again: its banner line goes (UI thread)."""
+        self._show_problem(where, "")
+
+    def _show_problem(self, where: str, line: str) -> None:
+        if line:
+            self._problems[where] = line
+        else:
+            self._problems.pop(where, None)
+            self.faults.clear_repeat(where)  # it recovered: the next failure is news
+        lines = list(self._problems.values())
+        if lines and self.faults.where:
+            lines.append(self.faults.where)
+        self.problem = "\n".join(lines)
 
     def to_ui(self, fn: Callable[..., object], *args: object) -> bool:
         """Run ``fn(*args)`` on the UI thread and wait for it; False once the app closes.
 
         Like ``call_from_thread``, which waits without a timeout: a thread that
         hands over data just as the app shuts down would wait forever (and
-        hold the process open).
+        hold the process open). An exception of ``fn`` is reported, not raised
+        into the thread that handed the data over.
         """
         loop = self._loop
         if loop is None or self._closing:
@@ -134,7 +237,7 @@ class DtfApp(App[None]):
 
         async def run() -> None:
             with self._context():
-                fn(*args)
+                self.attempt("the console", fn, *args)
 
         try:
             future = asyncio.run_coroutine_threadsafe(run(), loop)
@@ -148,11 +251,8 @@ class DtfApp(App[None]):
                 if self._closing or not self.is_running or loop.is_closed():
                     future.cancel()
                     return False
-            except Exception:  # cancelled with the app, or the callback failed
+            except Exception:  # cancelled with the app
                 return False
-
-    def _lost(self, message: str) -> None:
-        self.problem = message
 
     def apply_snapshot(self, snap: ClusterSnapshot) -> None:
         """Take a new snapshot (UI thread): ring for new bad errors, then show it."""
@@ -169,7 +269,7 @@ class DtfApp(App[None]):
             self.bells += 1
             self.bell()
         self.polls += 1
-        self.problem = snap.problem
+        self._show_problem(POLL, snap.problem)
         self.snapshot = snap
 
     # ---- actions -------------------------------------------------------------------
@@ -179,7 +279,10 @@ class DtfApp(App[None]):
 
     def action_toggle_mute(self) -> None:
         self.muted = not self.muted
-        self.notify("bell muted" if self.muted else f"bell on for {self.bell_severity} errors")
+        self.notify(
+            "bell muted" if self.muted else f"bell on for {self.bell_severity} errors",
+            markup=False,
+        )
         if isinstance(self.screen, ErrorsScreen) and self.snapshot is not None:
             self.screen.show_snapshot(self.snapshot)
 

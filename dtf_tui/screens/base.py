@@ -51,12 +51,19 @@ class SnapshotScreen(Screen[None]):
     def on_screen_resume(self) -> None:
         self._problem_changed(self.dtf.problem)
         if self.dtf.snapshot is not None:
-            self.show_snapshot(self.dtf.snapshot)
+            self._present(self.dtf.snapshot)
 
     def _snapshot_changed(self, snapshot: ClusterSnapshot | None) -> None:
         # Screens not on show skip the work; they catch up when resumed.
         if snapshot is not None and self.is_current:
-            self.show_snapshot(snapshot)
+            self._present(snapshot)
+
+    def _present(self, snapshot: ClusterSnapshot) -> None:
+        # A screen that cannot show the data says so in the banner; the others,
+        # and this one at the next snapshot, go on.
+        where = f"showing the {type(self).__name__.removesuffix('Screen')} screen"
+        if self.dtf.attempt(where, self.show_snapshot, snapshot):
+            self.dtf.resolved(where)
 
     def _problem_changed(self, problem: str) -> None:
         self.query_one(SourceBanner).show_problem(problem)

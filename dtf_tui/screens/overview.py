@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections import Counter
 
 from textual.app import ComposeResult
+from textual.content import Content
 from textual.widgets import Static
 
 from dtf_tui import errorstats
@@ -58,7 +59,7 @@ class OverviewScreen(SnapshotScreen):
         self.query_one("#runs", VirtualTable).set_items(runs)
 
     @staticmethod
-    def _summary(snap: ClusterSnapshot) -> str:
+    def _summary(snap: ClusterSnapshot) -> Content:
         status = Counter(w.status for w in snap.workers)
         threads = sum(w.nthreads for w in snap.workers)
         resources: Counter[str] = Counter()
@@ -72,14 +73,22 @@ class OverviewScreen(SnapshotScreen):
         last_hour = errorstats.in_range(snap.errors, snap.taken_at, "1h")
         sev = errorstats.by_severity(last_hour)
         flight = sum(r.in_flight for r in snap.runs)
+        # Markup for the look, $variables for what came from the user (resource
+        # names, the note naming a file): those are inserted as plain text.
         lines = [
-            f"[b]Cluster[/b]  {len(snap.workers)} workers ({states}) · {threads} threads"
-            f" · resources: {res}",
-            f"[b]Runs[/b]  {flight} in flight · throughput {snap.throughput:.1f} tasks/s"
-            f" · pass rate {'—' if rate is None else f'{rate:.1%}'}"
-            f" · errors 1h: {len(last_hour)}"
-            + (f" ([red b]{sev['critical']} critical[/])" if sev["critical"] else ""),
-        ]
+            Content.from_markup(
+                "[b]Cluster[/b]  $workers workers ($states) · $threads threads · resources: $res",
+                workers=len(snap.workers), states=states, threads=threads, res=res,
+            ),
+            Content.from_markup(
+                "[b]Runs[/b]  $flight in flight · throughput $tput tasks/s · pass rate $rate"
+                " · errors 1h: $errors"
+                + (" ([red b]$critical critical[/])" if sev["critical"] else ""),
+                flight=flight, tput=f"{snap.throughput:.1f}",
+                rate="—" if rate is None else f"{rate:.1%}",
+                errors=len(last_hour), critical=sev["critical"],
+            ),
+        ]  # fmt: skip
         if snap.note:
-            lines.append(f"[i]{snap.note}[/i]")
-        return "\n".join(lines)
+            lines.append(Content.styled(snap.note, "italic"))
+        return Content("\n").join(lines)

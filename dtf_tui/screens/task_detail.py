@@ -5,16 +5,17 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, ClassVar, cast
 
+from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Vertical, VerticalScroll
+from textual.content import Content
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
 from dtf_tui.screens.base import SEVERITY_STYLE, STATUS_STYLE
 from dtf_tui.snapshot import AttemptInfo, TaskRow
-from dtf_tui.sources import SourceError
 from dtf_tui.sources.storeread import severity_of
 from dtf_tui.widgets.vtable import Cell, Column, VirtualTable
 
@@ -63,35 +64,44 @@ class TaskDetailScreen(ModalScreen[None]):
                 id="attempts",
             )
             with VerticalScroll(id="detail-output"):
-                yield Static(f"loading the attempts of {t.task_id} ...", id="output")
+                yield Static(Content(f"loading the attempts of {t.task_id} ..."), id="output")
 
-    def _context_text(self) -> str:
+    def _context_text(self) -> Content:
+        # Assembled, not markup: ids, workers and messages are the user's strings.
         t = self.task_row
-        style = STATUS_STYLE.get(t.status, "")
-        lines = [f"[b]{t.task_id}[/b]  [{style}]{t.status}[/]  run {t.run_id}"]
+        lines = [
+            Content.assemble(
+                (t.task_id, "bold"), "  ", (t.status, STATUS_STYLE.get(t.status, "")),
+                "  run ", t.run_id,
+            )
+        ]  # fmt: skip
         if t.category:
             sev = severity_of(t.category)
             lines.append(
-                f"category [b]{t.category}[/b]  severity [{SEVERITY_STYLE[sev]}]{sev}[/]"
-                f"  after {t.attempts} attempt(s) on {t.worker or '—'}"
-            )
+                Content.assemble(
+                    "category ", (t.category, "bold"),
+                    "  severity ", (sev, SEVERITY_STYLE.get(sev, "")),
+                    f"  after {t.attempts} attempt(s) on ", t.worker or "—",
+                )
+            )  # fmt: skip
         if t.message:
-            lines.append(t.message)
-        return "\n".join(lines)
+            lines.append(Content(t.message))
+        return Content("\n").join(lines)
 
     def on_mount(self) -> None:
         self.query_one("#attempts", VirtualTable).focus()
         self._load()
 
-    @work(thread=True, exclusive=True)
+    @work(thread=True, exclusive=True, exit_on_error=False)
     def _load(self) -> None:
         app = cast("DtfApp", self.app)
-        try:
-            attempts = app.source.attempts(self.task_row.run_id, self.task_row.task_id)
-        except SourceError as exc:
-            app.to_ui(self._show_output, f"could not load the attempts: {exc}")
-            return
-        app.to_ui(self._show_attempts, attempts)
+        t = self.task_row
+        app.load(
+            "loading a task's attempts",
+            lambda: app.source.attempts(t.run_id, t.task_id),
+            self._show_attempts,
+            lambda line: self._show_output(f"could not load the attempts: {line}"),
+        )
 
     def _show_attempts(self, attempts: list[AttemptInfo]) -> None:
         self.attempts = attempts
@@ -104,11 +114,9 @@ class TaskDetailScreen(ModalScreen[None]):
             self._show_output("no attempts recorded yet")
 
     def _show_output(self, text: str) -> None:
-        self.query_one("#output", Static).update(text)
+        self.query_one("#output", Static).update(Content(text))
 
     def _show_attempt(self, a: AttemptInfo) -> None:
-        from rich.text import Text
-
         out = Text()
         out.append(f"attempt {a.attempt}: {a.outcome}", style="bold")
         if a.hardware:

@@ -8,6 +8,7 @@ from typing import Any, ClassVar
 
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
+from textual.content import Content
 from textual.widgets import Input, Static
 
 from dtf_tui.screens.base import STATUS_STYLE, SnapshotScreen
@@ -127,8 +128,9 @@ class TasksScreen(SnapshotScreen):
             else ""
         )
         filt = f" · filter '{self._filter}'" if self._filter else ""
+        # Plain text: the run id and the filter the user typed may hold `[`.
         self.query_one("#tasks-status", Static).update(
-            f"{where}{len(rows):,} of {len(tasks):,} tasks{filt}{sort}"
+            Content(f"{where}{len(rows):,} of {len(tasks):,} tasks{filt}{sort}")
         )
 
     @property

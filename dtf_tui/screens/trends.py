@@ -6,24 +6,34 @@ from __future__ import annotations
 import time
 from typing import ClassVar
 
+from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal
+from textual.content import Content
 from textual.widgets import Select, Static
 
 from dtf_tui import trend
 from dtf_tui.screens.base import SnapshotScreen
 from dtf_tui.snapshot import ClusterSnapshot, SeriesKey, TrendSeries
-from dtf_tui.sources import SourceError
 from dtf_tui.widgets.trend_chart import TrendChart
 
 
-def describe(series: TrendSeries, view: trend.TrendView) -> str:
-    """One line per change point: where, from what level to what, and whether it hurt."""
+def describe(series: TrendSeries, view: trend.TrendView) -> Content:
+    """One line per change point: where, from what level to what, and whether it hurt.
+
+    Content, not markup: units and run ids are the user's strings."""
     if not series.values:
-        return "no data"
-    lines = [f"{len(series.values)} runs · unit {series.unit} · last {series.values[-1]:.4g}"]
+        return Content("no data")
+    lines = [
+        Content.from_markup(
+            "$n runs · unit $unit · last $last",
+            n=len(series.values),
+            unit=series.unit,
+            last=f"{series.values[-1]:.4g}",
+        )
+    ]
     bounds = [0, *view.change_points, len(series.values)]
     for i, cp in enumerate(view.change_points):
         seg_before = sorted(series.values[bounds[i] : cp])
@@ -32,19 +42,27 @@ def describe(series: TrendSeries, view: trend.TrendView) -> str:
         after = seg_after[len(seg_after) // 2]
         change = (after - before) / before if before else 0.0
         when = time.strftime("%Y-%m-%d", time.gmtime(series.times[cp]))
-        tag = "[bold red]REGRESSION[/]" if cp in view.regressions else "[green]improvement[/]"
+        tag = ("REGRESSION", "bold red") if cp in view.regressions else ("improvement", "green")
         lines.append(
-            f"change point at run #{cp} ({series.run_ids[cp]}, {when}): "
-            f"{before:.4g} → {after:.4g} {series.unit} ({change:+.1%}) {tag}"
+            Content.assemble(
+                f"change point at run #{cp} (",
+                series.run_ids[cp],
+                f", {when}): {before:.4g} → {after:.4g} ",
+                series.unit,
+                f" ({change:+.1%}) ",
+                tag,
+            )
         )
     if not view.change_points:
-        lines.append("no change point")
+        lines.append(Content("no change point"))
     if view.forecast:
         lines.append(
-            f"forecast +{len(view.forecast) - 1} runs: {view.forecast[-1]:.4g}"
-            f" [{view.forecast_low[-1]:.4g} .. {view.forecast_high[-1]:.4g}]"
+            Content(
+                f"forecast +{len(view.forecast) - 1} runs: {view.forecast[-1]:.4g}"
+                f" [{view.forecast_low[-1]:.4g} .. {view.forecast_high[-1]:.4g}]"
+            )
         )
-    return "\n".join(lines)
+    return Content("\n").join(lines)
 
 
 class TrendsScreen(SnapshotScreen):
@@ -78,26 +96,29 @@ class TrendsScreen(SnapshotScreen):
     def action_reload(self) -> None:
         self._load_keys()
 
-    @work(thread=True, exclusive=True, group="trend-keys")
+    @work(thread=True, exclusive=True, group="trend-keys", exit_on_error=False)
     def _load_keys(self) -> None:
-        try:
-            keys = self.dtf.source.series_keys()
-        except SourceError as exc:
-            self.dtf.to_ui(self._summary, f"no history: {exc}")
-            return
-        self.dtf.to_ui(self._set_keys, keys)
+        self.dtf.load(
+            "loading the benchmark history",
+            self.dtf.source.series_keys,
+            self._set_keys,
+            lambda line: self._summary(f"no history: {line}"),
+        )
 
-    def _summary(self, text: str) -> None:
-        self.query_one("#trend-summary", Static).update(text)
+    def _summary(self, text: str | Content) -> None:
+        self.query_one("#trend-summary", Static).update(
+            Content(text) if isinstance(text, str) else text
+        )
 
     def _set_keys(self, keys: list[SeriesKey]) -> None:
-        self.keys = keys
         if not keys:
             self._summary("no benchmark history yet")
             return
         bench = self.query_one("#benchmark", Select)
         names = sorted({k.benchmark for k in keys})
-        bench.set_options([(n, n) for n in names])
+        bench.set_options([(Text(n), n) for n in names])
+        # Only once the options took: after a failure the next visit loads again.
+        self.keys = keys
         if bench.value not in names:
             bench.value = names[0]
         else:
@@ -106,7 +127,7 @@ class TrendsScreen(SnapshotScreen):
     def _benchmark_changed(self, name: str) -> None:
         hw = self.query_one("#hardware", Select)
         choices = sorted({k.hardware for k in self.keys if k.benchmark == name})
-        hw.set_options([(h or "unknown hardware", h) for h in choices])
+        hw.set_options([(Text(h or "unknown hardware"), h) for h in choices])
         if choices:
             hw.value = choices[0]
             self._load_series(SeriesKey(name, choices[0]))
@@ -121,17 +142,16 @@ class TrendsScreen(SnapshotScreen):
             if bench is not Select.BLANK:
                 self._load_series(SeriesKey(str(bench), str(event.value)))
 
-    @work(thread=True, exclusive=True, group="trend-series")
+    @work(thread=True, exclusive=True, group="trend-series", exit_on_error=False)
     def _load_series(self, key: SeriesKey) -> None:
-        try:
+        def fetch() -> tuple[TrendSeries, trend.TrendView]:
             series = self.dtf.source.series(key)
-        except SourceError as exc:
-            self.dtf.to_ui(self._summary, str(exc))
-            return
-        view = trend.analyse(series)
-        self.dtf.to_ui(self._show, series, view)
+            return series, trend.analyse(series)
 
-    def _show(self, series: TrendSeries, view: trend.TrendView) -> None:
+        self.dtf.load("loading a benchmark series", fetch, self._show, self._summary)
+
+    def _show(self, loaded: tuple[TrendSeries, trend.TrendView]) -> None:
+        series, view = loaded
         self.series, self.view = series, view
         self.query_one("#chart", TrendChart).show(
             series.key.label, series.unit, series.values, view

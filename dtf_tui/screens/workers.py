@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from textual.app import ComposeResult
+from textual.content import Content
 from textual.widgets import Static
 
 from dtf_tui.screens.base import SnapshotScreen
@@ -76,7 +77,7 @@ class WorkersScreen(SnapshotScreen):
         states = Counter(w.status for w in workers)
         text = ", ".join(f"{n} {s}" for s, n in sorted(states.items()))
         self.query_one("#workers-summary", Static).update(
-            f"{len(workers)} workers ({text or 'none yet'}) · s sorts, S reverses"
+            Content(f"{len(workers)} workers ({text or 'none yet'}) · s sorts, S reverses")
         )
 
     def _sort_key(self, key: str) -> Callable[[WorkerInfo], Any]:

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from distributed import Client
 
     from dtf_core.cluster.embedded import WorkerPlan
+    from dtf_core.events import Event
     from dtf_core.model import Suite
     from dtf_core.run.coordinator import Coordinator, RunResult
     from dtf_core.store import Store
@@ -93,6 +94,9 @@ class LiveSource:
         self._store: Store | None = None
         self._coord: Coordinator | None = None
         self._failure = ""
+        self._failure_exc: BaseException | None = None  # its traceback goes to the console's log
+        self._event_error: BaseException | None = None  # the first event the view could not take
+        self._event_error_told = False
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -123,7 +127,7 @@ class LiveSource:
                         store,
                         embedded=handle.embedded,
                         unschedulable_timeout=self.unschedulable_timeout,
-                        listeners=[self.state.on_event],
+                        listeners=[self._on_event],
                     )
                     if not self._stop.is_set():
                         meta = context.collect(os.path.dirname(self.suite.path))
@@ -132,12 +136,20 @@ class LiveSource:
                     self._stop.wait()
                     self._client = None
         except DtfError as exc:
-            self._failure = str(exc)
+            self._failure, self._failure_exc = str(exc), exc
         except Exception as exc:  # the view must say why the run died, not hang
             self._failure = f"the run stopped: {type(exc).__name__}: {exc}"
+            self._failure_exc = exc
         finally:
             self._store = None
             self._client = None
+
+    def _on_event(self, event: Event) -> None:
+        try:
+            self.state.on_event(event)
+        except Exception as exc:  # the coordinator swallows a listener's error: keep it
+            if self._event_error is None:
+                self._event_error = exc
 
     @property
     def finished(self) -> bool:
@@ -155,13 +167,19 @@ class LiveSource:
 
     def poll(self) -> ClusterSnapshot:
         if self._failure:
-            raise SourceError(self._failure)
+            raise SourceError(self._failure) from self._failure_exc
+        lost = self._event_error
+        if lost is not None and not self._event_error_told:
+            self._event_error_told = True  # raised once, for the log to get its traceback
+            raise SourceError(f"a run event was lost: {type(lost).__name__}: {lost}") from lost
         client, problem = self._client, ""
         if client is not None:
             try:
                 self.state.update_workers(worker_metrics(client))
             except Exception as exc:  # the coordinator itself rides out a scheduler outage
                 problem = f"the scheduler does not answer ({type(exc).__name__}); retrying"
+        if lost is not None and not problem:  # the run goes on; what is shown may lag behind it
+            problem = f"a run event was lost ({type(lost).__name__}): tasks may show stale states"
         snap = self.state.snapshot(self.label)
         return replace(snap, problem=problem) if problem else snap
 
