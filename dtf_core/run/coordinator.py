@@ -30,7 +30,7 @@ from typing import Any
 
 from distributed import Client, Future
 
-from dtf_core import config
+from dtf_core import codeload, config
 from dtf_core.cluster import embedded as cluster_mod
 from dtf_core.errors import Category, ClusterError, OptionError
 from dtf_core.events import (
@@ -114,6 +114,7 @@ class Coordinator(SchedulerRecovery, ChunkBalancer):
         self.scheduler_wait = config.seconds("scheduler-wait")
         self.run_id = ""
         self.states: dict[str, TaskState] = {}
+        self.code_commit = ""  # fresh-code: the run's git commit, stamped on every attempt
         # Result signatures (cluster mode): ``verify`` answers None or why a
         # result is rejected; the workers that sent rejected results get no more work.
         self.verify = verify
@@ -137,6 +138,7 @@ class Coordinator(SchedulerRecovery, ChunkBalancer):
     ) -> RunResult:
         run_id = run_id or new_run_id()
         started = time.time()
+        self.code_commit = str((metadata or {}).get("commit") or "")  # fresh-code
         self.store.create_run(run_id, suite.name, suite.path, metadata or {}, started)
         self.store.add_tasks(run_id, suite.tasks)
         states = {t.task_id: TaskState(t) for t in suite.tasks}
@@ -150,6 +152,7 @@ class Coordinator(SchedulerRecovery, ChunkBalancer):
         if run["status"] != "running":
             raise OptionError(f"run {run_id} already ended as {run['status']}: nothing to resume")
         states = load_states(self.store, run_id, self.policy.transient)
+        self.code_commit = str((run.get("metadata") or {}).get("commit") or "")  # fresh-code
         return self._drive(run_id, str(run["suite"]), states, time.time())
 
     def _drive(
@@ -173,6 +176,10 @@ class Coordinator(SchedulerRecovery, ChunkBalancer):
             self.store.flush()
             with contextlib.suppress(Exception):
                 self.client.unsubscribe_topic("dtf-tests")
+            # fresh-code: the run's suite modules leave long-lived workers (codeload).
+            if not self.embedded and self._down_since is None:
+                with contextlib.suppress(Exception):
+                    self.client.run(codeload.forget, run_id, on_error="ignore")
         finals = [s.final for s in self.states.values() if s.final is not None]
         counts: dict[str, int] = defaultdict(int)
         for f in finals:
@@ -278,8 +285,8 @@ class Coordinator(SchedulerRecovery, ChunkBalancer):
             st.attempt += 1
             st.waiting_since = None
             st.inflight = True
-            payloads.append(
-                TaskPayload(self.run_id, st.spec, st.attempt, key="", only_nodeids=only_nodeids)
+            payloads.append(  # fresh-code: + code_commit
+                TaskPayload(self.run_id, st.spec, st.attempt, "", only_nodeids, self.code_commit)
             )
         first = states[0]
         if len(states) == 1:
