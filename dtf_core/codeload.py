@@ -17,9 +17,11 @@ in one process, even on concurrent threads, never see each other's modules.
   ``import helpers``, ``from pkg import sub``; or relative: ``from . import sub``)
   resolves inside the same space, through the module's own ``__import__``
   (its ``__builtins__``): a package is loaded fresh with its submodules.
-* Sources are read and compiled on every load, never from ``__pycache__``:
-  the sha256 of the bytes that ran is what :meth:`CodeSpace.fingerprint`
-  reports, and a stale ``.pyc`` (same size, same second) cannot creep in.
+* Sources are read on every load and never taken from ``__pycache__``: the
+  sha256 of the bytes that ran is what :meth:`CodeSpace.fingerprint` reports,
+  and a stale ``.pyc`` (same size, same second) cannot creep in. The compiled
+  code is kept in memory per (path, sha256): an unchanged file is not compiled
+  again by the next run.
 * Names that are not suite-local (installed packages, the standard library)
   are imported the normal way and stay cached like any library.
 * Suite code that reaches a suite-local module some other way (by
@@ -123,6 +125,23 @@ def _owner(value: Any) -> types.ModuleType | None:
 
 def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+_compiled: dict[tuple[str, bytes], types.CodeType] = {}  # (path, sha256 of source) -> code
+
+
+def _compile(data: bytes, path: str) -> types.CodeType:
+    """Compiled once per process for each distinct source: an unchanged module
+    costs the next run a read and a hash, not a compile (code objects are
+    immutable, so runs can share them; their module dicts stay apart)."""
+    key = (path, hashlib.sha256(data).digest())
+    code = _compiled.get(key)
+    if code is None:
+        code = compile(data, path, "exec", dont_inherit=True)
+        if len(_compiled) >= 256:
+            _compiled.pop(next(iter(_compiled)), None)
+        _compiled[key] = code
+    return code
 
 
 class CodeSpace:
@@ -336,7 +355,7 @@ class _SourceLoader(importlib.abc.Loader):
             raise ImportError(f"{module.__name__} has no file")
         with open(path, "rb") as fh:
             data = fh.read()
-        code = compile(data, path, "exec", dont_inherit=True)
+        code = _compile(data, path)
         module.__dict__["__builtins__"] = self.space.builtins
         self.space._executed(module.__name__, path, data)
         exec(code, module.__dict__)
