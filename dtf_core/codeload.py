@@ -42,6 +42,7 @@ import importlib
 import importlib.abc
 import importlib.machinery
 import importlib.util
+import itertools
 import os
 import re
 import sys
@@ -58,7 +59,7 @@ _MAX_SPACES = 16
 _lock = threading.Lock()
 _spaces: dict[tuple[str, str], CodeSpace] = {}  # (run id, root) -> space
 _by_prefix: dict[str, CodeSpace] = {}
-_scratch = iter(range(1, 1 << 62))
+_scratch = itertools.count(1)
 
 
 class StaleCodeError(ImportError):
@@ -73,7 +74,7 @@ def space_for(run_id: str, root: str) -> CodeSpace:
             space = _spaces.get((run_id, root))
             if space is None:
                 space = CodeSpace(run_id, root)
-                _spaces[(run_id, root)] = space
+                _spaces[space.key] = space
                 _by_prefix[space.prefix] = space
                 _evict_locked()
     space.last_used = time.monotonic()
@@ -110,7 +111,7 @@ def _evict_locked() -> None:
 
 
 def _drop_locked(space: CodeSpace) -> None:
-    _spaces.pop((space.run_id, space.root), None)
+    _spaces.pop(space.key, None)
     _by_prefix.pop(space.prefix, None)
 
 
@@ -148,6 +149,7 @@ class CodeSpace:
     """One run's modules from one suite directory; see the module docstring."""
 
     def __init__(self, run_id: str, root: str) -> None:
+        self.key = (run_id, root)  # as given: how space_for finds it
         self.run_id, self.root = run_id, os.path.abspath(root)
         tag = hashlib.sha256(self.root.encode()).hexdigest()[:6]
         self.prefix = f"{_PREFIX}{re.sub(r'[^0-9A-Za-z]', '', run_id)}_{tag}__"
