@@ -112,6 +112,9 @@ class TaskPayload:
     attempt: int  # 1-based
     key: str  # the Dask key of the future that carries this payload
     only_nodeids: list[str] | None = None  # pytest reruns: just the failures
+    # The git commit of the suite's directory, read once per run by whoever
+    # started it (run metadata ``commit``); "" when not a git checkout.
+    code_commit: str = ""
 
 
 @dataclass
@@ -161,6 +164,10 @@ class AttemptResult:
     # pytest chunks: stopped between tests on the coordinator's request (a
     # worker was idle); ``remaining`` are then the tests it never started.
     yielded: bool = False
+    # Which code ran: "sha256:<12 hex> git:<12 hex>", either part absent when
+    # unknown. sha256 covers the suite files a benchmark ran (dtf_core.codeload);
+    # git is TaskPayload.code_commit.
+    code_fingerprint: str = ""
     # HS256 signature set on the worker when it has a result key (security.py);
     # the coordinator verifies it before writing. Empty when signing is off.
     signature: str = ""

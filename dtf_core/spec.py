@@ -2,7 +2,9 @@
 
 Every bad input becomes one :class:`~dtf_core.errors.SpecError` whose one-line message names
 the file, the task and the key, says what is wrong and how to fix it. Loading never touches a
-database or a cluster; the only side effect is importing benchmark modules to prove they exist.
+database or a cluster. Benchmark modules are imported to prove they exist, under throwaway
+names that are dropped afterwards (:mod:`dtf_core.codeload`); modules they import from outside
+the suite directory (installed packages) stay imported.
 The format is documented in ``docs/suite-format.md``.
 """
 
@@ -16,11 +18,11 @@ import math
 import os
 import re
 import shlex
-import sys
 import tomllib
 from collections.abc import Iterable
 from typing import Any, NoReturn
 
+from dtf_core import codeload
 from dtf_core.errors import SpecError
 from dtf_core.model import ClusterSpec, Suite, TaskKind, TaskSpec
 
@@ -237,15 +239,15 @@ def _substitute(text: str, params: dict[str, Any]) -> str:
     return text
 
 
-def _check_function(where: _Where, root: str, target: str) -> None:
+def _check_function(where: _Where, space: codeload.CodeSpace, target: str) -> None:
+    """Import the module into ``space`` (the suite's code under throwaway names,
+    dropped when loading ends: no global ``sys.path`` or ``sys.modules`` change)."""
     if not _FUNCTION_RE.fullmatch(target):
         where.fail(
             "function", f"expected 'module:callable' like 'demo.bench:matmul', got {target!r}"
         )
     module, attr = target.split(":", 1)
-    saved = list(sys.path)
-    sys.path.insert(0, root)
-    try:
+    if not space.is_local(module.partition(".")[0]):
         try:
             found = importlib.util.find_spec(module)
         except ModuleNotFoundError:
@@ -253,20 +255,20 @@ def _check_function(where: _Where, root: str, target: str) -> None:
         except Exception as exc:
             where.fail("function", f"importing {module!r} raised {type(exc).__name__}: {exc}")
         if found is None:
-            where.fail("function", f"module {module!r} not found (looked in {root} and sys.path)")
-        try:
-            obj: Any = importlib.import_module(module)
-        except ModuleNotFoundError as exc:
-            missing = exc.name or ""
-            if missing == module or module.startswith(missing + "."):
-                where.fail("function", f"module {module!r} not found ({exc})")
-            # A dependency this machine lacks (cupy on a CPU-only coordinator) may exist on the
-            # worker that runs the benchmark, so the attribute check is left to the worker.
-            return
-        except (Exception, SystemExit) as exc:  # user code may even call sys.exit on import
-            where.fail("function", f"importing {module!r} raised {type(exc).__name__}: {exc}")
-    finally:
-        sys.path[:] = saved
+            where.fail(
+                "function", f"module {module!r} not found (looked in {space.root} and sys.path)"
+            )
+    try:
+        obj: Any = space.import_module(module)
+    except ModuleNotFoundError as exc:
+        missing = exc.name or ""
+        if missing == module or module.startswith(missing + "."):
+            where.fail("function", f"module {module!r} not found ({exc})")
+        # A dependency this machine lacks (cupy on a CPU-only coordinator) may exist on the
+        # worker that runs the benchmark, so the attribute check is left to the worker.
+        return
+    except (Exception, SystemExit) as exc:  # user code may even call sys.exit on import
+        where.fail("function", f"importing {module!r} raised {type(exc).__name__}: {exc}")
     for part in attr.split("."):
         if not hasattr(obj, part):
             where.fail("function", f"module {module!r} has no callable {attr!r}; check the name")
@@ -287,7 +289,10 @@ def _existing(where: _Where, key: str, root: str, value: Any, want_dir: bool) ->
     return full + sep + node
 
 
-def _task(file: str, root: str, index: int, raw: Any, defaults: dict[str, Any]) -> list[TaskSpec]:
+def _task(
+    file: str, space: codeload.CodeSpace, index: int, raw: Any, defaults: dict[str, Any]
+) -> list[TaskSpec]:
+    root = space.root
     label = raw.get("name") if isinstance(raw, dict) and isinstance(raw.get("name"), str) else None
     where = _Where(file, label or f"#{index + 1}")
     if not isinstance(raw, dict):
@@ -336,7 +341,7 @@ def _task(file: str, root: str, index: int, raw: Any, defaults: dict[str, Any]) 
         if "function" not in raw:
             where.fail("function", 'missing required key; add function = "module:callable"')
         fields["function"] = _str(where, "function", raw["function"])
-        _check_function(where, root, fields["function"])
+        _check_function(where, space, fields["function"])
         if "unit" in raw:
             fields["unit"] = _str(where, "unit", raw["unit"])
         if "higher_is_better" in raw:
@@ -436,15 +441,19 @@ def load_suite(path: str | os.PathLike[str]) -> Suite:
         where.fail("task", "the suite has no tasks; add at least one [[task]] table")
     tasks: list[TaskSpec] = []
     seen: set[str] = set()
-    for index, raw in enumerate(raw_tasks):
-        expanded = _task(file, root, index, raw, defaults)
-        task_name = expanded[0].name
-        if task_name in seen:
-            _Where(file, task_name).fail(
-                "name", "duplicate task name; give each [[task]] a unique name"
-            )
-        seen.add(task_name)
-        tasks.extend(expanded)
+    space = codeload.scratch_space(root)
+    try:
+        for index, raw in enumerate(raw_tasks):
+            expanded = _task(file, space, index, raw, defaults)
+            task_name = expanded[0].name
+            if task_name in seen:
+                _Where(file, task_name).fail(
+                    "name", "duplicate task name; give each [[task]] a unique name"
+                )
+            seen.add(task_name)
+            tasks.extend(expanded)
+    finally:
+        space.forget()
     return Suite(
         name=name, path=os.path.abspath(file), tasks=tasks, cluster=cluster, metadata=metadata
     )

@@ -92,6 +92,7 @@ def build_summary(store: Store, run_id: str) -> dict[str, Any]:
         task["hostname"] = hosts.get(task["worker"] or "") or task["worker"] or None
         task["stdout_tail"] = last.get("stdout_tail") or ""
         task["stderr_tail"] = last.get("stderr_tail") or ""
+        task["code_fingerprint"] = last.get("code_fingerprint") or ""
         for t in tests:
             counts[_TEST_BUCKET.get(t["outcome"], t["outcome"])] += 1
             if t["outcome"] in _BAD_TESTS:

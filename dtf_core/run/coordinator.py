@@ -36,7 +36,7 @@ from typing import Any
 
 from distributed import Client, Future
 
-from dtf_core import config
+from dtf_core import codeload, config
 from dtf_core.errors import Category, ClusterError, OptionError
 from dtf_core.events import (
     AttemptFailed,
@@ -99,6 +99,7 @@ class Coordinator:
         # Expected seconds per task id (from history): only for the ETA.
         self.estimates = dict(estimates or {})
         self.scheduler_wait = config.seconds("scheduler-wait")
+        self.code_commit = ""  # the run's git commit, stamped on every attempt
         # Result signatures (cluster mode): ``verify`` answers None or why a
         # result is rejected; the workers that sent rejected results get no more work.
         self.verify = verify
@@ -156,6 +157,7 @@ class Coordinator:
     ) -> RunResult:
         run_id = run_id or new_run_id()
         started = time.time()
+        self.code_commit = str((metadata or {}).get("commit") or "")
         self.store.create_run(run_id, suite.name, suite.path, metadata or {}, started)
         self.store.add_tasks(run_id, suite.tasks)
         states = {t.task_id: TaskState(t) for t in suite.tasks}
@@ -169,6 +171,7 @@ class Coordinator:
         if run["status"] != "running":
             raise OptionError(f"run {run_id} already ended as {run['status']}: nothing to resume")
         states = load_states(self.store, run_id, self.policy.transient)
+        self.code_commit = str((run.get("metadata") or {}).get("commit") or "")
         return self._drive(run_id, str(run["suite"]), states, time.time())
 
     def _drive(
@@ -196,6 +199,14 @@ class Coordinator:
                 self.client.unsubscribe_topic("dtf-tests")
             except Exception:
                 log.debug("unsubscribing from dtf-tests failed", exc_info=True)
+            # The run's suite modules leave long-lived workers (codeload).
+            if not self.embedded and not self._recovery.down:
+                try:
+                    self.client.run(codeload.forget, run_id, on_error="ignore")
+                except Exception:
+                    log.debug(
+                        "dropping run %s's modules on the workers failed", run_id, exc_info=True
+                    )
         status, counts = decisions.run_status(
             (s.final for s in self.states.values() if s.final is not None), self._cancelled
         )
@@ -244,7 +255,7 @@ class Coordinator:
             st.waiting_since = None
             st.inflight = True
             payloads.append(
-                TaskPayload(self.run_id, st.spec, st.attempt, key="", only_nodeids=only_nodeids)
+                TaskPayload(self.run_id, st.spec, st.attempt, "", only_nodeids, self.code_commit)
             )
         first = states[0]
         if len(states) == 1:

@@ -88,6 +88,9 @@ MIGRATIONS: list[str] = [
         benchmark VARCHAR PRIMARY KEY, higher_is_better BOOLEAN, updated_at DOUBLE
     );
     """,
+    # 3: which code each attempt ran, "sha256:<12 hex> git:<12 hex>"
+    # (AttemptResult.code_fingerprint; dtf_core.codeload). NULL for older rows.
+    "ALTER TABLE attempts ADD COLUMN code_fingerprint VARCHAR;",
 ]
 
 _TASK_COLS = ["run_id", "task_id", "name", "kind", "params", "requires"]
@@ -95,6 +98,7 @@ _ATTEMPT_COLS = [
     "run_id", "task_id", "attempt", "outcome", "category", "message", "worker", "hardware",
     "started_at", "finished_at", "wall_s", "cpu_s", "peak_rss_bytes", "exit_code",
     "stdout_tail", "stderr_tail",
+    "code_fingerprint",  # migration 3
 ]  # fmt: skip
 _IMPORT_COLS = [
     "run_id", "timestamp", "commit", "branch", "python", "benchmark", "params", "hardware",
@@ -303,7 +307,8 @@ class Store:
         att["severity"] = [_severity(a.category) for a in fresh]
         att["ts"] = [a.finished_at or a.started_at or time.time() for a in fresh]
         with self._registered(_att=att):
-            self._con.execute(f"INSERT INTO attempts SELECT {', '.join(_ATTEMPT_COLS)} FROM _att")
+            cols = ", ".join(_ATTEMPT_COLS)  # named: migrations append columns
+            self._con.execute(f"INSERT INTO attempts ({cols}) SELECT {cols} FROM _att")
             self._con.execute(
                 "INSERT INTO errors SELECT run_id, task_id, attempt, ts, category, severity,"
                 " message, worker FROM _att WHERE outcome NOT IN ('passed', 'skipped')"

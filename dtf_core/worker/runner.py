@@ -5,8 +5,9 @@
   crossing the Dask wire would be classified by the client without context.
 * :func:`execute_batch` runs payloads one after another in the calling thread;
   the coordinator ships tiny benchmark tasks this way to amortise Dask's ~1 ms
-  per-task overhead. Everything per-task is cheap: imported callables, the
-  hardware label and ``describe()`` are cached per process, and the hardware
+  per-task overhead. Everything per-task is cheap: the run's callables
+  (:mod:`dtf_core.codeload`, loaded fresh once per run and worker process), the
+  hardware label and ``describe()`` are cached, and the hardware
   facts (``worker_info``) ride only on the *first* result of each batch (the
   coordinator records them once per worker).
 * ``command`` and ``pytest`` tasks run as subprocesses in their own process
@@ -40,7 +41,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import psutil
 from distributed import WorkerPlugin
 
 from dtf_core import config, model
@@ -48,9 +48,8 @@ from dtf_core.cluster import hardware, security
 from dtf_core.errors import Category, classify_exit
 from dtf_core.testing import junitxml
 from dtf_core.testing import stream as pyteststream
-from dtf_core.worker import procgroup
+from dtf_core.worker import benchmark, procgroup
 
-_callables: dict[tuple[str, str], Callable[..., Any]] = {}
 _RELEASED_STATES = frozenset({"cancelled", "released", "forgotten"})
 
 
@@ -74,6 +73,7 @@ def execute_batch(payloads: list[model.TaskPayload]) -> list[model.AttemptResult
         if procgroup.was_reaped(p.key):
             res = _base(p)
             _finish(res, Category.CANCELLED, "cancelled before it started")
+            _stamp(res, p)
             results.append(res)
         else:
             results.append(_execute(p))
@@ -111,15 +111,17 @@ def _execute(payload: model.TaskPayload) -> model.AttemptResult:
     try:
         kind = model.TaskKind(payload.spec.kind)
         if kind is model.TaskKind.BENCHMARK:
-            return _run_benchmark(payload)
-        return _run_process(payload, kind)
+            res = _run_benchmark(payload)
+        else:
+            res = _run_process(payload, kind)
     except Exception as exc:
         res = _base(payload)
         res.finished_at = time.time()
         res.outcome, res.category = "error", Category.INFRASTRUCTURE.value
         res.message = f"dtf runner failed: {type(exc).__name__}: {exc}"
         res.stderr_tail = traceback.format_exc()[-_tail_chars() :]
-        return res
+    _stamp(res, payload)
+    return res
 
 
 def _base(payload: model.TaskPayload) -> model.AttemptResult:
@@ -170,93 +172,20 @@ def _worker_name() -> str:
 
 # ------------------------------------------------------------------ benchmarks
 def _run_benchmark(payload: model.TaskPayload) -> model.AttemptResult:
-    """Time ``fn(**params)``: ``warmup`` calls discarded, then ``repeat`` samples.
-
-    A sample is the call's ``time.perf_counter`` duration in seconds, unless
-    ``spec.unit`` is not ``"s"`` and the function returns a number: then that
-    number is the sample (custom metrics such as throughput). With a custom unit
-    a function that returns no number fails the attempt (bad-spec) rather than
-    mixing seconds into, say, ops/s. The timeout is cooperative: checked after
-    each call, it ends the attempt ``timed_out`` keeping the samples taken.
-    """
-    spec = payload.spec
     res = _base(payload)
-    try:
-        fn = _load_callable(spec.root, spec.function or "")
-    except Exception as exc:
-        res.finished_at = time.time()
-        _finish(res, Category.INFRASTRUCTURE, f"import failed on the worker: {exc}")
-        res.stderr_tail = traceback.format_exc()[-_tail_chars() :]
-        return res
-    params = spec.params
-    custom = spec.unit != "s"
-    deadline = spec.timeout if spec.timeout and spec.timeout > 0 else float("inf")
-    samples = res.samples
-    t_begin = time.perf_counter()
-    cpu0 = time.thread_time()
-    category: Category | None = None
-    message = ""
-    try:
-        for _ in range(spec.warmup):
-            fn(**params)
-            if time.perf_counter() - t_begin > deadline:
-                category, message = Category.TIMEOUT, "timed out during warmup"
-                break
-        else:
-            for _ in range(spec.repeat):
-                t0 = time.perf_counter()
-                value = fn(**params)
-                t1 = time.perf_counter()
-                if custom:
-                    if isinstance(value, bool) or not isinstance(value, (int, float)):
-                        category = Category.BAD_SPEC
-                        message = (
-                            f"unit is {spec.unit!r} but the function returned "
-                            f"{type(value).__name__}, not a number"
-                        )
-                        break
-                    samples.append(float(value))
-                else:
-                    samples.append(t1 - t0)
-                if t1 - t_begin > deadline:
-                    category = Category.TIMEOUT
-                    message = f"timed out after {len(samples)} of {spec.repeat} samples"
-                    break
-    except Exception as exc:
-        category, message = Category.TEST_FAILURE, f"{type(exc).__name__}: {exc}"
-        res.stderr_tail = traceback.format_exc()[-_tail_chars() :]
-    res.wall_s = time.perf_counter() - t_begin
-    res.cpu_s = time.thread_time() - cpu0
-    res.peak_rss_bytes = _self_process().memory_info().rss
+    category, message = benchmark.measure(payload, res, _tail_chars())
     res.finished_at = time.time()
     _finish(res, category, message)
     return res
 
 
-def _load_callable(root: str, function: str) -> Callable[..., Any]:
-    fn = _callables.get((root, function))
-    if fn is not None:
-        return fn
-    module_name, sep, attr = function.partition(":")
-    if not sep or not module_name or not attr:
-        raise ImportError(f"function {function!r} is not 'module:callable'")
-    if root and root not in sys.path:
-        sys.path.insert(0, root)
-    obj: Any = importlib.import_module(module_name)
-    try:
-        for part in attr.split("."):
-            obj = getattr(obj, part)
-    except AttributeError as exc:
-        raise ImportError(f"{module_name} has no attribute {attr!r}") from exc
-    if not callable(obj):
-        raise ImportError(f"{function} is not callable")
-    _callables[(root, function)] = obj
-    return obj
-
-
-@functools.cache
-def _self_process() -> psutil.Process:
-    return psutil.Process()
+def _stamp(res: model.AttemptResult, payload: model.TaskPayload) -> None:
+    """The code fingerprint: the suite files the benchmark ran (sha256, short;
+    set by :mod:`dtf_core.worker.benchmark`) and the run's git commit."""
+    parts = [f"sha256:{res.code_fingerprint}"] if res.code_fingerprint else []
+    if payload.code_commit:
+        parts.append(f"git:{payload.code_commit[:12]}")
+    res.code_fingerprint = " ".join(parts)
 
 
 # -------------------------------------------------------- commands and pytest
