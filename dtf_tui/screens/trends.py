@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import time
 from typing import ClassVar
 
 from textual import work
@@ -12,6 +11,7 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal
 from textual.widgets import Select, Static
 
+from dtf_core.reporting.format import when
 from dtf_tui import trend
 from dtf_tui.screens.base import SnapshotScreen
 from dtf_tui.snapshot import ClusterSnapshot, SeriesKey, TrendSeries
@@ -31,10 +31,9 @@ def describe(series: TrendSeries, view: trend.TrendView) -> str:
         before = seg_before[len(seg_before) // 2]
         after = seg_after[len(seg_after) // 2]
         change = (after - before) / before if before else 0.0
-        when = time.strftime("%Y-%m-%d", time.gmtime(series.times[cp]))
         tag = "[bold red]REGRESSION[/]" if cp in view.regressions else "[green]improvement[/]"
         lines.append(
-            f"change point at run #{cp} ({series.run_ids[cp]}, {when}): "
+            f"change point at run #{cp} ({series.run_ids[cp]}, {when(series.times[cp])}): "
             f"{before:.4g} → {after:.4g} {series.unit} ({change:+.1%}) {tag}"
         )
     if not view.change_points:
