@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from history_seed import seeded_db
 
-from dtf_core.reporting import report
+from dtf_core import reporting
 from dtf_core.store import Store
 
 
@@ -31,7 +31,7 @@ def seeded(tmp_path_factory):
 def test_summary_gains_analysis_sections(seeded, tmp_path):
     db, _ = seeded
     with Store(db, read_only=True) as s:
-        summary = report.build_summary(s, "nightly-00299")
+        summary = reporting.build_summary(s, "nightly-00299")
         assert s.baseline_run("nightly-00299") == "nightly-00297"  # same hardware, 2 runs back
         assert s.baseline_run("nightly-00000") is None
     a = summary["analysis"]
@@ -39,14 +39,14 @@ def test_summary_gains_analysis_sections(seeded, tmp_path):
     assert sum(a["comparison"]["counts"].values()) == len(a["comparison"]["rows"]) > 0
     assert a["changes"] and a["charts"]
     assert any(p["param_names"] for p in a["pivots"])
-    md = report.render_markdown(summary)
+    md = reporting.render_markdown(summary)
     for heading in ("## Compared with `nightly-00297`", "## Pivot: median by parameters x hardware",
                     "## Best configuration", "## Level shifts in history"):  # fmt: skip
         assert heading in md
-    doc = json.loads(report.render_json(summary))
+    doc = json.loads(reporting.render_json(summary))
     assert doc["analysis"]["baseline"] == "nightly-00297"
 
-    html = report.render_html(summary)
+    html = reporting.render_html(summary)
     assert html.startswith("<!doctype html>") and html.rstrip().endswith("</html>")
     assert "<script" not in html and "<link" not in html  # one self-contained file
     assert re.sub(r'xmlns="http://www.w3.org/2000/svg"', "", html).count("http") == 0
@@ -56,17 +56,17 @@ def test_summary_gains_analysis_sections(seeded, tmp_path):
         xml.dom.minidom.parseString(svg)  # well-formed
     out = tmp_path / "r" / "report.html"
     with Store(db, read_only=True) as s:
-        report.write_reports(s, "nightly-00299", html=out)
+        reporting.write_reports(s, "nightly-00299", html=out)
     assert out.read_text(encoding="utf-8").count("<svg") == len(svgs)
 
 
 def test_run_without_samples_has_no_analysis(tmp_path):
     with Store(tmp_path / "e.duckdb") as s:
         s.create_run("r1", "demo", "/x", {}, 1.0)
-        summary = report.build_summary(s, "r1")
+        summary = reporting.build_summary(s, "r1")
     assert summary["analysis"] is None
-    assert "Compared with" not in report.render_markdown(summary)
-    assert "<svg" not in report.render_html(summary)
+    assert "Compared with" not in reporting.render_markdown(summary)
+    assert "<svg" not in reporting.render_html(summary)
 
 
 def test_line_chart_marks_shift_anomaly_and_forecast():

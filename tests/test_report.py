@@ -8,15 +8,15 @@ import xml.etree.ElementTree as ET
 import pytest
 
 from dtf_core import model
-from dtf_core.reporting.report import (
+from dtf_core.reporting import (
     build_summary,
-    humanize,
     render_json,
     render_junit,
     render_markdown,
     split_nodeid,
     write_reports,
 )
+from dtf_core.reporting.format import humanize
 from dtf_core.store import Store
 
 T = model.TestResult

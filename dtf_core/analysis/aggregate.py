@@ -1,4 +1,4 @@
-"""Sample statistics per any grouping, computed in DuckDB, and pivots of them.
+"""Sample statistics per any grouping, computed in DuckDB.
 
 Groups are any of :data:`~dtf_core.store.AGG_DIMENSIONS` (benchmark, params,
 hardware, run_id, suite, commit, branch, python) and ``param:NAME`` for one
@@ -22,7 +22,6 @@ from dtf_core.errors import OptionError
 from dtf_core.store import AGG_DIMENSIONS, Store
 
 DEFAULT_BY = ("benchmark", "params", "hardware")
-STAT_COLUMNS = ("n", "mean", "median", "stdev", "mad", "p5", "p95", "ci_low", "ci_high")
 
 
 def parse_by(text: str) -> list[str]:
@@ -63,10 +62,3 @@ def records(df: pd.DataFrame) -> list[dict[str, Any]]:
         if isinstance(r.get("params"), str):
             r["params"] = json.loads(r["params"])
     return out
-
-
-def pivot(
-    df: pd.DataFrame, rows: Sequence[str], cols: Sequence[str], value: str = "median"
-) -> pd.DataFrame:
-    """A wide table: one row per ``rows`` combination, one column per ``cols`` one."""
-    return df.pivot_table(index=list(rows), columns=list(cols), values=value, aggfunc="first")

@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from dtf_core.analysis import direction
-from dtf_core.analysis.history import History, Series
+from dtf_core.analysis.history import History
 from dtf_core.errors import OptionError
 
 _SQRT_2PI = math.sqrt(2.0 * math.pi)
@@ -175,10 +175,6 @@ def prune(x: np.ndarray, cps: list[int], o: ChangePointOptions) -> list[ChangePo
             return out
         weakest = min(failing, key=lambda c: (abs(c.change) >= o.min_shift, abs(c.change)))
         cps = [cp for cp in cps if cp != weakest.index]
-
-
-def series_changes(s: Series, opts: ChangePointOptions) -> list[ChangePoint]:
-    return detect(s.x, opts)
 
 
 def find_changes(history: History, opts: ChangePointOptions | None = None) -> list[dict[str, Any]]:

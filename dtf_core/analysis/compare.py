@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import json
 import math
+from collections import Counter
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
@@ -36,6 +38,7 @@ Test = Literal["mannwhitney", "welch"]
 REGRESSED, IMPROVED, UNCHANGED, INSUFFICIENT = (
     "regressed", "improved", "unchanged", "insufficient data",
 )  # fmt: skip
+VERDICTS = (REGRESSED, IMPROVED, UNCHANGED, INSUFFICIENT)  # worst first: the order reports use
 
 
 @dataclass(frozen=True)
@@ -73,6 +76,12 @@ class Comparison:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def verdict_counts(rows: Sequence[Comparison]) -> dict[str, int]:
+    """How many comparisons got each verdict, every verdict present, worst first."""
+    n = Counter(c.verdict for c in rows)
+    return {v: n[v] for v in VERDICTS}
 
 
 def min_pvalue_mannwhitney(n1: int, n2: int) -> float:

@@ -30,10 +30,9 @@ import numpy as np
 import pandas as pd
 
 from dtf_core.errors import ImportFileError
-from dtf_core.store import Store, read_table_file
+from dtf_core.store import read_table_file
 
 COLUMNS = ("benchmark", "params", "hardware", "run_id", "timestamp", "commit", "value", "unit")
-OPTIONAL = ("branch", "python", "higher_is_better")
 FORMATS = ("csv", "parquet", "pytest-benchmark", "asv")
 _TRUE = frozenset({"true", "1", "yes", "y", "t"})
 _FALSE = frozenset({"false", "0", "no", "n", "f"})
@@ -77,14 +76,6 @@ def read_history(path: str | pathlib.Path, fmt: str | None = None) -> pd.DataFra
         )
         raw = reader(p, _load_json(p))
     return normalize(raw, str(p))
-
-
-def import_file(
-    store: Store, path: str | pathlib.Path, fmt: str | None = None, suite: str = "imported"
-) -> tuple[int, int]:
-    """Validate and store one history file; returns (runs, samples) written."""
-    frame = read_history(path, fmt)
-    return store.import_samples(frame, suite=suite, source=str(path))
 
 
 # ---- validation ----------------------------------------------------------------

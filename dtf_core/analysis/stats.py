@@ -15,10 +15,6 @@ from typing import Any
 import numpy as np
 from scipy import stats as _stats
 
-# Below this many samples no pair of order statistics covers the median with
-# 95 % confidence (n = 5: P(min <= median <= max) = 1 - 2/32 = 0.9375).
-MIN_N_FOR_CI = 6
-
 Values = Sequence[float] | np.ndarray
 
 

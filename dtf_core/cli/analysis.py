@@ -33,7 +33,7 @@ def _json_option(fn: F) -> F:
 
 
 def _echo_json(obj: Any) -> None:
-    from dtf_core.reporting.report import render_json
+    from dtf_core.reporting.jsonout import render_json
 
     click.echo(render_json(obj), nl=False)
 
@@ -86,7 +86,7 @@ def compare_cmd(
                 "baseline": baseline,
                 "run": run_id,
                 "options": vars(opts),
-                "counts": render.verdict_counts(rows),
+                "counts": compare.verdict_counts(rows),
                 "comparisons": [c.to_dict() for c in rows],
             }
         )

@@ -206,9 +206,8 @@ def execute(
 ) -> RunResult:
     """Open the store and the cluster, build the suite (it may read history and
     see the workers), run it with a progress view, and write the reports."""
-    from dtf_core import context
+    from dtf_core import context, reporting
     from dtf_core.cluster import embedded as cluster
-    from dtf_core.reporting import report
     from dtf_core.run.coordinator import Coordinator
     from dtf_core.run.progress import ProgressView
     from dtf_core.store import Store
@@ -242,7 +241,7 @@ def execute(
         if write_reports is not None:
             write_reports(store, result.run_id)
         else:
-            report.write_reports(
+            reporting.write_reports(
                 store,
                 result.run_id,
                 markdown=opts.report_md,

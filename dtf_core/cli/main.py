@@ -108,8 +108,8 @@ def run(suite: str | None, resume_id: str | None, **kwargs: Any) -> None:
 @handle_errors
 def report_cmd(db: str | None, run_id: str | None, fmt: str, output: str | None) -> None:
     """Rebuild a run's report from the database."""
+    from dtf_core import reporting
     from dtf_core.errors import RunNotFoundError
-    from dtf_core.reporting import report
     from dtf_core.store import Store
 
     db_path = db or default_db()
@@ -117,14 +117,8 @@ def report_cmd(db: str | None, run_id: str | None, fmt: str, output: str | None)
         run_id = run_id or store.latest_run_id()
         if run_id is None:
             raise RunNotFoundError(f"no runs in {db_path} yet; start one with `dtf-core run SUITE`")
-        summary = report.build_summary(store, run_id)
-    render = {
-        "md": report.render_markdown,
-        "json": report.render_json,
-        "junit": report.render_junit,
-        "html": report.render_html,
-    }[fmt]
-    text = render(summary)
+        summary = reporting.build_summary(store, run_id)
+    text = reporting.RENDERERS[fmt](summary)
     if output:
         with open(output, "w", encoding="utf-8") as fh:
             fh.write(text)

@@ -328,15 +328,15 @@ def _after_run(
 
 def _write_test_reports(store: Store, run_id: str, opts: RunOptions) -> None:
     """The run's reports, with the JSON `failures` as pytest node ids."""
-    from dtf_core.reporting import report
+    from dtf_core import reporting
 
-    summary = report.build_summary(store, run_id)
+    summary = reporting.build_summary(store, run_id)
     summary["failure_details"] = summary.get("failures", [])
     summary["failures"] = sorted({f["nodeid"] or f["task_id"] for f in summary["failure_details"]})
     if opts.json_path:
         with open(opts.json_path, "w", encoding="utf-8") as fh:
             fh.write(json.dumps(summary, indent=2, default=str))
-    report.write_reports(
+    reporting.write_reports(
         store, run_id, markdown=opts.report_md, junit=opts.junit, html=opts.html_path
     )
 

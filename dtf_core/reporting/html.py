@@ -10,8 +10,9 @@ from collections.abc import Sequence
 from html import escape
 from typing import Any
 
-from dtf_core.analysis.compare import Comparison
-from dtf_core.reporting import render, sections, svg
+from dtf_core.reporting import render, svg
+from dtf_core.reporting.format import humanize, params_label, when
+from dtf_core.reporting.jsonout import jsonable
 
 _CSS = (
     "body{font:14px/1.45 system-ui,sans-serif;margin:24px auto;max-width:1100px;color:#111}"
@@ -40,14 +41,15 @@ def _table(head: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
 
 
 def render_html(summary: dict[str, Any]) -> str:
-    s = summary
+    """One self-contained HTML file: the run, its analysis and inline SVG charts."""
+    s = jsonable(summary)
     parts = [
         "<!doctype html><html lang='en'><head><meta charset='utf-8'>",
         f"<title>dtf: {escape(str(s['suite']))}</title><style>{_CSS}</style></head><body>",
         f"<h1>dtf: {escape(str(s['suite']))}: "
         f"<span class='{escape(s['status'])}'>{escape(s['status'].upper())}</span></h1>",
         f"<p class='muted'>Run <code>{escape(s['run_id'])}</code>, started "
-        f"{escape(render.when(s['started_at']))} UTC</p>",
+        f"{escape(when(s['started_at']))}</p>",
         "<h2>Counts</h2>",
         _table(list(s["counts"])[:-1], [[v for k, v in s["counts"].items() if k != "tasks"]]),
     ]
@@ -60,10 +62,10 @@ def render_html(summary: dict[str, Any]) -> str:
         ]
     if s.get("benchmarks"):
         rows = [
-            [b["benchmark"], render.params_label(b["params"]), b["hardware"], b["n"],
-             render.humanize(b["median"], b["unit"]),
-             f"{render.humanize(b['ci_low'], b['unit'], b['median'])} to "
-             f"{render.humanize(b['ci_high'], b['unit'], b['median'])}"]
+            [b["benchmark"], params_label(b["params"]), b["hardware"], b["n"],
+             humanize(b["median"], b["unit"]),
+             f"{humanize(b['ci_low'], b['unit'], b['median'])} to "
+             f"{humanize(b['ci_high'], b['unit'], b['median'])}"]
             for b in s["benchmarks"]
         ]  # fmt: skip
         head = ["benchmark", "params", "hardware", "n", "median", "95% CI"]
@@ -79,18 +81,18 @@ def _analysis(a: dict[str, Any] | None) -> list[str]:
     out: list[str] = []
     comp = a.get("comparison")
     if comp:
-        rows = [Comparison(**{**r, "baseline_ci": None, "run_ci": None}) for r in comp["rows"]]
+        rows = render.comparisons(comp["rows"])
         counts = ", ".join(f"{n} {v}" for v, n in comp["counts"].items())
         out += [
             f"<h2>Compared with <code>{escape(a['baseline'])}</code></h2><p>{escape(counts)}</p>",
             _table(render.COMPARISON_HEAD, render.comparison_rows(rows)),
         ]
-    shown = sections.pivots_worth_showing(a.get("pivots") or [])
+    shown = render.pivots_worth_showing(a.get("pivots") or [])
     if shown:
         out.append("<h2>Pivot: median by parameters x hardware</h2>")
         for p in shown:
             out += [f"<h3>{escape(p['benchmark'])} ({escape(p['unit'])})</h3>",
-                    _table(*sections.pivot_table(p))]  # fmt: skip
+                    _table(*render.pivot_table(p))]  # fmt: skip
     if a.get("best"):
         out += [
             "<h2>Best configuration</h2>",
@@ -102,7 +104,7 @@ def _analysis(a: dict[str, Any] | None) -> list[str]:
             " red: anomaly; blue wedge: forecast with 95% interval.</p><div class='charts'>"
         )
         for c in a["charts"]:
-            params = render.params_label(c["params"])
+            params = params_label(c["params"])
             title = f"{c['benchmark']} {params} @ {c['hardware']} [{c['unit']}]"
             out.append(
                 svg.line_chart(

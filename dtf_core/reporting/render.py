@@ -1,60 +1,28 @@
-"""Markdown tables of analysis results (the CLI's text output and report sections)."""
+"""Tables of analysis results: the rows and headers that the analysis commands print as
+Markdown and that the run reports (Markdown and HTML) show in their analysis sections."""
 
 from __future__ import annotations
 
-import math
 from collections import Counter
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from dtf_core.reporting.report import humanize
+from dtf_core.analysis.compare import VERDICTS, Comparison, verdict_counts
+from dtf_core.reporting.format import humanize, params_label, pct, pval, table, when
 
 if TYPE_CHECKING:
-    from dtf_core.analysis.compare import CompareOptions, Comparison
+    from dtf_core.analysis.compare import CompareOptions
 
-VERDICT_ORDER = ("regressed", "improved", "unchanged", "insufficient data")
-
-
-def table(head: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]:
-    def cell(v: Any) -> str:
-        return str("" if v is None else v).replace("|", "\\|").replace("\n", " ")[:200]
-
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    return [*lines, *("| " + " | ".join(cell(c) for c in r) + " |" for r in rows), ""]
+MAX_PIVOTS = 20
 
 
-def params_label(params: dict[str, Any] | None) -> str:
-    return ", ".join(f"{k}={v}" for k, v in (params or {}).items())
-
-
-def pct(x: float | None, signed: bool = True) -> str:
-    if x is None or (isinstance(x, float) and math.isnan(x)):
-        return "n/a"
-    if math.isinf(x):
-        return "+inf" if x > 0 else "-inf"
-    return f"{100 * x:+.1f}%" if signed else f"{100 * x:.1f}%"
-
-
-def pval(p: float | None) -> str:
-    if p is None or not math.isfinite(p):
-        return "n/a"
-    return f"{p:.2g}" if p >= 1e-4 else "<1e-4"
-
-
-def when(ts: float | None) -> str:
-    if ts is None or not math.isfinite(ts):
-        return "n/a"
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M")
-
-
-def verdict_counts(rows: Sequence[Comparison]) -> dict[str, int]:
-    n = Counter(c.verdict for c in rows)
-    return {v: n[v] for v in VERDICT_ORDER}
+def comparisons(rows: Sequence[dict[str, Any]]) -> list[Comparison]:
+    """Comparisons back from a summary's JSON-ready rows (their intervals left out)."""
+    return [Comparison(**{**r, "baseline_ci": None, "run_ci": None}) for r in rows]
 
 
 def comparison_rows(rows: Sequence[Comparison]) -> list[list[Any]]:
-    rank = {v: i for i, v in enumerate(VERDICT_ORDER)}
+    rank = {v: i for i, v in enumerate(VERDICTS)}
     ordered = sorted(rows, key=lambda c: (rank[c.verdict], -abs(c.change or 0.0)))
     return [
         [
@@ -241,3 +209,24 @@ def best_markdown(best: Sequence[dict[str, Any]], run_id: str) -> str:
     return "\n".join(
         out + (table(BEST_HEAD, rows) if rows else ["No benchmark has two configurations.", ""])
     )
+
+
+def pivots_worth_showing(pivots: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Benchmarks with two or more parameters or machines (a 1 x n pivot is just a list)."""
+    return [p for p in pivots if len(p["param_names"]) >= 2 or len(p["hardware"]) >= 2][:MAX_PIVOTS]
+
+
+def pivot_table(p: dict[str, Any]) -> tuple[list[str], list[list[Any]]]:
+    """One pivot of the summary as a header and rows: parameters, then a median per hardware."""
+    head = [*p["param_names"], *p["hardware"]]
+    rows = [
+        [
+            *(row["params"].get(k, "") for k in p["param_names"]),
+            *(
+                humanize(row["cells"].get(hw), p["unit"]) if hw in row["cells"] else "-"
+                for hw in p["hardware"]
+            ),
+        ]
+        for row in p["rows"]
+    ]
+    return head, rows

@@ -1,5 +1,5 @@
-"""The analysis part of a run's report: what :func:`dtf_core.reporting.report.build_summary`
-adds under ``"analysis"``, and its Markdown.
+"""The analysis part of a run's summary: what :func:`dtf_core.reporting.summary.build_summary`
+adds under ``"analysis"`` (the Markdown and HTML reports render it).
 
 For a run with benchmark samples:
 
@@ -24,14 +24,11 @@ from dtf_core.analysis import aggregate, best, compare
 from dtf_core.analysis.changepoints import ChangePointOptions, detect, find_changes
 from dtf_core.analysis.history import History, load_history
 from dtf_core.analysis.trends import find_trends, robust_z
-from dtf_core.reporting import render
-from dtf_core.reporting.report import humanize
 from dtf_core.store import Store
 
 CHART_POINTS = 200
 MAX_CHARTS = 12
 MAX_ROWS = 50
-MAX_PIVOTS = 20
 
 
 def build(store: Store, run_id: str) -> dict[str, Any] | None:
@@ -43,7 +40,7 @@ def build(store: Store, run_id: str) -> dict[str, Any] | None:
         opts = compare.CompareOptions()
         rows = compare.compare_runs(store, out["baseline"], run_id, opts)
         out["comparison"] = {
-            "counts": render.verdict_counts(rows),
+            "counts": compare.verdict_counts(rows),
             "rows": [c.to_dict() for c in rows],
         }
     out["pivots"] = pivots(aggregate.aggregate(store, run_ids=[run_id]))
@@ -118,65 +115,3 @@ def charts(hist: History, trends: list[dict[str, Any]]) -> list[dict[str, Any]]:
     # Shifts first, then trends, then anomalies alone.
     picked.sort(key=lambda c: (not c["changes"], c["verdict"] == "stable", c["benchmark"]))
     return picked[:MAX_CHARTS]
-
-
-def markdown(a: dict[str, Any] | None) -> list[str]:
-    if not a:
-        return []
-    out: list[str] = []
-    comp = a.get("comparison")
-    if comp:
-        rows = [
-            compare.Comparison(**{**r, "baseline_ci": None, "run_ci": None}) for r in comp["rows"]
-        ]
-        out += [
-            f"## Compared with `{a['baseline']}`",
-            "",
-            ", ".join(f"{n} {v}" for v, n in comp["counts"].items()),
-            "",
-            *render.table(render.COMPARISON_HEAD, render.comparison_rows(rows)),
-        ]
-    shown = pivots_worth_showing(a.get("pivots") or [])
-    if shown:
-        out += ["## Pivot: median by parameters x hardware", ""]
-        for p in shown:
-            out += [f"### {p['benchmark']} ({p['unit']})", "", *render.table(*pivot_table(p))]
-    if a.get("best"):
-        out += [
-            "## Best configuration",
-            "",
-            *render.table(render.BEST_HEAD, render.best_rows(a["best"])),
-        ]
-    if a.get("changes"):
-        out += [
-            "## Level shifts in history",
-            "",
-            *render.table(render.CHANGES_HEAD, render.changes_rows(a["changes"])),
-        ]
-    if a.get("trends"):
-        out += [
-            "## Trends in history",
-            "",
-            *render.table(render.TRENDS_HEAD, render.trends_rows(a["trends"])),
-        ]
-    return out
-
-
-def pivots_worth_showing(pivots: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Benchmarks with two or more parameters or machines (a 1 x n pivot is just a list)."""
-    return [p for p in pivots if len(p["param_names"]) >= 2 or len(p["hardware"]) >= 2][:MAX_PIVOTS]
-
-
-def pivot_table(p: dict[str, Any]) -> tuple[list[str], list[list[Any]]]:
-    head = [*p["param_names"], *p["hardware"]]
-    rows = [
-        [
-            *(row["params"].get(k, "") for k in p["param_names"]),
-            *(
-                humanize(row["cells"].get(hw), p["unit"]) if hw in row["cells"] else "-"
-                for hw in p["hardware"]
-            ),
-        ]
-        for row in p["rows"]
-    ]
-    return head, rows

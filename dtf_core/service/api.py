@@ -29,11 +29,10 @@ from tornado.ioloop import IOLoop
 from tornado.iostream import StreamClosedError
 from tornado.locks import Condition
 
-from dtf_core import __version__
+from dtf_core import __version__, reporting
 from dtf_core.cluster import embedded as cluster
 from dtf_core.cluster import security
 from dtf_core.errors import AuthError, BadInputError, ClusterError, RunNotFoundError
-from dtf_core.reporting import report
 from dtf_core.service.runmanager import ActiveRun, RunManager
 
 API_VERSION = 1
@@ -241,17 +240,14 @@ class RunDataHandler(Handler):
         elif what == "errors":
             self.send({"errors": await self.blocking(store.errors, run_id)})
         elif what in ("results", "analysis", "report"):
-            summary = await self.blocking(report.build_summary, store, run_id)
+            summary = await self.blocking(reporting.build_summary, store, run_id)
             if what == "results":
-                self.send(json.loads(report.render_json(summary)))
+                self.send(json.loads(reporting.render_json(summary)))
             elif what == "analysis":
-                self.send({"benchmarks": json.loads(report.render_json(summary))["benchmarks"]})
+                self.send({"benchmarks": json.loads(reporting.render_json(summary))["benchmarks"]})
             else:
                 fmt = self.get_query_argument("format", "md")
-                render = {
-                    "md": report.render_markdown, "json": report.render_json,
-                    "junit": report.render_junit, "html": report.render_html,
-                }.get(fmt)  # fmt: skip
+                render = reporting.RENDERERS.get(fmt)
                 if render is None:
                     raise ApiError(400, f"format {fmt!r} is not md, json, junit or html")
                 kind = "text/html" if fmt == "html" else "text/plain"

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import time
 from typing import ClassVar
 
 from rich.text import Text
@@ -14,6 +13,7 @@ from textual.containers import Horizontal
 from textual.content import Content
 from textual.widgets import Select, Static
 
+from dtf_core.reporting.format import when
 from dtf_tui import trend
 from dtf_tui.screens.base import SnapshotScreen
 from dtf_tui.snapshot import ClusterSnapshot, SeriesKey, TrendSeries
@@ -41,13 +41,12 @@ def describe(series: TrendSeries, view: trend.TrendView) -> Content:
         before = seg_before[len(seg_before) // 2]
         after = seg_after[len(seg_after) // 2]
         change = (after - before) / before if before else 0.0
-        when = time.strftime("%Y-%m-%d", time.gmtime(series.times[cp]))
         tag = ("REGRESSION", "bold red") if cp in view.regressions else ("improvement", "green")
         lines.append(
             Content.assemble(
                 f"change point at run #{cp} (",
                 series.run_ids[cp],
-                f", {when}): {before:.4g} → {after:.4g} ",
+                f", {when(series.times[cp])}): {before:.4g} → {after:.4g} ",
                 series.unit,
                 f" ({change:+.1%}) ",
                 tag,

@@ -1,0 +1,51 @@
+"""The report files a run asks for, and the renderer of each format by name."""
+
+from __future__ import annotations
+
+import os
+import pathlib
+from collections.abc import Callable
+from typing import Any
+
+from dtf_core.reporting.html import render_html
+from dtf_core.reporting.jsonout import render_json
+from dtf_core.reporting.junit import render_junit
+from dtf_core.reporting.markdown import render_markdown
+from dtf_core.reporting.summary import build_summary
+from dtf_core.store import Store
+
+# The names `dtf-core report --format` and the service's `?format=` take.
+RENDERERS: dict[str, Callable[[dict[str, Any]], str]] = {
+    "md": render_markdown,
+    "json": render_json,
+    "junit": render_junit,
+    "html": render_html,
+}
+
+
+def write_reports(
+    store: Store,
+    run_id: str,
+    *,
+    markdown: str | os.PathLike[str] | None = None,
+    junit: str | os.PathLike[str] | None = None,
+    json_path: str | os.PathLike[str] | None = None,
+    html: str | os.PathLike[str] | None = None,
+) -> None:
+    """Write the reports asked for; append the Markdown to ``$GITHUB_STEP_SUMMARY`` when set."""
+    summary = build_summary(store, run_id)
+    md = render_markdown(summary)
+    for path, text in (
+        (markdown, md),
+        (junit, render_junit(summary) if junit else ""),
+        (json_path, render_json(summary) if json_path else ""),
+        (html, render_html(summary) if html else ""),
+    ):
+        if path is not None:
+            p = pathlib.Path(path)
+            p.parent.mkdir(parents=True, exist_ok=True)
+            p.write_text(text, encoding="utf-8")
+    step_summary = os.environ.get("GITHUB_STEP_SUMMARY")
+    if step_summary:
+        with open(step_summary, "a", encoding="utf-8") as f:
+            f.write(md + "\n")
