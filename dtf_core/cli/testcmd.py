@@ -25,6 +25,7 @@ from dtf_core.cli.common import (
     default_db,
     execute,
     handle_errors,
+    lock_timeout_option,
     output_options,
     plan_cluster,
 )
@@ -146,6 +147,7 @@ def _split(paths: list[str], pytest_args: list[str], cwd: str, cache: Any) -> _S
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 @cluster_options
 @output_options
+@lock_timeout_option
 @click.option(
     "--reruns",
     type=int,

@@ -41,7 +41,7 @@ from typing import Any
 
 from dtf_core.analysis.stats import summarize
 from dtf_core.cluster.hardware import label
-from dtf_core.store import Store
+from dtf_core.store import StoreReader
 
 COUNT_KEYS = (
     "passed", "failed", "skipped", "xfailed", "xpassed", "errors",
@@ -65,17 +65,18 @@ def _task_bucket(status: str, category: str | None) -> str | None:
     return _STATUS_BUCKET.get(status, status)
 
 
-def build_summary(store: Store, run_id: str) -> dict[str, Any]:
+def build_summary(store: StoreReader, run_id: str) -> dict[str, Any]:
     run = store.get_run(run_id)
-    tasks = store.tasks(run_id)
+    # Plain dicts: the summary adds keys to the stored rows.
+    tasks: list[dict[str, Any]] = [dict(t) for t in store.tasks(run_id)]
     tests_by_task: dict[str, list[dict[str, Any]]] = {}
-    for t in store.final_tests(run_id):
-        tests_by_task.setdefault(t["task_id"], []).append(t)
-    first_start: dict[str, float] = {}
+    for row in store.final_tests(run_id):
+        tests_by_task.setdefault(row["task_id"], []).append(dict(row))
+    first_start: dict[str, float | None] = {}
     last_attempt: dict[str, dict[str, Any]] = {}
     for a in store.attempts(run_id):  # ordered by task, attempt
         first_start.setdefault(a["task_id"], a["started_at"])
-        last_attempt[a["task_id"]] = a
+        last_attempt[a["task_id"]] = dict(a)
     workers = store.workers(run_id)
     hosts = {w["address"]: w["host"] for w in workers} | {w["name"]: w["host"] for w in workers}
 
@@ -159,7 +160,7 @@ def build_summary(store: Store, run_id: str) -> dict[str, Any]:
     }
 
 
-def _analysis(store: Store, run_id: str) -> dict[str, Any] | None:
+def _analysis(store: StoreReader, run_id: str) -> dict[str, Any] | None:
     """Verdicts against the previous run, pivots, best configurations and history
     (``dtf_core.reporting.sections``); ``None`` for a run without benchmark samples."""
     # Imported here: the analysis modules import this one (for humanize).
@@ -168,7 +169,7 @@ def _analysis(store: Store, run_id: str) -> dict[str, Any] | None:
     return sections.build(store, run_id)
 
 
-def _benchmarks(store: Store, run_id: str) -> list[dict[str, Any]]:
+def _benchmarks(store: StoreReader, run_id: str) -> list[dict[str, Any]]:
     df = store.benchmark_samples(run_id)
     out = []
     for (task_id, hardware), g in df.groupby(["task_id", "hardware"], sort=True, dropna=False):
@@ -436,7 +437,7 @@ def render_junit(summary: dict[str, Any]) -> str:
 
 
 def write_reports(
-    store: Store,
+    store: StoreReader,
     run_id: str,
     *,
     markdown: str | os.PathLike[str] | None = None,

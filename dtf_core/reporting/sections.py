@@ -26,7 +26,7 @@ from dtf_core.analysis.history import History, load_history
 from dtf_core.analysis.trends import find_trends, robust_z
 from dtf_core.reporting import render
 from dtf_core.reporting.report import humanize
-from dtf_core.store import Store
+from dtf_core.store import StoreReader
 
 CHART_POINTS = 200
 MAX_CHARTS = 12
@@ -34,7 +34,7 @@ MAX_ROWS = 50
 MAX_PIVOTS = 20
 
 
-def build(store: Store, run_id: str) -> dict[str, Any] | None:
+def build(store: StoreReader, run_id: str) -> dict[str, Any] | None:
     samples = store.samples_of_runs([run_id])
     if samples.empty:
         return None
