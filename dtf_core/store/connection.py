@@ -45,7 +45,8 @@ def connect(
         except duckdb.Error as exc:
             if not faults.is_lock_conflict(exc):
                 mapped = faults.storage_error(exc, path)
-                raise (mapped or errs.StoreError(f"cannot open {path}: {exc}")) from exc
+                fallback = errs.StoreError(f"cannot open {path}: {faults.first_line(exc)}")
+                raise (mapped or fallback) from exc
             holder = faults.describe_process(faults.lock_holder(exc))
             left = deadline - time.monotonic()
             if left <= 0:

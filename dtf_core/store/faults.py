@@ -16,7 +16,10 @@ What DuckDB 2.0 raises, measured on a tmpfs that fills up and on damaged files:
   a truncated file: ``IOException`` "Could not read enough bytes"; a damaged
   block: plain ``duckdb.Error`` "Corrupt database file: computed checksum ...";
 * another process holding the file: ``IOException`` "Conflicting lock is held in
-  PROGRAM (PID n)".
+  PROGRAM (PID n)";
+* a file from a newer DuckDB (not produced here; DuckDB's own text):
+  ``IOException`` "Trying to read a database file with version number 70, but we
+  can only read versions between 64 and 69".
 
 Errors that say dtf itself is wrong (a binder or parser error, a constraint) are
 not mapped: they keep their traceback.

@@ -113,7 +113,8 @@ class LiveSource:
 
         assert self.suite is not None and self.db_path is not None
         try:
-            with Store(self.db_path) as store:
+            # A lock wait is shown in the console: Textual draws on stderr.
+            with Store(self.db_path, on_wait=self._note) as store:
                 self._store = store
                 with cluster.open_cluster(self.scheduler, plans=self.plans) as handle:
                     self._client = handle.client
@@ -164,6 +165,9 @@ class LiveSource:
                 problem = f"the scheduler does not answer ({type(exc).__name__}); retrying"
         snap = self.state.snapshot(self.label)
         return replace(snap, problem=problem) if problem else snap
+
+    def _note(self, message: str) -> None:
+        self.state.note = message
 
     def _need_store(self) -> Store:
         if self._store is None:
