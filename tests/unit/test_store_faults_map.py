@@ -2,7 +2,8 @@
 store returns; a read-only store has no way to write.
 
 The exception texts below are the ones DuckDB 2.0 raised in the trials described
-in ``dtf_core/store/faults.py``; the processes that raise them for real are in
+in ``dtf_core/store/faults.py`` (the I/O-error and newer-DuckDB texts are DuckDB's
+own messages, not produced here); the processes that raise them for real are in
 ``tests/integration/test_storage_faults.py``.
 """
 
