@@ -10,7 +10,11 @@ Exceptions raised to the user (the CLI turns ``BadInputError`` into exit 2)::
     │   ├── RunNotFoundError     a run id is not in the database
     │   └── AuthError            a token was missing, invalid, expired or lacks the role
     ├── StoreError               the DuckDB file cannot be used: exit 3
-    │   └── DatabaseLockedError  another process holds the write lock
+    │   ├── DatabaseLockedError  another process holds the lock (after waiting)
+    │   ├── StoreIOError         reading or writing the file failed
+    │   │   └── StorageFullError the disk is full (or the file hit its size limit)
+    │   ├── CorruptDatabaseError the file is not a DuckDB database, or is damaged
+    │   └── SchemaTooNewError    a newer dtf (or DuckDB) wrote the file
     ├── ClusterError             no scheduler could be reached or started: exit 3
     └── ServiceError             the coordinator service could not be reached: exit 3
 
@@ -59,6 +63,22 @@ class StoreError(DtfError):
 
 class DatabaseLockedError(StoreError):
     pass
+
+
+class StoreIOError(StoreError):
+    """DuckDB could not read or write the file. What was committed before stays."""
+
+
+class StorageFullError(StoreIOError):
+    """No space left on the database's disk (or a file size limit was hit)."""
+
+
+class CorruptDatabaseError(StoreError):
+    """The file is not a DuckDB database, or its blocks fail their checksums."""
+
+
+class SchemaTooNewError(StoreError):
+    """The file was written by a newer dtf schema (or a newer DuckDB storage format)."""
 
 
 class ClusterError(DtfError):

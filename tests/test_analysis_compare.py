@@ -13,7 +13,7 @@ from scipy import stats as sps
 from dtf_core import cli
 from dtf_core.analysis import compare, direction, importers
 from dtf_core.analysis.stats import benjamini_hochberg, median_ci, median_ci_ranks
-from dtf_core.store import Store
+from dtf_core.store import Store, StoreReader
 
 
 def samples_frame(
@@ -73,7 +73,7 @@ def by_name(rows: list[compare.Comparison]) -> dict[str, compare.Comparison]:
 
 
 def test_verdicts_are_direction_aware_with_floor_and_small_samples(db):
-    with Store(db, read_only=True) as s:
+    with StoreReader(db) as s:
         got = by_name(compare.compare_runs(s, "base", "run"))
     assert got["slower"].verdict == "regressed"
     assert got["faster"].verdict == "improved"
@@ -88,7 +88,7 @@ def test_verdicts_are_direction_aware_with_floor_and_small_samples(db):
 
 
 def test_pvalues_match_scipy_and_bh(db):
-    with Store(db, read_only=True) as s:
+    with StoreReader(db) as s:
         frame = s.samples_of_runs(["base", "run"])
         rows = compare.compare_runs(s, "base", "run")
         welch = by_name(

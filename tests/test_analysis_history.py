@@ -16,7 +16,7 @@ from dtf_core.analysis import changepoints as cp
 from dtf_core.analysis import importers
 from dtf_core.analysis import trends as tr
 from dtf_core.analysis.history import load_history, parse_span
-from dtf_core.store import Store
+from dtf_core.store import Store, StoreReader
 
 
 @pytest.fixture(scope="module")
@@ -141,7 +141,7 @@ def test_robust_z_flags_the_outlier_not_the_level_shift():
 
 def test_seeded_shifts_are_found_at_their_runs(seeded):
     db, truth = seeded
-    with Store(db, read_only=True) as s:
+    with StoreReader(db) as s:
         hist = load_history(s)
     changes = cp.find_changes(hist)
     key = lambda d: (d["benchmark"], json.dumps(d["params"], sort_keys=True), d["hardware"])  # noqa: E731
@@ -175,7 +175,7 @@ def test_trend_verdicts_follow_direction(tmp_path):
     db = tmp_path / "t.duckdb"
     with Store(db) as s:
         s.import_samples(importers.normalize(pd.DataFrame(recs), "t"), suite="t", source="t")
-    with Store(db, read_only=True) as s:
+    with StoreReader(db) as s:
         got = {r["benchmark"]: r for r in tr.find_trends(load_history(s))}
     assert got["slowing"]["verdict"] == "worsening"
     assert got["throughput"]["verdict"] == "improving"

@@ -11,7 +11,7 @@ import pytest
 from history_seed import seeded_db
 
 from dtf_core import reporting
-from dtf_core.store import Store
+from dtf_core.store import Store, StoreReader
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +30,7 @@ def seeded(tmp_path_factory):
 
 def test_summary_gains_analysis_sections(seeded, tmp_path):
     db, _ = seeded
-    with Store(db, read_only=True) as s:
+    with StoreReader(db) as s:
         summary = reporting.build_summary(s, "nightly-00299")
         assert s.baseline_run("nightly-00299") == "nightly-00297"  # same hardware, 2 runs back
         assert s.baseline_run("nightly-00000") is None
@@ -55,7 +55,7 @@ def test_summary_gains_analysis_sections(seeded, tmp_path):
     for svg in svgs:
         xml.dom.minidom.parseString(svg)  # well-formed
     out = tmp_path / "r" / "report.html"
-    with Store(db, read_only=True) as s:
+    with StoreReader(db) as s:
         reporting.write_reports(s, "nightly-00299", html=out)
     assert out.read_text(encoding="utf-8").count("<svg") == len(svgs)
 

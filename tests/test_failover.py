@@ -23,7 +23,7 @@ from procs import free_port
 from dtf_core import spec
 from dtf_core.cluster import embedded as cluster
 from dtf_core.run.coordinator import Coordinator
-from dtf_core.store import Store
+from dtf_core.store import Store, StoreReader
 
 pytestmark = [pytest.mark.slow]
 PY = sys.executable
@@ -142,7 +142,7 @@ def test_coordinator_kill_9_then_resume_finishes_the_run(tmp_path: Path) -> None
         _, alive = psutil.wait_procs(children, timeout=45)
         assert not alive, f"left behind: {[p.pid for p in alive]}"
 
-        with Store(db, read_only=True) as store:
+        with StoreReader(db) as store:
             before = {t["task_id"]: t["status"] for t in store.tasks(run_id)}
             assert store.get_run(run_id)["status"] == "running"
         done_before = {t for t, s in before.items() if s == "passed"}
@@ -153,7 +153,7 @@ def test_coordinator_kill_9_then_resume_finishes_the_run(tmp_path: Path) -> None
             capture_output=True, text=True, timeout=120,
         )  # fmt: skip
         assert out.returncode == 0, out.stdout + out.stderr
-        with Store(db, read_only=True) as store:
+        with StoreReader(db) as store:
             tasks = {t["task_id"]: t for t in store.tasks(run_id)}
             attempts = store.attempts(run_id)
             assert store.get_run(run_id)["status"] == "passed"

@@ -17,7 +17,7 @@ import pytest
 from procs import free_port, stop
 
 from dtf_core.cluster import security
-from dtf_core.store import Store
+from dtf_core.store import StoreReader
 
 pytestmark = pytest.mark.slow
 PY = sys.executable
@@ -109,7 +109,7 @@ def test_standby_takes_over_and_submit_follows(tmp_path: Path) -> None:
     finally:
         for p in reversed(procs):
             stop(p, grace=15)
-    with Store(db, read_only=True) as store:
+    with StoreReader(db) as store:
         run_id = summary["run_id"]
         tasks_rows = store.tasks(run_id)
         attempts = store.attempts(run_id)

@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from dtf_core import cli
-from dtf_core.store import Store
+from dtf_core.store import StoreReader
 
 DATA = pathlib.Path(__file__).parent / "data" / "import"
 
@@ -20,7 +20,7 @@ def run_cli(*args: str):
 
 
 def counts(db: pathlib.Path) -> dict[str, int]:
-    with Store(db, read_only=True) as s:
+    with StoreReader(db) as s:
         return {
             t: int(s._one(f"SELECT count(*) FROM {t}")[0])
             for t in ("runs", "tasks", "attempts", "samples")
@@ -34,7 +34,7 @@ def test_csv_import_writes_runs_and_samples(tmp_path):
     assert "imported 9 samples in 2 runs" in res.output
     # Imported runs are runs and samples: nothing ran, so no tasks or attempts.
     assert counts(db) == {"runs": 2, "tasks": 0, "attempts": 0, "samples": 9}
-    with Store(db, read_only=True) as s:
+    with StoreReader(db) as s:
         r1 = s.get_run("r1")
         assert r1["status"] == "imported"
         assert r1["metadata"]["commit"] == "aaa111"
@@ -59,7 +59,7 @@ def test_higher_is_better_column_overrides_the_unit(tmp_path):
     )
     db = tmp_path / "h.duckdb"
     assert run_cli("import", "--db", str(db), str(src)).exit_code == 0
-    with Store(db, read_only=True) as s:
+    with StoreReader(db) as s:
         assert s.samples_of_runs(["r1"]).higher_is_better.tolist() == [True] * 5
         keys, _, _ = s.benchmark_history()
         assert keys.higher_is_better.tolist() == [True]
@@ -103,7 +103,7 @@ def test_a_clash_inside_the_transaction_leaves_nothing(tmp_path):
     res = run_cli("import", "--db", str(db), str(DATA / "clash.csv"))  # r9 is new, r1 is not
     assert res.exit_code == 2 and "run_id 'r1'" in res.output
     assert counts(db) == before
-    with Store(db, read_only=True) as s:
+    with StoreReader(db) as s:
         assert [r["run_id"] for r in s.list_runs()] == ["r2", "r1"]
 
 
@@ -129,7 +129,7 @@ def test_pytest_benchmark_json(tmp_path):
     db = tmp_path / "h.duckdb"
     res = run_cli("import", "--db", str(db), str(DATA / "pytest_benchmark.json"))
     assert res.exit_code == 0, res.output
-    with Store(db, read_only=True) as s:
+    with StoreReader(db) as s:
         run = s.get_run("pytest_benchmark")
         assert run["metadata"]["commit"] == "0123456789abcdef"
         assert run["metadata"]["branch"] == "main"
@@ -146,7 +146,7 @@ def test_asv_result_with_param_names(tmp_path):
     path = DATA / "asv" / "results" / "ci-box" / "4f2a1b3c-virtualenv-py3.12.json"
     res = run_cli("import", "--db", str(db), str(path))
     assert res.exit_code == 0, res.output
-    with Store(db, read_only=True) as s:
+    with StoreReader(db) as s:
         smp = s.samples_of_runs([path.stem])
         assert s.get_run(path.stem)["metadata"]["commit"] == "4f2a1b3c9d8e7f60"
     sort = smp[smp.benchmark == "bench.TimeSuite.time_sort"]

@@ -15,7 +15,7 @@ from click.testing import CliRunner
 from dtf_core import cli, spec
 from dtf_core.cluster import embedded as cluster
 from dtf_core.run.coordinator import Coordinator
-from dtf_core.store import Store
+from dtf_core.store import Store, StoreReader
 
 ROOT = Path(__file__).resolve().parent.parent
 QUICKSTART = ROOT / "configs" / "examples" / "quickstart.toml"
@@ -51,7 +51,7 @@ def test_quickstart_end_to_end(tmp_path: Path) -> None:
     assert summary["counts"]["failed"] == 0
     assert summary["counts"]["passed"] > 10
     # The GPU task ran on the worker tagged GPU=1, and only there.
-    with Store(db, read_only=True) as store:
+    with StoreReader(db) as store:
         tasks = {t["task_id"]: t for t in store.tasks(summary["run_id"])}
         workers = {w["name"]: w for w in store.workers(summary["run_id"])}
     gpu_tasks = [t for t in tasks.values() if "GPU" in json.dumps(t["requires"])]

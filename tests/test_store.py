@@ -10,7 +10,7 @@ import dask.config
 import pytest
 
 from dtf_core import errors, model
-from dtf_core.store import MIGRATIONS, Store
+from dtf_core.store import MIGRATIONS, Store, StoreReader
 
 
 def spec(task_id: str, name: str | None = None, kind: str = "benchmark", **kw: object):
@@ -51,14 +51,14 @@ def test_migrations_applied_once_and_reopen_keeps_data(tmp_path):
     with Store(path) as s:
         assert count(s, "schema_version") == len(MIGRATIONS)
         assert s.get_run("r1")["suite"] == "demo"
-    with Store(path, read_only=True) as s:
+    with StoreReader(path) as s:
         assert s.latest_run_id() == "r1"
 
 
 def test_read_only_missing_file(tmp_path):
     path = tmp_path / "nope" / "dtf.duckdb"
     with pytest.raises(errors.StoreError, match="no database at"):
-        Store(path, read_only=True)
+        StoreReader(path)
     assert not path.parent.exists()
 
 
@@ -88,7 +88,7 @@ def test_second_process_holding_the_lock(tmp_path):
         assert holder.stdout.readline().strip() == "ready"
         for read_only in (False, True):
             with pytest.raises(errors.DatabaseLockedError) as info:
-                Store(path, read_only=read_only)
+                (StoreReader(path, wait_s=0.3) if read_only else Store(path, lock_timeout=0.3))
             msg = str(info.value)
             assert f"process {holder.pid}" in msg
             assert "coordinator" in msg and "\n" not in msg

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from dtf_core.store import Store
+from dtf_core.store import StoreReader
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -58,6 +58,6 @@ def test_dtf_tui_run_in_a_real_terminal(tmp_path: Path) -> None:
                 os.waitpid(pid, 0)
         os.close(fd)
     assert b"Nanny failed" not in out
-    with Store(db, read_only=True) as store:
+    with StoreReader(db) as store:
         run_id = store.latest_run_id()
         assert run_id and store.get_run(run_id)["status"] == "passed"

@@ -19,7 +19,7 @@ import pandas as pd
 
 from dtf_core.analysis.stats import median_ci_ranks
 from dtf_core.errors import OptionError
-from dtf_core.store import AGG_DIMENSIONS, Store
+from dtf_core.store import AGG_DIMENSIONS, StoreReader
 
 DEFAULT_BY = ("benchmark", "params", "hardware")
 
@@ -39,7 +39,7 @@ def parse_by(text: str) -> list[str]:
 
 
 def aggregate(
-    store: Store,
+    store: StoreReader,
     by: Sequence[str] = DEFAULT_BY,
     *,
     run_ids: Sequence[str] | None = None,

@@ -32,7 +32,7 @@ from scipy import stats as sps
 from dtf_core.analysis import direction
 from dtf_core.analysis.stats import benjamini_hochberg, median_ci
 from dtf_core.errors import OptionError
-from dtf_core.store import Store
+from dtf_core.store import StoreReader
 
 Test = Literal["mannwhitney", "welch"]
 REGRESSED, IMPROVED, UNCHANGED, INSUFFICIENT = (
@@ -174,7 +174,7 @@ def verdict(change: float | None, q: float, higher_better: bool, opts: CompareOp
 
 
 def compare_runs(
-    store: Store, baseline: str, run: str, opts: CompareOptions | None = None
+    store: StoreReader, baseline: str, run: str, opts: CompareOptions | None = None
 ) -> list[Comparison]:
     """Verdicts for every benchmark key of ``run`` and ``baseline`` (both must exist)."""
     store.get_run(baseline)  # RunNotFoundError names the missing one

@@ -22,7 +22,7 @@ import pandas as pd
 
 from dtf_core.analysis import direction
 from dtf_core.errors import OptionError
-from dtf_core.store import Store
+from dtf_core.store import StoreReader
 
 _SPAN = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
 _UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
@@ -108,7 +108,7 @@ class History:
 
 
 def load_history(
-    store: Store, *, benchmark: str | None = None, since: float | None = None
+    store: StoreReader, *, benchmark: str | None = None, since: float | None = None
 ) -> History:
     """Every series (optionally names matching the glob ``benchmark``; runs
     started at or after ``since``, unix seconds)."""

@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 
 import click
 
-from dtf_core.cli.common import EXIT_FAILED, default_db, handle_errors
+from dtf_core.cli.common import EXIT_FAILED, default_db, handle_errors, lock_timeout_option
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -75,10 +75,10 @@ def compare_cmd(
     """Compare RUN with BASELINE: regressed / improved / unchanged per benchmark."""
     from dtf_core.analysis import compare
     from dtf_core.reporting import render
-    from dtf_core.store import Store
+    from dtf_core.store import StoreReader
 
     opts = compare.CompareOptions(test=test, alpha=alpha, min_effect=min_effect)  # type: ignore[arg-type]
-    with Store(db or default_db(), read_only=True) as store:
+    with StoreReader(db or default_db()) as store:
         rows = compare.compare_runs(store, baseline, run_id, opts)
     if as_json:
         _echo_json(
@@ -151,10 +151,10 @@ def regressions_cmd(
     """Level shifts over each benchmark's history: when, which run/commit, how much."""
     from dtf_core.analysis import changepoints, history
     from dtf_core.reporting import render
-    from dtf_core.store import Store
+    from dtf_core.store import StoreReader
 
     opts = changepoints.ChangePointOptions(alpha=alpha, min_size=min_size, min_shift=min_shift)
-    with Store(db or default_db(), read_only=True) as store:
+    with StoreReader(db or default_db()) as store:
         hist = history.load_history(store, benchmark=benchmark, since=history.since_seconds(since))
     changes = changepoints.find_changes(hist, opts)
     if not show_all:
@@ -202,14 +202,14 @@ def trends_cmd(
     """Trends (slope, significance), anomalous runs and a short forecast per series."""
     from dtf_core.analysis import history, trends
     from dtf_core.reporting import render
-    from dtf_core.store import Store
+    from dtf_core.store import StoreReader
 
     opts = trends.TrendOptions(
         alpha=alpha,
         min_effect=min_effect,
         horizon_days=history.parse_span(horizon, "--horizon") / history.DAY,
     )
-    with Store(db or default_db(), read_only=True) as store:
+    with StoreReader(db or default_db()) as store:
         hist = history.load_history(store, benchmark=benchmark, since=history.since_seconds(since))
     rows = trends.find_trends(hist, opts)
     if as_json:
@@ -240,10 +240,10 @@ def stats_cmd(
     """n, mean, median, stdev, MAD, p5/p95 and the median's 95 % CI per group."""
     from dtf_core.analysis import aggregate
     from dtf_core.reporting import render
-    from dtf_core.store import Store
+    from dtf_core.store import StoreReader
 
     dims = aggregate.parse_by(by)
-    with Store(db or default_db(), read_only=True) as store:
+    with StoreReader(db or default_db()) as store:
         for r in run_ids:
             store.get_run(r)
         df = aggregate.aggregate(store, dims, run_ids=run_ids or None, benchmark=benchmark)
@@ -266,10 +266,10 @@ def best_cmd(db: str | None, run_id: str | None, alpha: float, as_json: bool) ->
     from dtf_core.analysis import best
     from dtf_core.errors import RunNotFoundError
     from dtf_core.reporting import render
-    from dtf_core.store import Store
+    from dtf_core.store import StoreReader
 
     db_path = db or default_db()
-    with Store(db_path, read_only=True) as store:
+    with StoreReader(db_path) as store:
         run_id = run_id or store.latest_run_id()
         if run_id is None:
             raise RunNotFoundError(f"no runs in {db_path} yet")
@@ -283,6 +283,7 @@ def best_cmd(db: str | None, run_id: str | None, alpha: float, as_json: bool) ->
 
 @click.command("import")
 @_db_option
+@lock_timeout_option
 @click.argument("file", type=click.Path(dir_okay=False))
 @click.option(
     "--format",
@@ -293,7 +294,9 @@ def best_cmd(db: str | None, run_id: str | None, alpha: float, as_json: bool) ->
 )
 @click.option("--suite", default="imported", show_default=True, help="Suite name of the runs.")
 @handle_errors
-def import_cmd(db: str | None, file: str, fmt: str | None, suite: str) -> None:
+def import_cmd(
+    db: str | None, lock_timeout: float | None, file: str, fmt: str | None, suite: str
+) -> None:
     """Import benchmark history from FILE: CSV/Parquet (see docs/analysis.md),
     pytest-benchmark JSON or an asv result file. All or nothing."""
     from dtf_core.analysis import importers
@@ -301,7 +304,7 @@ def import_cmd(db: str | None, file: str, fmt: str | None, suite: str) -> None:
 
     db_path = db or default_db()
     frame = importers.read_history(file, fmt)  # validated before the database is opened
-    with Store(db_path) as store:
+    with Store(db_path, lock_timeout=lock_timeout) as store:
         runs, n = store.import_samples(frame, suite=suite, source=file)
     click.echo(f"imported {n:,} samples in {runs:,} runs from {file} into {db_path}")
 

@@ -93,6 +93,14 @@ def cluster_options(fn: F) -> F:
     return fn
 
 
+def lock_timeout_option(fn: F) -> F:
+    """--lock-timeout: how long a writer waits for another process to let go of --db."""
+    return click.option(
+        "--lock-timeout", type=click.FloatRange(min=0), default=None, metavar="SECONDS",
+        help="Seconds to wait for another process holding --db (dtf.store.lock-timeout: 10).",
+    )(fn)  # fmt: skip
+
+
 def output_options(fn: F) -> F:
     """--db, --report, --junit, --json, --quiet."""
     options = [
@@ -130,6 +138,7 @@ class RunOptions:
     scheduler: str | None = None
     unschedulable_timeout: float | None = None
     db: str | None = None
+    lock_timeout: float | None = None
     report_md: str | None = None
     junit: str | None = None
     json_path: str | None = None
@@ -214,7 +223,7 @@ def execute(
 
     db_path = opts.db or default_db()
     view = ProgressView(live=False if opts.quiet else None)
-    with Store(db_path) as store:
+    with Store(db_path, lock_timeout=opts.lock_timeout) as store:
         if plans is not None and not opts.quiet:
             view.info(f"embedded cluster: {len(plans)} worker(s) on 127.0.0.1")
             for p in plans:

@@ -20,6 +20,7 @@ from dtf_core.cli.common import (
     default_db,
     execute,
     handle_errors,
+    lock_timeout_option,
     output_options,
     plan_cluster,
 )
@@ -47,6 +48,7 @@ def exit_for(status: str) -> None:
 @click.argument("suite", type=click.Path(dir_okay=False), required=False)
 @cluster_options
 @output_options
+@lock_timeout_option
 @click.option(
     "--resume",
     "resume_id",
@@ -110,10 +112,10 @@ def report_cmd(db: str | None, run_id: str | None, fmt: str, output: str | None)
     """Rebuild a run's report from the database."""
     from dtf_core import reporting
     from dtf_core.errors import RunNotFoundError
-    from dtf_core.store import Store
+    from dtf_core.store import StoreReader
 
     db_path = db or default_db()
-    with Store(db_path, read_only=True) as store:
+    with StoreReader(db_path) as store:
         run_id = run_id or store.latest_run_id()
         if run_id is None:
             raise RunNotFoundError(f"no runs in {db_path} yet; start one with `dtf-core run SUITE`")
@@ -137,9 +139,9 @@ def report_cmd(db: str | None, run_id: str | None, fmt: str, output: str | None)
 @handle_errors
 def runs_cmd(db: str | None, limit: int) -> None:
     """List the latest runs in the database."""
-    from dtf_core.store import Store
+    from dtf_core.store import StoreReader
 
-    with Store(db or default_db(), read_only=True) as store:
+    with StoreReader(db or default_db()) as store:
         rows = store.list_runs(limit=limit)
     if not rows:
         click.echo("no runs yet")

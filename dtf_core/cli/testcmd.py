@@ -24,6 +24,7 @@ from dtf_core.cli.common import (
     default_db,
     execute,
     handle_errors,
+    lock_timeout_option,
     output_options,
     plan_cluster,
 )
@@ -152,6 +153,7 @@ def _split(
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 @cluster_options
 @output_options
+@lock_timeout_option
 @click.option(
     "--reruns",
     type=int,

@@ -24,14 +24,14 @@ from dtf_core.analysis import aggregate, best, compare
 from dtf_core.analysis.changepoints import ChangePointOptions, detect, find_changes
 from dtf_core.analysis.history import History, load_history
 from dtf_core.analysis.trends import find_trends, robust_z
-from dtf_core.store import Store
+from dtf_core.store import StoreReader
 
 CHART_POINTS = 200
 MAX_CHARTS = 12
 MAX_ROWS = 50
 
 
-def build(store: Store, run_id: str) -> dict[str, Any] | None:
+def build(store: StoreReader, run_id: str) -> dict[str, Any] | None:
     samples = store.samples_of_runs([run_id])
     if samples.empty:
         return None

@@ -35,20 +35,21 @@ from typing import Any
 from dtf_core.analysis.stats import summarize
 from dtf_core.reporting import sections
 from dtf_core.reporting.counts import BAD_TESTS, COUNT_KEYS, OK, TEST_BUCKET, task_bucket
-from dtf_core.store import Store
+from dtf_core.store import StoreReader
 
 
-def build_summary(store: Store, run_id: str) -> dict[str, Any]:
+def build_summary(store: StoreReader, run_id: str) -> dict[str, Any]:
     run = store.get_run(run_id)
-    tasks = store.tasks(run_id)
+    # Plain dicts: the summary adds keys to the stored rows.
+    tasks: list[dict[str, Any]] = [dict(t) for t in store.tasks(run_id)]
     tests_by_task: dict[str, list[dict[str, Any]]] = {}
-    for t in store.final_tests(run_id):
-        tests_by_task.setdefault(t["task_id"], []).append(t)
-    first_start: dict[str, float] = {}
+    for row in store.final_tests(run_id):
+        tests_by_task.setdefault(row["task_id"], []).append(dict(row))
+    first_start: dict[str, float | None] = {}
     last_attempt: dict[str, dict[str, Any]] = {}
     for a in store.attempts(run_id):  # ordered by task, attempt
         first_start.setdefault(a["task_id"], a["started_at"])
-        last_attempt[a["task_id"]] = a
+        last_attempt[a["task_id"]] = dict(a)
     workers = store.workers(run_id)
     hosts = {w["address"]: w["host"] for w in workers} | {w["name"]: w["host"] for w in workers}
 
@@ -73,8 +74,10 @@ def build_summary(store: Store, run_id: str) -> dict[str, Any]:
                     {
                         "task_id": tid,
                         "nodeid": t["nodeid"],
+                        "outcome": t["outcome"],
                         "category": task["category"] or "test-failure",
                         "message": t["message"] or "",
+                        "details": t.get("details") or "",
                         "worker": t["worker"] or task["worker"],
                     }
                 )
@@ -133,7 +136,7 @@ def build_summary(store: Store, run_id: str) -> dict[str, Any]:
     }
 
 
-def _benchmarks(store: Store, run_id: str) -> list[dict[str, Any]]:
+def _benchmarks(store: StoreReader, run_id: str) -> list[dict[str, Any]]:
     df = store.benchmark_samples(run_id)
     out = []
     for (task_id, hardware), g in df.groupby(["task_id", "hardware"], sort=True, dropna=False):

@@ -12,7 +12,7 @@ from dtf_core.reporting.jsonout import render_json
 from dtf_core.reporting.junit import render_junit
 from dtf_core.reporting.markdown import render_markdown
 from dtf_core.reporting.summary import build_summary
-from dtf_core.store import Store
+from dtf_core.store import StoreReader
 
 # The names `dtf-core report --format` and the service's `?format=` take.
 RENDERERS: dict[str, Callable[[dict[str, Any]], str]] = {
@@ -24,7 +24,7 @@ RENDERERS: dict[str, Callable[[dict[str, Any]], str]] = {
 
 
 def write_reports(
-    store: Store,
+    store: StoreReader,
     run_id: str,
     *,
     markdown: str | os.PathLike[str] | None = None,

@@ -25,7 +25,7 @@ from dtf_core.model import (
     TaskPayload,
     TaskSpec,
 )
-from dtf_core.store import Store
+from dtf_core.store import AttemptRecord, Store
 
 BAD_TESTS = frozenset({"failed", "error"})
 GENUINE = frozenset({Category.TEST_FAILURE.value, Category.TIMEOUT.value})
@@ -150,7 +150,7 @@ class RunResult:
 
 def load_states(store: Store, run_id: str, transient: frozenset[str]) -> dict[str, TaskState]:
     """Rebuild a run's task states from the database (``dtf-core run --resume``)."""
-    attempts: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    attempts: dict[str, list[AttemptRecord]] = defaultdict(list)
     for a in store.attempts(run_id):
         attempts[a["task_id"]].append(a)
     tests: dict[str, dict[str, tuple[int, str]]] = defaultdict(dict)

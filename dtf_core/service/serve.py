@@ -120,7 +120,7 @@ def _open_store(opts: ServeOptions) -> Store:
     said = False
     while True:
         try:
-            store = Store(opts.db)
+            store = Store(opts.db, lock_timeout=0)  # the standby polls on its own
         except DatabaseLockedError as exc:
             if not said:
                 _say(f"standby: {exc}; taking over when it is released")

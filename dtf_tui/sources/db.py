@@ -1,9 +1,11 @@
 """History browsing: a dtf DuckDB file, opened read-only for each question.
 
-The file is opened per poll and closed at once, never held: while any process
-holds a DuckDB file no other process can open it read-write, and the console
-must not stop a coordinator from starting. When a coordinator holds the file,
-the poll raises :class:`SourceError` with the Store's "locked by process N"
+The file is opened per poll (and per question) and closed as soon as the
+answer is read, never held while the console is idle: while any process holds
+a DuckDB file no other process can open it read-write, and the console must not
+stop a coordinator from starting (a starting run waits out one poll's queries).
+When a coordinator holds the file, the reader retries for ``dtf.store.read-wait``,
+then the poll raises :class:`SourceError` with the "locked by process N"
 message and the app keeps retrying, so the view comes back when the run ends.
 """
 
@@ -13,7 +15,7 @@ import time
 from collections.abc import Callable
 
 from dtf_core.errors import DtfError
-from dtf_core.store import Store
+from dtf_core.store import StoreReader
 from dtf_tui.snapshot import AttemptInfo, ClusterSnapshot, SeriesKey, TrendSeries
 from dtf_tui.sources import SourceError, storeread
 
@@ -37,9 +39,9 @@ class DbSource:
     def close(self) -> None:
         pass
 
-    def _open(self) -> Store:
+    def _open(self) -> StoreReader:
         try:
-            return Store(self.path, read_only=True)
+            return StoreReader(self.path)
         except DtfError as exc:
             raise SourceError(str(exc)) from exc
 

@@ -117,7 +117,8 @@ class LiveSource:
 
         assert self.suite is not None and self.db_path is not None
         try:
-            with Store(self.db_path) as store:
+            # A lock wait is shown in the console: Textual draws on stderr.
+            with Store(self.db_path, on_wait=self._note) as store:
                 self._store = store
                 with cluster.open_cluster(self.scheduler, plans=self.plans) as handle:
                     self._client = handle.client
@@ -182,6 +183,9 @@ class LiveSource:
             problem = f"a run event was lost ({type(lost).__name__}): tasks may show stale states"
         snap = self.state.snapshot(self.label)
         return replace(snap, problem=problem) if problem else snap
+
+    def _note(self, message: str) -> None:
+        self.state.note = message
 
     def _need_store(self) -> Store:
         if self._store is None:

@@ -1,4 +1,4 @@
-"""Reading a :class:`~dtf_core.store.Store` into snapshot dataclasses.
+"""Reading a :class:`~dtf_core.store.StoreReader` into snapshot dataclasses.
 
 Shared by :class:`~dtf_tui.sources.db.DbSource` (a file opened read-only per
 poll) and :class:`~dtf_tui.sources.live.LiveSource` (the store its own
@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import statistics
 from collections import defaultdict
+from collections.abc import Mapping
 from typing import Any
 
 from dtf_core.cluster import hardware as hw
 from dtf_core.errors import SEVERITY, Category
-from dtf_core.store import Store
+from dtf_core.store import StoreReader
 from dtf_tui.snapshot import (
     AttemptInfo,
     ErrorEvent,
@@ -39,7 +40,7 @@ def hardware_label(info: dict[str, Any] | None) -> str:
     return hw.label(info) if info else ""
 
 
-def run_info(row: dict[str, Any], tasks: list[TaskRow] | None = None) -> RunInfo:
+def run_info(row: Mapping[str, Any], tasks: list[TaskRow] | None = None) -> RunInfo:
     total = int(row.get("tasks") or 0)
     finished = row["status"] != "running"
     if tasks is not None:
@@ -63,7 +64,7 @@ def run_info(row: dict[str, Any], tasks: list[TaskRow] | None = None) -> RunInfo
     )
 
 
-def task_row(run_id: str, t: dict[str, Any]) -> TaskRow:
+def task_row(run_id: str, t: Mapping[str, Any]) -> TaskRow:
     """A row of ``Store.tasks()`` (also what ``dtf-core serve`` sends)."""
     return TaskRow(
         run_id=run_id,
@@ -79,11 +80,11 @@ def task_row(run_id: str, t: dict[str, Any]) -> TaskRow:
     )
 
 
-def task_rows(store: Store, run_id: str) -> list[TaskRow]:
+def task_rows(store: StoreReader, run_id: str) -> list[TaskRow]:
     return [task_row(run_id, t) for t in store.tasks(run_id)]
 
 
-def workers(store: Store, run_id: str) -> list[WorkerInfo]:
+def workers(store: StoreReader, run_id: str) -> list[WorkerInfo]:
     return [
         WorkerInfo(
             address=w["address"],
@@ -97,7 +98,7 @@ def workers(store: Store, run_id: str) -> list[WorkerInfo]:
     ]
 
 
-def error_event(run_id: str, e: dict[str, Any], hardware: str = "") -> ErrorEvent:
+def error_event(run_id: str, e: Mapping[str, Any], hardware: str = "") -> ErrorEvent:
     """A row of ``Store.errors()`` (also what ``dtf-core serve`` sends)."""
     return ErrorEvent(
         run_id=run_id,
@@ -112,14 +113,14 @@ def error_event(run_id: str, e: dict[str, Any], hardware: str = "") -> ErrorEven
     )
 
 
-def errors(store: Store, run_id: str) -> list[ErrorEvent]:
+def errors(store: StoreReader, run_id: str) -> list[ErrorEvent]:
     label = {w.name: w.hardware for w in workers(store, run_id)}
     return [
         error_event(run_id, e, label.get(e.get("worker") or "", "")) for e in store.errors(run_id)
     ]
 
 
-def attempts(store: Store, run_id: str, task_id: str) -> list[AttemptInfo]:
+def attempts(store: StoreReader, run_id: str, task_id: str) -> list[AttemptInfo]:
     return [
         AttemptInfo(
             attempt=int(a["attempt"]),
@@ -138,7 +139,7 @@ def attempts(store: Store, run_id: str, task_id: str) -> list[AttemptInfo]:
     ]
 
 
-def all_series(store: Store, max_runs: int = 100) -> dict[SeriesKey, TrendSeries]:
+def all_series(store: StoreReader, max_runs: int = 100) -> dict[SeriesKey, TrendSeries]:
     """Per-run medians of every benchmark task x hardware, oldest run first.
 
     One query per run through the Store's public reads: history browsing is

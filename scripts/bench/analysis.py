@@ -30,7 +30,7 @@ import duckdb
 from dtf_core.analysis.changepoints import find_changes
 from dtf_core.analysis.history import load_history
 from dtf_core.analysis.trends import find_trends
-from dtf_core.store import Store
+from dtf_core.store import Store, StoreReader
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -96,7 +96,7 @@ def main() -> None:
     found: dict[str, int] = {}
 
     def full_pass() -> None:
-        with Store(db, read_only=True) as s:
+        with StoreReader(db) as s:
             hist = load_history(s)
         changes = find_changes(hist)
         trends = find_trends(hist)

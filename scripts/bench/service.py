@@ -40,7 +40,7 @@ from dtf_core.model import Suite, TaskKind, TaskSpec  # noqa: E402
 from dtf_core.run.coordinator import Coordinator  # noqa: E402
 from dtf_core.service import bundle  # noqa: E402
 from dtf_core.service.client import CoordinatorClient  # noqa: E402
-from dtf_core.store import Store  # noqa: E402
+from dtf_core.store import Store, StoreReader  # noqa: E402
 
 
 def free_port() -> int:
@@ -202,7 +202,7 @@ def main() -> None:
         serve = procs.pop()
         os.kill(serve.pid, signal.SIGTERM)  # it releases the database
         serve.wait(timeout=30)
-        with Store(db, read_only=True) as store:
+        with StoreReader(db) as store:
             rows = [a for r in run_ids for a in store.attempts(r)]
             keys = {(a["run_id"], a["task_id"]) for a in rows}
             samples = sum(len(store.benchmark_samples(r)) for r in run_ids)

@@ -26,7 +26,7 @@ from distributed import Client
 
 from dtf_core import codeload, model
 from dtf_core.cluster import security
-from dtf_core.store import Store
+from dtf_core.store import StoreReader
 from dtf_core.worker import runner
 
 pytestmark = pytest.mark.slow
@@ -168,7 +168,7 @@ def _cli_run(c: Cluster, suite: Path, db: Path, report: Path) -> tuple[float, st
     )  # fmt: skip
     assert out.returncode == 0, out.stdout + out.stderr + c.log("worker.log")
     run_id = json.loads(report.read_text())["run_id"]
-    with Store(db, read_only=True) as store:
+    with StoreReader(db) as store:
         median = store.benchmark_samples(run_id)["value"].median()
         (fingerprint,) = {a["code_fingerprint"] for a in store.attempts(run_id)}
     (task,) = json.loads(report.read_text())["tasks"]

@@ -1,0 +1,132 @@
+"""Reads of one run: what the reports, ``--resume`` and the console ask about it."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, cast
+
+import pandas as pd
+
+from dtf_core import errors as errs
+from dtf_core.store.connection import Connection
+from dtf_core.store.rows import (
+    AttemptRecord,
+    ErrorRecord,
+    FinalTestRecord,
+    RunRecord,
+    RunSummaryRecord,
+    TaskRecord,
+    WorkerRecord,
+)
+
+
+def latest_run_id(db: Connection) -> str | None:
+    row = db.one("SELECT run_id FROM runs ORDER BY started_at DESC, run_id DESC LIMIT 1")
+    return str(row[0]) if row else None
+
+
+def list_runs(db: Connection, limit: int = 20) -> list[RunSummaryRecord]:
+    """Newest first, with task counts (``tasks``, ``failed``: not passed/skipped)."""
+    rows = db.dicts(
+        "SELECT r.*, count(t.task_id) AS tasks,"
+        " count(t.task_id) FILTER (WHERE t.status NOT IN ('passed', 'skipped')) AS failed"
+        " FROM runs r LEFT JOIN tasks t USING (run_id) GROUP BY ALL"
+        " ORDER BY r.started_at DESC, r.run_id DESC LIMIT ?",
+        [limit],
+        json_cols=("metadata",),
+    )
+    return cast(list[RunSummaryRecord], rows)
+
+
+def get_run(db: Connection, run_id: str) -> RunRecord:
+    rows = db.dicts("SELECT * FROM runs WHERE run_id = ?", [run_id], json_cols=("metadata",))
+    if not rows:
+        raise errs.RunNotFoundError(
+            f"no run '{run_id}' in {db.path}; `dtf-core runs --db {db.path}` lists runs"
+        )
+    return cast(RunRecord, rows[0])
+
+
+def tasks(db: Connection, run_id: str) -> list[TaskRecord]:
+    rows = db.dicts(
+        "SELECT task_id, name, kind, params, requires, status, category, message, attempts,"
+        " flaky, wall_s, worker FROM tasks WHERE run_id = ? ORDER BY task_id",
+        [run_id],
+        json_cols=("params", "requires"),
+    )
+    return cast(list[TaskRecord], rows)
+
+
+def task_spec(db: Connection, run_id: str, task_id: str) -> dict[str, Any] | None:
+    """The stored ``TaskSpec.to_dict()`` of a task (for resume)."""
+    row = db.one("SELECT spec FROM tasks WHERE run_id = ? AND task_id = ?", [run_id, task_id])
+    return json.loads(row[0]) if row and row[0] else None
+
+
+def attempts(db: Connection, run_id: str, task_id: str | None = None) -> list[AttemptRecord]:
+    sql = "SELECT * FROM attempts WHERE run_id = ?"
+    args: list[Any] = [run_id]
+    if task_id is not None:
+        sql += " AND task_id = ?"
+        args.append(task_id)
+    return cast(list[AttemptRecord], db.dicts(sql + " ORDER BY task_id, attempt", args))
+
+
+def final_tests(db: Connection, run_id: str) -> list[FinalTestRecord]:
+    """The rows of the last attempt that ran each (task_id, nodeid).
+
+    Reruns only re-run the failures, so a later attempt overlays the earlier
+    ones test by test. One attempt may hold two rows for a node id (pytest
+    counts a call failure plus a teardown error as both): both are kept.
+    ``flaky``: the final rows passed and an earlier attempt failed or errored.
+    """
+    rows = db.dicts(
+        "SELECT task_id, nodeid, outcome, duration_s, message, details, attempt, worker,"
+        " coalesce(outcome = 'passed' AND last_bad < last, false) AS flaky FROM ("
+        "  SELECT r.*, a.worker,"
+        "   max(r.attempt) OVER w AS last,"
+        "   max(r.attempt) FILTER (WHERE r.outcome IN ('failed', 'error')) OVER w AS last_bad"
+        "  FROM test_results r LEFT JOIN attempts a USING (run_id, task_id, attempt)"
+        "  WHERE r.run_id = ? WINDOW w AS (PARTITION BY r.task_id, r.nodeid)"
+        ") WHERE attempt = last ORDER BY task_id, nodeid, outcome",
+        [run_id],
+    )
+    return cast(list[FinalTestRecord], rows)
+
+
+def benchmark_samples(db: Connection, run_id: str) -> pd.DataFrame:
+    """Samples of each benchmark task's last attempt that produced any.
+
+    Columns: those of :class:`~dtf_core.store.rows.SampleRecord`.
+    """
+    return db.df(
+        "SELECT s.task_id, s.attempt, s.benchmark, s.params::VARCHAR AS params,"
+        " s.hardware, s.unit, s.idx, s.value FROM samples s"
+        " JOIN (SELECT task_id, max(attempt) AS attempt FROM samples WHERE run_id = $1"
+        "       GROUP BY task_id) l USING (task_id, attempt)"
+        " WHERE s.run_id = $1 ORDER BY s.task_id, s.hardware, s.idx",
+        [run_id],
+    )
+
+
+def errors(db: Connection, run_id: str) -> list[ErrorRecord]:
+    rows = db.dicts("SELECT * FROM errors WHERE run_id = ? ORDER BY ts, task_id, attempt", [run_id])
+    return cast(list[ErrorRecord], rows)
+
+
+def workers(db: Connection, run_id: str) -> list[WorkerRecord]:
+    rows = db.dicts(
+        "SELECT address, name, host, resources, hardware, first_seen FROM workers"
+        " WHERE run_id = ? ORDER BY name, address",
+        [run_id],
+        json_cols=("resources", "hardware"),
+    )
+    return cast(list[WorkerRecord], rows)
+
+
+def unfinished_tasks(db: Connection, run_id: str) -> list[str]:
+    rows = db.rows(
+        "SELECT task_id FROM tasks WHERE run_id = ? AND status = 'pending' ORDER BY task_id",
+        [run_id],
+    )
+    return [r[0] for r in rows]
