@@ -24,11 +24,11 @@ from dtf_core.cli.common import (
     format_option,
     handle_errors,
     pick_run,
-    renamed,
     run_option,
     runs_option,
     since_option,
 )
+from dtf_core.cli.deprecation import renamed
 
 # Analysis output: Markdown tables (the default) or one JSON document.
 _formats = format_option("md", "json", json_alias=True)

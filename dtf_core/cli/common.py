@@ -22,17 +22,14 @@ import click
 
 from dtf_core import config as dtf_config
 from dtf_core.cli.deprecation import renamed
-from dtf_core.errors import (
-    EXIT_BAD_INPUT,
-    EXIT_CANCELLED,
-    EXIT_FAILED,
-    EXIT_OK,
-    EXIT_OPERATIONAL,
-    BadInputError,
-    DtfError,
-    OptionError,
-    RunNotFoundError,
-)
+
+# The exit codes are re-exported: commands import them with the options from here.
+from dtf_core.errors import EXIT_BAD_INPUT as EXIT_BAD_INPUT
+from dtf_core.errors import EXIT_CANCELLED as EXIT_CANCELLED
+from dtf_core.errors import EXIT_FAILED as EXIT_FAILED
+from dtf_core.errors import EXIT_OK as EXIT_OK
+from dtf_core.errors import EXIT_OPERATIONAL as EXIT_OPERATIONAL
+from dtf_core.errors import BadInputError, DtfError, OptionError, RunNotFoundError
 
 if TYPE_CHECKING:
     from dtf_core.cluster.embedded import ClusterHandle, WorkerPlan
@@ -41,9 +38,6 @@ if TYPE_CHECKING:
     from dtf_core.store import Store
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-# Re-exported: commands (and dtf_tui.cli) import the codes from here.
-__all__ = ["EXIT_BAD_INPUT", "EXIT_CANCELLED", "EXIT_FAILED", "EXIT_OK", "EXIT_OPERATIONAL"]
 
 
 # ---- errors ------------------------------------------------------------------------
