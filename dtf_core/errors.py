@@ -22,12 +22,35 @@ Task failures are not exceptions but data: every failed attempt carries a
 ``Category`` chosen by :func:`classify_exception` (for errors Dask raises on the
 client) or :func:`classify_exit` (for what a subprocess did on the worker). The
 retry policy keys off the category.
+
+Exit codes of every dtf command (docs/cli.md) live here too, next to the
+exceptions that pick two of them, so that a command line and the service's
+client (``dtf_core.service.submit``) both reach them without importing upward.
 """
 
 from __future__ import annotations
 
 import enum
 import signal
+
+# 0 passed, 1 something failed, 2 bad input, 3 dtf could not do its job, 130 cancelled:
+# CI can tell "the tests failed" from "the infrastructure broke".
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_OPERATIONAL, EXIT_CANCELLED = 0, 1, 2, 3, 130
+
+
+def exit_code(status: str) -> int:
+    """The exit code of a command whose run ended with ``status``.
+
+    ``passed`` (and ``accepted``: `submit --no-wait` handed the run to a
+    service) is 0, ``cancelled`` is 130, every other end (failed, timed out,
+    unschedulable, a status this dtf does not know yet) is 1: an unknown status
+    must never read as success.
+    """
+    if status in ("passed", "accepted"):
+        return EXIT_OK
+    if status == "cancelled":
+        return EXIT_CANCELLED
+    return EXIT_FAILED
 
 
 class DtfError(Exception):

@@ -306,12 +306,10 @@ class DtfApp(App[None]):
         return switch
 
 
-def main() -> None:
-    """Console script entry point (``dtf-tui``)."""
-    from dtf_tui.cli import main as cli_main
+if __name__ == "__main__":
+    # `python -m dtf_tui.app` (older scripts and docs start the console so): run
+    # the package's command line by name. The module `dtf_tui.app` itself never
+    # imports the command line, which imports it.
+    import runpy
 
-    cli_main()
-
-
-if __name__ == "__main__":  # python -m dtf_tui.app
-    main()
+    runpy.run_module("dtf_tui", run_name="__main__", alter_sys=True)

@@ -1,11 +1,12 @@
-"""The ``dtf-tui`` command line.
+"""The ``dtf-tui`` command line (the ``dtf-tui`` console script, ``python -m dtf_tui``).
 
-    dtf-tui [--db PATH]                      browse history (read-only)
+    dtf-tui [--db FILE]                      browse history (read-only)
     dtf-tui --coordinator URL --token T      attach to `dtf-core serve`
     dtf-tui run SUITE [run options]          run SUITE with the console as its view
 
-Exit codes follow ``dtf-core``: ``run`` exits with its run's code (0 passed,
-1 failed, 130 cancelled), 2 for bad input, 3 when dtf could not work.
+Errors and exit codes are ``dtf-core``'s (docs/cli.md), by the same code: bad
+input is one line and exit 2, dtf failing is exit 3, ``run`` exits with its
+run's code (0 passed, 1 failed, 130 cancelled).
 """
 
 from __future__ import annotations
@@ -15,32 +16,25 @@ from typing import Any
 
 import click
 
+from dtf_core import __version__
 from dtf_core.cli.common import (
-    EXIT_BAD_INPUT,
-    EXIT_CANCELLED,
-    EXIT_FAILED,
-    EXIT_OK,
     EXIT_OPERATIONAL,
     RunOptions,
     cluster_options,
+    db_option,
     default_db,
+    fail,
+    handle_errors,
     plan_cluster,
 )
-from dtf_core.errors import BadInputError, DtfError
+from dtf_core.errors import DtfError, OptionError, exit_code
 
 
-def _fail(message: str, code: int) -> None:
-    click.echo(f"dtf-tui: error: {message}", err=True)
-    sys.exit(code)
-
-
-@click.group(invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
-@click.option(
-    "--db",
-    type=click.Path(dir_okay=False),
-    default=None,
-    help="DuckDB file to browse, read-only (default: .dtf/dtf.duckdb).",
+@click.group(
+    "dtf-tui", invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]}
 )
+@click.version_option(__version__, prog_name="dtf-tui")
+@db_option
 @click.option(
     "--coordinator", metavar="URL", default=None, help="Attach to `dtf-core serve` at URL."
 )
@@ -58,6 +52,7 @@ def _fail(message: str, code: int) -> None:
     help="Ring the terminal bell for new errors this severe or worse.",
 )
 @click.pass_context
+@handle_errors
 def main(
     ctx: click.Context,
     db: str | None,
@@ -66,16 +61,27 @@ def main(
     interval: float | None,
     bell: str,
 ) -> None:
-    """dtf's terminal console: workers, tasks, errors and trends, live."""
+    """dtf's terminal console: workers, tasks, errors and trends, live.
+
+    Without a command it browses --db read-only, or attaches to --coordinator.
+    """
     ctx.obj = {"interval": interval, "bell": bell}
     if ctx.invoked_subcommand is not None:
         return
+    from dtf_tui.sources import SourceError
     from dtf_tui.sources.db import DbSource
     from dtf_tui.sources.http import HttpSource
 
     if coordinator and db:
-        _fail("--db and --coordinator are two different sources: pick one", EXIT_BAD_INPUT)
-    source = HttpSource(coordinator, token) if coordinator else DbSource(db or default_db())
+        raise OptionError("--db and --coordinator are two different sources: pick one")
+    try:
+        source = HttpSource(coordinator, token) if coordinator else DbSource(db or default_db())
+    except SourceError as exc:
+        # A source wraps dtf's errors so that the app can show them and retry;
+        # before the app starts, they are the user's input (a bad URL) or dtf's.
+        if isinstance(exc.__cause__, DtfError):
+            raise exc.__cause__ from None
+        raise
     _run_app(source, interval, bell)
 
 
@@ -93,14 +99,10 @@ def _run_app(source: Any, interval: float | None, bell: str) -> None:
 @main.command("run")
 @click.argument("suite", type=click.Path(dir_okay=False))
 @cluster_options
-@click.option(
-    "--db",
-    type=click.Path(dir_okay=False),
-    default=None,
-    help="DuckDB file (default: .dtf/dtf.duckdb; dask config dtf.db).",
-)
+@db_option
 @click.pass_context
-def run_cmd(ctx: click.Context, suite: str, db: str | None, **kwargs: Any) -> None:
+@handle_errors
+def run_cmd(ctx: click.Context, suite: str, **kwargs: Any) -> None:
     """Run SUITE (as `dtf-core run` does) with the console as its view.
 
     Quitting the console cancels a run still going.
@@ -108,13 +110,9 @@ def run_cmd(ctx: click.Context, suite: str, db: str | None, **kwargs: Any) -> No
     from dtf_core import spec
     from dtf_tui.sources.live import LiveSource
 
-    try:
-        loaded = spec.load_suite(suite)
-        opts = RunOptions.from_kwargs({**kwargs, "db": db})
-        plans = plan_cluster(opts, loaded.cluster)
-    except BadInputError as exc:
-        _fail(str(exc), EXIT_BAD_INPUT)
-        return
+    loaded = spec.load_suite(suite)
+    opts = RunOptions.from_kwargs(kwargs)
+    plans = plan_cluster(opts, loaded.cluster)
     # Worker processes are spawned while Textual owns stdio; multiprocessing's
     # resource tracker, started lazily, would then hand the child an invalid
     # stderr descriptor ("bad value(s) in fds_to_keep"). Start it now.
@@ -130,11 +128,11 @@ def run_cmd(ctx: click.Context, suite: str, db: str | None, **kwargs: Any) -> No
     )
     _run_app(source, ctx.obj["interval"], ctx.obj["bell"])
     if source.result is None:
-        _fail("the run did not finish", EXIT_OPERATIONAL)
+        fail("the run did not finish", EXIT_OPERATIONAL)
         return
     status = source.result.status
     click.echo(f"run {source.result.run_id} {status.upper()}")
-    sys.exit({"passed": EXIT_OK, "cancelled": EXIT_CANCELLED}.get(status, EXIT_FAILED))
+    sys.exit(exit_code(status))
 
 
-__all__ = ["DtfError", "main"]
+__all__ = ["main"]

@@ -1,7 +1,8 @@
 """The `dtf-core` command: one module per command family, shared options in `common`.
 
-`dtf_core.cli:main` is the console-script target and stays importable here."""
+`console` is the console-script target (it shows deprecated spellings as one
+line on stderr); `dtf_core.cli:main`, the click group, stays importable here."""
 
-from dtf_core.cli.main import main
+from dtf_core.cli.main import console, main
 
-__all__ = ["main"]
+__all__ = ["console", "main"]

@@ -1,47 +1,49 @@
 """Analysis commands of ``dtf-core``: compare, regressions, trends, stats, best, import.
 
 Each command opens the database read-only (import: read-write), delegates to
-``dtf_core.analysis`` and prints a table or, with ``--json``, one JSON document.
-Exit codes as everywhere (:mod:`dtf_core.cli.common`); ``compare
---fail-on-regression`` exits 1 when any benchmark regressed.
+``dtf_core.analysis`` and prints Markdown tables or, with ``--format json``, one
+JSON document (``-o FILE`` writes either to a file). Exit codes as everywhere
+(:func:`dtf_core.errors.exit_code`); ``compare --fail-on-regression`` exits 1
+when any benchmark regressed.
 """
 
 from __future__ import annotations
 
 import sys
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 
-from dtf_core.cli.common import EXIT_FAILED, default_db, handle_errors, lock_timeout_option
+from dtf_core.cli.common import (
+    EXIT_FAILED,
+    benchmark_option,
+    db_option,
+    default_db,
+    emit,
+    format_option,
+    handle_errors,
+    pick_run,
+    run_option,
+    runs_option,
+    since_option,
+)
+from dtf_core.cli.deprecation import renamed
 
-F = TypeVar("F", bound=Callable[..., Any])
+# Analysis output: Markdown tables (the default) or one JSON document.
+_formats = format_option("md", "json", json_alias=True)
 
 
-def _db_option(fn: F) -> F:
-    return click.option(
-        "--db",
-        type=click.Path(dir_okay=False),
-        default=None,
-        help="DuckDB file (default: .dtf/dtf.duckdb).",
-    )(fn)
-
-
-def _json_option(fn: F) -> F:
-    return click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")(fn)
-
-
-def _echo_json(obj: Any) -> None:
+def _emit(fmt: str, output: str | None, doc: dict[str, Any], markdown: Callable[[], str]) -> None:
     from dtf_core.reporting.jsonout import render_json
 
-    click.echo(render_json(obj), nl=False)
+    emit(render_json(doc) if fmt == "json" else markdown(), output)
 
 
 @click.command("compare")
-@_db_option
+@db_option
 @click.option("--baseline", required=True, metavar="RUN", help="Run id to compare against.")
-@click.option("--run", "run_id", required=True, metavar="RUN", help="Run id under test.")
+@run_option
 @click.option(
     "--test",
     type=click.Choice(["mannwhitney", "welch"]),
@@ -60,65 +62,47 @@ def _echo_json(obj: Any) -> None:
     help="Smallest relative change that counts (0.05 = 5 %).",
 )
 @click.option("--fail-on-regression", is_flag=True, help="Exit 1 when any benchmark regressed.")
-@_json_option
+@_formats
 @handle_errors
 def compare_cmd(
     db: str | None,
     baseline: str,
-    run_id: str,
+    run_id: str | None,
     test: str,
     alpha: float,
     min_effect: float,
     fail_on_regression: bool,
-    as_json: bool,
+    fmt: str,
+    output: str | None,
 ) -> None:
-    """Compare RUN with BASELINE: regressed / improved / unchanged per benchmark."""
+    """Compare RUN (default: the latest) with BASELINE: regressed / improved /
+    unchanged per benchmark."""
     from dtf_core.analysis import compare
     from dtf_core.reporting import render
     from dtf_core.store import StoreReader
 
     opts = compare.CompareOptions(test=test, alpha=alpha, min_effect=min_effect)  # type: ignore[arg-type]
-    with StoreReader(db or default_db()) as store:
-        rows = compare.compare_runs(store, baseline, run_id, opts)
-    if as_json:
-        _echo_json(
-            {
-                "baseline": baseline,
-                "run": run_id,
-                "options": vars(opts),
-                "counts": compare.verdict_counts(rows),
-                "comparisons": [c.to_dict() for c in rows],
-            }
-        )
-    else:
-        click.echo(render.comparison_markdown(rows, baseline, run_id, opts))
+    db_path = db or default_db()
+    with StoreReader(db_path) as store:
+        run = run_id or pick_run(store, None, db_path)
+        rows = compare.compare_runs(store, baseline, run, opts)
+    doc = {
+        "baseline": baseline,
+        "run": run,
+        "options": vars(opts),
+        "counts": compare.verdict_counts(rows),
+        "comparisons": [c.to_dict() for c in rows],
+    }
+    _emit(fmt, output, doc, lambda: render.comparison_markdown(rows, baseline, run, opts))
     if fail_on_regression and any(c.verdict == compare.REGRESSED for c in rows):
         sys.exit(EXIT_FAILED)
 
 
-def _history_options(fn: F) -> F:
-    for opt in reversed(
-        [
-            click.option(
-                "--benchmark",
-                default=None,
-                metavar="NAME",
-                help="Only benchmarks with this name (a glob: 'matmul*').",
-            ),
-            click.option(
-                "--since",
-                default=None,
-                metavar="SPAN",
-                help="Only runs started within SPAN before now (30d, 12h, 2w).",
-            ),
-        ]
-    ):
-        fn = opt(fn)
-    return fn
+def _history_options(fn: Any) -> Any:
+    return db_option(benchmark_option(since_option(fn)))
 
 
 @click.command("regressions")
-@_db_option
 @_history_options
 @click.option(
     "--alpha",
@@ -136,7 +120,7 @@ def _history_options(fn: F) -> F:
 )
 @click.option("--min-size", type=int, default=5, show_default=True, help="Runs a side, at least.")
 @click.option("--all", "show_all", is_flag=True, help="Improvements too, not only regressions.")
-@_json_option
+@_formats
 @handle_errors
 def regressions_cmd(
     db: str | None,
@@ -146,7 +130,8 @@ def regressions_cmd(
     min_shift: float,
     min_size: int,
     show_all: bool,
-    as_json: bool,
+    fmt: str,
+    output: str | None,
 ) -> None:
     """Level shifts over each benchmark's history: when, which run/commit, how much."""
     from dtf_core.analysis import changepoints, history
@@ -159,23 +144,24 @@ def regressions_cmd(
     changes = changepoints.find_changes(hist, opts)
     if not show_all:
         changes = [c for c in changes if c["kind"] == "regression"]
-    if as_json:
-        _echo_json(
-            {
-                "options": vars(opts),
-                "series": len(hist.keys),
-                "points": hist.n_points,
-                "changes": changes,
-            }
-        )
-    else:
-        click.echo(render.changes_markdown(changes, len(hist.keys), hist.n_points))
+    doc = {
+        "options": vars(opts),
+        "series": len(hist.keys),
+        "points": hist.n_points,
+        "changes": changes,
+    }
+    _emit(fmt, output, doc, lambda: render.changes_markdown(changes, len(hist.keys), hist.n_points))
 
 
 @click.command("trends")
-@_db_option
 @_history_options
-@click.option("--horizon", default="7d", show_default=True, help="How far ahead to forecast.")
+@click.option(
+    "--horizon",
+    default="7d",
+    show_default=True,
+    metavar="SPAN",
+    help="How far ahead to forecast: 7d, 12h, 2w.",
+)
 @click.option(
     "--alpha", type=float, default=0.05, show_default=True, help="False discovery rate (BH)."
 )
@@ -186,8 +172,8 @@ def regressions_cmd(
     show_default=True,
     help="Smallest move over the window that counts as a trend (0.05 = 5 %).",
 )
-@click.option("--all", "show_all", is_flag=True, help="Stable series too.")
-@_json_option
+@click.option("--all", "show_all", is_flag=True, help="Stable series too (Markdown only).")
+@_formats
 @handle_errors
 def trends_cmd(
     db: str | None,
@@ -197,7 +183,8 @@ def trends_cmd(
     alpha: float,
     min_effect: float,
     show_all: bool,
-    as_json: bool,
+    fmt: str,
+    output: str | None,
 ) -> None:
     """Trends (slope, significance), anomalous runs and a short forecast per series."""
     from dtf_core.analysis import history, trends
@@ -212,19 +199,15 @@ def trends_cmd(
     with StoreReader(db or default_db()) as store:
         hist = history.load_history(store, benchmark=benchmark, since=history.since_seconds(since))
     rows = trends.find_trends(hist, opts)
-    if as_json:
-        _echo_json({"options": vars(opts), "series": len(rows), "trends": rows})
-        return
     shown = rows if show_all else [r for r in rows if r["verdict"] in ("worsening", "improving")]
-    click.echo(render.trends_markdown(rows, shown))
+    doc = {"options": vars(opts), "series": len(rows), "trends": rows}
+    _emit(fmt, output, doc, lambda: render.trends_markdown(rows, shown))
 
 
 @click.command("stats")
-@_db_option
-@click.option(
-    "--run", "run_ids", multiple=True, metavar="RUN", help="Only these runs (repeatable)."
-)
-@click.option("--benchmark", default=None, metavar="NAME", help="Only these (a glob).")
+@db_option
+@runs_option
+@benchmark_option
 @click.option(
     "--by",
     default="benchmark,params,hardware",
@@ -232,10 +215,15 @@ def trends_cmd(
     help="Group by: benchmark, params, hardware, run_id, suite, commit, branch, python, "
     "param:NAME (comma-separated).",
 )
-@_json_option
+@_formats
 @handle_errors
 def stats_cmd(
-    db: str | None, run_ids: tuple[str, ...], benchmark: str | None, by: str, as_json: bool
+    db: str | None,
+    run_ids: tuple[str, ...],
+    benchmark: str | None,
+    by: str,
+    fmt: str,
+    output: str | None,
 ) -> None:
     """n, mean, median, stdev, MAD, p5/p95 and the median's 95 % CI per group."""
     from dtf_core.analysis import aggregate
@@ -247,52 +235,54 @@ def stats_cmd(
         for r in run_ids:
             store.get_run(r)
         df = aggregate.aggregate(store, dims, run_ids=run_ids or None, benchmark=benchmark)
-    if as_json:
-        _echo_json({"by": dims, "groups": aggregate.records(df)})
-    else:
-        click.echo(render.stats_markdown(aggregate.records(df), dims))
+    groups = aggregate.records(df)
+    _emit(fmt, output, {"by": dims, "groups": groups}, lambda: render.stats_markdown(groups, dims))
 
 
 @click.command("best")
-@_db_option
-@click.option("--run", "run_id", default=None, metavar="RUN", help="Default: the latest run.")
+@db_option
+@run_option
 @click.option(
     "--alpha", type=float, default=0.05, show_default=True, help="False discovery rate (BH)."
 )
-@_json_option
+@_formats
 @handle_errors
-def best_cmd(db: str | None, run_id: str | None, alpha: float, as_json: bool) -> None:
+def best_cmd(
+    db: str | None, run_id: str | None, alpha: float, fmt: str, output: str | None
+) -> None:
     """The best parameter configuration per benchmark and hardware in a run."""
     from dtf_core.analysis import best
-    from dtf_core.errors import RunNotFoundError
     from dtf_core.reporting import render
     from dtf_core.store import StoreReader
 
     db_path = db or default_db()
     with StoreReader(db_path) as store:
-        run_id = run_id or store.latest_run_id()
-        if run_id is None:
-            raise RunNotFoundError(f"no runs in {db_path} yet")
-        store.get_run(run_id)
-        rows = best.best_configurations(store.samples_of_runs([run_id]), alpha)
-    if as_json:
-        _echo_json({"run": run_id, "best": rows})
-    else:
-        click.echo(render.best_markdown(rows, run_id))
+        run = pick_run(store, run_id, db_path)
+        rows = best.best_configurations(store.samples_of_runs([run]), alpha)
+    _emit(fmt, output, {"run": run, "best": rows}, lambda: render.best_markdown(rows, run))
+
+
+_INPUT_FORMATS = click.Choice(["csv", "parquet", "pytest-benchmark", "asv"])
 
 
 @click.command("import")
-@_db_option
-@lock_timeout_option
+@db_option
 @click.argument("file", type=click.Path(dir_okay=False))
 @click.option(
-    "--format",
+    "--input-format",
     "fmt",
-    type=click.Choice(["csv", "parquet", "pytest-benchmark", "asv"]),
+    type=_INPUT_FORMATS,
     default=None,
-    help="Default: from the file name and contents.",
+    help="What FILE holds (default: from its name and contents).",
 )
 @click.option("--suite", default="imported", show_default=True, help="Suite name of the runs.")
+@renamed(
+    "--format",
+    "--input-format",
+    "fmt",
+    "import --format is deprecated (--format says what a command prints); use --input-format",
+    type=_INPUT_FORMATS,
+)
 @handle_errors
 def import_cmd(
     db: str | None, lock_timeout: float | None, file: str, fmt: str | None, suite: str

@@ -11,15 +11,8 @@ from typing import Any
 
 import click
 
-from dtf_core.cli.common import (
-    EXIT_CANCELLED,
-    EXIT_FAILED,
-    EXIT_OK,
-    default_db,
-    handle_errors,
-    output_options,
-)
-from dtf_core.errors import OptionError
+from dtf_core.cli.common import db_option, default_db, handle_errors, output_options
+from dtf_core.errors import OptionError, exit_code
 
 _TLS_FLAGS = ("--tls-ca-file", "--tls-cert", "--tls-key")
 
@@ -84,7 +77,7 @@ def scheduler_argv(
     show_default=True,
     help="Interface to listen on; 0.0.0.0 (or the host's address) for remote workers.",
 )
-@click.option("--port", type=int, default=8786, show_default=True)
+@click.option("--port", type=int, default=8786, show_default=True, help="Port to listen on.")
 @click.option(
     "--dashboard-address",
     default=None,
@@ -135,7 +128,12 @@ def scheduler_cmd(host: str, port: int, dashboard_address: str | None, secret_fi
     default=None,
     help="Key that signs every result (the same file as serve's).",
 )
-@click.option("--nanny/--no-nanny", default=True, show_default=True)
+@click.option(
+    "--nanny/--no-nanny",
+    default=True,
+    show_default=True,
+    help="Run the worker under a Dask nanny process (restarts it when a task kills it).",
+)
 @click.option("--dry-run", is_flag=True, help="Print the resources and the command; start nothing.")
 @_tls_options
 @handle_errors
@@ -171,20 +169,31 @@ def worker_cmd(scheduler: str, token_file: str, resources: str, nthreads: int | 
 
 # ----------------------------------------------------------------------- serve
 @click.command("serve")
-@click.option("--scheduler", metavar="ADDRESS", default=None, help="Existing scheduler to use.")
+@click.option(
+    "--scheduler",
+    metavar="ADDRESS",
+    default=None,
+    help="Use an existing Dask scheduler (tcp://host:8786).",
+)
 @click.option(
     "--start-scheduler",
     is_flag=True,
     help="Start `dtf-core scheduler` as a child process (see --scheduler-host/-port).",
 )
-@click.option("--scheduler-host", default="127.0.0.1", show_default=True)
-@click.option("--scheduler-port", type=int, default=8786, show_default=True)
 @click.option(
-    "--db",
-    type=click.Path(dir_okay=False),
-    default=None,
-    help="DuckDB file (default: .dtf/dtf.duckdb); this process alone writes it.",
+    "--scheduler-host",
+    default="127.0.0.1",
+    show_default=True,
+    help="With --start-scheduler: the interface it listens on.",
 )
+@click.option(
+    "--scheduler-port",
+    type=int,
+    default=8786,
+    show_default=True,
+    help="With --start-scheduler: the port it listens on.",
+)
+@db_option
 @click.option(
     "--standby",
     is_flag=True,
@@ -220,7 +229,9 @@ def worker_cmd(scheduler: str, token_file: str, resources: str, nthreads: int | 
 @_tls_options
 @handle_errors
 def serve_cmd(**kwargs: Any) -> None:
-    """Run the coordinator as an HTTP service (API under /v1, bearer tokens)."""
+    """Run the coordinator as an HTTP service (API under /v1, bearer tokens).
+
+    This process alone writes the database (--db); clients read through it."""
     from dtf_core.service.serve import ServeOptions, serve
 
     tls = {k: kwargs.pop(k) for k in ("tls_ca_file", "tls_cert", "tls_key")}
@@ -240,7 +251,12 @@ def serve_cmd(**kwargs: Any) -> None:
     help="The service, e.g. http://dtf.example.com:8780.",
 )
 @click.option("--token", default=None, help="Bearer token (default: $DTF_TOKEN; visible in ps).")
-@click.option("--token-file", type=click.Path(dir_okay=False, exists=True), default=None)
+@click.option(
+    "--token-file",
+    type=click.Path(dir_okay=False, exists=True),
+    default=None,
+    help="File holding the bearer token (`dtf-core token issue --role submitter`).",
+)
 @click.option(
     "--root",
     type=click.Path(file_okay=False, exists=True),
@@ -249,6 +265,8 @@ def serve_cmd(**kwargs: Any) -> None:
 )
 @click.option("--no-wait", is_flag=True, help="Print the run id and return once accepted.")
 @output_options
+# Refused with a pointer to `serve --db` (service.submit): the service owns the database.
+@click.option("--db", hidden=True, default=None)
 @handle_errors
 def submit_cmd(suite: str, url: str, token: str | None, token_file: str | None,
                root: str | None, no_wait: bool, **kwargs: Any) -> None:  # fmt: skip
@@ -258,9 +276,7 @@ def submit_cmd(suite: str, url: str, token: str | None, token_file: str | None,
     if token_file:
         token = Path(token_file).read_text().strip()
     status = submit(suite, url, token, root=root, no_wait=no_wait, **kwargs)
-    if status == "cancelled":
-        sys.exit(EXIT_CANCELLED)
-    sys.exit(EXIT_OK if status in ("passed", "accepted") else EXIT_FAILED)
+    sys.exit(exit_code(status))
 
 
 # ----------------------------------------------------------------------- token
@@ -289,7 +305,12 @@ def token_secret(file: str) -> None:
 )
 @click.option("--subject", required=True, help="Who holds it (user, CI job, host).")
 @click.option("--ttl", default="7d", show_default=True, help="Lifetime: 30m, 12h, 7d, 2w.")
-@click.option("--secret-file", required=True, type=click.Path(dir_okay=False))
+@click.option(
+    "--secret-file",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="The deployment secret that signs the token (`dtf-core token secret`).",
+)
 @handle_errors
 def token_issue(role: str, subject: str, ttl: str, secret_file: str) -> None:
     """Print a signed token on stdout."""
@@ -315,7 +336,9 @@ def tls_group() -> None:
     multiple=True,
     help="Host name or IP the certificate is valid for (repeat); localhost is included.",
 )
-@click.option("--days", type=int, default=365, show_default=True)
+@click.option(
+    "--days", type=int, default=365, show_default=True, help="How long the certificates are valid."
+)
 @handle_errors
 def tls_certs(out_dir: str, hosts: tuple[str, ...], days: int) -> None:
     """Write a CA and one certificate + key (server and client use) into OUT_DIR."""

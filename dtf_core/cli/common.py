@@ -1,9 +1,12 @@
-"""What the ``dtf-core`` commands share: error handling and exit codes, the
-cluster and output options, and running a suite with a progress view.
+"""What the ``dtf-core`` and ``dtf-tui`` commands share: error handling, the
+options that mean the same in every command (declared here once each, with one
+help text: docs/cli.md; their old spellings are in :mod:`dtf_core.cli.deprecation`),
+and running a suite with a progress view.
 
-Exit codes: 0 everything passed, 1 something failed / timed out / was
-unschedulable, 2 bad input (one line on stderr, nothing written), 3 dtf could
-not do its job (database locked, scheduler unreachable), 130 cancelled.
+Exit codes (:func:`dtf_core.errors.exit_code`): 0 everything passed, 1 something
+failed / timed out / was unschedulable, 2 bad input (one line on stderr, nothing
+written), 3 dtf could not do its job (database locked, scheduler unreachable),
+130 cancelled.
 """
 
 from __future__ import annotations
@@ -18,21 +21,36 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 from dtf_core import config as dtf_config
-from dtf_core.errors import BadInputError, DtfError, OptionError
+from dtf_core.cli.deprecation import renamed
+
+# The exit codes are re-exported: commands import them with the options from here.
+from dtf_core.errors import EXIT_BAD_INPUT as EXIT_BAD_INPUT
+from dtf_core.errors import EXIT_CANCELLED as EXIT_CANCELLED
+from dtf_core.errors import EXIT_FAILED as EXIT_FAILED
+from dtf_core.errors import EXIT_OK as EXIT_OK
+from dtf_core.errors import EXIT_OPERATIONAL as EXIT_OPERATIONAL
+from dtf_core.errors import BadInputError, DtfError, OptionError, RunNotFoundError
 
 if TYPE_CHECKING:
     from dtf_core.cluster.embedded import ClusterHandle, WorkerPlan
     from dtf_core.model import ClusterSpec, Suite
     from dtf_core.run.coordinator import RunResult
-    from dtf_core.store import Store
+    from dtf_core.store import Store, StoreReader
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_OPERATIONAL, EXIT_CANCELLED = 0, 1, 2, 3, 130
+
+# ---- errors ------------------------------------------------------------------------
+
+
+def _prog() -> str:
+    # The root group's name: "dtf-core" or "dtf-tui", whichever command is running.
+    ctx = click.get_current_context(silent=True)
+    return (ctx.find_root().command.name if ctx else None) or "dtf"
 
 
 def fail(message: str, code: int) -> None:
-    click.echo(f"dtf-core: error: {message}", err=True)
+    click.echo(f"{_prog()}: error: {message}", err=True)
     sys.exit(code)
 
 
@@ -53,8 +71,107 @@ def handle_errors(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+# ---- options that mean the same in every command ----------------------------------
+
+DB_HELP = "DuckDB file of the results (default: dask config dtf.db, .dtf/dtf.duckdb)."
+RUN_HELP = "Run id (default: the latest run); `dtf-core runs` lists them."
+RUNS_HELP = "Only this run; repeat for several (default: every run). `dtf-core runs` lists them."
+SINCE_HELP = "Only runs started within SPAN before now: 30d, 12h, 2w."
+BENCHMARK_HELP = "Only benchmarks whose name matches NAME, a glob such as 'matmul*'."
+FORMAT_HELP = "What to print on stdout (or write to --output)."
+OUTPUT_HELP = "Write what would be printed to FILE instead of stdout."
+
+
 def default_db() -> str:
     return str(dtf_config.get("db"))
+
+
+def db_option(fn: F) -> F:
+    """``--db FILE``: the database a command reads (or, for run/test/serve/import, writes)."""
+    return click.option(
+        "--db", type=click.Path(dir_okay=False), default=None, metavar="FILE", help=DB_HELP
+    )(fn)
+
+
+def run_option(fn: F) -> F:
+    """``--run RUN``: one run, the latest by default."""
+    return click.option("--run", "run_id", default=None, metavar="RUN", help=RUN_HELP)(fn)
+
+
+def runs_option(fn: F) -> F:
+    """``--run RUN`` repeated: a filter over runs (``stats``), every run by default."""
+    return click.option("--run", "run_ids", multiple=True, metavar="RUN", help=RUNS_HELP)(fn)
+
+
+def since_option(fn: F) -> F:
+    return click.option("--since", default=None, metavar="SPAN", help=SINCE_HELP)(fn)
+
+
+def benchmark_option(fn: F) -> F:
+    return click.option("--benchmark", default=None, metavar="NAME", help=BENCHMARK_HELP)(fn)
+
+
+def format_option(*choices: str, json_alias: bool = False) -> Callable[[F], F]:
+    """``--format`` (the first choice is the default) and ``-o/--output FILE``.
+
+    ``json_alias``: the command once took ``--json`` as a flag meaning "print
+    JSON"; it stays, hidden, as ``--format json``. (Everywhere else ``--json``
+    takes a FILE: an analysis command's flag cannot become that without making
+    ``discover --json tests/`` write over a path.)
+    """
+
+    def decorate(command: F) -> F:
+        @functools.wraps(command)
+        def checked(*args: Any, **kwargs: Any) -> Any:
+            try:  # before any work: a `compare` can take a while
+                check_writable(kwargs.get("output"))
+            except OptionError as exc:
+                fail(str(exc), EXIT_BAD_INPUT)
+            return command(*args, **kwargs)
+
+        fn: F = checked  # type: ignore[assignment]
+        if json_alias:
+            fn = renamed("--json", "--format json", "fmt",
+                         "--json without a file is deprecated; use --format json",
+                         is_flag=True, flag_value="json")(fn)  # fmt: skip
+        fn = click.option(
+            "--output", "-o", type=click.Path(dir_okay=False), default=None, metavar="FILE",
+            help=OUTPUT_HELP,
+        )(fn)  # fmt: skip
+        fn = click.option(
+            "--format", "fmt", type=click.Choice(choices), default=choices[0],
+            show_default=True, help=FORMAT_HELP,
+        )(fn)  # fmt: skip
+        return fn
+
+    return decorate
+
+
+def emit(text: str, output: str | None) -> None:
+    """Print ``text``, or write it to ``output`` (``-o FILE``); nothing prints nothing."""
+    if output:
+        with open(output, "w", encoding="utf-8") as fh:
+            fh.write(text if text.endswith("\n") else text + "\n")
+    elif text:
+        click.echo(text, nl=not text.endswith("\n"))
+
+
+def check_writable(*paths: str | None) -> None:
+    """Bad input, before any work: a file to write whose directory does not exist."""
+    for target in paths:
+        if target and not os.path.isdir(os.path.dirname(os.path.abspath(target))):
+            raise OptionError(f"cannot write {target}: its directory does not exist")
+
+
+def pick_run(store: StoreReader, run_id: str | None, db_path: str) -> str:
+    """``--run``, or the latest run; a missing one is bad input."""
+    if run_id is None:
+        run_id = store.latest_run_id()
+        if run_id is None:
+            raise RunNotFoundError(f"no runs in {db_path} yet; start one with `dtf-core run SUITE`")
+        return str(run_id)
+    store.get_run(run_id)
+    return run_id
 
 
 def cluster_options(fn: F) -> F:
@@ -102,28 +219,27 @@ def lock_timeout_option(fn: F) -> F:
 
 
 def output_options(fn: F) -> F:
-    """--db, --report, --junit, --json, --quiet."""
+    """The files a run writes (``--markdown/--junit/--json/--html FILE``) and ``--quiet``;
+    ``--report FILE`` is the old spelling of ``--markdown FILE``."""
+    fn = renamed("--report", "--markdown", "markdown", type=click.Path(dir_okay=False))(fn)
     options = [
         click.option(
-            "--db", type=click.Path(dir_okay=False), default=None,
-            help="DuckDB file (default: .dtf/dtf.duckdb; dask config dtf.db).",
+            "--markdown", type=click.Path(dir_okay=False), default=None, metavar="FILE",
+            help="Write the Markdown report to FILE.",
         ),
         click.option(
-            "--report", "report_md", type=click.Path(dir_okay=False), default=None,
-            help="Write a Markdown report here.",
+            "--junit", type=click.Path(dir_okay=False), default=None, metavar="FILE",
+            help="Write JUnit XML to FILE.",
         ),
         click.option(
-            "--junit", type=click.Path(dir_okay=False), default=None, help="Write JUnit XML here."
+            "--json", "json_path", type=click.Path(dir_okay=False), default=None, metavar="FILE",
+            help="Write the JSON summary to FILE.",
         ),
         click.option(
-            "--json", "json_path", type=click.Path(dir_okay=False), default=None,
-            help="Write a JSON summary here.",
+            "--html", "html_path", type=click.Path(dir_okay=False), default=None, metavar="FILE",
+            help="Write a self-contained HTML report (inline SVG charts) to FILE.",
         ),
-        click.option(
-            "--html", "html_path", type=click.Path(dir_okay=False), default=None,
-            help="Write a self-contained HTML report (inline SVG charts) here.",
-        ),
-        click.option("--quiet", "-q", is_flag=True, help="Only the final line."),
+        click.option("--quiet", "-q", is_flag=True, help="Print only the final line."),
     ]  # fmt: skip
     for option in reversed(options):
         fn = option(fn)
@@ -139,7 +255,7 @@ class RunOptions:
     unschedulable_timeout: float | None = None
     db: str | None = None
     lock_timeout: float | None = None
-    report_md: str | None = None
+    markdown: str | None = None
     junit: str | None = None
     json_path: str | None = None
     html_path: str | None = None
@@ -175,9 +291,7 @@ def plan_cluster(opts: RunOptions, wanted: ClusterSpec | None) -> list[WorkerPla
     options and the output paths before anything starts."""
     from dtf_core.cluster import embedded as cluster
 
-    for target in (opts.report_md, opts.junit, opts.json_path, opts.html_path):
-        if target and not os.path.isdir(os.path.dirname(os.path.abspath(target))):
-            raise OptionError(f"cannot write {target}: its directory does not exist")
+    check_writable(opts.markdown, opts.junit, opts.json_path, opts.html_path)
     per_worker, everyone = parse_resource_options(opts.resources)
     if opts.scheduler is not None:
         if opts.workers or opts.threads_per_worker or opts.resources:
@@ -253,12 +367,12 @@ def execute(
             reporting.write_reports(
                 store,
                 result.run_id,
-                markdown=opts.report_md,
+                markdown=opts.markdown,
                 junit=opts.junit,
                 json_path=opts.json_path,
                 html=opts.html_path,
             )
-        written = [p for p in (opts.report_md, opts.junit, opts.json_path, opts.html_path) if p]
+        written = [p for p in (opts.markdown, opts.junit, opts.json_path, opts.html_path) if p]
         if opts.quiet:
             click.echo(f"run {result.run_id} {result.status.upper()}")
         else:

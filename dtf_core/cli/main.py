@@ -1,6 +1,7 @@
-"""The ``dtf-core`` command line (exit codes: see :mod:`dtf_core.cli.common`).
-
-Commands of other capabilities live in ``cli_*`` modules and register here.
+"""The ``dtf-core`` command line: the group, run/report/runs/validate; the
+other command families live in sibling modules and register here. The grammar
+they share (options, output, exit codes) is in :mod:`dtf_core.cli.common` and
+docs/cli.md.
 """
 
 from __future__ import annotations
@@ -12,24 +13,27 @@ import click
 
 from dtf_core import __version__
 from dtf_core.cli.common import (
-    EXIT_CANCELLED,
-    EXIT_FAILED,
-    EXIT_OK,
     RunOptions,
     cluster_options,
+    db_option,
     default_db,
+    emit,
     execute,
+    format_option,
     handle_errors,
     lock_timeout_option,
     output_options,
+    pick_run,
     plan_cluster,
+    run_option,
 )
-from dtf_core.errors import OptionError
+from dtf_core.cli.deprecation import one_line_deprecations
+from dtf_core.errors import OptionError, exit_code
 
-__all__ = ["default_db", "handle_errors", "main"]
+__all__ = ["console", "default_db", "handle_errors", "main"]
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group("dtf-core", context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="dtf-core")
 def main() -> None:
     """dtf: run test and benchmark suites on a Dask cluster, keep results in DuckDB.
@@ -38,15 +42,16 @@ def main() -> None:
     """
 
 
-def exit_for(status: str) -> None:
-    if status == "cancelled":
-        sys.exit(EXIT_CANCELLED)
-    sys.exit(EXIT_OK if status == "passed" else EXIT_FAILED)
+def console() -> None:
+    """The ``dtf-core`` console script (and ``python -m dtf_core.cli``)."""
+    one_line_deprecations("dtf-core")
+    main()
 
 
 @main.command()
 @click.argument("suite", type=click.Path(dir_okay=False), required=False)
 @cluster_options
+@db_option
 @output_options
 @lock_timeout_option
 @click.option(
@@ -68,7 +73,7 @@ def run(suite: str | None, resume_id: str | None, **kwargs: Any) -> None:
             raise OptionError("give either SUITE or --resume RUN_ID, not both")
         plans = plan_cluster(opts, None)
         result = execute(opts, plans, None, resume_id=resume_id)
-        exit_for(result.status)
+        sys.exit(exit_code(result.status))
     if not suite:
         raise OptionError("missing SUITE (a suite file such as configs/examples/quickstart.toml)")
     # Everything that can be wrong with the input is checked before anything is
@@ -76,77 +81,44 @@ def run(suite: str | None, resume_id: str | None, **kwargs: Any) -> None:
     loaded = spec.load_suite(suite)
     plans = plan_cluster(opts, loaded.cluster)
     result = execute(opts, plans, lambda store, handle: (loaded, {}))
-    exit_for(result.status)
+    sys.exit(exit_code(result.status))
 
 
 @main.command("report")
-@click.option(
-    "--db",
-    type=click.Path(dir_okay=False),
-    default=None,
-    help="DuckDB file (default: .dtf/dtf.duckdb).",
-)
-@click.option(
-    "--run",
-    "run_id",
-    default=None,
-    help="Run id (default: the latest run). `dtf-core runs` lists them.",
-)
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["md", "json", "junit", "html"]),
-    default="md",
-    show_default=True,
-    help="html is one self-contained file with inline SVG charts.",
-)
-@click.option(
-    "--output",
-    "-o",
-    type=click.Path(dir_okay=False),
-    default=None,
-    help="Write here instead of stdout.",
-)
+@db_option
+@run_option
+@format_option("md", "json", "junit", "html")
 @handle_errors
 def report_cmd(db: str | None, run_id: str | None, fmt: str, output: str | None) -> None:
-    """Rebuild a run's report from the database."""
+    """Rebuild a run's report from the database (html: one file, inline SVG charts)."""
     from dtf_core import reporting
-    from dtf_core.errors import RunNotFoundError
     from dtf_core.store import StoreReader
 
     db_path = db or default_db()
     with StoreReader(db_path) as store:
-        run_id = run_id or store.latest_run_id()
-        if run_id is None:
-            raise RunNotFoundError(f"no runs in {db_path} yet; start one with `dtf-core run SUITE`")
-        summary = reporting.build_summary(store, run_id)
-    text = reporting.RENDERERS[fmt](summary)
-    if output:
-        with open(output, "w", encoding="utf-8") as fh:
-            fh.write(text)
-    else:
-        click.echo(text)
+        summary = reporting.build_summary(store, pick_run(store, run_id, db_path))
+    emit(reporting.RENDERERS[fmt](summary), output)
 
 
 @main.command("runs")
+@db_option
 @click.option(
-    "--db",
-    type=click.Path(dir_okay=False),
-    default=None,
-    help="DuckDB file (default: .dtf/dtf.duckdb).",
+    "--limit", type=int, default=20, show_default=True, help="How many runs, newest first."
 )
-@click.option("--limit", type=int, default=20, show_default=True)
+@format_option("text", "json")
 @handle_errors
-def runs_cmd(db: str | None, limit: int) -> None:
+def runs_cmd(db: str | None, limit: int, fmt: str, output: str | None) -> None:
     """List the latest runs in the database."""
+    from dtf_core.reporting.jsonout import render_json
     from dtf_core.store import StoreReader
 
     with StoreReader(db or default_db()) as store:
         rows = store.list_runs(limit=limit)
-    if not rows:
-        click.echo("no runs yet")
-    for r in rows:
-        click.echo(f"{r['run_id']}  {r['status']:<9}  {r['suite']}")
+    if fmt == "json":
+        emit(render_json({"runs": rows}), output)
+        return
+    lines = [f"{r['run_id']}  {r['status']:<9}  {r['suite']}" for r in rows]
+    emit("\n".join(lines) or "no runs yet", output)
 
 
 @main.command()
@@ -178,4 +150,4 @@ def _register_command_modules() -> None:
 _register_command_modules()
 
 if __name__ == "__main__":  # pragma: no cover
-    main()
+    console()

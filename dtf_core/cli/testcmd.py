@@ -16,19 +16,19 @@ import click
 
 from dtf_core.cli.common import (
     EXIT_BAD_INPUT,
-    EXIT_CANCELLED,
-    EXIT_FAILED,
-    EXIT_OK,
     RunOptions,
     cluster_options,
+    db_option,
     default_db,
+    emit,
     execute,
+    format_option,
     handle_errors,
     lock_timeout_option,
     output_options,
     plan_cluster,
 )
-from dtf_core.errors import OptionError
+from dtf_core.errors import OptionError, exit_code
 
 if TYPE_CHECKING:
     from dtf_core.cluster.embedded import ClusterHandle
@@ -152,6 +152,7 @@ def _split(
 )
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 @cluster_options
+@db_option
 @output_options
 @lock_timeout_option
 @click.option(
@@ -282,10 +283,10 @@ def pytest_cmd(
 
     result = execute(opts, plans, build, write_reports=write, metadata_dir=cwd)
     if result.status == "cancelled":
-        sys.exit(EXIT_CANCELLED)
+        sys.exit(exit_code(result.status))
     if split.files is not None:
         _after_run(split, result, file_tasks, cache, pytest_args)
-    sys.exit(EXIT_OK if result.status == "passed" else EXIT_FAILED)
+    sys.exit(exit_code(result.status))
 
 
 def _after_run(
@@ -339,15 +340,15 @@ def _write_test_reports(store: Store, run_id: str, opts: RunOptions) -> None:
         with open(opts.json_path, "w", encoding="utf-8") as fh:
             fh.write(json.dumps(summary, indent=2, default=str))
     reporting.write_reports(
-        store, run_id, markdown=opts.report_md, junit=opts.junit, html=opts.html_path
+        store, run_id, markdown=opts.markdown, junit=opts.junit, html=opts.html_path
     )
 
 
 @click.command("discover")
 @click.argument("paths", nargs=-1)
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@format_option("text", "json", json_alias=True)
 @handle_errors
-def discover_cmd(paths: tuple[str, ...], as_json: bool) -> None:
+def discover_cmd(paths: tuple[str, ...], fmt: str, output: str | None) -> None:
     """List each test file under PATHS with the resources it needs.
 
     Resources come from `@pytest.mark.dtf(GPU=1, ...)` markers and from what a
@@ -359,7 +360,7 @@ def discover_cmd(paths: tuple[str, ...], as_json: bool) -> None:
     collection = _collect(list(paths) or ["."], [], cwd)
     if collection.exit_code not in (0, EXIT_NO_TESTS):
         click.echo(collection.output.rstrip(), err=True)
-        sys.exit(2)
+        sys.exit(EXIT_BAD_INPUT)
     requires = testsplit.requirements(collection.items, cwd)
     files: dict[str, dict[str, Any]] = {}
     for item in collection.items:
@@ -368,12 +369,14 @@ def discover_cmd(paths: tuple[str, ...], as_json: bool) -> None:
         for k, v in requires[item.nodeid].items():
             entry["resources"][k] = max(v, entry["resources"].get(k, 0.0))
     rows = sorted(files.values(), key=lambda e: e["file"])
-    if as_json:
-        click.echo(json.dumps(rows, indent=2))
+    if fmt == "json":
+        emit(json.dumps(rows, indent=2), output)
         return
+    lines = []
     for e in rows:
         need = ", ".join(f"{k}={v:g}" for k, v in sorted(e["resources"].items())) or "-"
-        click.echo(f"{e['file']}  {e['tests']} test(s)  {need}")
+        lines.append(f"{e['file']}  {e['tests']} test(s)  {need}")
+    emit("\n".join(lines), output)
 
 
 def register(group: click.Group) -> None:

@@ -55,7 +55,7 @@ def submit(
     root: str | None,
     no_wait: bool,
     db: str | None = None,
-    report_md: str | None = None,
+    markdown: str | None = None,
     junit: str | None = None,
     json_path: str | None = None,
     html_path: str | None = None,
@@ -70,7 +70,7 @@ def submit(
     if not suite_file.is_relative_to(base):
         raise OptionError(f"{suite} is not inside --root {base}")
     _check_paths_inside(loaded, base)
-    for target in (report_md, junit, json_path, html_path):
+    for target in (markdown, junit, json_path, html_path):
         if target and not os.path.isdir(os.path.dirname(os.path.abspath(target))):
             raise OptionError(f"cannot write {target}: its directory does not exist")
     client = CoordinatorClient(url, token)
@@ -105,7 +105,7 @@ def submit(
         raise
     status = status or str(client.run(run_id)["status"])
     _write_reports(
-        client, run_id, {"md": report_md, "junit": junit, "json": json_path, "html": html_path}
+        client, run_id, {"md": markdown, "junit": junit, "json": json_path, "html": html_path}
     )
     if quiet:
         print(f"run {run_id} {status.upper()}")
