@@ -174,12 +174,42 @@ def pick_run(store: StoreReader, run_id: str | None, db_path: str) -> str:
     return run_id
 
 
+class WorkersType(click.ParamType):
+    """``--workers N`` or ``--workers auto``: one worker per usable core."""
+
+    name = "N|auto"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> int:
+        if isinstance(value, int):
+            return value
+        if str(value).strip().lower() == "auto":
+            return usable_cores()
+        try:
+            n = int(value)
+        except ValueError:
+            self.fail(f"{value!r} is not a number of workers or 'auto'", param, ctx)
+        if n < 1:
+            self.fail("needs at least 1 worker", param, ctx)
+        return n
+
+
+def usable_cores() -> int:
+    """Cores this process may run on (its CPU affinity, e.g. a container's cpuset)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
 def cluster_options(fn: F) -> F:
     """--workers/--threads-per-worker/--resources (embedded) and --scheduler."""
     options = [
         click.option(
-            "--workers", "-w", type=int, default=None,
-            help="Embedded cluster: worker processes (default: the suite's [cluster], else 2).",
+            "--workers", "-w", type=WorkersType(), default=None,
+            help=(
+                "Embedded cluster: worker processes, or `auto` for one per usable core "
+                "(default: the suite's [cluster], else 2)."
+            ),
         ),
         click.option(
             "--threads-per-worker", "-t", type=int, default=None,
@@ -246,6 +276,37 @@ def output_options(fn: F) -> F:
     return fn
 
 
+# pytest's --tb styles; dtf prints tracebacks for all but "no" and "line".
+TB_STYLES = ("short", "long", "line", "native", "auto", "no")
+
+
+def failure_options(fn: F) -> F:
+    """-x/--maxfail (stop the whole run) and --tb (tracebacks at the end), as in pytest."""
+    options = [
+        click.option(
+            "-x", "--exitfirst", is_flag=True,
+            help="Stop the whole run at the first failing test or task (as --maxfail 1).",
+        ),
+        click.option(
+            "--maxfail", type=click.IntRange(min=1), default=None, metavar="N",
+            help=(
+                "Stop the whole run after N failing tests or tasks: running chunks stop "
+                "after their current test, what never ran is recorded as cancelled."
+            ),
+        ),
+        click.option(
+            "--tb", type=click.Choice(TB_STYLES), default=None,
+            help=(
+                "Traceback style at the end of the run (and for pytest chunks, passed to "
+                "pytest): short (default), long, line, native, auto, no."
+            ),
+        ),
+    ]  # fmt: skip
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
 @dataclass
 class RunOptions:
     workers: int | None = None
@@ -260,7 +321,14 @@ class RunOptions:
     json_path: str | None = None
     html_path: str | None = None
     quiet: bool = False
+    exitfirst: bool = False
+    maxfail: int | None = None
+    tb: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def max_failures(self) -> int | None:
+        return 1 if self.exitfirst else self.maxfail
 
     @classmethod
     def from_kwargs(cls, kwargs: dict[str, Any]) -> RunOptions:
@@ -315,7 +383,7 @@ def plan_cluster(opts: RunOptions, wanted: ClusterSpec | None) -> list[WorkerPla
 
 
 Builder = Callable[["Store", "ClusterHandle"], tuple["Suite", dict[str, float]]]
-Reporter = Callable[["Store", str], None]
+Reporter = Callable[["Store", str, dict[str, Any]], None]
 
 
 def execute(
@@ -331,6 +399,7 @@ def execute(
     see the workers), run it with a progress view, and write the reports."""
     from dtf_core import context, reporting
     from dtf_core.cluster import embedded as cluster
+    from dtf_core.reporting.terminal import short_summary
     from dtf_core.run.coordinator import Coordinator
     from dtf_core.run.progress import ProgressView
     from dtf_core.store import Store
@@ -353,6 +422,7 @@ def execute(
                 unschedulable_timeout=opts.unschedulable_timeout,
                 listeners=[] if opts.quiet else [view],
                 estimates=estimates,
+                max_failures=opts.max_failures,
             )
             with view:
                 if suite is None:
@@ -361,8 +431,10 @@ def execute(
                 else:
                     meta = context.collect(metadata_dir or os.path.dirname(suite.path))
                     result = coord.run(suite, metadata=meta)
+        # One summary for the reports and the end of the run on the terminal.
+        summary = reporting.build_summary(store, result.run_id)
         if write_reports is not None:
-            write_reports(store, result.run_id)
+            write_reports(store, result.run_id, summary)
         else:
             reporting.write_reports(
                 store,
@@ -371,7 +443,10 @@ def execute(
                 junit=opts.junit,
                 json_path=opts.json_path,
                 html=opts.html_path,
+                summary=summary,
             )
+        if not opts.quiet:
+            view.info(short_summary(summary, tb=opts.tb or "short"))
         written = [p for p in (opts.markdown, opts.junit, opts.json_path, opts.html_path) if p]
         if opts.quiet:
             click.echo(f"run {result.run_id} {result.status.upper()}")

@@ -19,6 +19,7 @@ from dtf_core.cli.common import (
     default_db,
     emit,
     execute,
+    failure_options,
     format_option,
     handle_errors,
     lock_timeout_option,
@@ -54,6 +55,7 @@ def console() -> None:
 @db_option
 @output_options
 @lock_timeout_option
+@failure_options
 @click.option(
     "--resume",
     "resume_id",

@@ -22,6 +22,7 @@ from dtf_core.cli.common import (
     default_db,
     emit,
     execute,
+    failure_options,
     format_option,
     handle_errors,
     lock_timeout_option,
@@ -155,6 +156,7 @@ def _split(
 @db_option
 @output_options
 @lock_timeout_option
+@failure_options
 @click.option(
     "--reruns",
     type=int,
@@ -214,6 +216,7 @@ def pytest_cmd(
     if test_timeout is not None and test_timeout <= 0:
         raise OptionError("--timeout must be a positive number of seconds")
     opts = RunOptions.from_kwargs(kwargs)
+    pytest_args = _failure_args(opts, pytest_args)
     plans = plan_cluster(opts, None)
     cwd = os.getcwd()
     cache_dir = os.path.join(os.path.dirname(os.path.abspath(opts.db or default_db())), "cache")
@@ -278,8 +281,8 @@ def pytest_cmd(
         name = "pytest " + " ".join(shlex.quote(p) for p in paths)
         return Suite(name=name, path=os.path.join(cwd, "pytest"), tasks=tasks), estimates
 
-    def write(store: Store, run_id: str) -> None:
-        _write_test_reports(store, run_id, opts)
+    def write(store: Store, run_id: str, summary: dict[str, Any]) -> None:
+        _write_test_reports(store, run_id, summary, opts)
 
     result = execute(opts, plans, build, write_reports=write, metadata_dir=cwd)
     if result.status == "cancelled":
@@ -329,19 +332,46 @@ def _after_run(
         testsplit.save_collection(cache, items, split.files)
 
 
-def _write_test_reports(store: Store, run_id: str, opts: RunOptions) -> None:
+def _failure_args(opts: RunOptions, pytest_args: list[str]) -> list[str]:
+    """-x/--maxfail/--tb given to dtf go to every chunk's pytest too; given to
+    pytest (after PATH or --), they set dtf's own run-wide limit and style."""
+    args = list(pytest_args)
+    for i, a in enumerate(args):
+        nxt = args[i + 1] if i + 1 < len(args) else ""
+        if a in ("-x", "--exitfirst"):
+            opts.exitfirst = True
+        elif a.startswith("--maxfail=") or (a == "--maxfail" and nxt.isdigit()):
+            value = a.partition("=")[2] or nxt
+            if value.isdigit() and opts.maxfail is None:
+                opts.maxfail = int(value)
+        elif a.startswith("--tb=") or (a == "--tb" and nxt):
+            opts.tb = opts.tb or (a.partition("=")[2] or nxt)
+    if opts.max_failures and not any(
+        a in ("-x", "--exitfirst", "--maxfail") or a.startswith("--maxfail=") for a in args
+    ):
+        args.append(f"--maxfail={opts.max_failures}")
+    if opts.tb and not any(a == "--tb" or a.startswith("--tb=") for a in args):
+        args.append(f"--tb={opts.tb}")
+    return args
+
+
+def _write_test_reports(
+    store: Store, run_id: str, summary: dict[str, Any], opts: RunOptions
+) -> None:
     """The run's reports, with the JSON `failures` as pytest node ids."""
     from dtf_core import reporting
+    from dtf_core.reporting.jsonout import render_json
 
-    summary = reporting.build_summary(store, run_id)
-    summary["failure_details"] = summary.get("failures", [])
-    summary["failures"] = sorted({f["nodeid"] or f["task_id"] for f in summary["failure_details"]})
     if opts.json_path:
+        doc = dict(summary)
+        doc["failure_details"] = summary.get("failures", [])
+        doc["failures"] = sorted({f["nodeid"] or f["task_id"] for f in doc["failure_details"]})
         with open(opts.json_path, "w", encoding="utf-8") as fh:
-            fh.write(json.dumps(summary, indent=2, default=str))
+            fh.write(render_json(doc))
     reporting.write_reports(
-        store, run_id, markdown=opts.markdown, junit=opts.junit, html=opts.html_path
-    )
+        store, run_id, markdown=opts.markdown, junit=opts.junit, html=opts.html_path,
+        summary=summary,
+    )  # fmt: skip
 
 
 @click.command("discover")

@@ -19,7 +19,6 @@ _ORDER = (
     ("timeouts", "timed out"), ("unschedulable", "unschedulable"), ("cancelled", "cancelled"),
     ("flaky", "flaky"),
 )  # fmt: skip
-TB_STYLES = ("auto", "long", "short", "line", "native", "no")
 
 
 def _rule(title: str, char: str, width: int) -> str:

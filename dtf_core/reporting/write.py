@@ -31,9 +31,12 @@ def write_reports(
     junit: str | os.PathLike[str] | None = None,
     json_path: str | os.PathLike[str] | None = None,
     html: str | os.PathLike[str] | None = None,
+    summary: dict[str, Any] | None = None,
 ) -> None:
-    """Write the reports asked for; append the Markdown to ``$GITHUB_STEP_SUMMARY`` when set."""
-    summary = build_summary(store, run_id)
+    """Write the reports asked for; append the Markdown to ``$GITHUB_STEP_SUMMARY`` when set.
+    ``summary``: the run's summary when the caller has built it already."""
+    if summary is None:
+        summary = build_summary(store, run_id)
     md = render_markdown(summary)
     for path, text in (
         (markdown, md),

@@ -121,7 +121,7 @@ def _read_case(tc: ET.Element, pytest_xml: bool) -> _Case:
     children: dict[str, list[tuple[str, str, str]]] = {}
     for child in tc:
         if child.tag in ("failure", "error", "skipped"):
-            text = (child.text or "").strip()
+            text = (child.text or "").strip("\n").rstrip()
             msg = child.get("message") or text.split("\n", 1)[0]
             details = text[-_DETAILS_LIMIT:] if child.tag != "skipped" else ""
             children.setdefault(child.tag, []).append(
