@@ -17,7 +17,7 @@ from dtf_core.cluster import embedded as cluster
 from dtf_core.run.coordinator import Coordinator
 from dtf_core.store import Store
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 QUICKSTART = ROOT / "configs" / "examples" / "quickstart.toml"
 DTF = [sys.executable, "-m", "dtf_core.cli"]
 

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from tui_seed import async_test, screen_text, wait_until
+from support.tui_seed import async_test, screen_text, wait_until
 
 from dtf_core.cluster import embedded as cluster
 from dtf_core.model import Suite, TaskKind, TaskSpec

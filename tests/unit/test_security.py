@@ -222,7 +222,7 @@ def test_token_commands(tmp_path: Path) -> None:
 
 
 def test_submit_checks_the_suite_before_contacting_anyone(tmp_path: Path) -> None:
-    bad = Path(__file__).parent / "data" / "bad" / "missing_kind.toml"
+    bad = Path(__file__).parents[1] / "data" / "bad" / "missing_kind.toml"
     out = CliRunner().invoke(
         cli.main, ["submit", str(bad), "--coordinator", "http://127.0.0.1:9", "--token", "x"]
     )

@@ -11,7 +11,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from tui_seed import LATEST, NOW, SHIFT_AT, seed
+from support.tui_seed import LATEST, NOW, SHIFT_AT, seed
 
 from dtf_core.events import AttemptFailed, ClusterChanged, RunFinished, RunStarted, TaskFinished
 from dtf_tui import errorstats, trend
