@@ -5,24 +5,16 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+from functools import partial
 
 import dask.config
 import pytest
+from support.factories import task_spec
 
 from dtf_core import errors, model
 from dtf_core.store import MIGRATIONS, Store
 
-
-def spec(task_id: str, name: str | None = None, kind: str = "benchmark", **kw: object):
-    return model.TaskSpec(
-        task_id=task_id,
-        name=name or task_id,
-        kind=model.TaskKind(kind),
-        root="/suite",
-        timeout=10.0,
-        retries=1,
-        **kw,  # type: ignore[arg-type]
-    )
+spec = partial(task_spec, kind="benchmark", root="/suite", timeout=10.0, retries=1)
 
 
 def attempt(task_id: str, n: int = 1, outcome: str = "passed", **kw: object):
@@ -99,7 +91,7 @@ def test_second_process_holding_the_lock(tmp_path):
 
 
 def test_add_tasks_keeps_spec_and_canonical_params(store):
-    s1 = spec("b[z=1,a=2]", "b", params={"z": 1, "a": 2}, requires={"GPU": 1.0})
+    s1 = spec("b[z=1,a=2]", name="b", params={"z": 1, "a": 2}, requires={"GPU": 1.0})
     store.add_tasks("r1", [s1, spec("c", kind="command", command=["true"])])
     store.add_tasks("r1", [s1])  # again: ignored
     rows = {t["task_id"]: t for t in store.tasks("r1")}
@@ -217,7 +209,7 @@ def test_task_history_median(tmp_path):
     with Store(tmp_path / "h.duckdb") as s:
         for i, wall in enumerate([1.0, 2.0, 10.0]):
             s.create_run(f"r{i}", "demo", "/x", {}, float(i))
-            s.add_tasks(f"r{i}", [spec(f"b[n={i}]", "b"), spec("c")])
+            s.add_tasks(f"r{i}", [spec(f"b[n={i}]", name="b"), spec("c")])
             s.finish_task(f"r{i}", model.TaskFinal(f"b[n={i}]", "passed", wall_s=wall))
             s.finish_task(f"r{i}", model.TaskFinal("c", "passed", wall_s=0.5))
             s.flush()
@@ -242,7 +234,7 @@ def test_should_flush(store):
 @pytest.mark.slow
 def test_flush_one_million_samples(store):
     n_attempts, per = 5_000, 200
-    store.add_tasks("r1", [spec(f"b[i={i}]", "b", params={"i": i}) for i in range(n_attempts)])
+    store.add_tasks("r1", [spec(f"b[i={i}]", name="b", params={"i": i}) for i in range(n_attempts)])
     values = [float(v) for v in range(per)]
     for i in range(n_attempts):
         store.add_attempt(attempt(f"b[i={i}]", samples=values, hardware="hw"))
