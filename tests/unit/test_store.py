@@ -1,10 +1,8 @@
-"""The DuckDB store: migrations, idempotent flushes, locking, reads."""
+"""The DuckDB store: migrations, idempotent flushes, reads (its lock held by another
+process, and a million samples: integration/test_store_heavy.py)."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
-import time
 from functools import partial
 
 import dask.config
@@ -59,35 +57,6 @@ def test_not_a_database(tmp_path):
     path.write_bytes(b"not duckdb at all" * 100)
     with pytest.raises(errors.StoreError, match=str(path)):
         Store(path)
-
-
-def test_second_process_holding_the_lock(tmp_path):
-    path = tmp_path / "dtf.duckdb"
-    Store(path).close()
-    holder = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); print('ready', flush=True);"
-            " time.sleep(120)",
-            str(path),
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert holder.stdout is not None
-        assert holder.stdout.readline().strip() == "ready"
-        for read_only in (False, True):
-            with pytest.raises(errors.DatabaseLockedError) as info:
-                Store(path, read_only=read_only)
-            msg = str(info.value)
-            assert f"process {holder.pid}" in msg
-            assert "coordinator" in msg and "\n" not in msg
-            assert isinstance(info.value.__cause__, Exception)
-    finally:
-        holder.kill()
-        holder.wait()
 
 
 def test_add_tasks_keeps_spec_and_canonical_params(store):
@@ -229,28 +198,6 @@ def test_should_flush(store):
         assert store.should_flush()
     store.flush()
     assert not store.should_flush()
-
-
-@pytest.mark.slow
-def test_flush_one_million_samples(store):
-    n_attempts, per = 5_000, 200
-    store.add_tasks("r1", [spec(f"b[i={i}]", name="b", params={"i": i}) for i in range(n_attempts)])
-    values = [float(v) for v in range(per)]
-    for i in range(n_attempts):
-        store.add_attempt(attempt(f"b[i={i}]", samples=values, hardware="hw"))
-    t0 = time.perf_counter()
-    assert store.flush() == n_attempts
-    took = time.perf_counter() - t0
-    print(f"\nflushed {n_attempts * per:,} samples in {took:.2f} s")
-    assert count(store, "samples") == n_attempts * per
-    big = [float(v) for v in range(1_000_000)]
-    store.add_attempt(attempt("one", samples=big, hardware="hw"))
-    t0 = time.perf_counter()
-    assert store.flush() == 1
-    print(f"flushed 1,000,000 samples of one attempt in {time.perf_counter() - t0:.2f} s")
-    assert count(store, "samples") == n_attempts * per + 1_000_000
-    row = store._one("SELECT max(idx), sum(value) FROM samples WHERE task_id = 'one'")
-    assert row == (999_999, sum(big))
 
 
 def test_final_tests_keep_both_rows_of_a_node(store):
