@@ -23,6 +23,7 @@ from dtf_core.cli.common import (
     emit,
     format_option,
     handle_errors,
+    lock_timeout_option,
     pick_run,
     run_option,
     runs_option,
@@ -267,6 +268,7 @@ _INPUT_FORMATS = click.Choice(["csv", "parquet", "pytest-benchmark", "asv"])
 
 @click.command("import")
 @db_option
+@lock_timeout_option
 @click.argument("file", type=click.Path(dir_okay=False))
 @click.option(
     "--input-format",

@@ -14,12 +14,12 @@ from __future__ import annotations
 import html
 import random
 import shutil
-import sys
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
+from support.tui_seed import async_test, screen_text, wait_until
 
 from dtf_core.model import AttemptResult, TaskFinal, TaskKind, TaskSpec
 from dtf_core.store import Store
@@ -30,9 +30,6 @@ from dtf_tui.snapshot import ClusterSnapshot, SeriesKey, WorkerInfo
 from dtf_tui.sources.db import DbSource
 from dtf_tui.widgets.trend_chart import TrendChart
 from dtf_tui.widgets.vtable import VirtualTable
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/: the console's helpers
-from tui_seed import async_test, screen_text, wait_until
 
 BASE = 1_767_225_600.0  # 2026-01-01 00:00 UTC
 NOW = BASE + 40 * 86_400.0

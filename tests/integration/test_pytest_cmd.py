@@ -259,55 +259,6 @@ def test_collection_error_ends_as_pytest_would(tmp_path: Path) -> None:
     assert counts["errors"] == 1 and counts["passed"] == 2, counts
 
 
-# ------------------------------------------------------------------ planning
-
-
-def _items(spec: dict[str, int]) -> list[testsplit.TestItem]:
-    return [testsplit.TestItem(f"{f}::t{i}", f) for f, n in spec.items() for i in range(n)]
-
-
-def test_plan_balances_by_history_longest_first() -> None:
-    items = _items({"a.py": 10, "b.py": 10, "c.py": 10, "d.py": 10})
-    history = {i.nodeid: (3.0 if i.file == "a.py" else 0.5) for i in items}
-    chunks = testsplit.plan(items, 2, history, chunks_per_slot=1)
-    assert sorted(n for c in chunks for n in c.nodeids) == sorted(i.nodeid for i in items)
-    loads = sorted(c.estimate_s for c in chunks)
-    # a.py alone is 30 s, the rest 15 s: a.py is split so both slots get ~22.5 s.
-    assert loads[1] - loads[0] < 3.5, loads
-    assert chunks[0].estimate_s >= chunks[-1].estimate_s
-
-
-def test_plan_keeps_files_whole_and_groups_by_resources() -> None:
-    items = [
-        *_items({"a.py": 4, "b.py": 4}),
-        testsplit.TestItem("g.py::t0", "g.py", {"GPU": 1.0}),
-        testsplit.TestItem("g.py::t1", "g.py", {}),
-    ]
-    chunks = testsplit.plan(items, 2, {}, requires=None)
-    gpu = [c for c in chunks if c.requires]
-    assert [c.nodeids for c in gpu] == [["g.py::t0"]]
-    for c in chunks:
-        if not c.requires:
-            for f in c.files:
-                # a file's tests are never split between chunks when it fits a share
-                assert all(n in c.nodeids for n in (f"{f}::t{i}" for i in range(4)) if f != "g.py")
-
-
-def test_scan_file_detects_gpu_use(tmp_path: Path) -> None:
-    cases = {
-        "x = torch.cuda.device_count()": True,
-        "import cupy as cp": True,
-        "from numba import cuda": True,
-        "model.cuda()": True,
-        "import torch\nx = torch.zeros(3)": False,
-        "# mentions cudf only in a comment: import cudf": False,
-    }
-    for text, gpu in cases.items():
-        f = tmp_path / "t.py"
-        f.write_text(text + "\n")
-        assert (testsplit.scan_file(f) == {"GPU": 1.0}) is gpu, text
-
-
 def test_idle_worker_takes_half_of_a_running_chunk(tmp_path: Path) -> None:
     """One chunk holds everything (a first run sizes files by bytes, and these
     are tiny): the idle worker asks it to yield, the tests it has not started

@@ -1,28 +1,18 @@
-"""The DuckDB store: migrations, idempotent flushes, locking, reads."""
+"""The DuckDB store: migrations, idempotent flushes, reads (its lock held by another
+process, and a million samples: integration/test_store_heavy.py)."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
-import time
+from functools import partial
 
 import dask.config
 import pytest
+from support.factories import task_spec
 
 from dtf_core import errors, model
 from dtf_core.store import MIGRATIONS, Store, StoreReader
 
-
-def spec(task_id: str, name: str | None = None, kind: str = "benchmark", **kw: object):
-    return model.TaskSpec(
-        task_id=task_id,
-        name=name or task_id,
-        kind=model.TaskKind(kind),
-        root="/suite",
-        timeout=10.0,
-        retries=1,
-        **kw,  # type: ignore[arg-type]
-    )
+spec = partial(task_spec, kind="benchmark", root="/suite", timeout=10.0, retries=1)
 
 
 def attempt(task_id: str, n: int = 1, outcome: str = "passed", **kw: object):
@@ -69,37 +59,8 @@ def test_not_a_database(tmp_path):
         Store(path)
 
 
-def test_second_process_holding_the_lock(tmp_path):
-    path = tmp_path / "dtf.duckdb"
-    Store(path).close()
-    holder = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); print('ready', flush=True);"
-            " time.sleep(120)",
-            str(path),
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert holder.stdout is not None
-        assert holder.stdout.readline().strip() == "ready"
-        for read_only in (False, True):
-            with pytest.raises(errors.DatabaseLockedError) as info:
-                (StoreReader(path, wait_s=0.3) if read_only else Store(path, lock_timeout=0.3))
-            msg = str(info.value)
-            assert f"process {holder.pid}" in msg
-            assert "coordinator" in msg and "\n" not in msg
-            assert isinstance(info.value.__cause__, Exception)
-    finally:
-        holder.kill()
-        holder.wait()
-
-
 def test_add_tasks_keeps_spec_and_canonical_params(store):
-    s1 = spec("b[z=1,a=2]", "b", params={"z": 1, "a": 2}, requires={"GPU": 1.0})
+    s1 = spec("b[z=1,a=2]", name="b", params={"z": 1, "a": 2}, requires={"GPU": 1.0})
     store.add_tasks("r1", [s1, spec("c", kind="command", command=["true"])])
     store.add_tasks("r1", [s1])  # again: ignored
     rows = {t["task_id"]: t for t in store.tasks("r1")}
@@ -217,7 +178,7 @@ def test_task_history_median(tmp_path):
     with Store(tmp_path / "h.duckdb") as s:
         for i, wall in enumerate([1.0, 2.0, 10.0]):
             s.create_run(f"r{i}", "demo", "/x", {}, float(i))
-            s.add_tasks(f"r{i}", [spec(f"b[n={i}]", "b"), spec("c")])
+            s.add_tasks(f"r{i}", [spec(f"b[n={i}]", name="b"), spec("c")])
             s.finish_task(f"r{i}", model.TaskFinal(f"b[n={i}]", "passed", wall_s=wall))
             s.finish_task(f"r{i}", model.TaskFinal("c", "passed", wall_s=0.5))
             s.flush()
@@ -237,28 +198,6 @@ def test_should_flush(store):
         assert store.should_flush()
     store.flush()
     assert not store.should_flush()
-
-
-@pytest.mark.slow
-def test_flush_one_million_samples(store):
-    n_attempts, per = 5_000, 200
-    store.add_tasks("r1", [spec(f"b[i={i}]", "b", params={"i": i}) for i in range(n_attempts)])
-    values = [float(v) for v in range(per)]
-    for i in range(n_attempts):
-        store.add_attempt(attempt(f"b[i={i}]", samples=values, hardware="hw"))
-    t0 = time.perf_counter()
-    assert store.flush() == n_attempts
-    took = time.perf_counter() - t0
-    print(f"\nflushed {n_attempts * per:,} samples in {took:.2f} s")
-    assert count(store, "samples") == n_attempts * per
-    big = [float(v) for v in range(1_000_000)]
-    store.add_attempt(attempt("one", samples=big, hardware="hw"))
-    t0 = time.perf_counter()
-    assert store.flush() == 1
-    print(f"flushed 1,000,000 samples of one attempt in {time.perf_counter() - t0:.2f} s")
-    assert count(store, "samples") == n_attempts * per + 1_000_000
-    row = store._one("SELECT max(idx), sum(value) FROM samples WHERE task_id = 'one'")
-    assert row == (999_999, sum(big))
 
 
 def test_final_tests_keep_both_rows_of_a_node(store):

@@ -3,16 +3,14 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from tui_seed import async_test, screen_text, wait_until
+from support.tui_seed import async_test, screen_text, wait_until
 
 from dtf_core.cluster import embedded as cluster
-from dtf_core.model import Suite, TaskKind, TaskSpec
 from dtf_tui.app import DtfApp
 from dtf_tui.sources.live import LiveSource
 from dtf_tui.widgets.vtable import VirtualTable
@@ -57,13 +55,12 @@ async def test_a_worker_appears_when_it_joins_and_shows_gone_when_it_leaves() ->
 
 
 @async_test
-async def test_an_embedded_run_shows_its_failed_task_and_category(tmp_path: Path) -> None:
-    root = str(tmp_path)
-    tasks = [
-        TaskSpec(f"ok{i}", f"ok{i}", TaskKind.COMMAND, root, 30.0, 0, command=["true"])
-        for i in range(3)
-    ] + [TaskSpec("bad", "bad", TaskKind.COMMAND, root, 30.0, 0, command=["false"])]
-    suite = Suite("live", os.path.join(root, "suite.toml"), tasks)
+async def test_an_embedded_run_shows_its_failed_task_and_category(
+    tmp_path: Path, make_spec, make_suite
+) -> None:
+    tasks = [make_spec(f"ok{i}", root=tmp_path, timeout=30.0, command=["true"]) for i in range(3)]
+    tasks.append(make_spec("bad", root=tmp_path, timeout=30.0, command=["false"]))
+    suite = make_suite(tasks, "live")
     source = LiveSource(
         suite=suite,
         plans=cluster.plan_workers(1, 1, []),

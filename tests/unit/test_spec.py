@@ -11,7 +11,7 @@ from dtf_core.errors import BadInputError, SpecError
 from dtf_core.model import TaskKind
 from dtf_core.spec import MAX_EXPANSION, load_suite, parse_duration
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 DATA = REPO / "tests" / "data"
 BAD = DATA / "bad"
 EXAMPLES = REPO / "configs" / "examples"

@@ -13,7 +13,7 @@ from typing import Any
 
 from dtf_core.store import Store
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
+ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 
 def seed_module() -> ModuleType:

@@ -4,26 +4,16 @@ from __future__ import annotations
 
 import random
 import signal
+from functools import partial
 from types import SimpleNamespace
 
 import pytest
+from support.factories import task_spec
 
 from dtf_core.errors import Category, classify_exception, classify_exit
-from dtf_core.model import TaskKind, TaskSpec
 from dtf_core.run.retry import RetryPolicy
 
-
-def _spec(retries: int = 2, rerun_failures: int = 0) -> TaskSpec:
-    return TaskSpec(
-        task_id="t",
-        name="t",
-        kind=TaskKind.COMMAND,
-        root="/",
-        timeout=1.0,
-        retries=retries,
-        rerun_failures=rerun_failures,
-        command=["true"],
-    )
+_spec = partial(task_spec, root="/", timeout=1.0, retries=2, command=["true"])
 
 
 @pytest.mark.parametrize(

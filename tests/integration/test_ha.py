@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
-from procs import free_port, stop
+from support.procs import free_port, stop
 
 from dtf_core.cluster import security
 from dtf_core.store import StoreReader

@@ -8,7 +8,7 @@ import xml.dom.minidom
 
 import numpy as np
 import pytest
-from history_seed import seeded_db
+from support.history_seed import seeded_db
 
 from dtf_core import reporting
 from dtf_core.store import Store, StoreReader

@@ -1,10 +1,9 @@
-"""Tokens, roles, result signatures, suite bundles, the worker supervisor (no cluster)."""
+"""Tokens, roles, result signatures, suite bundles, worker resources (no cluster, no process)."""
 
 from __future__ import annotations
 
 import io
 import os
-import sys
 import tarfile
 from pathlib import Path
 
@@ -13,7 +12,7 @@ from click.testing import CliRunner
 
 from dtf_core import cli, model
 from dtf_core.cluster import security, supervisor
-from dtf_core.cluster.scheduler_preload import REFUSED, check_worker
+from dtf_core.cluster.scheduler_preload import check_worker
 from dtf_core.errors import AuthError, OptionError
 from dtf_core.model import AttemptResult
 from dtf_core.service import bundle
@@ -180,25 +179,6 @@ def test_worker_resources_from_hardware_with_a_mocked_gpu(monkeypatch: pytest.Mo
     assert "--preload dtf_core.worker_preload --dtf-token-file" in out.output
 
 
-def test_supervisor_relaunches_with_backoff_and_stops_on_refusal() -> None:
-    waits: list[float] = []
-    out = io.StringIO()
-    sup = supervisor.Supervisor(
-        [sys.executable, "-c", "pass"], base=0.01, cap=0.04, stable_after=60.0,
-        max_starts=4, out=out, sleep=waits.append,
-    )  # fmt: skip
-    assert sup.run() == 0
-    assert sup.starts == 4
-    assert "starting it again in 0.0s" in out.getvalue()
-    line = f"ERROR - Unable to connect to scheduler: {REFUSED}: token expired"
-    refused = supervisor.Supervisor(
-        [sys.executable, "-c", f"import sys; print({line!r}, file=sys.stderr); sys.exit(1)"],
-        base=0.01, max_starts=5, out=io.StringIO(), sleep=lambda s: None,
-    )  # fmt: skip
-    assert refused.run() == supervisor.EXIT_REFUSED
-    assert refused.starts == 1
-
-
 def test_token_commands(tmp_path: Path) -> None:
     runner = CliRunner()
     secret = tmp_path / "secret"
@@ -222,7 +202,7 @@ def test_token_commands(tmp_path: Path) -> None:
 
 
 def test_submit_checks_the_suite_before_contacting_anyone(tmp_path: Path) -> None:
-    bad = Path(__file__).parent / "data" / "bad" / "missing_kind.toml"
+    bad = Path(__file__).parents[1] / "data" / "bad" / "missing_kind.toml"
     out = CliRunner().invoke(
         cli.main, ["submit", str(bad), "--coordinator", "http://127.0.0.1:9", "--token", "x"]
     )

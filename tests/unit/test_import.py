@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from dtf_core import cli
 from dtf_core.store import StoreReader
 
-DATA = pathlib.Path(__file__).parent / "data" / "import"
+DATA = pathlib.Path(__file__).parents[1] / "data" / "import"
 
 
 def run_cli(*args: str):

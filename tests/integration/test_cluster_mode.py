@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from procs import free_port
-from procs import stop as kill
+from support.procs import free_port
+from support.procs import stop as kill
 
 from dtf_core.cluster import security
 from dtf_core.errors import AuthError

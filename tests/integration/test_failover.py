@@ -18,7 +18,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from procs import free_port
+from support.procs import free_port
 
 from dtf_core import spec
 from dtf_core.cluster import embedded as cluster

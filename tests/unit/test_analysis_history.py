@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 from click.testing import CliRunner
-from history_seed import seeded_db
 from scipy import stats as sps
+from support.history_seed import seeded_db
 
 from dtf_core import cli
 from dtf_core.analysis import changepoints as cp

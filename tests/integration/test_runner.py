@@ -14,6 +14,7 @@ from typing import Any
 import dask.config
 import psutil
 import pytest
+from support.factories import task_spec
 
 from dtf_core import codeload, model
 from dtf_core.testing import junitxml
@@ -51,12 +52,7 @@ class TestGroup:
 
 
 def spec(kind: str, root: Path, **kw: Any) -> model.TaskSpec:
-    fields: dict[str, Any] = {"timeout": 30.0, "retries": 0}
-    fields.update(kw)
-    return model.TaskSpec(
-        task_id=f"{kind}-task", name=f"{kind}-task", kind=model.TaskKind(kind), root=str(root),
-        **fields,
-    )  # fmt: skip
+    return task_spec(f"{kind}-task", kind, root=root, **{"timeout": 30.0, **kw})
 
 
 def payload(s: model.TaskSpec, key: str = "k-1", **kw: Any) -> model.TaskPayload:

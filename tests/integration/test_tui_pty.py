@@ -16,7 +16,7 @@ import pytest
 
 from dtf_core.store import StoreReader
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.slow

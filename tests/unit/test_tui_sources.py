@@ -8,16 +8,14 @@ import random
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
 import pytest
-from tui_seed import LATEST, NOW, SHIFT_AT, seed
+from support.tui_seed import NOW, SHIFT_AT
 
 from dtf_core.events import AttemptFailed, ClusterChanged, RunFinished, RunStarted, TaskFinished
 from dtf_tui import errorstats, trend
 from dtf_tui.snapshot import ErrorEvent
 from dtf_tui.sources import SourceError
-from dtf_tui.sources.db import DbSource
 from dtf_tui.sources.http import HttpSource
 from dtf_tui.sources.livestate import LiveState
 
@@ -143,19 +141,6 @@ def test_http_source_says_why_it_cannot_answer(stub_url: str) -> None:
         HttpSource("http://127.0.0.1:9", TOKEN, timeout=1).poll()
     with pytest.raises(SourceError, match="not an http"):
         HttpSource("ftp://x", TOKEN)
-
-
-# ---- history ----------------------------------------------------------------------
-
-
-def test_db_source_reads_the_seeded_history(tmp_path: Path) -> None:
-    source = DbSource(str(seed(tmp_path / "h.duckdb")), clock=lambda: NOW)
-    snap = source.poll()
-    assert snap.focused_run is not None and snap.focused_run.run_id == LATEST
-    assert len(snap.tasks) == 11 and len(snap.workers) == 2
-    assert len(source.series_keys()) == 2
-    with pytest.raises(SourceError, match="no database"):
-        DbSource(str(tmp_path / "missing.duckdb")).poll()
 
 
 # ---- pure helpers -----------------------------------------------------------------

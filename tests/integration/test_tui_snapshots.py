@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tui_seed import make_app, seed, wait_until
+from support.tui_seed import make_app, seed, wait_until
 
 from dtf_tui.screens.task_detail import TaskDetailScreen
 from dtf_tui.screens.trends import TrendsScreen

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import xml.etree.ElementTree as ET
+from functools import partial
 
 import pytest
+from support.factories import task_spec
 
 from dtf_core import model
 from dtf_core.reporting import (
@@ -23,11 +25,7 @@ T = model.TestResult
 F = model.TaskFinal
 
 
-def _spec(task_id: str, kind: str, name: str | None = None, **kw: object) -> model.TaskSpec:
-    return model.TaskSpec(
-        task_id=task_id, name=name or task_id, kind=model.TaskKind(kind), root="/s",
-        timeout=5.0, retries=1, **kw,  # type: ignore[arg-type]
-    )  # fmt: skip
+_spec = partial(task_spec, root="/s", timeout=5.0, retries=1)
 
 
 def _att(task_id: str, n: int, outcome: str, **kw: object) -> model.AttemptResult:
@@ -37,9 +35,9 @@ def _att(task_id: str, n: int, outcome: str, **kw: object) -> model.AttemptResul
 
 
 @pytest.fixture
-def store(tmp_path):
+def store(db_path):
     """One run with every kind of ending (expected counts in test_counts_math)."""
-    s = Store(tmp_path / "dtf.duckdb")
+    s = Store(db_path)
     s.create_run("r1", "demo", "/s/suite.toml", {}, 1000.0)
     s.add_tasks(
         "r1",

@@ -1,0 +1,51 @@
+"""Fixtures shared by tests/unit and tests/integration; the code behind them is in tests/support."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from support.factories import suite_of, task_spec
+from support.procs import stop
+
+from dtf_core.model import Suite, TaskSpec
+
+
+@pytest.fixture
+def make_spec() -> Callable[..., TaskSpec]:
+    """``make_spec(task_id="t", kind="command", name=None, *, root, timeout, retries, **fields)``."""
+    return task_spec
+
+
+@pytest.fixture
+def make_suite() -> Callable[..., Suite]:
+    """``make_suite(tasks, name="suite", path=None)``."""
+    return suite_of
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    """Where this test's DuckDB file goes (not created: Store creates it)."""
+    return tmp_path / "dtf.duckdb"
+
+
+@pytest.fixture
+def spawn() -> Iterator[Callable[..., subprocess.Popen[Any]]]:
+    """``spawn(argv, **popen_kwargs)`` starts a process that is stopped when the test ends
+    (SIGTERM, then SIGKILL), whether the test passed or not."""
+    started: list[subprocess.Popen[Any]] = []
+
+    def start(argv: list[str], **kwargs: Any) -> subprocess.Popen[Any]:
+        p = subprocess.Popen(argv, **kwargs)
+        started.append(p)
+        return p
+
+    yield start
+    for p in reversed(started):
+        stop(p)
+        for stream in (p.stdin, p.stdout, p.stderr):
+            if stream is not None:
+                stream.close()
