@@ -49,3 +49,9 @@ def spawn() -> Iterator[Callable[..., subprocess.Popen[Any]]]:
         for stream in (p.stdin, p.stdout, p.stderr):
             if stream is not None:
                 stream.close()
+
+
+@pytest.fixture(autouse=True)
+def _console_log_in_tmp(tmp_path_factory: pytest.TempPathFactory, monkeypatch: Any) -> None:
+    """The console's fault log goes to a temporary file, never to the user's ~/.cache."""
+    monkeypatch.setenv("DTF_TUI_LOG", str(tmp_path_factory.getbasetemp() / "dtf-tui.log"))

@@ -216,11 +216,12 @@ def pytest_cmd(
     if test_timeout is not None and test_timeout <= 0:
         raise OptionError("--timeout must be a positive number of seconds")
     opts = RunOptions.from_kwargs(kwargs)
-    pytest_args = _failure_args(opts, pytest_args)
     plans = plan_cluster(opts, None)
     cwd = os.getcwd()
     cache_dir = os.path.join(os.path.dirname(os.path.abspath(opts.db or default_db())), "cache")
+    # The cache key leaves out what only changes how failures end the run.
     cache = testsplit.cache_file(paths, pytest_args, cwd, cache_dir)
+    pytest_args = _failure_args(opts, pytest_args)
     split = _split(paths, pytest_args, cwd, cache, not no_cache)
     collection = split.collection
     if not collection.items and not split.whole:

@@ -58,7 +58,7 @@ class ChunkBalancer:
         *,
         threads: Callable[[], int],
         key_of: Callable[[str, int], str | None],
-        ask_yield: Callable[[str], None],
+        ask_yield: Callable[[str], object],
         submit: Submit,
         split_min_s: float | None = None,
     ) -> None:

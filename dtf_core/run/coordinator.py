@@ -283,12 +283,16 @@ class Coordinator:
                 return key
         return None
 
-    def _ask_yield(self, key: str) -> None:
+    def _ask_yield(self, key: str) -> bool:
+        """Ask the pytest chunk running for ``key`` to stop after its current
+        test; False if no worker is running it (yet)."""
         # Every worker looks the key up; only the one running it acts.
         try:
-            self.client.run(runner.request_yield, key, on_error="ignore")
+            answers = self.client.run(runner.request_yield, key, on_error="ignore")
         except Exception:
             log.debug("asking the workers to yield %s failed", key, exc_info=True)
+            return False
+        return any(answers.values())
 
     # -------------------------------------------------------------- the loop
     def _loop(self) -> None:
@@ -334,7 +338,7 @@ class Coordinator:
             try:
                 msg = self._progress.get_nowait()
             except queue.Empty:
-                return
+                break
             self._balancer.note_progress(msg)
             if msg["counts"]:
                 self._emit(TestsProgress(self.run_id, str(msg["task_id"]), dict(msg["counts"])))
@@ -459,9 +463,8 @@ class Coordinator:
             return
         self._stopping = True
         for key, (fut, payloads) in list(self._inflight.items()):
-            if all(p.spec.kind is TaskKind.PYTEST for p in payloads):
-                self._ask_yield(key)
-                continue
+            if all(p.spec.kind is TaskKind.PYTEST for p in payloads) and self._ask_yield(key):
+                continue  # running: it stops after its current test and reports
             self._inflight.pop(key, None)
             try:
                 self.client.cancel([fut], force=True)
