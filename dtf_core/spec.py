@@ -5,7 +5,7 @@ the file, the task and the key, says what is wrong and how to fix it. Loading ne
 database or a cluster. By default benchmark modules are imported to prove they exist, under
 throwaway names that are dropped afterwards (:mod:`dtf_core.codeload`); modules they import from
 outside the suite directory (installed packages) stay imported. ``run_code=False`` (what
-``dtf-core serve`` uses) checks them statically instead (:mod:`dtf_core.codecheck`).
+``dtf-core serve`` uses) checks them statically instead (:func:`dtf_core.codeload.check_static`).
 The format is documented in ``docs/suite-format.md``.
 """
 
@@ -23,7 +23,7 @@ import tomllib
 from collections.abc import Iterable
 from typing import Any, NoReturn
 
-from dtf_core import codecheck, codeload
+from dtf_core import codeload
 from dtf_core.errors import SpecError
 from dtf_core.model import ClusterSpec, Suite, TaskKind, TaskSpec
 
@@ -242,7 +242,7 @@ def _substitute(text: str, params: dict[str, Any]) -> str:
 
 def _check_function(where: _Where, space: codeload.CodeSpace, target: str, run_code: bool) -> None:
     """Without ``run_code``: locate and parse the module, run nothing
-    (:mod:`dtf_core.codecheck`). With it: import the module into ``space`` (the
+    (:func:`dtf_core.codeload.check_static`). With it: import the module into ``space`` (the
     suite's code under throwaway names, dropped when loading ends: no global
     ``sys.path`` or ``sys.modules`` change)."""
     if not _FUNCTION_RE.fullmatch(target):
@@ -251,7 +251,7 @@ def _check_function(where: _Where, space: codeload.CodeSpace, target: str, run_c
         )
     module, attr = target.split(":", 1)
     if not run_code:
-        why = codecheck.check_static(space.root, module, attr, space.is_local(module.split(".")[0]))
+        why = codeload.check_static(space.root, module, attr, space.is_local(module.split(".")[0]))
         if why is not None:
             where.fail("function", why)
         return

@@ -8,7 +8,7 @@ worker (any task) can send whatever it likes, so a task could run code in
 
 * the client reads data with ``deserializers=["msgpack", "error"]``
   (:data:`DESERIALIZERS`): workers send results as plain data
-  (:mod:`dtf_core.wire`), and distributed refuses a frame serialized otherwise;
+  (:mod:`dtf_core.worker.wire`), and distributed refuses a frame serialized otherwise;
 * :func:`install` replaces ``distributed``'s ``loads`` in this process with
   :func:`safe_loads`, which rebuilds only plain values and exception classes
   already imported from the standard library, ``distributed``, ``dask``,
@@ -95,10 +95,10 @@ def install() -> None:
     import distributed.client as dclient
     import distributed.protocol.pickle as dpickle
 
-    dpickle.loads = safe_loads  # type: ignore[assignment]  # core, serialize, msgpack hooks
-    dclient.loads = safe_loads  # type: ignore[attr-defined]  # bound by name in client.py
+    dpickle.loads = safe_loads  # core, serialize, msgpack hooks
+    dclient.loads = safe_loads  # bound by name in client.py
     # client.py's ``warn`` event handler uses the standard library's pickle.
     shim = types.SimpleNamespace(**{k: getattr(pickle, k) for k in dir(pickle) if k[:2] != "__"})
     shim.loads = safe_loads
-    dclient.pickle = shim  # type: ignore[attr-defined]
+    setattr(dclient, "pickle", shim)  # noqa: B010  (a module attribute mypy types as a module)
     _installed = True

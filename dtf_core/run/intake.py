@@ -1,6 +1,6 @@
 """A finished Dask task's results, as the coordinator may believe them.
 
-Workers send plain data (:mod:`dtf_core.wire`); this rebuilds the
+Workers send plain data (:mod:`dtf_core.worker.wire`); this rebuilds the
 :class:`~dtf_core.model.AttemptResult` objects, and turns anything that is not a
 well-formed plain result, or that the client refused to deserialize, into a
 failed attempt of category ``security`` for each payload of the task: a
@@ -12,11 +12,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from dtf_core import wire
 from dtf_core.errors import Category
 from dtf_core.model import AttemptResult, TaskPayload
 from dtf_core.run.state import decided_attempt, failed_results
 from dtf_core.run.workers import WorkerView
+from dtf_core.worker import wire
 
 # How distributed words a result that is not msgpack (the worker could not send
 # it as plain data) or a refused deserialization (protocol/serialize.py), and

@@ -43,12 +43,12 @@ from typing import Any
 
 from distributed import WorkerPlugin
 
-from dtf_core import config, model, wire
+from dtf_core import config, model
 from dtf_core.cluster import hardware, security
 from dtf_core.errors import Category, classify_exit
 from dtf_core.testing import junitxml
 from dtf_core.testing import stream as pyteststream
-from dtf_core.worker import benchmark, procgroup
+from dtf_core.worker import benchmark, procgroup, wire
 
 _RELEASED_STATES = frozenset({"cancelled", "released", "forgotten"})
 
@@ -88,7 +88,7 @@ def execute_batch(payloads: list[model.TaskPayload]) -> list[model.AttemptResult
 
 def execute_batch_plain(payloads: list[model.TaskPayload]) -> list[dict[str, Any]]:
     """:func:`execute_batch` as plain data (what the coordinator submits): the
-    client then needs no pickle to read results (:mod:`dtf_core.wire`)."""
+    client then needs no pickle to read results (:mod:`dtf_core.worker.wire`)."""
     return [wire.result_to_plain(r) for r in execute_batch(payloads)]
 
 

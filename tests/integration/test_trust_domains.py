@@ -55,7 +55,7 @@ def plain():
 
 def crafted_result():
     # Code on the worker may patch the worker: make its next result a pickle bomb.
-    from dtf_core import wire
+    from dtf_core.worker import wire
     honest = wire.result_to_plain
     def once(result):
         wire.result_to_plain = honest  # one crafted result, then honest again
