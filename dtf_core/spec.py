@@ -2,9 +2,10 @@
 
 Every bad input becomes one :class:`~dtf_core.errors.SpecError` whose one-line message names
 the file, the task and the key, says what is wrong and how to fix it. Loading never touches a
-database or a cluster. Benchmark modules are imported to prove they exist, under throwaway
-names that are dropped afterwards (:mod:`dtf_core.codeload`); modules they import from outside
-the suite directory (installed packages) stay imported.
+database or a cluster. By default benchmark modules are imported to prove they exist, under
+throwaway names that are dropped afterwards (:mod:`dtf_core.codeload`); modules they import from
+outside the suite directory (installed packages) stay imported. ``run_code=False`` (what
+``dtf-core serve`` uses) checks them statically instead (:func:`dtf_core.codeload.check_static`).
 The format is documented in ``docs/suite-format.md``.
 """
 
@@ -239,14 +240,21 @@ def _substitute(text: str, params: dict[str, Any]) -> str:
     return text
 
 
-def _check_function(where: _Where, space: codeload.CodeSpace, target: str) -> None:
-    """Import the module into ``space`` (the suite's code under throwaway names,
-    dropped when loading ends: no global ``sys.path`` or ``sys.modules`` change)."""
+def _check_function(where: _Where, space: codeload.CodeSpace, target: str, run_code: bool) -> None:
+    """Without ``run_code``: locate and parse the module, run nothing
+    (:func:`dtf_core.codeload.check_static`). With it: import the module into ``space`` (the
+    suite's code under throwaway names, dropped when loading ends: no global
+    ``sys.path`` or ``sys.modules`` change)."""
     if not _FUNCTION_RE.fullmatch(target):
         where.fail(
             "function", f"expected 'module:callable' like 'demo.bench:matmul', got {target!r}"
         )
     module, attr = target.split(":", 1)
+    if not run_code:
+        why = codeload.check_static(space.root, module, attr, space.is_local(module.split(".")[0]))
+        if why is not None:
+            where.fail("function", why)
+        return
     if not space.is_local(module.partition(".")[0]):
         try:
             found = importlib.util.find_spec(module)
@@ -290,7 +298,12 @@ def _existing(where: _Where, key: str, root: str, value: Any, want_dir: bool) ->
 
 
 def _task(
-    file: str, space: codeload.CodeSpace, index: int, raw: Any, defaults: dict[str, Any]
+    file: str,
+    space: codeload.CodeSpace,
+    index: int,
+    raw: Any,
+    defaults: dict[str, Any],
+    run_code: bool,
 ) -> list[TaskSpec]:
     root = space.root
     label = raw.get("name") if isinstance(raw, dict) and isinstance(raw.get("name"), str) else None
@@ -341,7 +354,7 @@ def _task(
         if "function" not in raw:
             where.fail("function", 'missing required key; add function = "module:callable"')
         fields["function"] = _str(where, "function", raw["function"])
-        _check_function(where, space, fields["function"])
+        _check_function(where, space, fields["function"], run_code)
         if "unit" in raw:
             fields["unit"] = _str(where, "unit", raw["unit"])
         if "higher_is_better" in raw:
@@ -394,8 +407,13 @@ def _cluster(file: str, raw: Any) -> ClusterSpec:
     return ClusterSpec(workers=workers, threads_per_worker=threads, worker_resources=resources)
 
 
-def load_suite(path: str | os.PathLike[str]) -> Suite:
-    """Read, validate and expand a suite file. Raises :class:`SpecError` for every bad input."""
+def load_suite(path: str | os.PathLike[str], *, run_code: bool = True) -> Suite:
+    """Read, validate and expand a suite file. Raises :class:`SpecError` for every bad input.
+
+    ``run_code=True`` (local use: your own suite on your own machine) imports
+    each benchmark module to prove its callable exists. ``run_code=False``
+    (every service path: the suite is someone else's) only reads files and
+    parses them; nothing of the suite executes in this process."""
     file = os.fspath(path)
     where = _Where(file)
     try:
@@ -444,7 +462,7 @@ def load_suite(path: str | os.PathLike[str]) -> Suite:
     space = codeload.scratch_space(root)
     try:
         for index, raw in enumerate(raw_tasks):
-            expanded = _task(file, space, index, raw, defaults)
+            expanded = _task(file, space, index, raw, defaults, run_code)
             task_name = expanded[0].name
             if task_name in seen:
                 _Where(file, task_name).fail(

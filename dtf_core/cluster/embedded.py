@@ -18,7 +18,7 @@ import dask.config
 from distributed import Client, Nanny, Scheduler, Security, SpecCluster
 
 from dtf_core import config
-from dtf_core.cluster import hardware
+from dtf_core.cluster import hardware, safepickle
 from dtf_core.errors import ClusterError, OptionError
 
 
@@ -116,10 +116,13 @@ def open_cluster(
     """Yield a connected cluster; close what we started on the way out.
     ``security`` (mutual TLS, docs/cluster.md) applies to ``scheduler`` only."""
     if scheduler:
+        # The workers of a shared cluster run other people's code: read only
+        # plain data from them (serve also installs safepickle process-wide).
         try:
             client = Client(
-                scheduler, timeout=connect_timeout, set_as_default=False, security=security
-            )
+                scheduler, timeout=connect_timeout, set_as_default=False, security=security,
+                deserializers=safepickle.DESERIALIZERS,
+            )  # fmt: skip
         except (OSError, TimeoutError) as exc:
             raise ClusterError(
                 f"could not reach the scheduler at {scheduler} within {connect_timeout:g}s "
@@ -171,24 +174,25 @@ def current_workers(client: Client, timeout: float = 5.0) -> dict[str, dict[str,
     """Address -> {name, resources, nthreads, host} as the scheduler sees it now.
 
     ``scheduler_info()`` can block ~20 s when the scheduler is gone (DESIGN.md),
-    so this goes through ``run_on_scheduler`` with its own short timeout.
+    so this asks the scheduler's ``identity`` handler with its own short
+    timeout (plain data; a dtf scheduler refuses ``run_on_scheduler``).
     """
 
-    def _collect(dask_scheduler: Scheduler) -> dict[str, dict[str, Any]]:
-        return {
-            ws.address: {
-                "name": str(ws.name),
-                "resources": dict(ws.resources),
-                "nthreads": ws.nthreads,
-                "host": ws.host,
-            }
-            for ws in dask_scheduler.workers.values()
-        }
+    async def _identity() -> dict[str, Any]:
+        assert client.scheduler is not None
+        info: dict[str, Any] = await client.scheduler.identity(n_workers=-1)
+        return info
 
     try:
-        result: dict[str, dict[str, Any]] = client.sync(
-            client._run_on_scheduler, _collect, callback_timeout=timeout
-        )
-        return result
+        info = client.sync(_identity, callback_timeout=timeout)
     except Exception as exc:
         raise ClusterError(f"could not list workers: {exc}") from exc
+    return {
+        str(addr): {
+            "name": str(w.get("name", addr)),
+            "resources": dict(w.get("resources") or {}),
+            "nthreads": int(w.get("nthreads", 1)),
+            "host": str(w.get("host", "")),
+        }
+        for addr, w in (info.get("workers") or {}).items()
+    }

@@ -10,6 +10,10 @@ invalid or expired is answered ``{"status": "error"}``; it logs the reason and
 exits, and is never added. The token itself is dropped from ``extra`` so that
 no client can read it back from the scheduler.
 
+It refuses the handlers that would run a client-supplied callable in the
+scheduler (:data:`REFUSED_HANDLERS`: ``run_on_scheduler``, scheduler plugins,
+``feed``), and lets one worker token admit one live worker at a time.
+
 It also sets what a shared cluster needs: a ``no-workers-timeout`` (else a task
 no worker can run waits forever), a short ``worker-ttl`` (else a hung host
 keeps its tasks for 5 minutes), and it warns when the dashboard listens on a
@@ -52,6 +56,7 @@ def check_worker(secret: bytes, extra: dict[str, Any] | None) -> security.Claims
 def install(scheduler: Any, secret: bytes) -> None:
     """Wrap ``register-worker`` on ``scheduler`` and apply dtf's timeouts."""
     original: Callable[..., Awaitable[Any]] = scheduler.handlers["register-worker"]
+    live: dict[str, str] = {}  # token id -> address of the worker it admitted
 
     async def register_worker(comm: Any, *, extra: dict | None = None, **kwargs: Any) -> Any:
         who = f"{kwargs.get('name')!r} at {kwargs.get('address')}"
@@ -66,13 +71,70 @@ def install(scheduler: Any, secret: bytes) -> None:
             # Closing here ends the handler loop quietly instead of with a traceback.
             await comm.close()
             return None
+        holder = live.get(claims.token_id)
+        if claims.token_id and holder is not None and holder in scheduler.workers:
+            # A copied token (a task read it on its worker) must not admit a
+            # second, rogue worker while the one it was issued to is connected.
+            why = f"token {claims.token_id} is in use by the connected worker {holder}"
+            logger.warning("%s: %s: %s", REFUSED, who, why)
+            scheduler.log_event("dtf", {"action": "worker-refused", "worker": who, "why": why})
+            await comm.write(
+                {"status": "error", "message": f"{REFUSED}: {why}", "time": time.time()}
+            )
+            await comm.close()
+            return None
+        if claims.token_id:
+            live[claims.token_id] = str(kwargs.get("address"))
         extra = {k: v for k, v in (extra or {}).items() if k != TOKEN_KEY}
         extra["dtf-subject"] = claims.subject
         return await original(comm, extra=extra, **kwargs)
 
     scheduler.handlers["register-worker"] = register_worker
+    _refuse_code_handlers(scheduler)
     _apply_timeouts(scheduler)
     _warn_public_dashboard(scheduler)
+
+
+# Handlers that unpickle and run a caller-supplied callable (or write files) in
+# the scheduler process. Dask does not know who calls: any client, including one
+# a task makes on a worker, could. dtf uses none of them (docs/security.md).
+REFUSED_HANDLERS = (
+    "run_function",  # Client.run_on_scheduler
+    "register_scheduler_plugin",  # Client.register_plugin(SchedulerPlugin)
+    "unregister_scheduler_plugin",
+    "feed",  # Client._run_on_scheduler's periodic cousin: function/setup/teardown
+    "dump_cluster_state_to_url",  # writes wherever the caller says (fsspec URL)
+)
+_PICKLED_KEY_HANDLERS = ("retire_workers", "workers_to_close")  # ``key=`` may be a pickle
+
+
+def _refuse_code_handlers(scheduler: Any) -> None:
+    def refuser(op: str) -> Callable[..., Any]:
+        def refuse(*_: Any, **__: Any) -> Any:
+            scheduler.log_event("dtf", {"action": "handler-refused", "op": op})
+            logger.warning("dtf: refused %r: this scheduler runs no client-supplied code", op)
+            raise PermissionError(f"dtf: the scheduler refuses {op!r} (docs/security.md)")
+
+        return refuse
+
+    for op in REFUSED_HANDLERS:
+        if op in scheduler.handlers:
+            scheduler.handlers[op] = refuser(op)
+    for op in _PICKLED_KEY_HANDLERS:
+        original = scheduler.handlers.get(op)
+        if original is not None:
+            scheduler.handlers[op] = _no_pickled_key(op, original, refuser(op))
+
+
+def _no_pickled_key(
+    op: str, original: Callable[..., Any], refuse: Callable[..., Any]
+) -> Callable[..., Any]:
+    def handler(*args: Any, **kwargs: Any) -> Any:
+        if isinstance(kwargs.get("key"), bytes | bytearray):
+            return refuse()
+        return original(*args, **kwargs)
+
+    return handler
 
 
 def _apply_timeouts(scheduler: Any) -> None:

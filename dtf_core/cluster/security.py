@@ -49,6 +49,13 @@ _TTL_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
 _TTL_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
+def is_credential_env(name: str) -> bool:
+    """Whether environment variable ``name`` may carry a dtf credential (or
+    where one is): never handed to a task's subprocess."""
+    upper = name.upper()
+    return upper.startswith("DTF_") and any(w in upper for w in ("TOKEN", "KEY", "SECRET"))
+
+
 @dataclass(frozen=True)
 class Claims:
     subject: str

@@ -39,7 +39,9 @@ def resolve_token(token: str | None, token_file: str | None) -> str | None:
             raise RuntimeError(
                 f"dtf: cannot read --dtf-token-file {token_file}: {exc.strerror}"
             ) from None
-    return token or os.environ.get(TOKEN_ENV) or None
+    # Read once and dropped: the tasks this worker runs inherit its environment.
+    from_env = os.environ.pop(TOKEN_ENV, None)
+    return token or from_env or None
 
 
 @click.command()

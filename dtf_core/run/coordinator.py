@@ -48,7 +48,7 @@ from dtf_core.events import (
     TestsProgress,
 )
 from dtf_core.model import AttemptResult, Suite, TaskKind, TaskPayload
-from dtf_core.run import decisions
+from dtf_core.run import decisions, intake
 from dtf_core.run.balance import ChunkBalancer
 from dtf_core.run.maxfail import FailureLimit
 from dtf_core.run.recovery import SchedulerRecovery
@@ -265,7 +265,7 @@ class Coordinator:
         for p in payloads:
             p.key = key
         fut = self.client.submit(
-            runner.execute_batch,
+            runner.execute_batch_plain,
             payloads,
             key=key,
             resources=dict(first.spec.requires) or None,
@@ -354,13 +354,8 @@ class Coordinator:
             return  # delivered twice (at-least-once): the first one counted
         _, payloads = entry
         if fut.status == "finished":
-            try:
-                results: list[AttemptResult] = fut.result()
-            except Exception as lost:  # result lost in transit
-                results = failed_results(payloads, lost)
-            else:
-                if self.verify is not None:
-                    results = [self._workers.verified(r, self.verify) for r in results]
+            # Plain data, rebuilt and checked: a crafted result is a security failure.
+            results = intake.results_of(fut, payloads, self._workers, self.verify)
         else:
             error = exception_of(fut)
             if error is not None and "scheduler-connection-lost" in str(error):

@@ -28,7 +28,7 @@ import dask.utils
 
 from dtf_core import config
 from dtf_core.cluster import embedded as cluster
-from dtf_core.cluster import security
+from dtf_core.cluster import safepickle, security
 from dtf_core.cluster.tls import client_security
 from dtf_core.errors import ClusterError, DatabaseLockedError, OptionError
 from dtf_core.service.api import serve_forever
@@ -71,6 +71,8 @@ def serve(opts: ServeOptions) -> None:
     sec = client_security(opts.tls_ca_file, opts.tls_cert, opts.tls_key)
     workdir = Path(opts.workdir or Path(opts.db).resolve().parent / "uploads").resolve()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    # Nothing a worker sends may run code here (this process holds the API key).
+    safepickle.install()
     with contextlib.ExitStack() as stack:
         store = stack.enter_context(_open_store(opts))
         workdir.mkdir(parents=True, exist_ok=True)

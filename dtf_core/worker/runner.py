@@ -48,7 +48,7 @@ from dtf_core.cluster import hardware, security
 from dtf_core.errors import Category, classify_exit
 from dtf_core.testing import junitxml
 from dtf_core.testing import stream as pyteststream
-from dtf_core.worker import benchmark, procgroup
+from dtf_core.worker import benchmark, procgroup, wire
 
 _RELEASED_STATES = frozenset({"cancelled", "released", "forgotten"})
 
@@ -84,6 +84,12 @@ def execute_batch(payloads: list[model.TaskPayload]) -> list[model.AttemptResult
     for p in payloads:
         procgroup.forget(p.key)
     return results
+
+
+def execute_batch_plain(payloads: list[model.TaskPayload]) -> list[dict[str, Any]]:
+    """:func:`execute_batch` as plain data (what the coordinator submits): the
+    client then needs no pickle to read results (:mod:`dtf_core.worker.wire`)."""
+    return [wire.result_to_plain(r) for r in execute_batch(payloads)]
 
 
 class ProcessGroupReaper(WorkerPlugin):
@@ -193,7 +199,9 @@ def _run_process(payload: model.TaskPayload, kind: model.TaskKind) -> model.Atte
     spec = payload.spec
     res = _base(payload)
     cwd = spec.cwd or spec.root
-    env = {**os.environ, **spec.env}
+    # The worker's credentials stay out of the task's reach (docs/security.md).
+    env = {k: v for k, v in os.environ.items() if not security.is_credential_env(k)}
+    env.update(spec.env)
     env.update(
         DTF_RUN_ID=payload.run_id,
         DTF_TASK_ID=spec.task_id,

@@ -81,12 +81,15 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
         role: security.issue_token(secret, role=role, subject=f"{role}-1", ttl_s=3600)
         for role in ("viewer", "submitter", "admin", "worker")
     }
+    # One token per worker: a token admits one live worker at a time.
+    tokens["worker2"] = security.issue_token(secret, role="worker", subject="gpu", ttl_s=3600)
+    tokens["worker3"] = security.issue_token(secret, role="worker", subject="evil", ttl_s=3600)
     tokens["submitter2"] = security.issue_token(secret, role="submitter", subject="other", ttl_s=60)
     tokens["expired"] = security.issue_token(secret, role="admin", subject="x", ttl_s=60, now=1e9)
     tokens["expired-worker"] = security.issue_token(
         secret, role="worker", subject="w", ttl_s=60, now=1e9
     )
-    for name in ("worker", "expired-worker", "admin"):
+    for name in ("worker", "worker2", "worker3", "expired-worker", "admin"):
         files[f"{name}.jwt"] = tmp / f"{name}.jwt"
         files[f"{name}.jwt"].write_text(tokens[name])
     sport, dport, aport = free_port(), free_port(), free_port()
@@ -97,7 +100,7 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
                  f"127.0.0.1:{dport}", "--secret-file", str(files["secret"])], "scheduler.log")  # fmt: skip
         d.start(dask_worker(d, "cpu", files["worker.jwt"], files["result.key"]), "cpu.log")
         d.start([*dtf, "worker", d.scheduler, "--name", "gpu", "--nthreads", "1", "-r", "GPU=1",
-                 "--no-nanny", "--token-file", str(files["worker.jwt"]),
+                 "--no-nanny", "--token-file", str(files["worker2.jwt"]),
                  "--result-key-file", str(files["result.key"])], "gpu.log")  # fmt: skip
         d.start([*dtf, "serve", "--scheduler", d.scheduler, "--db", str(tmp / "dtf.duckdb"),
                  "--port", str(aport), "--secret-file", str(files["secret"]),
@@ -262,7 +265,7 @@ def test_tampered_results_are_rejected_and_retried_elsewhere(deployment: Deploym
     # A worker with a valid token whose results do not verify: a compromised or
     # misconfigured host. It signs with the wrong key.
     evil = d.start(
-        dask_worker(d, "evil", d.files["worker.jwt"], d.files["evil.key"], "--nthreads", "2"),
+        dask_worker(d, "evil", d.files["worker3.jwt"], d.files["evil.key"], "--nthreads", "2"),
         "evil.log",
     )
     try:
