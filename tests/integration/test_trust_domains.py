@@ -9,15 +9,13 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 # procs.py lives in tests/ (the tests layout may move it; import it the way
 # the tests beside it do).
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from procs import free_port
-from procs import stop as kill
+from support.procs import free_port
+from support.procs import stop as kill
 
 from dtf_core.cluster import security
 from dtf_core.service import bundle
