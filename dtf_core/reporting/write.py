@@ -33,6 +33,9 @@ def write_reports(
     html: str | os.PathLike[str] | None = None,
 ) -> None:
     """Write the reports asked for; append the Markdown to ``$GITHUB_STEP_SUMMARY`` when set."""
+    step_summary = os.environ.get("GITHUB_STEP_SUMMARY")
+    if not step_summary and all(p is None for p in (markdown, junit, json_path, html)):
+        return  # nothing asked for: a run without reports does not read its summary back
     summary = build_summary(store, run_id)
     md = render_markdown(summary)
     for path, text in (
@@ -45,7 +48,6 @@ def write_reports(
             p = pathlib.Path(path)
             p.parent.mkdir(parents=True, exist_ok=True)
             p.write_text(text, encoding="utf-8")
-    step_summary = os.environ.get("GITHUB_STEP_SUMMARY")
     if step_summary:
         with open(step_summary, "a", encoding="utf-8") as f:
             f.write(md + "\n")
