@@ -383,7 +383,7 @@ def plan_cluster(opts: RunOptions, wanted: ClusterSpec | None) -> list[WorkerPla
 
 
 Builder = Callable[["Store", "ClusterHandle"], tuple["Suite", dict[str, float]]]
-Reporter = Callable[["Store", str, dict[str, Any]], None]
+Reporter = Callable[["Store", str, "dict[str, Any] | None"], None]
 
 
 def execute(
@@ -431,8 +431,11 @@ def execute(
                 else:
                     meta = context.collect(metadata_dir or os.path.dirname(suite.path))
                     result = coord.run(suite, metadata=meta)
-        # One summary for the reports and the end of the run on the terminal.
-        summary = reporting.build_summary(store, result.run_id)
+        # One summary for the reports and the end of the run on the terminal;
+        # none when nothing shows it (a quiet run without reports).
+        outputs = (opts.markdown, opts.junit, opts.json_path, opts.html_path)
+        shown = not opts.quiet or any(outputs) or os.environ.get("GITHUB_STEP_SUMMARY")
+        summary = reporting.build_summary(store, result.run_id) if shown else None
         if write_reports is not None:
             write_reports(store, result.run_id, summary)
         else:
@@ -445,7 +448,7 @@ def execute(
                 html=opts.html_path,
                 summary=summary,
             )
-        if not opts.quiet:
+        if summary is not None and not opts.quiet:
             view.info(short_summary(summary, tb=opts.tb or "short"))
         written = [p for p in (opts.markdown, opts.junit, opts.json_path, opts.html_path) if p]
         if opts.quiet:

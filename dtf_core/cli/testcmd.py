@@ -282,7 +282,7 @@ def pytest_cmd(
         name = "pytest " + " ".join(shlex.quote(p) for p in paths)
         return Suite(name=name, path=os.path.join(cwd, "pytest"), tasks=tasks), estimates
 
-    def write(store: Store, run_id: str, summary: dict[str, Any]) -> None:
+    def write(store: Store, run_id: str, summary: dict[str, Any] | None) -> None:
         _write_test_reports(store, run_id, summary, opts)
 
     result = execute(opts, plans, build, write_reports=write, metadata_dir=cwd)
@@ -357,13 +357,14 @@ def _failure_args(opts: RunOptions, pytest_args: list[str]) -> list[str]:
 
 
 def _write_test_reports(
-    store: Store, run_id: str, summary: dict[str, Any], opts: RunOptions
+    store: Store, run_id: str, summary: dict[str, Any] | None, opts: RunOptions
 ) -> None:
     """The run's reports, with the JSON `failures` as pytest node ids."""
     from dtf_core import reporting
     from dtf_core.reporting.jsonout import render_json
 
     if opts.json_path:
+        summary = summary or reporting.build_summary(store, run_id)
         doc = dict(summary)
         doc["failure_details"] = summary.get("failures", [])
         doc["failures"] = sorted({f["nodeid"] or f["task_id"] for f in doc["failure_details"]})

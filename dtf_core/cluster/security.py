@@ -30,8 +30,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import jwt
-
+# ``jwt`` (and ``cryptography`` under it, ~0.3 s) is imported by the functions that sign or
+# check: every embedded worker and `dtf-core run` load this module, and without a key they
+# never sign anything.
 from dtf_core.errors import AuthError, OptionError
 from dtf_core.model import AttemptResult
 
@@ -126,6 +127,8 @@ def issue_token(
         "exp": int(now + ttl_s),
         "jti": secrets.token_hex(8),
     }
+    import jwt
+
     return jwt.encode(claims, secret, algorithm="HS256")
 
 
@@ -133,6 +136,8 @@ def verify_token(secret: bytes, token: str | None, *, audience: str) -> Claims:
     """The claims of a valid token, or :class:`AuthError` (401) saying why not."""
     if not token:
         raise AuthError("missing token")
+    import jwt
+
     try:
         raw = jwt.decode(
             token,
@@ -204,6 +209,8 @@ def sign_result(result: AttemptResult, key: bytes | None = None) -> None:
     key = key if key is not None else result_key()
     if key is None:
         return
+    import jwt
+
     result.signature = jwt.encode({"sha256": result_digest(result)}, key, algorithm="HS256")
 
 
@@ -211,6 +218,8 @@ def verify_result(result: AttemptResult, key: bytes) -> str | None:
     """None when ``result`` carries a valid signature, else why it does not."""
     if not result.signature:
         return "the result is not signed"
+    import jwt
+
     try:
         payload: dict[str, Any] = jwt.decode(result.signature, key, algorithms=["HS256"])
     except jwt.InvalidTokenError:

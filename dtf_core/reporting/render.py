@@ -7,21 +7,27 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from dtf_core.analysis.compare import VERDICTS, Comparison, verdict_counts
 from dtf_core.reporting.format import humanize, params_label, pct, pval, table, when
 
 if TYPE_CHECKING:
-    from dtf_core.analysis.compare import CompareOptions
+    from dtf_core.analysis.compare import CompareOptions, Comparison
+
+# ``analysis.compare`` (and scipy with it) is imported inside the comparison functions: a report
+# without a comparison must not pay for it.
 
 MAX_PIVOTS = 20
 
 
 def comparisons(rows: Sequence[dict[str, Any]]) -> list[Comparison]:
     """Comparisons back from a summary's JSON-ready rows (their intervals left out)."""
+    from dtf_core.analysis.compare import Comparison
+
     return [Comparison(**{**r, "baseline_ci": None, "run_ci": None}) for r in rows]
 
 
 def comparison_rows(rows: Sequence[Comparison]) -> list[list[Any]]:
+    from dtf_core.analysis.compare import VERDICTS
+
     rank = {v: i for i, v in enumerate(VERDICTS)}
     ordered = sorted(rows, key=lambda c: (rank[c.verdict], -abs(c.change or 0.0)))
     return [
@@ -56,6 +62,8 @@ COMPARISON_HEAD = [
 def comparison_markdown(
     rows: Sequence[Comparison], baseline: str, run: str, opts: CompareOptions
 ) -> str:
+    from dtf_core.analysis.compare import verdict_counts
+
     counts = verdict_counts(rows)
     stat = "median (Mann-Whitney U)" if opts.test == "mannwhitney" else "mean (Welch's t)"
     out = [

@@ -32,8 +32,6 @@ import json
 from collections import Counter
 from typing import Any
 
-from dtf_core.analysis.stats import summarize
-from dtf_core.reporting import sections
 from dtf_core.reporting.counts import BAD_TESTS, COUNT_KEYS, OK, TEST_BUCKET, task_bucket
 from dtf_core.store import StoreReader
 
@@ -113,6 +111,7 @@ def build_summary(store: StoreReader, run_id: str) -> dict[str, Any]:
         status = "passed" if all(t["status"] in OK for t in tasks) else "failed"
     started, finished = run["started_at"], run["finished_at"]
     ranked = sorted((t for t in tasks if t["wall_s"]), key=lambda t: -t["wall_s"])
+    benchmarks = _benchmarks(store, run_id)
     return {
         "run_id": run_id,
         "suite": run["suite"],
@@ -130,14 +129,20 @@ def build_summary(store: StoreReader, run_id: str) -> dict[str, Any]:
         "slowest": [
             {k: t[k] for k in ("task_id", "wall_s", "status", "worker")} for t in ranked[:10]
         ],
-        "benchmarks": _benchmarks(store, run_id),
+        "benchmarks": benchmarks,
         "workers": workers,
-        "analysis": sections.build(store, run_id),
+        "analysis": _analysis(store, run_id) if benchmarks else None,
     }
 
 
 def _benchmarks(store: StoreReader, run_id: str) -> list[dict[str, Any]]:
     df = store.benchmark_samples(run_id)
+    if df.empty:
+        return []
+    # Here, not at the top: scipy (through ``analysis.stats``) costs about a second to
+    # import, and a run without benchmark samples has no use for it.
+    from dtf_core.analysis.stats import summarize
+
     out = []
     for (task_id, hardware), g in df.groupby(["task_id", "hardware"], sort=True, dropna=False):
         first = g.iloc[0]
@@ -152,3 +157,10 @@ def _benchmarks(store: StoreReader, run_id: str) -> list[dict[str, Any]]:
             }
         )
     return out
+
+
+def _analysis(store: StoreReader, run_id: str) -> dict[str, Any] | None:
+    """The analysis sections; only a run with benchmark samples has any (and pays the import)."""
+    from dtf_core.reporting import sections
+
+    return sections.build(store, run_id)

@@ -35,6 +35,9 @@ def write_reports(
 ) -> None:
     """Write the reports asked for; append the Markdown to ``$GITHUB_STEP_SUMMARY`` when set.
     ``summary``: the run's summary when the caller has built it already."""
+    step_summary = os.environ.get("GITHUB_STEP_SUMMARY")
+    if not step_summary and all(p is None for p in (markdown, junit, json_path, html)):
+        return  # nothing asked for: a run without reports does not read its summary back
     if summary is None:
         summary = build_summary(store, run_id)
     md = render_markdown(summary)
@@ -48,7 +51,6 @@ def write_reports(
             p = pathlib.Path(path)
             p.parent.mkdir(parents=True, exist_ok=True)
             p.write_text(text, encoding="utf-8")
-    step_summary = os.environ.get("GITHUB_STEP_SUMMARY")
     if step_summary:
         with open(step_summary, "a", encoding="utf-8") as f:
             f.write(md + "\n")

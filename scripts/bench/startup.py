@@ -1,0 +1,106 @@
+"""Whole-process start-up: a one-task suite through `dtf-core run` vs a raw LocalCluster script.
+
+What a user waits for from pressing Enter to the prompt. Both sides are fresh Python
+processes that start a 2-process cluster (1 thread each) on 127.0.0.1, run one command task
+(`python -c pass` in a subprocess) and close. dtf also opens its DuckDB file, stores the
+run and prints its line; the raw script does nothing else. Rounds alternate so that both
+sides see the same machine; medians with the range.
+
+    .venv/bin/python scripts/bench/startup.py [--rounds 5] [--workers 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+SUITE = """
+[suite]
+name = "startup"
+[cluster]
+workers = {workers}
+threads_per_worker = 1
+[[task]]
+name = "smoke"
+kind = "command"
+command = ["python", "-c", "pass"]
+"""
+
+# The raw side: what a user would write with Dask alone for the same work.
+RAW = """
+import subprocess, sys
+from distributed import Client, LocalCluster
+
+def task():
+    return subprocess.run([sys.executable, "-c", "pass"]).returncode
+
+if __name__ == "__main__":
+    with LocalCluster(n_workers={workers}, threads_per_worker=1, dashboard_address=None,
+                      host="127.0.0.1") as cluster, Client(cluster) as client:
+        assert client.submit(task).result() == 0
+    print("raw PASSED")
+"""
+
+
+def timed(cmd: list[str], cwd: str) -> float:
+    t0 = time.perf_counter()
+    out = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=300)
+    wall = time.perf_counter() - t0
+    if out.returncode != 0 or "PASSED" not in out.stdout:
+        sys.exit(f"{' '.join(cmd)} failed (rc {out.returncode}):\n{out.stdout}\n{out.stderr}")
+    return wall
+
+
+def spread(xs: list[float]) -> str:
+    return f"{statistics.median(xs):.2f} ({min(xs):.2f}-{max(xs):.2f})"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--workers", type=int, default=2)
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        suite = os.path.join(tmp, "startup.toml")
+        with open(suite, "w") as f:
+            f.write(SUITE.format(workers=args.workers))
+        raw = os.path.join(tmp, "raw.py")
+        with open(raw, "w") as f:
+            f.write(RAW.format(workers=args.workers))
+        dtf_cmd = [sys.executable, "-m", "dtf_core.cli", "run", suite, "-q"]
+        dtf_cmd += ["--db", os.path.join(tmp, "dtf.duckdb")]
+        sides = {
+            "python -c pass (interpreter only)": [sys.executable, "-c", "print('PASSED')"],
+            "raw LocalCluster script": [sys.executable, raw],
+            "dtf-core run (one-task suite)": dtf_cmd,
+        }
+        times: dict[str, list[float]] = {name: [] for name in sides}
+        for cmd in sides.values():  # warm the file cache; not counted
+            timed(cmd, tmp)
+        for r in range(args.rounds):
+            order = list(sides.items())
+            if r % 2:
+                order.reverse()
+            for name, cmd in order:
+                times[name].append(timed(cmd, tmp))
+    raw_med = statistics.median(times["raw LocalCluster script"])
+    print(
+        f"startup: {args.workers} worker processes x 1 thread, one command task, "
+        f"median (min-max) of {args.rounds} alternated rounds"
+    )
+    print(f"| {'process':<36} | {'wall s':>18} | {'vs raw':>6} |")
+    print(f"|{'-' * 38}|{'-' * 20}|{'-' * 8}|")
+    for name, xs in times.items():
+        ratio = statistics.median(xs) / raw_med
+        print(f"| {name:<36} | {spread(xs):>18} | {ratio:6.2f} |")
+    for name, xs in times.items():
+        print(f"{name}: " + ", ".join(f"{t:.2f}" for t in xs))
+
+
+if __name__ == "__main__":
+    main()
