@@ -81,7 +81,7 @@ def test_the_end_of_a_run_lists_every_failure_as_pytest_does(tmp_path: Path) -> 
 
 
 @pytest.mark.timeout(400)
-@pytest.mark.parametrize("flag", [["-x"], ["--maxfail", "1"], ["--", "-x"]])
+@pytest.mark.parametrize("flag", [["-x"], ["--", "--maxfail=1"]])
 def test_exitfirst_stops_the_whole_run(tmp_path: Path, flag: list[str]) -> None:
     # The failing test is the longest unit (4 s), so with history it leads the first
     # chunk; three files of 3 s each fill the others: 4 chunks on 2 worker threads.
