@@ -50,7 +50,7 @@ class ChangePointOptions:
     min_size: int = 5  # runs on each side of a shift
     # Fixed relative floor of a shift; None: adaptive, max(abs_floor, noise_factor * noise).
     min_shift: float | None = None
-    noise_factor: float = 2.0  # multiples of the series' run-to-run noise a shift must reach
+    noise_factor: float = 1.5  # multiples of the series' run-to-run noise a shift must reach
     abs_floor: float = 0.01  # never report a shift below this, however quiet the series
     max_changes: int = 30  # per series
 
