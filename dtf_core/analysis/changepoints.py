@@ -18,9 +18,15 @@ Why this method (docs/analysis.md has the measurements):
   regression sits; the standardised scan sees 10 runs (``min_size`` 5).
 * **Pruned.** After splitting, every change point is re-tested on the
   segments on either side of it (its neighbours may have moved), and the
-  weakest that fails ``alpha`` or the effect floor ``min_shift`` is dropped,
-  until all pass. The floor keeps a long, quiet history from reporting
-  statistically real 0.5 % wobbles.
+  weakest that fails ``alpha`` or the effect floor is dropped, until all
+  pass. The floor keeps a long, quiet history from reporting statistically
+  real 0.5 % wobbles.
+* **Adaptive floor.** A fixed 5 % floor misses a 3 % slowdown on a series
+  that moves 1 % from run to run, and a lower fixed floor lets wobbles of a
+  noisy series through. So the floor is ``noise_factor`` times the series' own
+  run-to-run noise (:func:`run_noise`), but at least ``abs_floor``;
+  ``min_shift`` set replaces it with a fixed floor
+  (``scripts/bench/changepoints.py`` measures both).
 """
 
 from __future__ import annotations
@@ -42,7 +48,10 @@ _SQRT_2PI = math.sqrt(2.0 * math.pi)
 class ChangePointOptions:
     alpha: float = 0.001  # per test; the whole history of a series shares it (see docs)
     min_size: int = 5  # runs on each side of a shift
-    min_shift: float = 0.05  # relative change of the median below which a shift is not reported
+    # Fixed relative floor of a shift; None: adaptive, max(abs_floor, noise_factor * noise).
+    min_shift: float | None = None
+    noise_factor: float = 1.5  # multiples of the series' run-to-run noise a shift must reach
+    abs_floor: float = 0.01  # never report a shift below this, however quiet the series
     max_changes: int = 30  # per series
 
     def __post_init__(self) -> None:
@@ -50,8 +59,19 @@ class ChangePointOptions:
             raise OptionError(f"--alpha must lie in (0, 1), got {self.alpha}")
         if self.min_size < 2:
             raise OptionError(f"--min-size must be at least 2, got {self.min_size}")
-        if self.min_shift < 0:
+        if self.min_shift is not None and self.min_shift < 0:
             raise OptionError(f"--min-shift is a fraction >= 0, got {self.min_shift}")
+        if self.noise_factor < 0 or self.abs_floor < 0:
+            raise OptionError(
+                f"--noise-factor and the absolute floor must be >= 0, got "
+                f"{self.noise_factor} and {self.abs_floor}"
+            )
+
+    def floor(self, x: np.ndarray) -> float:
+        """The smallest relative shift of series ``x`` that is reported."""
+        if self.min_shift is not None:
+            return self.min_shift
+        return max(self.abs_floor, self.noise_factor * run_noise(x))
 
 
 @dataclass
@@ -62,6 +82,24 @@ class ChangePoint:
     change: float  # (after - before) / |before|
     p_value: float
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+def run_noise(x: np.ndarray) -> float:
+    """Run-to-run noise of ``x`` relative to its median: the robust standard
+    deviation of one run, from the MAD of successive differences / sqrt 2.
+
+    Differences, not the values: a level shift moves one difference, not half
+    the series, and an outlier run moves two, so neither inflates the MAD.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    if len(x) < 3:
+        return 0.0
+    med = float(np.median(x))
+    if med == 0:
+        return 0.0
+    d = np.diff(x)
+    mad = float(np.median(np.abs(d - np.median(d)))) * 1.482602218505602
+    return mad / math.sqrt(2.0) / abs(med)
 
 
 def ranks_and_ties(x: np.ndarray) -> tuple[np.ndarray, float]:
@@ -162,6 +200,7 @@ def detect(x: np.ndarray, opts: ChangePointOptions | None = None) -> list[Change
 
 def prune(x: np.ndarray, cps: list[int], o: ChangePointOptions) -> list[ChangePoint]:
     """Re-test each change point between its neighbours; drop the weakest failure, repeat."""
+    floor = o.floor(x)
     while True:
         bounds = [0, *cps, len(x)]
         out = []
@@ -169,11 +208,11 @@ def prune(x: np.ndarray, cps: list[int], o: ChangePointOptions) -> list[ChangePo
             lo, hi = bounds[i], bounds[i + 2]
             before, after = float(np.median(x[lo:cp])), float(np.median(x[cp:hi]))
             p = _split_p(x[lo:hi], cp - lo, o.min_size)
-            out.append(ChangePoint(cp, before, after, _rel(before, after), p))
-        failing = [c for c in out if c.p_value >= o.alpha or abs(c.change) < o.min_shift]
+            out.append(ChangePoint(cp, before, after, _rel(before, after), p, {"floor": floor}))
+        failing = [c for c in out if c.p_value >= o.alpha or abs(c.change) < floor]
         if not failing:
             return out
-        weakest = min(failing, key=lambda c: (abs(c.change) >= o.min_shift, abs(c.change)))
+        weakest = min(failing, key=lambda c: (abs(c.change) >= floor, abs(c.change)))
         cps = [cp for cp in cps if cp != weakest.index]
 
 
@@ -182,8 +221,9 @@ def find_changes(history: History, opts: ChangePointOptions | None = None) -> li
 
     Each names the first run at the new level (``run_id``, ``commit``,
     ``started_at``), the last run before it (``previous_run_id``), the medians
-    on either side, the relative ``change``, its ``p_value`` and ``kind``:
-    ``regression`` or ``improvement`` by the benchmark's direction.
+    on either side, the relative ``change``, its ``p_value``, the effect
+    ``floor`` it passed and ``kind``: ``regression`` or ``improvement`` by the
+    benchmark's direction.
     """
     o = opts or ChangePointOptions()
     out: list[dict[str, Any]] = []
@@ -201,6 +241,7 @@ def find_changes(history: History, opts: ChangePointOptions | None = None) -> li
                     "index": c.index,
                     "points": len(s.x),
                     **{k: v for k, v in asdict(c).items() if k not in ("index", "extra")},
+                    "floor": c.extra.get("floor"),
                     "kind": "regression" if worse else "improvement",
                 }
             )

@@ -11,6 +11,22 @@ from dtf_core.reporting.counts import COUNT_KEYS
 from dtf_core.reporting.format import humanize, params_label, pct, table, when
 
 
+def _ci_line(ci: dict[str, Any]) -> list[str]:
+    """``github: branch `fix` -> `main`, PR #7, commit `abc123`, [job](url)``, or nothing."""
+    if not ci.get("provider"):
+        return []
+    parts = [f"{ci['provider']}: branch `{ci.get('branch') or '?'}`"]
+    if ci.get("target_branch"):
+        parts[0] += f" -> `{ci['target_branch']}`"
+    if ci.get("pr"):
+        parts.append(f"{'MR !' if ci['provider'] == 'gitlab' else 'PR #'}{ci['pr']}")
+    if ci.get("commit"):
+        parts.append(f"commit `{ci['commit'][:12]}`")
+    if ci.get("job_url"):
+        parts.append(f"[job]({ci['job_url']})")
+    return [", ".join(parts), ""]
+
+
 def render_markdown(summary: dict[str, Any]) -> str:
     s = summary
     dur = s["duration_s"]
@@ -20,6 +36,7 @@ def render_markdown(summary: dict[str, Any]) -> str:
         f"Run `{s['run_id']}`, started {when(s['started_at'])}"
         + (f", took {dur:.1f} s" if dur is not None else ", not finished"),
         "",
+        *_ci_line((s.get("metadata") or {}).get("ci") or {}),
         "## Counts",
         "",
         *table(list(COUNT_KEYS), [[s["counts"][k] for k in COUNT_KEYS]]),

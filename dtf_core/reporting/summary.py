@@ -116,6 +116,7 @@ def build_summary(store: StoreReader, run_id: str) -> dict[str, Any]:
         "run_id": run_id,
         "suite": run["suite"],
         "status": status,
+        "metadata": run["metadata"] or {},  # commit, branch, CI context: the report header
         "started_at": started,
         "finished_at": finished,
         "duration_s": finished - started if started and finished else None,

@@ -65,7 +65,13 @@ def test_effect_floor_hides_small_real_shifts():
     x[1000:] *= 1.02
     (found,) = cp.detect(x, cp.ChangePointOptions(min_shift=0.0))
     assert abs(found.index - 1000) <= 3  # a 2-sigma step: located within a few runs
-    assert cp.detect(x) == []  # default floor 5 %
+    assert cp.detect(x, cp.ChangePointOptions(min_shift=0.05)) == []  # a fixed 5 % floor
+    # the default floor is 1.5 x the run-to-run noise: a 2-sigma step passes, 1 sigma does not
+    assert [c.index for c in cp.detect(x)] == [found.index]
+    y = rng.normal(1.0, 0.01, 2000)
+    y[1000:] *= 1.01
+    assert len(cp.detect(y, cp.ChangePointOptions(min_shift=0.0))) == 1
+    assert cp.detect(y) == []
 
 
 def test_noise_with_heavy_outliers_stays_under_the_false_alarm_rate():

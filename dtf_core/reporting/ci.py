@@ -1,0 +1,171 @@
+"""What a CI system reads from a run: GitHub annotations and step outputs, and
+the regression gate's verdict with the commit range to blame.
+
+Pure functions of the run summary / analysis records (the CLI prints them);
+:func:`emit_github` is the one place that touches the environment.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, TextIO
+
+# "path/to/file.py:12: AssertionError" (--tb=long/short) or
+# "path/to/file.py:12: in test_x" (--tb=short): a frame's location line.
+_FRAME = re.compile(r"^(?P<path>[^\s:][^:\n]*\.py):(?P<line>\d+):", re.MULTILINE)
+
+
+def _escape_data(text: str) -> str:
+    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+
+def _escape_prop(text: str) -> str:
+    return _escape_data(text).replace(":", "%3A").replace(",", "%2C")
+
+
+def _failures(summary: Mapping[str, Any]) -> list[dict[str, Any]]:
+    # ``dtf-core test`` replaces ``failures`` with node ids and keeps the dicts here.
+    entries = summary.get("failure_details") or summary.get("failures") or []
+    return [f for f in entries if isinstance(f, dict)]
+
+
+def _test_line(path: str, name: str, root: str | None) -> int | None:
+    """Line of ``def name`` in ``root/path`` when the file is there."""
+    if root is None:
+        return None
+    try:
+        text = (Path(root) / path).read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return None
+    func = re.escape(name.split("[", 1)[0])
+    m = re.search(rf"^[ \t]*(?:async[ \t]+)?def[ \t]+{func}[ \t]*\(", text, re.MULTILINE)
+    return text.count("\n", 0, m.start()) + 1 if m else None
+
+
+def failure_location(failure: Mapping[str, Any], root: str | None = None) -> tuple[str, int]:
+    """``(file, line)`` of a failed test: the innermost frame of its traceback
+    in the test's own file (the failing assertion), else the innermost frame at
+    all, else the test's ``def`` line (read from ``root`` when given), else 1."""
+    nodeid = str(failure.get("nodeid") or "")
+    test_file = nodeid.split("::", 1)[0]
+    frames = [
+        (m["path"], int(m["line"])) for m in _FRAME.finditer(str(failure.get("details") or ""))
+    ]
+    own = [f for f in frames if test_file and Path(f[0]).as_posix().endswith(test_file)]
+    if own:
+        return own[-1]
+    if frames:
+        return frames[-1]
+    name = nodeid.rsplit("::", 1)[-1]
+    return test_file or str(failure.get("task_id") or ""), _test_line(test_file, name, root) or 1
+
+
+def github_annotations(summary: Mapping[str, Any], root: str | None = None) -> list[str]:
+    """One ``::error`` workflow command per failed test (or failed task)."""
+    out = []
+    for f in _failures(summary):
+        path, line = failure_location(f, root)
+        title = f.get("nodeid") or f.get("task_id") or "dtf"
+        message = f.get("message") or f.get("outcome") or f.get("category") or "failed"
+        out.append(
+            f"::error file={_escape_prop(path)},line={line},title={_escape_prop(str(title))}"
+            f"::{_escape_data(str(message))}"
+        )
+    return out
+
+
+def github_outputs(summary: Mapping[str, Any]) -> dict[str, str]:
+    """Step outputs (``steps.<id>.outputs.run-id`` / ``.status``)."""
+    return {"run-id": str(summary.get("run_id", "")), "status": str(summary.get("status", ""))}
+
+
+def emit_github(
+    summary: Mapping[str, Any],
+    env: Mapping[str, str] | None = None,
+    out: TextIO | None = None,
+    root: str | None = ".",
+) -> bool:
+    """On GitHub Actions: print the annotations to ``out`` and append the
+    outputs to ``$GITHUB_OUTPUT``. Elsewhere nothing. True when it did."""
+    env = os.environ if env is None else env
+    if env.get("GITHUB_ACTIONS") != "true":
+        return False
+    stream = out or sys.stdout
+    for line in github_annotations(summary, root):
+        print(line, file=stream)
+    target = env.get("GITHUB_OUTPUT")
+    if target:
+        with open(target, "a", encoding="utf-8") as fh:
+            for key, value in github_outputs(summary).items():
+                fh.write(f"{key}={value}\n")
+    return True
+
+
+# -- the regression gate ------------------------------------------------------
+
+
+def _series_key(record: Mapping[str, Any]) -> str:
+    return json.dumps(
+        [record.get("benchmark"), record.get("params"), record.get("hardware")], sort_keys=True
+    )
+
+
+def open_regressions(changes: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Regressions from ``changepoints.find_changes`` still in force: the newest
+    shift of their series. A slowdown that a later shift undid does not fail
+    every build after it."""
+    newest: dict[str, dict[str, Any]] = {}
+    for c in sorted(changes, key=lambda c: -float(c["started_at"])):
+        newest.setdefault(_series_key(c), c)
+    return [c for c in newest.values() if c["kind"] == "regression"]
+
+
+def culprit_range(change: Mapping[str, Any]) -> str:
+    """``git log`` range of the commits that may have caused a shift: after the
+    last run at the old level, up to the first run at the new one."""
+    before, after = change.get("previous_commit"), change.get("commit")
+    if before and after and before != after:
+        return f"{before[:12]}..{after[:12]}"
+    if after:
+        return f"{after[:12]} (runs {change.get('previous_run_id')}..{change.get('run_id')})"
+    return f"runs {change.get('previous_run_id')}..{change.get('run_id')} (no commit recorded)"
+
+
+def _label(record: Mapping[str, Any]) -> str:
+    params = record.get("params") or {}
+    args = ",".join(f"{k}={v}" for k, v in sorted(params.items()))
+    hw = record.get("hardware")
+    return (
+        f"{record.get('benchmark')}" + (f"[{args}]" if args else "") + (f" on {hw}" if hw else "")
+    )
+
+
+def regression_gate(changes: list[dict[str, Any]]) -> tuple[int, list[str]]:
+    """``(exit code, lines)`` for ``regressions --fail-on-regression``: 1 and
+    one line per open regression (benchmark, change, culprit range), else 0."""
+    lines = [
+        f"regression: {_label(c)} {100 * c['change']:+.1f} % "
+        f"({c['before']:.4g} -> {c['after']:.4g} {c.get('unit') or ''}, p={c['p_value']:.1g}) "
+        f"in {culprit_range(c)}"
+        for c in open_regressions(changes)
+    ]
+    return (1 if lines else 0), lines
+
+
+def trend_gate(rows: list[dict[str, Any]]) -> tuple[int, list[str]]:
+    """``(exit code, lines)`` for ``trends --fail-on-regression``: 1 when a
+    series is ``worsening``; names its last shift's commit when there is one."""
+    lines = []
+    for r in rows:
+        if r.get("verdict") != "worsening":
+            continue
+        moved = r.get("change_over_window") or 0.0
+        last = r.get("last_change") or {}
+        where = f", last shift at commit {last['commit'][:12]}" if last.get("commit") else ""
+        lines.append(f"worsening: {_label(r)} {100 * moved:+.1f} % over the window{where}")
+    return (1 if lines else 0), lines
