@@ -115,12 +115,20 @@ def _history_options(fn: Any) -> Any:
 @click.option(
     "--min-shift",
     type=float,
-    default=0.05,
-    show_default=True,
-    help="Smallest relative change of the median that counts (0.05 = 5 %).",
+    default=None,
+    help=(
+        "A fixed floor instead of the adaptive one: the smallest relative change of the "
+        "median that counts (0.05 = 5 %). Default: 1.5x each series' own run-to-run noise, "
+        "at least 1 %."
+    ),
 )
 @click.option("--min-size", type=int, default=5, show_default=True, help="Runs a side, at least.")
 @click.option("--all", "show_all", is_flag=True, help="Improvements too, not only regressions.")
+@click.option(
+    "--fail-on-regression",
+    is_flag=True,
+    help="Exit 1 when a series' latest shift is a regression (names it and the commit range).",
+)
 @_formats
 @handle_errors
 def regressions_cmd(
@@ -128,15 +136,16 @@ def regressions_cmd(
     benchmark: str | None,
     since: str | None,
     alpha: float,
-    min_shift: float,
+    min_shift: float | None,
     min_size: int,
     show_all: bool,
+    fail_on_regression: bool,
     fmt: str,
     output: str | None,
 ) -> None:
     """Level shifts over each benchmark's history: when, which run/commit, how much."""
     from dtf_core.analysis import changepoints, history
-    from dtf_core.reporting import render
+    from dtf_core.reporting import ci, render
     from dtf_core.store import StoreReader
 
     opts = changepoints.ChangePointOptions(alpha=alpha, min_size=min_size, min_shift=min_shift)
@@ -152,6 +161,8 @@ def regressions_cmd(
         "changes": changes,
     }
     _emit(fmt, output, doc, lambda: render.changes_markdown(changes, len(hist.keys), hist.n_points))
+    if fail_on_regression:
+        _gate(ci.regression_gate(changes))
 
 
 @click.command("trends")
@@ -174,6 +185,7 @@ def regressions_cmd(
     help="Smallest move over the window that counts as a trend (0.05 = 5 %).",
 )
 @click.option("--all", "show_all", is_flag=True, help="Stable series too (Markdown only).")
+@click.option("--fail-on-regression", is_flag=True, help="Exit 1 when a series is getting worse.")
 @_formats
 @handle_errors
 def trends_cmd(
@@ -184,12 +196,13 @@ def trends_cmd(
     alpha: float,
     min_effect: float,
     show_all: bool,
+    fail_on_regression: bool,
     fmt: str,
     output: str | None,
 ) -> None:
     """Trends (slope, significance), anomalous runs and a short forecast per series."""
     from dtf_core.analysis import history, trends
-    from dtf_core.reporting import render
+    from dtf_core.reporting import ci, render
     from dtf_core.store import StoreReader
 
     opts = trends.TrendOptions(
@@ -203,6 +216,17 @@ def trends_cmd(
     shown = rows if show_all else [r for r in rows if r["verdict"] in ("worsening", "improving")]
     doc = {"options": vars(opts), "series": len(rows), "trends": rows}
     _emit(fmt, output, doc, lambda: render.trends_markdown(rows, shown))
+    if fail_on_regression:
+        _gate(ci.trend_gate(rows))
+
+
+def _gate(verdict: tuple[int, list[str]]) -> None:
+    """The CI gate: one line per regression on stderr, exit 1 when there is one."""
+    code, lines = verdict
+    for line in lines:
+        click.echo(line, err=True)
+    if code:
+        sys.exit(code)
 
 
 @click.command("stats")

@@ -399,6 +399,7 @@ def execute(
     see the workers), run it with a progress view, and write the reports."""
     from dtf_core import context, reporting
     from dtf_core.cluster import embedded as cluster
+    from dtf_core.reporting.ci import emit_github
     from dtf_core.reporting.terminal import short_summary
     from dtf_core.run.coordinator import Coordinator
     from dtf_core.run.progress import ProgressView
@@ -450,6 +451,8 @@ def execute(
             )
         if summary is not None and not opts.quiet:
             view.info(short_summary(summary, tb=opts.tb or "short"))
+        if summary is not None:
+            emit_github(summary)  # annotations and step outputs, on GitHub Actions only
         written = [p for p in (opts.markdown, opts.junit, opts.json_path, opts.html_path) if p]
         if opts.quiet:
             click.echo(f"run {result.run_id} {result.status.upper()}")

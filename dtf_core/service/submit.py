@@ -10,6 +10,7 @@ Ctrl-C cancels the run on the service.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -133,3 +134,8 @@ def _write_reports(client: CoordinatorClient, run_id: str, paths: dict[str, str 
     if step_summary:
         with open(step_summary, "a", encoding="utf-8") as f:
             f.write(md + "\n")
+    if os.environ.get("GITHUB_ACTIONS") == "true":
+        # Annotations and step outputs from the run's JSON summary, as `run` prints them.
+        from dtf_core.reporting.ci import emit_github
+
+        emit_github(json.loads(client.report(run_id, "json")))
