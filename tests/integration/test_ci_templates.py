@@ -64,7 +64,7 @@ def test_every_template_runs_reports_and_gates():
         cmds = {args[0] for n, args in ALL if n == name}
         assert {"run", "submit", "regressions"} <= cmds, name
         flat = [a for n, args in ALL if n == name for a in args]
-        assert {"--junit", "--html", "--report", "--json", "--fail-on-regression"} <= set(flat)
+        assert {"--junit", "--html", "--markdown", "--json", "--fail-on-regression"} <= set(flat)
 
 
 @pytest.mark.parametrize(("name", "args"), ALL, ids=[f"{n}:{a[0]}" for n, a in ALL])
