@@ -10,14 +10,13 @@ import os
 import subprocess
 import sys
 import textwrap
-import time
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from support.procs import free_port
+from support.procs import free_port, wait_for
 from support.procs import stop as kill
 
 from dtf_core.cluster import security
@@ -48,19 +47,6 @@ class Deployment:
 
     def log(self, name: str) -> str:
         return (self.tmp / name).read_text(errors="replace")
-
-
-def wait_for(check, timeout: float, what: str):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            value = check()
-            if value:
-                return value
-        except Exception:
-            pass
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 def dask_worker(d: Deployment, name: str, token: Path, key: Path, *extra: str) -> list[str]:

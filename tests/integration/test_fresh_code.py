@@ -10,12 +10,9 @@ import hashlib
 import json
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +20,7 @@ from typing import Any
 
 import pytest
 from distributed import Client
+from support.procs import free_port, stop, wait_for
 
 from dtf_core import codeload, model
 from dtf_core.cluster import security
@@ -44,35 +42,6 @@ repeat = 5
 warmup = 1
 """
 BENCH = "import time\n\n\ndef nap():\n    time.sleep({delay})\n"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _stop(p: subprocess.Popen) -> None:
-    if p.poll() is None:
-        os.kill(p.pid, signal.SIGTERM)
-        try:
-            p.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.kill(p.pid, signal.SIGKILL)
-            p.wait(timeout=10)
-
-
-def _wait(check: Any, timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            value = check()
-            if value:
-                return value
-        except Exception:
-            pass
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 @dataclass
@@ -101,7 +70,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     token = security.issue_token(
         security.read_secret(secret), role="submitter", subject="ci", ttl_s=3600
     )
-    sport, aport = _free_port(), _free_port()
+    sport, aport = free_port(), free_port()
     c = Cluster(tmp, f"tcp://127.0.0.1:{sport}", f"http://127.0.0.1:{aport}", token)
     try:
         c.start([PY, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1",
@@ -113,12 +82,12 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         c.start([*DTF, "serve", "--scheduler", c.scheduler, "--db", str(tmp / "serve.duckdb"),
                  "--port", str(aport), "--secret-file", str(secret)], "serve.log")  # fmt: skip
         with Client(c.scheduler, timeout=30) as client:
-            _wait(lambda: len(client.scheduler_info()["workers"]) == 1, 60, "the worker")
-        _wait(lambda: _http_ok(c.url + "/v1/health"), 60, "serve")
+            wait_for(lambda: len(client.scheduler_info()["workers"]) == 1, 60, "the worker")
+        wait_for(lambda: _http_ok(c.url + "/v1/health"), 60, "serve")
         yield c
     finally:
         for p in reversed(c.procs):
-            _stop(p)
+            stop(p)
 
 
 def _http_ok(url: str) -> bool:

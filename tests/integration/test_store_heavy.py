@@ -5,33 +5,17 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
-from functools import partial
 
 import pytest
-from support.factories import task_spec
+from support.storerows import attempt, count, open_run, spec
 
-from dtf_core import errors, model
+from dtf_core import errors
 from dtf_core.store import Store, StoreReader
-
-spec = partial(task_spec, kind="benchmark", root="/suite", timeout=10.0, retries=1)
-
-
-def attempt(task_id: str, n: int = 1, outcome: str = "passed", **kw: object):
-    return model.AttemptResult(run_id="r1", task_id=task_id, attempt=n, outcome=outcome, **kw)  # type: ignore[arg-type]
 
 
 @pytest.fixture
 def store(tmp_path):
-    s = Store(tmp_path / "sub" / "dtf.duckdb")
-    s.create_run("r1", "demo", "/suite/suite.toml", {"git": "abc"}, 1000.0)
-    yield s
-    s.close()
-
-
-def count(s: Store, table: str) -> int:
-    row = s._one(f"SELECT count(*) FROM {table}")
-    assert row is not None
-    return int(row[0])
+    yield from open_run(tmp_path)
 
 
 def test_second_process_holding_the_lock(tmp_path, spawn):

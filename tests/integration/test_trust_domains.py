@@ -7,14 +7,13 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 
 import pytest
 
 # procs.py lives in tests/ (the tests layout may move it; import it the way
 # the tests beside it do).
-from support.procs import free_port
+from support.procs import free_port, wait_for
 from support.procs import stop as kill
 
 from dtf_core.cluster import security
@@ -23,19 +22,6 @@ from dtf_core.service.client import CoordinatorClient
 
 pytestmark = pytest.mark.slow
 PY = sys.executable
-
-
-def wait_for(check, timeout: float, what: str):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            value = check()
-            if value:
-                return value
-        except Exception:
-            pass
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 # Each attack writes what it saw under MARKS; nothing here trusts the run's word alone.

@@ -6,6 +6,9 @@ import os
 import signal
 import socket
 import subprocess
+import time
+from collections.abc import Callable
+from typing import Any
 
 
 def free_port() -> int:
@@ -23,3 +26,17 @@ def stop(p: subprocess.Popen, grace: float = 10.0) -> None:
         except subprocess.TimeoutExpired:
             os.kill(p.pid, signal.SIGKILL)
             p.wait(timeout=10)
+
+
+def wait_for(check: Callable[[], Any], timeout: float, what: str) -> Any:
+    """Poll ``check`` until it returns something truthy (errors count as not yet)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            value = check()
+            if value:
+                return value
+        except Exception:
+            pass
+        time.sleep(0.2)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
