@@ -185,12 +185,9 @@ class WorkersType(click.ParamType):
         if str(value).strip().lower() == "auto":
             return usable_cores()
         try:
-            n = int(value)
+            return int(value)  # a count below 1 is refused with the other cluster checks
         except ValueError:
             self.fail(f"{value!r} is not a number of workers or 'auto'", param, ctx)
-        if n < 1:
-            self.fail("needs at least 1 worker", param, ctx)
-        return n
 
 
 def usable_cores() -> int:
