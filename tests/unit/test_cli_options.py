@@ -152,3 +152,15 @@ def test_exit_code_values_are_the_documented_ones() -> None:
     assert (EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_OPERATIONAL, EXIT_CANCELLED) == (
         0, 1, 2, 3, 130,
     )  # fmt: skip
+
+
+def test_workers_auto_is_one_per_usable_core() -> None:
+    import os
+
+    from dtf_core.cli.common import WorkersType, usable_cores
+
+    assert usable_cores() == len(os.sched_getaffinity(0))
+    assert WorkersType().convert("auto", None, None) == usable_cores()
+    assert WorkersType().convert("3", None, None) == 3
+    with pytest.raises(click.BadParameter):
+        WorkersType().convert("many", None, None)
