@@ -269,14 +269,20 @@ def pytest_cmd(
         file_tasks.extend(t.task_id for t in tasks if any("::" not in n for n in t.nodeids))
         known = sum(1 for i in collection.items if i.nodeid in history)
         if not opts.quiet:
-            what = f"{len(collection.items)} tests"
-            if split.whole:
-                # First run: no test module imported here; each chunk collects its files.
-                what = f"{len(split.whole)} test files" + (
-                    f" and {what} from files with dtf markers" if collection.items else ""
+            parts = []
+            if collection.items:
+                parts.append(
+                    f"{len(collection.items)} tests"
+                    + (
+                        " (as last collected; each chunk runs what pytest collects now)"
+                        if collection.cached
+                        else " from files with dtf markers"
+                    )
                 )
-            elif collection.cached:
-                what += " (as last collected; each chunk runs what pytest collects now)"
+            if split.whole:
+                # Files no collection here knows: each chunk collects its own.
+                parts.append(f"{len(split.whole)} test files")
+            what = " and ".join(parts)
             where = f"{len(chunks)} chunk(s) over {slots} slot(s)"
             click.echo(f"{what} in {where}; history for {known} test(s)", err=True)
         name = "pytest " + " ".join(shlex.quote(p) for p in paths)

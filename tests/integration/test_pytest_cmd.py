@@ -125,7 +125,7 @@ def test_counts_and_failures_equal_serial_pytest_then_history_is_used(tmp_path: 
     again = _dtf(["test", ".", "--db", "h.duckdb"], tmp_path)
     assert again.returncode == 1
     n_tests = sum(expected.values()) - expected.get("errors", 0) + 1  # teardown error's test ran
-    assert "(collection reused: files unchanged)" in again.stderr  # what the chunks found
+    assert "(as last collected; each chunk runs what pytest collects now)" in again.stderr
     assert re.search(r"history for (\d+) test", again.stderr), again.stderr
     known = int(re.search(r"history for (\d+) test", again.stderr).group(1))
     assert known >= n_tests - 3  # errored-in-setup tests have no duration history

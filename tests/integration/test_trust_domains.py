@@ -177,9 +177,12 @@ def test_a_submitted_suite_runs_code_on_workers_only(deployment: dict) -> None:
     assert by_name["scheduler-code"]["status"] != "passed"
     # (c) a result that runs code when unpickled: refused, a security failure.
     assert not any(n.startswith("unpickled-in-") for n in names), names
-    crafted = by_name["crafted-result"]
-    assert crafted["status"] != "passed" and crafted["category"] == "security", crafted
-    assert by_name["import-time"]["status"] == "passed"
+    # The patch poisons the next result its worker process sends, which may be
+    # another task's (worker threads run batches side by side): that task ends
+    # as a security failure, whichever it is, and the run does not pass.
+    refused = [t for t in tasks if t["category"] == "security"]
+    assert len(refused) == 1 and refused[0]["status"] != "passed", tasks
+    assert refused[0]["task_id"] in ("crafted-result", "import-time"), refused
 
 
 @pytest.mark.timeout(120)

@@ -267,7 +267,7 @@ async def test_a_database_that_turns_unreadable_is_named_in_the_banner(
         path.write_bytes(b"\x00garbage" * 4096)
         await wait_until(pilot, lambda: "not a valid DuckDB database" in app.problem)
         assert f"details in {log}" in screen_text(app)
-        assert "StoreError" in log.read_text() and "Traceback" in log.read_text()
+        assert "CorruptDatabaseError" in log.read_text() and "Traceback" in log.read_text()
         await pilot.press("3")
         assert app.current_mode == "tasks" and TASK in screen_text(app)  # the last data stays
         path.write_bytes(good)

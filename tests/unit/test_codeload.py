@@ -180,4 +180,4 @@ def test_validation_keeps_no_suite_module(tmp_path: Path) -> None:
     )
     with pytest.raises(SpecError, match="has no callable 'nothing'"):
         spec.load_suite(root / "s.toml")
-    assert not any(m.startswith("dtf_run_") for m in sys.modules)
+    assert not {m for m in sys.modules if m.startswith("dtf_run_")} - before_mods
