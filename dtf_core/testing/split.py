@@ -211,7 +211,7 @@ def fingerprint(paths: list[str], pytest_args: list[str], cwd: str) -> str:
     h = hashlib.sha256()
     h.update(json.dumps([paths, pytest_args, sys.version, sys.executable, __version__]).encode())
     # dtf's own plugin does the recording: a changed plugin invalidates the cache.
-    files: list[str] = [str(Path(__file__).with_name("pytest_plugin.py"))]
+    files: list[str] = [str(Path(__file__).with_name("plugin.py"))]
     files += [os.path.join(cwd, c) for c in _CONFIG_FILES]
     for p in paths:
         full = os.path.join(cwd, p.split("::")[0])
