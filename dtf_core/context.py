@@ -6,6 +6,7 @@ produced them; CI variables tell us which pipeline asked.
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import socket
@@ -40,17 +41,26 @@ def collect(cwd: str) -> dict[str, Any]:
     commit = _git(["rev-parse", "HEAD"], cwd)
     if commit:
         meta["commit"] = commit
-        meta["branch"] = _git(["rev-parse", "--abbrev-ref", "HEAD"], cwd)
+        branch = _git(["rev-parse", "--abbrev-ref", "HEAD"], cwd)
+        meta["branch"] = None if branch == "HEAD" else branch  # detached: no branch
         meta["dirty"] = bool(_git(["status", "--porcelain", "--untracked-files=no"], cwd))
+        meta["default_branch"] = _default_branch(cwd)
     ci = ci_context(os.environ)
     if ci:
         meta["ci"] = ci
         # A CI checkout is usually a detached HEAD (git says "HEAD"), or a
         # synthetic merge commit on a pull request: the CI's word is the truth.
-        for key in ("branch", "commit"):
+        for key in ("branch", "commit", "target_branch", "default_branch"):
             if ci.get(key):
                 meta[key] = ci[key]
-    return meta
+    # The baseline of a run follows these three (dtf_core.analysis.baseline).
+    return {k: v for k, v in meta.items() if v is not None}
+
+
+def _default_branch(cwd: str) -> str | None:
+    """The remote's default branch as this clone knows it (``origin/HEAD``)."""
+    ref = _git(["symbolic-ref", "--quiet", "--short", "refs/remotes/origin/HEAD"], cwd)
+    return ref.split("/", 1)[1] if ref and "/" in ref else None
 
 
 def _first(env: Mapping[str, str], *names: str) -> str | None:
@@ -60,11 +70,28 @@ def _first(env: Mapping[str, str], *names: str) -> str | None:
     return None
 
 
+def _event(env: Mapping[str, str]) -> dict[str, Any]:
+    """The webhook payload GitHub leaves in a file (``GITHUB_EVENT_PATH``)."""
+    try:
+        with open(env.get("GITHUB_EVENT_PATH") or "", encoding="utf-8") as fh:
+            event = json.load(fh)
+    except (OSError, ValueError):
+        return {}
+    return event if isinstance(event, dict) else {}
+
+
+def _dig(doc: Any, *path: str) -> str | None:
+    for key in path:
+        doc = doc.get(key) if isinstance(doc, dict) else None
+    return doc if isinstance(doc, str) else None
+
+
 def _github(env: Mapping[str, str]) -> dict[str, Any]:
     pr = env.get("GITHUB_EVENT_NAME", "").startswith("pull_request")
     ref = env.get("GITHUB_REF", "")  # refs/pull/7/merge on a pull request
     server = env.get("GITHUB_SERVER_URL", "https://github.com")
     repo, run = env.get("GITHUB_REPOSITORY"), env.get("GITHUB_RUN_ID")
+    event = _event(env)
     return {
         "provider": "github",
         # On a pull request GITHUB_REF_NAME is "7/merge"; the head branch is the one pushed.
@@ -72,7 +99,9 @@ def _github(env: Mapping[str, str]) -> dict[str, Any]:
         if pr
         else env.get("GITHUB_REF_NAME"),
         "target_branch": env.get("GITHUB_BASE_REF") if pr else None,
-        "commit": env.get("GITHUB_SHA"),
+        "default_branch": _dig(event, "repository", "default_branch"),
+        "commit": env.get("GITHUB_SHA"),  # on a pull request: the merge commit that was tested
+        "head_commit": _dig(event, "pull_request", "head", "sha") if pr else None,
         "pr": ref.split("/")[2] if pr and ref.startswith("refs/pull/") else None,
         "job_url": f"{server}/{repo}/actions/runs/{run}" if repo and run else None,
     }
@@ -83,6 +112,7 @@ def _gitlab(env: Mapping[str, str]) -> dict[str, Any]:
         "provider": "gitlab",
         "branch": _first(env, "CI_MERGE_REQUEST_SOURCE_BRANCH_NAME", "CI_COMMIT_REF_NAME"),
         "target_branch": env.get("CI_MERGE_REQUEST_TARGET_BRANCH_NAME"),
+        "default_branch": env.get("CI_DEFAULT_BRANCH"),
         "commit": env.get("CI_COMMIT_SHA"),
         "pr": env.get("CI_MERGE_REQUEST_IID"),
         "job_url": env.get("CI_JOB_URL"),
@@ -105,9 +135,11 @@ def _jenkins(env: Mapping[str, str]) -> dict[str, Any]:
 
 def ci_context(env: Mapping[str, str]) -> dict[str, Any]:
     """Which CI started this and for what: ``provider``, ``branch``,
-    ``target_branch``, ``commit``, ``pr`` (pull/merge request number),
-    ``job_url``, plus the raw variables under ``env``; ``{}`` outside CI.
-    Missing fields are left out."""
+    ``target_branch`` (of a pull/merge request), ``default_branch`` (GitLab's
+    ``CI_DEFAULT_BRANCH``, GitHub's event payload; Jenkins has none), ``commit``
+    (and on a GitHub pull request the branch's own ``head_commit``),
+    ``pr`` (pull/merge request number), ``job_url``, plus the raw variables
+    under ``env``; ``{}`` outside CI. Missing fields are left out."""
     if env.get("GITHUB_ACTIONS") == "true":
         found = _github(env)
     elif env.get("GITLAB_CI") == "true":

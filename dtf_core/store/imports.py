@@ -50,10 +50,11 @@ def import_samples(
         # DuckDB reads only the columns each statement names, straight from the
         # frame: no staging copy.
         runs = con.execute(
-            "INSERT INTO runs SELECT run_id, ?, ?, 'imported', min(timestamp),"
+            "INSERT INTO runs (run_id, suite, suite_path, status, started_at, finished_at,"
+            " metadata, branch) SELECT run_id, ?, ?, 'imported', min(timestamp),"
             " max(timestamp), json_object('commit', any_value(commit),"
             " 'branch', any_value(branch), 'python', any_value(python),"
-            " 'imported_from', ?) FROM _frame GROUP BY run_id",
+            " 'imported_from', ?), any_value(branch) FROM _frame GROUP BY run_id",
             [suite, source, source],
         ).fetchall()[0][0]
         samples = con.execute(

@@ -21,6 +21,9 @@ class RunRecord(TypedDict):
     started_at: float | None
     finished_at: float | None
     metadata: dict[str, Any]
+    branch: str | None  # these three also sit in metadata; columns for the baseline query
+    target_branch: str | None
+    default_branch: str | None
 
 
 class RunSummaryRecord(RunRecord):

@@ -83,6 +83,21 @@ MIGRATIONS: list[str] = [
     # 4: a failing test's traceback as pytest printed it (TestResult.details),
     # for the end-of-run summary and reports. NULL for older rows.
     "ALTER TABLE test_results ADD COLUMN details VARCHAR;",
+    # 5: the branches a run's baseline follows (dtf_core.analysis.baseline): its
+    # own, the one a pull/merge request targets, the repository's default. As
+    # columns, because the baseline query filters on them; older runs get them
+    # from their metadata (where `ci` kept the target).
+    """
+    ALTER TABLE runs ADD COLUMN branch VARCHAR;
+    ALTER TABLE runs ADD COLUMN target_branch VARCHAR;
+    ALTER TABLE runs ADD COLUMN default_branch VARCHAR;
+    UPDATE runs SET
+        branch = json_extract_string(metadata, '$.branch'),
+        target_branch = coalesce(json_extract_string(metadata, '$.target_branch'),
+                                 json_extract_string(metadata, '$.ci.target_branch')),
+        default_branch = coalesce(json_extract_string(metadata, '$.default_branch'),
+                                  json_extract_string(metadata, '$.ci.default_branch'));
+    """,
 ]
 
 

@@ -37,6 +37,8 @@ _TEST_COLS = [
     "message",
     "details",
 ]
+# Run metadata keys that are columns of ``runs`` too (the baseline query filters on them).
+_BRANCH_COLS = ["branch", "target_branch", "default_branch"]
 _FINAL_COLS = ["status", "category", "message", "attempts", "flaky", "wall_s", "worker"]
 
 
@@ -72,9 +74,13 @@ class Writer:
         self, run_id: str, suite: str, suite_path: str, metadata: dict[str, Any], started_at: float
     ) -> None:
         self._db.run_id = run_id
+        ci = metadata.get("ci") or {}
+        branches = [metadata.get(k) or ci.get(k) for k in _BRANCH_COLS]
         self._db.execute(
-            "INSERT INTO runs VALUES (?, ?, ?, 'running', ?, NULL, ?)",
-            [run_id, suite, suite_path, started_at, canonical(metadata)],
+            "INSERT INTO runs (run_id, suite, suite_path, status, started_at, finished_at,"
+            f" metadata, {', '.join(_BRANCH_COLS)}) VALUES (?, ?, ?, 'running', ?, NULL, ?,"
+            " ?, ?, ?)",
+            [run_id, suite, suite_path, started_at, canonical(metadata), *branches],
         )
 
     def add_tasks(self, run_id: str, specs: Sequence[model.TaskSpec]) -> None:

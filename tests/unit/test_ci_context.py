@@ -81,13 +81,15 @@ CASES = [
             "CI_COMMIT_REF_NAME": "refs/merge-requests/3/head",
             "CI_MERGE_REQUEST_SOURCE_BRANCH_NAME": "feature",
             "CI_MERGE_REQUEST_IID": "3",
-            "CI_MERGE_REQUEST_TARGET_BRANCH_NAME": "main",
+            "CI_MERGE_REQUEST_TARGET_BRANCH_NAME": "release",
+            "CI_DEFAULT_BRANCH": "main",
             "CI_COMMIT_SHA": "def",
         },
         {
             "provider": "gitlab",
             "branch": "feature",
-            "target_branch": "main",
+            "target_branch": "release",
+            "default_branch": "main",
             "commit": "def",
             "pr": "3",
         },
@@ -147,3 +149,50 @@ def test_collect_stores_the_ci_branch_over_a_detached_head(tmp_path, monkeypatch
     assert meta["branch"] == "fix-it"
     assert meta["commit"] == "f" * 40
     assert meta["ci"]["provider"] == "github"
+
+
+def test_github_default_branch_and_head_commit_come_from_the_event_file(tmp_path):
+    event = tmp_path / "event.json"
+    event.write_text(
+        '{"repository": {"default_branch": "trunk"},'
+        ' "pull_request": {"head": {"sha": "' + "e" * 40 + '"}}}'
+    )
+    env = {
+        **GH, "GITHUB_EVENT_NAME": "pull_request", "GITHUB_REF": "refs/pull/7/merge",
+        "GITHUB_HEAD_REF": "fix-it", "GITHUB_BASE_REF": "release", "GITHUB_SHA": "m" * 40,
+        "GITHUB_EVENT_PATH": str(event),
+    }  # fmt: skip
+    got = ci_context(env)
+    assert got["default_branch"] == "trunk"
+    assert got["target_branch"] == "release"
+    assert got["commit"] == "m" * 40  # the merge commit that was tested
+    assert got["head_commit"] == "e" * 40
+    event.write_text("not json")
+    assert "default_branch" not in ci_context(env)  # a broken payload is no payload
+
+
+def test_collect_keeps_target_and_default_branch_for_the_baseline(tmp_path, monkeypatch):
+    import subprocess
+
+    from dtf_core.context import collect
+
+    for var in ("GITHUB_ACTIONS", "GITLAB_CI", "JENKINS_URL", "JENKINS_HOME", "CI"):
+        monkeypatch.delenv(var, raising=False)
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-C", str(tmp_path)]
+    subprocess.run([*git, "init", "-q", "-b", "feat"], check=True)
+    subprocess.run([*git, "commit", "-q", "--allow-empty", "-m", "x"], check=True)
+    subprocess.run([*git, "update-ref", "refs/remotes/origin/trunk", "HEAD"], check=True)
+    subprocess.run(
+        [*git, "symbolic-ref", "refs/remotes/origin/HEAD", "refs/remotes/origin/trunk"], check=True
+    )
+    meta = collect(str(tmp_path))
+    assert (meta["branch"], meta["default_branch"]) == ("feat", "trunk")
+    assert "target_branch" not in meta  # only a pull/merge request has one
+    monkeypatch.setenv("GITLAB_CI", "true")
+    monkeypatch.setenv("CI_MERGE_REQUEST_SOURCE_BRANCH_NAME", "feat")
+    monkeypatch.setenv("CI_MERGE_REQUEST_TARGET_BRANCH_NAME", "release")
+    monkeypatch.setenv("CI_DEFAULT_BRANCH", "main")
+    meta = collect(str(tmp_path))
+    assert (meta["branch"], meta["target_branch"], meta["default_branch"]) == (
+        "feat", "release", "main",
+    )  # fmt: skip
