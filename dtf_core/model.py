@@ -61,7 +61,8 @@ class TaskSpec:
     retries: int  # retries for transient categories (worker lost, infrastructure, resource)
     rerun_failures: int = 0  # reruns for genuine failures; fail-then-pass == flaky
     requires: dict[str, float] = field(default_factory=dict)
-    params: dict[str, Any] = field(default_factory=dict)
+    params: dict[str, Any] = field(default_factory=dict)  # the measured inputs and tuned settings
+    tune: list[str] = field(default_factory=list)  # names in params that are tuned (`best` ranks)
     path: str | None = None  # pytest: file or directory, absolute after loading
     function: str | None = None  # benchmark: "module:callable"
     command: list[str] | None = None  # command: argv

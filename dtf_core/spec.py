@@ -50,7 +50,7 @@ _DEFAULT_KEYS = (
 _COMMON_KEYS = ("name", "kind", "timeout", "retries", "rerun_failures", "requires", "env", "cwd")
 _KIND_KEYS: dict[str, tuple[str, ...]] = {
     "pytest": ("path", "pytest_args"),
-    "benchmark": ("function", "params", "repeat", "warmup", "unit", "higher_is_better"),
+    "benchmark": ("function", "params", "tune", "repeat", "warmup", "unit", "higher_is_better"),
     "command": ("command", "params"),
 }
 _TOML_TYPES = {bool: "boolean", int: "integer", float: "float", str: "string", list: "array"}
@@ -191,19 +191,19 @@ def _common(where: _Where, table: dict[str, Any]) -> dict[str, Any]:
     return {k: checks[k](k, v) for k, v in table.items() if k in checks}
 
 
-def _params(where: _Where, value: Any) -> dict[str, list[Any]]:
-    table = _table(where, "params", value)
+def _params(where: _Where, value: Any, key: str = "params") -> dict[str, list[Any]]:
+    table = _table(where, key, value)
     out: dict[str, list[Any]] = {}
     for name, values in table.items():
         if not _IDENT_RE.fullmatch(name):
-            where.fail("params", f"parameter name {name!r} must be a Python identifier")
+            where.fail(key, f"parameter name {name!r} must be a Python identifier")
         values = values if isinstance(values, list) else [values]
         if not values:
-            where.fail("params", f"{name} is an empty list; give at least one value")
+            where.fail(key, f"{name} is an empty list; give at least one value")
         for v in values:
             if isinstance(v, dict | list) or type(v) not in _TOML_TYPES:
                 where.fail(
-                    "params", f"{name} values must be strings, numbers or booleans, got {_got(v)}"
+                    key, f"{name} values must be strings, numbers or booleans, got {_got(v)}"
                 )
         out[name] = values
     return out
@@ -214,9 +214,10 @@ def _fmt(value: Any) -> str:
 
 
 def _expand(where: _Where, name: str, params: dict[str, list[Any]]) -> list[tuple[str, dict]]:
+    """Every combination of ``params`` (measured inputs, then tuned settings: the order given)."""
     if not params:
         return [(name, {})]
-    keys = sorted(params)
+    keys = list(params)
     total = math.prod(len(params[k]) for k in keys)
     if total > MAX_EXPANSION:
         sizes = " x ".join(f"{k}={len(params[k])}" for k in keys)
@@ -372,8 +373,14 @@ def _task(
             where.fail("command", 'is empty; give the program and its arguments: ["python", "-V"]')
 
     params = _params(where, raw["params"]) if "params" in raw else {}
+    # What is tuned (a knob to pick the best of) apart from what is measured (the input).
+    tune = _params(where, raw["tune"], "tune") if "tune" in raw else {}
+    for both in sorted(set(params) & set(tune)):
+        where.fail(f"tune.{both}", f"'{both}' is in params and in tune; keep it in one of them")
+    fields["tune"] = sorted(tune)
     tasks = []
-    for task_id, chosen in _expand(where, name, params):
+    matrix = {k: params[k] for k in sorted(params)} | {k: tune[k] for k in sorted(tune)}
+    for task_id, chosen in _expand(where, name, matrix):
         spec = dict(fields, task_id=task_id, params=chosen)
         if kind == "command" and chosen:
             spec["command"] = [_substitute(arg, chosen) for arg in fields["command"]]

@@ -54,6 +54,7 @@ BAD_CASES: dict[str, tuple[str | None, str | None, str]] = {
     "command_wrong_type": ("smoke", "command", "list of strings"),
     "bad_params": ("bench", "params", "empty list"),
     "nested_params": ("bench", "params", "strings, numbers or booleans"),
+    "tune_and_params_share_a_key": ("bench", "tune.block", "'block' is in params and in tune"),
     "too_many_tasks": ("huge", "params", f"limit is {MAX_EXPANSION:,}"),
     "env_not_string": ("smoke", "env", 'quote it: OMP_NUM_THREADS = "1"'),
     "repeat_zero": ("bench", "repeat", "positive integer"),
@@ -102,18 +103,23 @@ def test_quickstart_expands_the_matrix() -> None:
     assert suite.name == "quickstart"
     assert [t.task_id for t in suite.tasks] == [
         "unit",
-        "matmul[n=64]",
-        "matmul[n=128]",
+        "matmul[n=64,block=16]",
+        "matmul[n=64,block=64]",
+        "matmul[n=128,block=16]",
+        "matmul[n=128,block=64]",
         "sort[size=1000]",
         "sort[size=10000]",
         "smoke",
         "gpu-smoke",
     ]
     by_id = {t.task_id: t for t in suite.tasks}
-    assert by_id["matmul[n=128]"].params == {"n": 128}
-    assert by_id["matmul[n=64]"].repeat == 15
-    assert by_id["matmul[n=64]"].warmup == 2
-    assert by_id["matmul[n=64]"].kind is TaskKind.BENCHMARK
+    mm = by_id["matmul[n=128,block=64]"]
+    assert mm.params == {"n": 128, "block": 64}  # the benchmark gets both as kwargs
+    assert mm.tune == ["block"]  # and the store learns which one is a knob
+    assert by_id["sort[size=1000]"].tune == []
+    assert mm.repeat == 15
+    assert mm.warmup == 2
+    assert mm.kind is TaskKind.BENCHMARK
     assert by_id["gpu-smoke"].requires == {"GPU": 1}
     assert by_id["smoke"].command == ["python", "-c", "print('ok')"]
     assert suite.cluster.workers == 2
@@ -217,3 +223,27 @@ def test_parse_duration_rejects(value: object) -> None:
     assert str(info.value).startswith(
         "f.toml: task 't': key 'timeout': expected a positive duration"
     )
+
+
+def test_tune_expands_with_params_inputs_first(tmp_path: Path) -> None:
+    (tmp_path / "s.toml").write_text(
+        '[suite]\nname = "t"\n[[task]]\nname = "b"\nkind = "benchmark"\n'
+        'function = "json:dumps"\nparams = { n = [1, 2] }\n'
+        'tune = { order = ["ijk", "ikj"], block = 8 }\n'
+    )
+    tasks = load_suite(tmp_path / "s.toml").tasks
+    assert [t.task_id for t in tasks] == [
+        "b[n=1,block=8,order=ijk]", "b[n=1,block=8,order=ikj]",
+        "b[n=2,block=8,order=ijk]", "b[n=2,block=8,order=ikj]",
+    ]  # fmt: skip
+    assert {tuple(t.tune) for t in tasks} == {("block", "order")}
+
+
+def test_tune_only_on_benchmarks(tmp_path: Path) -> None:
+    (tmp_path / "s.toml").write_text(
+        '[suite]\nname = "t"\n[[task]]\nname = "c"\nkind = "command"\n'
+        'command = ["true"]\ntune = { x = [1] }\n'
+    )
+    with pytest.raises(SpecError, match="'tune' only applies to benchmark tasks") as info:
+        load_suite(tmp_path / "s.toml")
+    assert info.value.key == "tune"
