@@ -19,6 +19,7 @@ ever reach significance: Mann-Whitney's smallest two-sided p-value is
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import math
 from collections import Counter
@@ -183,6 +184,13 @@ def compare_runs(
         raise OptionError("--baseline and --run name the same run; compare two different runs")
     frame = store.samples_of_runs([baseline, run])
     return compare_frames(frame, baseline, run, opts or CompareOptions())
+
+
+def matching(rows: list[Comparison], benchmark: str | None) -> list[Comparison]:
+    """The comparisons whose benchmark matches the glob ``benchmark`` (all for None)."""
+    if not benchmark:
+        return rows
+    return [c for c in rows if fnmatch.fnmatchcase(c.benchmark, benchmark)]
 
 
 def _loc(x: np.ndarray, test: Test) -> float | None:

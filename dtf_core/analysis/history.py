@@ -108,11 +108,15 @@ class History:
 
 
 def load_history(
-    store: StoreReader, *, benchmark: str | None = None, since: float | None = None
+    store: StoreReader,
+    *,
+    benchmark: str | None = None,
+    since: float | None = None,
+    branch: str | None = None,
 ) -> History:
     """Every series (optionally names matching the glob ``benchmark``; runs
-    started at or after ``since``, unix seconds)."""
-    keys, runs, pts = store.benchmark_history(benchmark=benchmark, since=since)
+    started at or after ``since``, unix seconds; runs on ``branch``)."""
+    keys, runs, pts = store.benchmark_history(benchmark=benchmark, since=since, branch=branch)
     sid = pts["sid"].astype(np.int64)
     offsets = np.searchsorted(sid, np.arange(len(keys) + 1), side="left")
     return History(

@@ -3,21 +3,23 @@
 Each command opens the database read-only (import: read-write), delegates to
 ``dtf_core.analysis`` and prints Markdown tables or, with ``--format json``, one
 JSON document (``-o FILE`` writes either to a file). Exit codes as everywhere
-(:func:`dtf_core.errors.exit_code`); ``compare --fail-on-regression`` exits 1
-when any benchmark regressed.
+(:func:`dtf_core.errors.exit_code`); ``--fail-on-regression`` (compare,
+regressions, trends) exits 1 when a benchmark regressed within the filters
+(``--benchmark``, ``--since``, ``--branch``), naming it and the commits to blame.
 """
 
 from __future__ import annotations
 
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from dtf_core.cli.common import (
-    EXIT_FAILED,
+    baseline_option,
     benchmark_option,
+    branch_option,
     db_option,
     default_db,
     emit,
@@ -30,6 +32,10 @@ from dtf_core.cli.common import (
     since_option,
 )
 from dtf_core.cli.deprecation import renamed
+from dtf_core.errors import OptionError
+
+if TYPE_CHECKING:
+    from dtf_core.analysis.baseline import BaselineSpec
 
 # Analysis output: Markdown tables (the default) or one JSON document.
 _formats = format_option("md", "json", json_alias=True)
@@ -43,8 +49,10 @@ def _emit(fmt: str, output: str | None, doc: dict[str, Any], markdown: Callable[
 
 @click.command("compare")
 @db_option
-@click.option("--baseline", required=True, metavar="RUN", help="Run id to compare against.")
+@baseline_option
 @run_option
+@branch_option
+@benchmark_option
 @click.option(
     "--test",
     type=click.Choice(["mannwhitney", "welch"]),
@@ -67,8 +75,10 @@ def _emit(fmt: str, output: str | None, doc: dict[str, Any], markdown: Callable[
 @handle_errors
 def compare_cmd(
     db: str | None,
-    baseline: str,
+    baseline: BaselineSpec | None,
     run_id: str | None,
+    branch: str | None,
+    benchmark: str | None,
     test: str,
     alpha: float,
     min_effect: float,
@@ -76,31 +86,41 @@ def compare_cmd(
     fmt: str,
     output: str | None,
 ) -> None:
-    """Compare RUN (default: the latest) with BASELINE: regressed / improved /
-    unchanged per benchmark."""
+    """Compare RUN (default: the latest, or the latest on --branch) with its
+    baseline: regressed / improved / unchanged per benchmark. The baseline
+    follows branches (--baseline); which one and why goes to stderr."""
+    from dtf_core.analysis import baseline as baselines
     from dtf_core.analysis import compare
-    from dtf_core.reporting import render
+    from dtf_core.reporting import ci, render
     from dtf_core.store import StoreReader
 
     opts = compare.CompareOptions(test=test, alpha=alpha, min_effect=min_effect)  # type: ignore[arg-type]
     db_path = db or default_db()
+    if run_id and branch:
+        raise OptionError("give --run or --branch (its latest run), not both")
     with StoreReader(db_path) as store:
-        run = run_id or pick_run(store, None, db_path)
-        rows = compare.compare_runs(store, baseline, run, opts)
+        run = run_id or pick_run(store, None, db_path, branch=branch)
+        choice = baselines.select(store, run, baseline or baselines.AUTO)
+        rows = compare.compare_runs(store, choice.run_id, run, opts) if choice.run_id else []
+        commit = (store.get_run(run)["metadata"] or {}).get("commit")
+    rows = compare.matching(rows, benchmark)
+    if baseline is None or baseline.kind != "run":  # chosen by dtf: say which and why
+        click.echo(render.baseline_line(choice.to_dict()), err=True)
     doc = {
-        "baseline": baseline,
+        "baseline": choice.run_id,
+        "baseline_choice": choice.to_dict(),
         "run": run,
         "options": vars(opts),
         "counts": compare.verdict_counts(rows),
         "comparisons": [c.to_dict() for c in rows],
     }
-    _emit(fmt, output, doc, lambda: render.comparison_markdown(rows, baseline, run, opts))
-    if fail_on_regression and any(c.verdict == compare.REGRESSED for c in rows):
-        sys.exit(EXIT_FAILED)
+    _emit(fmt, output, doc, lambda: render.comparison_markdown(rows, choice.to_dict(), run, opts))
+    if fail_on_regression:
+        _gate(ci.comparison_gate([c.to_dict() for c in rows], choice.to_dict(), run, commit))
 
 
 def _history_options(fn: Any) -> Any:
-    return db_option(benchmark_option(since_option(fn)))
+    return db_option(benchmark_option(since_option(branch_option(fn))))
 
 
 @click.command("regressions")
@@ -135,6 +155,7 @@ def regressions_cmd(
     db: str | None,
     benchmark: str | None,
     since: str | None,
+    branch: str | None,
     alpha: float,
     min_shift: float | None,
     min_size: int,
@@ -150,7 +171,9 @@ def regressions_cmd(
 
     opts = changepoints.ChangePointOptions(alpha=alpha, min_size=min_size, min_shift=min_shift)
     with StoreReader(db or default_db()) as store:
-        hist = history.load_history(store, benchmark=benchmark, since=history.since_seconds(since))
+        hist = history.load_history(
+            store, benchmark=benchmark, since=history.since_seconds(since), branch=branch
+        )
     changes = changepoints.find_changes(hist, opts)
     if not show_all:
         changes = [c for c in changes if c["kind"] == "regression"]
@@ -192,6 +215,7 @@ def trends_cmd(
     db: str | None,
     benchmark: str | None,
     since: str | None,
+    branch: str | None,
     horizon: str,
     alpha: float,
     min_effect: float,
@@ -211,7 +235,9 @@ def trends_cmd(
         horizon_days=history.parse_span(horizon, "--horizon") / history.DAY,
     )
     with StoreReader(db or default_db()) as store:
-        hist = history.load_history(store, benchmark=benchmark, since=history.since_seconds(since))
+        hist = history.load_history(
+            store, benchmark=benchmark, since=history.since_seconds(since), branch=branch
+        )
     rows = trends.find_trends(hist, opts)
     shown = rows if show_all else [r for r in rows if r["verdict"] in ("worsening", "improving")]
     doc = {"options": vars(opts), "series": len(rows), "trends": rows}
@@ -275,7 +301,8 @@ def stats_cmd(
 def best_cmd(
     db: str | None, run_id: str | None, alpha: float, fmt: str, output: str | None
 ) -> None:
-    """The best parameter configuration per benchmark and hardware in a run."""
+    """The best tuned setting (a benchmark's `tune` keys) per benchmark, input
+    (its other params) and hardware in a run, and whether it is significantly best."""
     from dtf_core.analysis import best
     from dtf_core.reporting import render
     from dtf_core.store import StoreReader
@@ -283,8 +310,16 @@ def best_cmd(
     db_path = db or default_db()
     with StoreReader(db_path) as store:
         run = pick_run(store, run_id, db_path)
-        rows = best.best_configurations(store.samples_of_runs([run]), alpha)
-    _emit(fmt, output, {"run": run, "best": rows}, lambda: render.best_markdown(rows, run))
+        samples = store.samples_of_runs([run])
+        tuned = store.tuned_settings([run])
+    rows = best.best_configurations(samples, tuned, alpha)
+    untuned = best.untuned(samples, tuned)
+    _emit(
+        fmt,
+        output,
+        {"run": run, "best": rows, "untuned": untuned},
+        lambda: render.best_markdown(rows, untuned, run),
+    )
 
 
 _INPUT_FORMATS = click.Choice(["csv", "parquet", "pytest-benchmark", "asv"])

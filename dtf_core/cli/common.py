@@ -38,6 +38,7 @@ from dtf_core.errors import EXIT_OPERATIONAL as EXIT_OPERATIONAL
 from dtf_core.errors import BadInputError, DtfError, OptionError, RunNotFoundError
 
 if TYPE_CHECKING:
+    from dtf_core.analysis.baseline import BaselineSpec
     from dtf_core.cluster.embedded import ClusterHandle, WorkerPlan
     from dtf_core.model import ClusterSpec, Suite
     from dtf_core.run.coordinator import RunResult
@@ -84,6 +85,15 @@ RUN_HELP = "Run id (default: the latest run); `dtf-core runs` lists them."
 RUNS_HELP = "Only this run; repeat for several (default: every run). `dtf-core runs` lists them."
 SINCE_HELP = "Only runs started within SPAN before now: 30d, 12h, 2w."
 BENCHMARK_HELP = "Only benchmarks whose name matches NAME, a glob such as 'matmul*'."
+BRANCH_HELP = (
+    "Only runs on branch NAME (the CI's branch, else git's, as stored with each run); "
+    "compare: the run is the latest on NAME."
+)
+BASELINE_HELP = (
+    "What to compare with: branch:NAME (its latest passed run), run:ID, or latest (the latest "
+    "passed run on any branch). Default: the latest passed run of the suite on the same "
+    "hardware on the run's target branch, else the default branch, else its own branch."
+)
 FORMAT_HELP = "What to print on stdout (or write to --output)."
 OUTPUT_HELP = "Write what would be printed to FILE instead of stdout."
 
@@ -115,6 +125,32 @@ def since_option(fn: F) -> F:
 
 def benchmark_option(fn: F) -> F:
     return click.option("--benchmark", default=None, metavar="NAME", help=BENCHMARK_HELP)(fn)
+
+
+def branch_option(fn: F) -> F:
+    return click.option("--branch", default=None, metavar="NAME", help=BRANCH_HELP)(fn)
+
+
+def baseline_option(fn: F) -> F:
+    """``--baseline branch:NAME|run:ID|latest``, parsed before any work into a
+    :class:`~dtf_core.analysis.baseline.BaselineSpec` (a bad one: one line, exit 2);
+    None when not given (the branch rule)."""
+
+    @functools.wraps(fn)
+    def parsed(*args: Any, **kwargs: Any) -> Any:
+        if kwargs.get("baseline") is None:
+            return fn(*args, **kwargs)  # the default; a run without benchmarks needs no analysis
+        from dtf_core.analysis.baseline import parse
+
+        try:
+            kwargs["baseline"] = parse(kwargs["baseline"])
+        except OptionError as exc:
+            fail(str(exc), EXIT_BAD_INPUT)
+        return fn(*args, **kwargs)
+
+    return click.option(
+        "--baseline", default=None, metavar="branch:NAME|run:ID|latest", help=BASELINE_HELP
+    )(parsed)  # type: ignore[return-value]
 
 
 def format_option(*choices: str, json_alias: bool = False) -> Callable[[F], F]:
@@ -169,11 +205,15 @@ def check_writable(*paths: str | None) -> None:
             raise OptionError(f"cannot write {target}: its directory does not exist")
 
 
-def pick_run(store: StoreReader, run_id: str | None, db_path: str) -> str:
-    """``--run``, or the latest run; a missing one is bad input."""
+def pick_run(
+    store: StoreReader, run_id: str | None, db_path: str, *, branch: str | None = None
+) -> str:
+    """``--run``, or the latest run (on ``branch``: ``--branch``); a missing one is bad input."""
     if run_id is None:
-        run_id = store.latest_run_id()
+        run_id = store.latest_run_id(branch)
         if run_id is None:
+            if branch is not None:
+                raise RunNotFoundError(f"no run on branch {branch!r} in {db_path}")
             raise RunNotFoundError(f"no runs in {db_path} yet; start one with `dtf-core run SUITE`")
         return str(run_id)
     store.get_run(run_id)
@@ -264,6 +304,7 @@ class RunOptions:
     exitfirst: bool = False
     maxfail: int | None = None
     tb: str | None = None
+    baseline: BaselineSpec | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -360,7 +401,7 @@ def execute(
         # none when nothing shows it (a quiet run without reports).
         outputs = (opts.markdown, opts.junit, opts.json_path, opts.html_path)
         shown = not opts.quiet or any(outputs) or os.environ.get("GITHUB_STEP_SUMMARY")
-        summary = reporting.build_summary(store, result.run_id) if shown else None
+        summary = reporting.build_summary(store, result.run_id, opts.baseline) if shown else None
         if write_reports is not None:
             write_reports(store, result.run_id, summary)
         else:

@@ -7,13 +7,14 @@ docs/cli.md.
 from __future__ import annotations
 
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from dtf_core import __version__
 from dtf_core.cli.common import (
     RunOptions,
+    baseline_option,
     cluster_options,
     db_option,
     default_db,
@@ -30,6 +31,9 @@ from dtf_core.cli.common import (
 )
 from dtf_core.cli.deprecation import one_line_deprecations
 from dtf_core.errors import OptionError, exit_code
+
+if TYPE_CHECKING:
+    from dtf_core.analysis.baseline import BaselineSpec
 
 __all__ = ["console", "default_db", "handle_errors", "main"]
 
@@ -56,6 +60,7 @@ def console() -> None:
 @output_options
 @lock_timeout_option
 @failure_options
+@baseline_option
 @click.option(
     "--resume",
     "resume_id",
@@ -89,16 +94,19 @@ def run(suite: str | None, resume_id: str | None, **kwargs: Any) -> None:
 @main.command("report")
 @db_option
 @run_option
+@baseline_option
 @format_option("md", "json", "junit", "html")
 @handle_errors
-def report_cmd(db: str | None, run_id: str | None, fmt: str, output: str | None) -> None:
+def report_cmd(
+    db: str | None, run_id: str | None, baseline: BaselineSpec | None, fmt: str, output: str | None
+) -> None:
     """Rebuild a run's report from the database (html: one file, inline SVG charts)."""
     from dtf_core import reporting
     from dtf_core.store import StoreReader
 
     db_path = db or default_db()
     with StoreReader(db_path) as store:
-        summary = reporting.build_summary(store, pick_run(store, run_id, db_path))
+        summary = reporting.build_summary(store, pick_run(store, run_id, db_path), baseline)
     emit(reporting.RENDERERS[fmt](summary), output)
 
 

@@ -169,3 +169,23 @@ def trend_gate(rows: list[dict[str, Any]]) -> tuple[int, list[str]]:
         where = f", last shift at commit {last['commit'][:12]}" if last.get("commit") else ""
         lines.append(f"worsening: {_label(r)} {100 * moved:+.1f} % over the window{where}")
     return (1 if lines else 0), lines
+
+
+def comparison_gate(
+    rows: list[dict[str, Any]], baseline: Mapping[str, Any], run: str, commit: str | None
+) -> tuple[int, list[str]]:
+    """``(exit code, lines)`` for ``compare --fail-on-regression``: 1 and one
+    line per regressed benchmark, with the commits between the baseline and the
+    run to blame, else 0."""
+    where = culprit_range(
+        {"previous_commit": baseline.get("commit"), "commit": commit,
+         "previous_run_id": baseline.get("run_id"), "run_id": run}
+    )  # fmt: skip
+    lines = [
+        f"regression: {_label(c)} {100 * c['change']:+.1f} % "
+        f"({c['baseline']:.4g} -> {c['run']:.4g} {c.get('unit') or ''}, q={c['q_value']:.1g}) "
+        f"vs baseline run {baseline.get('run_id')} in {where}"
+        for c in rows
+        if c.get("verdict") == "regressed"
+    ]
+    return (1 if lines else 0), lines

@@ -40,6 +40,23 @@ def _table(head: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     return f"<table><thead><tr>{th}</tr></thead><tbody>{body}</tbody></table>"
 
 
+def _ci(ci: dict[str, Any]) -> str:
+    """The CI context under the title, as the Markdown report writes it (``markdown._ci_line``)."""
+    if not ci.get("provider"):
+        return ""
+    branch = f"branch <code>{escape(str(ci.get('branch') or '?'))}</code>"
+    if ci.get("target_branch"):
+        branch += f" -&gt; <code>{escape(str(ci['target_branch']))}</code>"
+    parts = [f"{escape(str(ci['provider']))}: {branch}"]
+    if ci.get("pr"):
+        parts.append(("MR !" if ci["provider"] == "gitlab" else "PR #") + escape(str(ci["pr"])))
+    if ci.get("commit"):
+        parts.append(f"commit <code>{escape(str(ci['commit'])[:12])}</code>")
+    if ci.get("job_url"):
+        parts.append(f"<a href='{escape(str(ci['job_url']), quote=True)}'>job</a>")
+    return f"<p class='muted'>{', '.join(parts)}</p>"
+
+
 def render_html(summary: dict[str, Any]) -> str:
     """One self-contained HTML file: the run, its analysis and inline SVG charts."""
     s = jsonable(summary)
@@ -50,6 +67,7 @@ def render_html(summary: dict[str, Any]) -> str:
         f"<span class='{escape(s['status'])}'>{escape(s['status'].upper())}</span></h1>",
         f"<p class='muted'>Run <code>{escape(s['run_id'])}</code>, started "
         f"{escape(when(s['started_at']))}</p>",
+        _ci((s.get("metadata") or {}).get("ci") or {}),
         "<h2>Counts</h2>",
         _table(list(s["counts"])[:-1], [[v for k, v in s["counts"].items() if k != "tasks"]]),
     ]
@@ -79,25 +97,30 @@ def _analysis(a: dict[str, Any] | None) -> list[str]:
     if not a:
         return []
     out: list[str] = []
-    comp = a.get("comparison")
+    comp, choice = a.get("comparison"), a.get("baseline_choice")
+    why = f"<p class='muted'>{escape(render.baseline_line(choice))}</p>" if choice else ""
     if comp:
         rows = render.comparisons(comp["rows"])
         counts = ", ".join(f"{n} {v}" for v, n in comp["counts"].items())
         out += [
-            f"<h2>Compared with <code>{escape(a['baseline'])}</code></h2><p>{escape(counts)}</p>",
+            f"<h2>Compared with <code>{escape(a['baseline'])}</code></h2>{why}"
+            f"<p>{escape(counts)}</p>",
             _table(render.COMPARISON_HEAD, render.comparison_rows(rows)),
         ]
+    elif choice:
+        out.append(f"<h2>Compared with a baseline</h2>{why}")
     shown = render.pivots_worth_showing(a.get("pivots") or [])
     if shown:
         out.append("<h2>Pivot: median by parameters x hardware</h2>")
         for p in shown:
             out += [f"<h3>{escape(p['benchmark'])} ({escape(p['unit'])})</h3>",
                     _table(*render.pivot_table(p))]  # fmt: skip
-    if a.get("best"):
-        out += [
-            "<h2>Best configuration</h2>",
-            _table(render.BEST_HEAD, render.best_rows(a["best"])),
-        ]
+    if a.get("best") or a.get("untuned"):
+        out.append("<h2>Best tuned setting</h2>")
+        if a.get("best"):
+            out.append(_table(render.BEST_HEAD, render.best_rows(a["best"])))
+        if a.get("untuned"):
+            out.append(f"<p class='muted'>{escape(render.untuned_line(a['untuned']))}</p>")
     if a.get("charts"):
         out.append(
             "<h2>History</h2><p class='muted'>Per-run medians; dashed: level shift;"

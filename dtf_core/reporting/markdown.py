@@ -117,23 +117,30 @@ def _analysis(a: dict[str, Any] | None) -> list[str]:
     if not a:
         return []
     out: list[str] = []
-    comp = a.get("comparison")
+    comp, choice = a.get("comparison"), a.get("baseline_choice")
     if comp:
         rows = render.comparison_rows(render.comparisons(comp["rows"]))
         out += [
             f"## Compared with `{a['baseline']}`",
             "",
+            *([render.baseline_line(choice), ""] if choice else []),
             ", ".join(f"{n} {v}" for v, n in comp["counts"].items()),
             "",
             *table(render.COMPARISON_HEAD, rows),
         ]
+    elif choice:
+        out += ["## Compared with a baseline", "", render.baseline_line(choice), ""]
     shown = render.pivots_worth_showing(a.get("pivots") or [])
     if shown:
         out += ["## Pivot: median by parameters x hardware", ""]
         for p in shown:
             out += [f"### {p['benchmark']} ({p['unit']})", "", *table(*render.pivot_table(p))]
-    if a.get("best"):
-        out += ["## Best configuration", "", *table(render.BEST_HEAD, render.best_rows(a["best"]))]
+    if a.get("best") or a.get("untuned"):
+        out += ["## Best tuned setting", ""]
+        if a.get("best"):
+            out += table(render.BEST_HEAD, render.best_rows(a["best"]))
+        if a.get("untuned"):
+            out += [render.untuned_line(a["untuned"]), ""]
     if a.get("changes"):
         out += [
             "## Level shifts in history",

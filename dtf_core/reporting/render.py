@@ -60,14 +60,19 @@ COMPARISON_HEAD = [
 
 
 def comparison_markdown(
-    rows: Sequence[Comparison], baseline: str, run: str, opts: CompareOptions
+    rows: Sequence[Comparison], choice: dict[str, Any], run: str, opts: CompareOptions
 ) -> str:
+    """``choice``: the baseline (``analysis.baseline.Baseline.to_dict()``)."""
     from dtf_core.analysis.compare import verdict_counts
 
     counts = verdict_counts(rows)
     stat = "median (Mann-Whitney U)" if opts.test == "mannwhitney" else "mean (Welch's t)"
+    if not choice.get("run_id"):
+        return "\n".join([f"# Compare `{run}` with its baseline", "", baseline_line(choice), ""])
     out = [
-        f"# Compare `{run}` with baseline `{baseline}`",
+        f"# Compare `{run}` with baseline `{choice['run_id']}`",
+        "",
+        baseline_line(choice),
         "",
         ", ".join(f"{n} {v}" for v, n in counts.items()),
         "",
@@ -191,32 +196,51 @@ def stats_markdown(groups: Sequence[dict[str, Any]], by: Sequence[str]) -> str:
     return "\n".join(["# Sample statistics", "", *table(head, rows)])
 
 
-BEST_HEAD = ["benchmark", "hardware", "best", "median", "runner-up", "margin", "q", "significant"]
+BEST_HEAD = ["benchmark", "input", "hardware", "best setting", "median", "runner-up", "margin",
+             "q", "verdict"]  # fmt: skip
+NO_TUNABLE = "no tunable settings"
 
 
 def best_rows(best: Sequence[dict[str, Any]]) -> list[list[Any]]:
+    """One row per benchmark x input x hardware with tuned settings to rank."""
     return [
         [
             b["benchmark"],
+            params_label(b["input"]),
             b["hardware"],
             params_label(b["best"]),
             humanize(b["best_median"], b["unit"]),
             params_label(b["runner_up"]) if b["runner_up"] is not None else "-",
             pct(b["margin"], signed=False),
             pval(b["q_value"]),
-            "yes" if b["significant"] else "no",
+            ("significant" if b["significant"] else "not significant")
+            if b["runner_up"] is not None
+            else "one setting measured",
         ]
         for b in best
-        if b["configurations"] > 1
     ]
 
 
-def best_markdown(best: Sequence[dict[str, Any]], run_id: str) -> str:
-    rows = best_rows(best)
-    out = [f"# Best configuration in `{run_id}`", ""]
-    return "\n".join(
-        out + (table(BEST_HEAD, rows) if rows else ["No benchmark has two configurations.", ""])
-    )
+def untuned_line(names: Sequence[str]) -> str:
+    """The explicit line for benchmarks whose suite tunes nothing."""
+    return f"{', '.join(names)}: {NO_TUNABLE} (add `tune = {{ ... }}` to the benchmark's table)."
+
+
+def best_markdown(best: Sequence[dict[str, Any]], untuned: Sequence[str], run_id: str) -> str:
+    out = [f"# Best tuned setting in `{run_id}`", ""]
+    if best:
+        out += table(BEST_HEAD, best_rows(best))
+    if untuned or not best:
+        out += [untuned_line(untuned) if untuned else f"No benchmarks: {NO_TUNABLE}.", ""]
+    return "\n".join(out)
+
+
+def baseline_line(b: dict[str, Any]) -> str:
+    """``baseline: run 41 (main, 2026-11-30, latest passed on target branch main)``."""
+    if not b.get("run_id"):
+        return f"baseline: none ({b['reason']})"
+    day = when(b.get("started_at"))[:10]
+    return f"baseline: run {b['run_id']} ({b.get('branch') or 'no branch'}, {day}, {b['reason']})"
 
 
 def pivots_worth_showing(pivots: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -3,10 +3,13 @@ adds under ``"analysis"`` (the Markdown and HTML reports render it).
 
 For a run with benchmark samples:
 
-* ``comparison``: verdicts against the baseline (the previous run of the same
-  suite that has samples), as ``dtf-core compare`` gives them;
+* ``baseline`` / ``baseline_choice``: the run compared with and why
+  (:mod:`dtf_core.analysis.baseline`: by default the latest passed run on the
+  target branch, else the default branch, else the run's own, same hardware);
+* ``comparison``: verdicts against it, as ``dtf-core compare`` gives them;
 * ``pivots``: the median per benchmark, parameters x hardware;
-* ``best``: the best configuration per benchmark and hardware;
+* ``best``: the best tuned setting per benchmark, input and hardware;
+  ``untuned``: the benchmarks that tune nothing;
 * ``changes`` / ``trends``: level shifts and non-stable trends over the
   history of the series this run measured;
 * ``charts``: per-run medians (the last ``CHART_POINTS`` runs) of the series
@@ -20,7 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from dtf_core.analysis import aggregate, best, compare
+from dtf_core.analysis import aggregate, baseline, best, compare
+from dtf_core.analysis.baseline import BaselineSpec
 from dtf_core.analysis.changepoints import ChangePointOptions, detect, find_changes
 from dtf_core.analysis.history import History, load_history
 from dtf_core.analysis.trends import find_trends, robust_z
@@ -31,20 +35,29 @@ MAX_CHARTS = 12
 MAX_ROWS = 50
 
 
-def build(store: StoreReader, run_id: str) -> dict[str, Any] | None:
+def build(
+    store: StoreReader, run_id: str, spec: BaselineSpec | None = None
+) -> dict[str, Any] | None:
     samples = store.samples_of_runs([run_id])
     if samples.empty:
         return None
-    out: dict[str, Any] = {"baseline": store.baseline_run(run_id), "comparison": None}
-    if out["baseline"]:
+    choice = baseline.select(store, run_id, spec or baseline.AUTO)
+    out: dict[str, Any] = {
+        "baseline": choice.run_id,
+        "baseline_choice": choice.to_dict(),
+        "comparison": None,
+    }
+    if choice.run_id and choice.run_id != run_id:
         opts = compare.CompareOptions()
-        rows = compare.compare_runs(store, out["baseline"], run_id, opts)
+        rows = compare.compare_runs(store, choice.run_id, run_id, opts)
         out["comparison"] = {
             "counts": compare.verdict_counts(rows),
             "rows": [c.to_dict() for c in rows],
         }
     out["pivots"] = pivots(aggregate.aggregate(store, run_ids=[run_id]))
-    out["best"] = [b for b in best.best_configurations(samples) if b["configurations"] > 1]
+    tuned = store.tuned_settings([run_id])
+    out["best"] = best.best_configurations(samples, tuned)
+    out["untuned"] = best.untuned(samples, tuned)
     keys = set(zip(samples["benchmark"], samples["params"], samples["hardware"], strict=True))
     hist = load_history(store)
     mask = [

@@ -30,13 +30,20 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dtf_core.reporting.counts import BAD_TESTS, COUNT_KEYS, OK, TEST_BUCKET, task_bucket
 from dtf_core.store import StoreReader
 
+if TYPE_CHECKING:
+    from dtf_core.analysis.baseline import BaselineSpec
 
-def build_summary(store: StoreReader, run_id: str) -> dict[str, Any]:
+
+def build_summary(
+    store: StoreReader, run_id: str, baseline: BaselineSpec | None = None
+) -> dict[str, Any]:
+    """``baseline``: what ``--baseline`` asked for (default: the branch rule of
+    :mod:`dtf_core.analysis.baseline`)."""
     run = store.get_run(run_id)
     # Plain dicts: the summary adds keys to the stored rows.
     tasks: list[dict[str, Any]] = [dict(t) for t in store.tasks(run_id)]
@@ -132,7 +139,7 @@ def build_summary(store: StoreReader, run_id: str) -> dict[str, Any]:
         ],
         "benchmarks": benchmarks,
         "workers": workers,
-        "analysis": _analysis(store, run_id) if benchmarks else None,
+        "analysis": _analysis(store, run_id, baseline) if benchmarks else None,
     }
 
 
@@ -160,8 +167,10 @@ def _benchmarks(store: StoreReader, run_id: str) -> list[dict[str, Any]]:
     return out
 
 
-def _analysis(store: StoreReader, run_id: str) -> dict[str, Any] | None:
+def _analysis(
+    store: StoreReader, run_id: str, baseline: BaselineSpec | None
+) -> dict[str, Any] | None:
     """The analysis sections; only a run with benchmark samples has any (and pays the import)."""
     from dtf_core.reporting import sections
 
-    return sections.build(store, run_id)
+    return sections.build(store, run_id, baseline)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import pathlib
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dtf_core.reporting.html import render_html
 from dtf_core.reporting.jsonout import render_json
@@ -13,6 +13,9 @@ from dtf_core.reporting.junit import render_junit
 from dtf_core.reporting.markdown import render_markdown
 from dtf_core.reporting.summary import build_summary
 from dtf_core.store import StoreReader
+
+if TYPE_CHECKING:
+    from dtf_core.analysis.baseline import BaselineSpec
 
 # The names `dtf-core report --format` and the service's `?format=` take.
 RENDERERS: dict[str, Callable[[dict[str, Any]], str]] = {
@@ -32,14 +35,16 @@ def write_reports(
     json_path: str | os.PathLike[str] | None = None,
     html: str | os.PathLike[str] | None = None,
     summary: dict[str, Any] | None = None,
+    baseline: BaselineSpec | None = None,
 ) -> None:
     """Write the reports asked for; append the Markdown to ``$GITHUB_STEP_SUMMARY`` when set.
-    ``summary``: the run's summary when the caller has built it already."""
+    ``summary``: the run's summary when the caller has built it already (else it is
+    built, comparing with ``baseline``)."""
     step_summary = os.environ.get("GITHUB_STEP_SUMMARY")
     if not step_summary and all(p is None for p in (markdown, junit, json_path, html)):
         return  # nothing asked for: a run without reports does not read its summary back
     if summary is None:
-        summary = build_summary(store, run_id)
+        summary = build_summary(store, run_id, baseline)
     md = render_markdown(summary)
     for path, text in (
         (markdown, md),

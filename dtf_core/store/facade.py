@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from dtf_core import config, model
-from dtf_core.store import history, imports, reads, schema
+from dtf_core.store import baselines, history, imports, reads, schema
 from dtf_core.store.connection import Connection, Notify, to_stderr
 from dtf_core.store.rows import (
     AttemptRecord,
@@ -71,8 +71,9 @@ class StoreReader:
     def schema_version(self) -> int:
         return schema.version(self._db)
 
-    def latest_run_id(self) -> str | None:
-        return reads.latest_run_id(self._db)
+    def latest_run_id(self, branch: str | None = None) -> str | None:
+        """The newest run (on ``branch``, when given)."""
+        return reads.latest_run_id(self._db, branch)
 
     def list_runs(self, limit: int = 20) -> list[RunSummaryRecord]:
         """Newest first, with task counts (``tasks``, ``failed``: not passed/skipped)."""
@@ -119,10 +120,19 @@ class StoreReader:
         """Median duration per pytest node id over its last ``recent_runs`` runs."""
         return history.test_durations(self._db, recent_runs)
 
-    def baseline_run(self, run_id: str) -> str | None:
-        """The latest earlier run of the same suite that measured one of its
-        benchmarks on the same hardware."""
-        return history.baseline_run(self._db, run_id)
+    def run_branches(self, run_id: str) -> dict[str, Any] | None:
+        """``run_id``, ``suite``, ``started_at``, ``branch``, ``target_branch``,
+        ``default_branch`` of one run (None when there is no such run)."""
+        return baselines.run_branches(self._db, run_id)
+
+    def baseline_candidates(self, run_id: str) -> list[dict[str, Any]]:
+        """The newest earlier passed run of the same suite per branch that measured
+        one of the run's benchmarks on the same hardware (``analysis.baseline`` chooses)."""
+        return baselines.baseline_candidates(self._db, run_id)
+
+    def tuned_settings(self, run_ids: Sequence[str]) -> dict[str, list[str]]:
+        """Per benchmark name: the parameter names its suite marks as tuned (``tune``)."""
+        return history.tuned_settings(self._db, run_ids)
 
     def samples_of_runs(self, run_ids: Sequence[str]) -> pd.DataFrame:
         """Every sample of the given runs (columns: ``RunSampleRecord``)."""
@@ -142,10 +152,14 @@ class StoreReader:
         )
 
     def benchmark_history(
-        self, *, benchmark: str | None = None, since: float | None = None
+        self,
+        *,
+        benchmark: str | None = None,
+        since: float | None = None,
+        branch: str | None = None,
     ) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, np.ndarray]]:
         """Per-run medians of every series, as ``(keys, runs, points)``."""
-        return history.benchmark_history(self._db, benchmark=benchmark, since=since)
+        return history.benchmark_history(self._db, benchmark=benchmark, since=since, branch=branch)
 
     def existing_run_ids(self, run_ids: Sequence[str]) -> list[str]:
         return history.existing_run_ids(self._db, run_ids)

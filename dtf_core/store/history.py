@@ -1,5 +1,5 @@
-"""Reads across runs: durations for scheduling, baselines, samples, aggregation
-and per-run benchmark history for the analysis."""
+"""Reads across runs: durations for scheduling, samples, tuned settings,
+aggregation and per-run benchmark history for the analysis."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ AGG_DIMENSIONS: dict[str, str] = {
     "run_id": "s.run_id",
     "suite": "r.suite",
     "commit": "json_extract_string(r.metadata, '$.commit')",
-    "branch": "json_extract_string(r.metadata, '$.branch')",
+    "branch": "r.branch",
     "python": "json_extract_string(r.metadata, '$.python')",
 }
 _PARAM_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -55,22 +55,17 @@ def test_durations(db: Connection, recent_runs: int = 10) -> dict[str, float]:
     return {str(n): float(v) for n, v in db.rows(sql, [recent_runs])}
 
 
-def baseline_run(db: Connection, run_id: str) -> str | None:
-    """The latest run of the same suite, started before ``run_id``, that measured
-    at least one of its benchmarks on the same hardware."""
-    row = db.one(
-        "WITH me AS (SELECT suite, started_at FROM runs WHERE run_id = $1),"
-        " mine AS (SELECT DISTINCT benchmark, hardware FROM samples WHERE run_id = $1),"
-        " cand AS (SELECT b.run_id, b.started_at FROM runs b, me WHERE b.suite = me.suite"
-        "  AND (b.started_at < me.started_at"
-        "       OR (b.started_at = me.started_at AND b.run_id < $1)))"
-        " SELECT c.run_id FROM cand c"
-        " WHERE EXISTS (SELECT 1 FROM samples s SEMI JOIN mine USING (benchmark, hardware)"
-        "  WHERE s.run_id = c.run_id)"
-        " ORDER BY c.started_at DESC, c.run_id DESC LIMIT 1",
-        [run_id],
+def tuned_settings(db: Connection, run_ids: Sequence[str]) -> dict[str, list[str]]:
+    """Per benchmark name: the parameter names its suite marks as tuned (the
+    task spec's ``tune``; dtf_core.spec). Imported runs have no tasks: nothing."""
+    rows = db.rows(
+        "SELECT name, list_sort(list_distinct(flatten(list("
+        " CAST(json_extract(spec, '$.tune') AS VARCHAR[])))))"
+        " FROM tasks WHERE list_contains(?, run_id) AND kind = 'benchmark'"
+        " AND json_array_length(json_extract(spec, '$.tune')) > 0 GROUP BY name",
+        [list(run_ids)],
     )
-    return str(row[0]) if row else None
+    return {str(name): [str(k) for k in keys] for name, keys in rows}
 
 
 def samples_of_runs(db: Connection, run_ids: Sequence[str]) -> pd.DataFrame:
@@ -139,7 +134,11 @@ def aggregate_samples(
 
 
 def benchmark_history(
-    db: Connection, *, benchmark: str | None = None, since: float | None = None
+    db: Connection,
+    *,
+    benchmark: str | None = None,
+    since: float | None = None,
+    branch: str | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, np.ndarray]]:
     """Per-run medians of every benchmark x params x hardware, oldest run first.
 
@@ -150,16 +149,18 @@ def benchmark_history(
     and runs travel as integers: a million points with their strings would
     cost more to hand to Python than the whole analysis.
     """
-    run_where = "WHERE started_at >= ?" if since is not None else ""
+    clauses = (["started_at >= ?"] if since is not None else []) + (
+        ["branch = ?"] if branch is not None else []
+    )
+    run_args = [a for a in (since, branch) if a is not None]
+    run_where = "WHERE " + " AND ".join(clauses) if clauses else ""
     name_where = " AND s.benchmark GLOB ?" if benchmark else ""
     with db.session() as con:
         runs = con.execute(
             "SELECT (row_number() OVER (ORDER BY started_at, run_id) - 1)::INTEGER AS rix,"
             " run_id, started_at, json_extract_string(metadata, '$.commit') AS commit,"
-            " json_extract_string(metadata, '$.branch') AS branch FROM runs "
-            + run_where
-            + " ORDER BY rix",
-            [since] if since is not None else [],
+            " branch FROM runs " + run_where + " ORDER BY rix",
+            run_args,
         ).df()
         with registered(con, _runs=runs[["rix", "run_id"]]):
             keys = con.execute(

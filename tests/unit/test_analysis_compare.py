@@ -178,8 +178,10 @@ def test_cli_compare_fail_on_regression_and_json(db):
         ],
     )
     assert res.exit_code == 1
-    doc = json.loads(res.output)
+    doc = json.loads(res.stdout)
     assert doc["counts"]["regressed"] == 2
+    gate = res.stderr.splitlines()  # one line per regression, the commits to blame
+    assert len(gate) == 2 and all(" vs baseline run base in " in line for line in gate)
     # The reverse comparison swaps regressions and improvements.
     res = runner.invoke(
         cli.main, ["compare", "--db", db, "--baseline", "run", "--run", "base", "--json"]

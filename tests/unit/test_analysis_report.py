@@ -11,6 +11,7 @@ import pytest
 from support.history_seed import seeded_db
 
 from dtf_core import reporting
+from dtf_core.analysis import baseline
 from dtf_core.store import Store, StoreReader
 
 
@@ -32,8 +33,11 @@ def test_summary_gains_analysis_sections(seeded, tmp_path):
     db, _ = seeded
     with StoreReader(db) as s:
         summary = reporting.build_summary(s, "nightly-00299")
-        assert s.baseline_run("nightly-00299") == "nightly-00297"  # same hardware, 2 runs back
-        assert s.baseline_run("nightly-00000") is None
+        # same hardware, 2 runs back, on the run's own branch (the seed has main only)
+        choice = baseline.select(s, "nightly-00299")
+        assert choice.run_id == "nightly-00297"
+        assert choice.reason == "latest passed on the run's own branch main"
+        assert baseline.select(s, "nightly-00000").run_id is None
     a = summary["analysis"]
     assert a["baseline"] == "nightly-00297"
     assert sum(a["comparison"]["counts"].values()) == len(a["comparison"]["rows"]) > 0
@@ -41,8 +45,11 @@ def test_summary_gains_analysis_sections(seeded, tmp_path):
     assert any(p["param_names"] for p in a["pivots"])
     md = reporting.render_markdown(summary)
     for heading in ("## Compared with `nightly-00297`", "## Pivot: median by parameters x hardware",
-                    "## Best configuration", "## Level shifts in history"):  # fmt: skip
+                    "## Best tuned setting", "## Level shifts in history"):  # fmt: skip
         assert heading in md
+    assert "\nbaseline: run nightly-00297 (main, " in md
+    # imported history has no suite file, so nothing is declared tunable
+    assert a["best"] == [] and a["untuned"] and "no tunable settings" in md
     doc = json.loads(reporting.render_json(summary))
     assert doc["analysis"]["baseline"] == "nightly-00297"
 

@@ -36,3 +36,25 @@ def test_no_ci_no_line():
     head = render_markdown(_summary({})).split("## Counts")[0]
     assert head == render_markdown({**_summary({}), "metadata": None}).split("## Counts")[0]
     assert "branch" not in head
+
+
+def test_html_and_json_reports_carry_the_ci_context_too():
+    import json
+
+    from dtf_core.reporting.html import render_html
+    from dtf_core.reporting.jsonout import render_json
+
+    ci = ci_context(
+        {
+            "GITLAB_CI": "true", "CI_MERGE_REQUEST_SOURCE_BRANCH_NAME": "fix<it>",
+            "CI_MERGE_REQUEST_TARGET_BRANCH_NAME": "main", "CI_MERGE_REQUEST_IID": "3",
+            "CI_COMMIT_SHA": "0123456789abcdef", "CI_JOB_URL": "https://gl.example/j/5",
+        }
+    )  # fmt: skip
+    html = render_html(_summary({"ci": ci}))
+    assert (
+        "<p class='muted'>gitlab: branch <code>fix&lt;it&gt;</code> -&gt; <code>main</code>, "
+        "MR !3, commit <code>0123456789ab</code>, <a href='https://gl.example/j/5'>job</a></p>"
+    ) in html
+    assert json.loads(render_json(_summary({"ci": ci})))["metadata"]["ci"]["pr"] == "3"
+    assert "gitlab" not in render_html(_summary({}))
