@@ -57,6 +57,15 @@ def test_every_db_is_the_one_shared_option() -> None:
     assert set(options("--db", hidden=True)) == {"dtf-core submit"}
 
 
+def test_baseline_and_branch_are_declared_once() -> None:
+    baselines = options("--baseline")
+    assert set(baselines) == {"dtf-core compare", "dtf-core run", "dtf-core report"}
+    assert {o.help for o in baselines.values()} == {common.BASELINE_HELP}
+    branches = options("--branch")
+    assert set(branches) == {"dtf-core compare", "dtf-core regressions", "dtf-core trends"}
+    assert {o.help for o in branches.values()} == {common.BRANCH_HELP}
+
+
 @pytest.mark.parametrize("spelling", ["--json", "--markdown", "--junit", "--html", "--output"])
 def test_every_file_output_takes_a_file(spelling: str) -> None:
     found = options(spelling)
