@@ -1,4 +1,5 @@
-"""``dtf-core serve``: the coordinator as an HTTP JSON API (tornado).
+"""``dtf-core serve``: the coordinator as an HTTP JSON API (tornado), over
+HTTPS when ``serve`` is given a certificate.
 
 Every endpoint is under ``/v1`` and answers JSON (``{"error": ...}`` on
 failure). Bearer JWT with roles (:mod:`dtf_core.cluster.security`): ``viewer`` reads,
@@ -20,6 +21,8 @@ import binascii
 import functools
 import json
 import logging
+import math
+import ssl
 import time
 from collections.abc import Callable
 from typing import Any
@@ -32,7 +35,15 @@ from tornado.locks import Condition
 from dtf_core import __version__, reporting
 from dtf_core.cluster import embedded as cluster
 from dtf_core.cluster import security
-from dtf_core.errors import AuthError, BadInputError, ClusterError, RunNotFoundError
+from dtf_core.errors import (
+    AuthError,
+    BadInputError,
+    ClusterError,
+    RunNotFoundError,
+    ServiceBusyError,
+    UploadTooLargeError,
+)
+from dtf_core.service.limits import UploadLimits, size_text
 from dtf_core.service.runmanager import ActiveRun, RunManager
 
 API_VERSION = 1
@@ -41,9 +52,9 @@ logger = logging.getLogger("dtf.service")
 
 
 class ApiError(tornado.web.HTTPError):
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
         super().__init__(status)
-        self.message = message
+        self.message, self.headers = message, headers or {}
 
 
 def _json_default(obj: Any) -> Any:
@@ -84,12 +95,19 @@ class Handler(tornado.web.RequestHandler):
             return await IOLoop.current().run_in_executor(None, functools.partial(fn, *args))
         except RunNotFoundError as exc:
             raise ApiError(404, str(exc)) from None
+        except UploadTooLargeError as exc:
+            raise ApiError(413, str(exc)) from None
         except BadInputError as exc:
             raise ApiError(400, str(exc)) from None
+        except ServiceBusyError as exc:
+            wait = str(max(1, math.ceil(exc.retry_after)))
+            raise ApiError(429, str(exc), {"Retry-After": wait}) from None
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         exc = kwargs.get("exc_info", (None, None, None))[1]
         message = exc.message if isinstance(exc, ApiError) else self._reason
+        for name, value in (exc.headers if isinstance(exc, ApiError) else {}).items():
+            self.set_header(name, value)
         if status_code == 401:
             self.set_header("WWW-Authenticate", 'Bearer realm="dtf", error="invalid_token"')
         self.set_header("Content-Type", "application/json")
@@ -107,7 +125,45 @@ class HealthHandler(Handler):
         self.send({"status": "ok", "version": __version__, "api": API_VERSION})
 
 
+@tornado.web.stream_request_body
 class RunsHandler(Handler):
+    """The upload is read as a stream so that it is refused before it is held:
+    the token is checked and the size compared with the limit as soon as the
+    headers arrive. A refused body is still read (up to twice the limit, and
+    thrown away) so that the client, which sends all of it before reading,
+    gets the JSON answer instead of a reset connection."""
+
+    _refusal: ApiError | None = None
+    _claims: security.Claims | None = None
+
+    def prepare(self) -> None:
+        self._chunks: list[bytes] = []
+        self._size = 0
+        if self.request.method != "POST":
+            return
+        limit = _max_body(self.manager.limits.upload_limit)
+        try:
+            length = int(self.request.headers.get("Content-Length") or 0)
+            self._claims = self.auth("submitter")
+        except ValueError:
+            raise ApiError(400, "Content-Length is not a number") from None
+        except ApiError as exc:
+            self._refusal = exc
+        if length > limit:
+            refusal = self._refusal or _body_too_large(length, self.manager.limits)
+            self._refusal = refusal
+            if length > 2 * limit:  # past the server's max_body_size: the connection closes
+                raise refusal
+
+    def data_received(self, chunk: bytes) -> None:
+        self._size += len(chunk)
+        if self._refusal is None and self._size > _max_body(self.manager.limits.upload_limit):
+            self._refusal = _body_too_large(self._size, self.manager.limits)
+        if self._refusal is None:
+            self._chunks.append(chunk)
+        else:
+            self._chunks.clear()
+
     async def get(self) -> None:
         self.auth("viewer")
         limit = int(self.get_query_argument("limit", "20"))
@@ -117,9 +173,13 @@ class RunsHandler(Handler):
         self.send({"runs": queued + stored})
 
     async def post(self) -> None:
-        claims = self.auth("submitter")
+        if self._refusal is not None:
+            raise self._refusal
+        claims = self._claims
+        assert claims is not None
         try:
-            body = json.loads(self.request.body or b"{}")
+            body = json.loads(b"".join(self._chunks) or b"{}")
+            self._chunks.clear()
             suite_path = str(body["suite_path"])
             archive = base64.b64decode(body["archive"], validate=True)
             metadata = body.get("metadata") or {}
@@ -129,11 +189,6 @@ class RunsHandler(Handler):
             raise ApiError(
                 400, f"body must be JSON with suite_path, archive (base64), metadata: {exc}"
             ) from None
-        if len(archive) > self.manager.upload_limit:
-            raise ApiError(
-                413, f"archive is {len(archive) / 1e6:.1f} MB, above the "
-                f"{self.manager.upload_limit / 1e6:.0f} MB limit",
-            )  # fmt: skip
         run = await self.blocking(
             self.manager.submit, claims.subject, suite_path, archive, metadata
         )
@@ -331,14 +386,35 @@ def make_app(manager: RunManager, secret: bytes) -> tornado.web.Application:
     )
 
 
+def _max_body(upload_limit: int) -> int:
+    # base64 grows the archive by a third; the JSON around it and the metadata need a little more.
+    return int(upload_limit * 4 / 3) + 65536
+
+
+def _body_too_large(size: int, limits: UploadLimits) -> ApiError:
+    return ApiError(
+        413, f"the upload is {size_text(size)} of base64, above this service's "
+        f"{size_text(limits.upload_limit)} archive limit (serve --upload-limit); upload a "
+        "smaller --root or keep data files out of the suite directory",
+    )  # fmt: skip
+
+
 async def serve_forever(
-    manager: RunManager, secret: bytes, host: str, port: int, ready: Callable[[str], None]
+    manager: RunManager,
+    secret: bytes,
+    host: str,
+    port: int,
+    ready: Callable[[str], None],
+    ssl_ctx: ssl.SSLContext | None = None,
 ) -> None:
-    """Listen until cancelled (SIGINT/SIGTERM in the CLI)."""
+    """Listen (HTTPS with ``ssl_ctx``) until cancelled (SIGINT/SIGTERM in the CLI)."""
     app = make_app(manager, secret)
-    # base64 grows the archive by a third; headers and JSON need a little more.
-    server = app.listen(port, address=host, max_body_size=int(manager.upload_limit * 1.4) + 4096)
-    ready(f"http://{host}:{port}")
+    # Uploads set their own bound once their token is checked (RunsHandler.prepare).
+    server = app.listen(
+        port, address=host, ssl_options=ssl_ctx,
+        max_body_size=2 * _max_body(manager.limits.upload_limit),
+    )  # fmt: skip
+    ready(f"{'https' if ssl_ctx else 'http'}://{host}:{port}")
     try:
         await asyncio.Event().wait()
     finally:
