@@ -12,6 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from dtf_core import cli
+from dtf_core.cluster import security
 from dtf_core.errors import OptionError, ServiceError
 from dtf_core.service.client import CoordinatorClient, is_loopback
 from dtf_tui.cli import main as tui_main
@@ -103,3 +104,26 @@ def test_the_console_refuses_the_same_way(connections: list[Any]) -> None:
     assert out.exit_code == 2, out.output
     assert "refusing to send a token over plain HTTP to http://192.0.2.1:8780" in out.output
     assert connections == []
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--api-tls-cert", "{cert}"], "HTTPS needs both --api-tls-cert and --api-tls-key"),
+        (["--api-tls-cert", "{cert}", "--api-tls-key", "{cert}"], "not a PEM certificate"),
+        (["--upload-limit", "lots"], "--upload-limit: 'lots' is not a size such as 50MB"),
+        (["--keep-uploads-for", "soon"], "--keep-uploads-for: 'soon' is not a duration"),
+    ],
+)
+def test_serve_refuses_bad_https_files_and_limits_before_starting(
+    tmp_path: Path, connections: list[Any], extra: list[str], message: str
+) -> None:
+    security.write_secret(tmp_path / "secret")
+    cert = tmp_path / "cert.pem"
+    cert.write_text("-----BEGIN CERTIFICATE-----\nnot really\n-----END CERTIFICATE-----\n")
+    argv = ["serve", "--scheduler", "tcp://192.0.2.1:8786", "--secret-file",
+            str(tmp_path / "secret"), "--db", str(tmp_path / "dtf.duckdb")]  # fmt: skip
+    out = CliRunner().invoke(cli.main, [*argv, *(a.format(cert=cert) for a in extra)])
+    assert out.exit_code == 2, out.output
+    assert message in out.output and out.output.count("\n") == 1, out.output
+    assert connections == [] and not (tmp_path / "dtf.duckdb").exists()
