@@ -25,7 +25,7 @@ from support.procs import free_port, wait_for
 from support.procs import stop as kill
 
 from dtf_core.cluster import security
-from dtf_core.errors import OptionError
+from dtf_core.errors import OptionError, ServiceError
 from dtf_core.service import bundle
 from dtf_core.service.client import CoordinatorClient
 from dtf_tui.sources import SourceError
@@ -178,8 +178,9 @@ def test_submit_over_https_verifies_the_certificate(api: Api) -> None:
     assert "\n" not in line and "certificate" in line and "--ca FILE" in line, line
     assert api.url in line and api.tokens["a"] not in line
     # Plain HTTP to the HTTPS port (loopback, so the token may go): the handshake fails.
-    plain = api.submit(suite, "--coordinator", api.url.replace("https:", "http:"))
-    assert plain.returncode == 3 and "does it serve https://?" in plain.stderr, plain.stderr
+    plain = CoordinatorClient(api.url.replace("https:", "http:"), api.tokens["a"], timeout=20)
+    with pytest.raises(ServiceError, match=r"does it serve https://\?"):
+        plain.runs()
     # The console's attach mode trusts the same way.
     assert HttpSource(api.url, api.tokens["viewer"], ca_file=api.ca).poll().runs
     with pytest.raises(SourceError, match="certificate"):
