@@ -8,7 +8,8 @@ Exceptions raised to the user (the CLI turns ``BadInputError`` into exit 2)::
     │   ├── ImportFileError      a history file cannot be imported
     │   ├── OptionError          a command-line value is invalid
     │   ├── RunNotFoundError     a run id is not in the database
-    │   └── AuthError            a token was missing, invalid, expired or lacks the role
+    │   ├── AuthError            a token was missing, invalid, expired or lacks the role
+    │   └── UploadTooLargeError  an upload is above a size or entry limit (HTTP 413)
     ├── StoreError               the DuckDB file cannot be used: exit 3
     │   ├── DatabaseLockedError  another process holds the lock (after waiting)
     │   ├── StoreIOError         reading or writing the file failed
@@ -17,6 +18,7 @@ Exceptions raised to the user (the CLI turns ``BadInputError`` into exit 2)::
     │   └── SchemaTooNewError    a newer dtf (or DuckDB) wrote the file
     ├── ClusterError             no scheduler could be reached or started: exit 3
     └── ServiceError             the coordinator service could not be reached: exit 3
+        └── ServiceBusyError     its queue is full (HTTP 429): try again later
 
 Task failures are not exceptions but data: every failed attempt carries a
 ``Category`` chosen by :func:`classify_exception` (for errors Dask raises on the
@@ -130,6 +132,19 @@ class ServiceError(DtfError):
         # True when trying another coordinator (a standby) is safe: nothing was
         # received, or the request only reads.
         self.unreachable = unreachable
+
+
+class UploadTooLargeError(BadInputError):
+    """An upload is above one of the service's limits (size, unpacked size, entries)."""
+
+
+class ServiceBusyError(ServiceError):
+    """The service's queue is full (HTTP 429); ``retry_after`` is the server's
+    hint in seconds."""
+
+    def __init__(self, message: str, retry_after: float = 0.0) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class Category(enum.StrEnum):

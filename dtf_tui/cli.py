@@ -1,7 +1,7 @@
 """The ``dtf-tui`` command line (the ``dtf-tui`` console script, ``python -m dtf_tui``).
 
     dtf-tui [--db FILE]                      browse history (read-only)
-    dtf-tui --coordinator URL --token T      attach to `dtf-core serve`
+    dtf-tui --coordinator URL --token T      attach to `dtf-core serve` (--ca FILE for HTTPS)
     dtf-tui run SUITE [run options]          run SUITE with the console as its view
 
 Errors and exit codes are ``dtf-core``'s (docs/cli.md), by the same code: bad
@@ -20,6 +20,7 @@ from dtf_core import __version__
 from dtf_core.cli.common import (
     EXIT_OPERATIONAL,
     RunOptions,
+    client_tls_options,
     cluster_options,
     db_option,
     default_db,
@@ -41,6 +42,7 @@ from dtf_core.errors import DtfError, OptionError, exit_code
 @click.option(
     "--token", envvar="DTF_TOKEN", default=None, help="Bearer token for --coordinator ($DTF_TOKEN)."
 )
+@client_tls_options
 @click.option(
     "--interval", type=float, default=None, help="Seconds between polls (default per source)."
 )
@@ -58,6 +60,8 @@ def main(
     db: str | None,
     coordinator: str | None,
     token: str | None,
+    ca_file: str | None,
+    insecure: bool,
     interval: float | None,
     bell: str,
 ) -> None:
@@ -75,7 +79,11 @@ def main(
     if coordinator and db:
         raise OptionError("--db and --coordinator are two different sources: pick one")
     try:
-        source = HttpSource(coordinator, token) if coordinator else DbSource(db or default_db())
+        source = (
+            HttpSource(coordinator, token, ca_file=ca_file, insecure=insecure)
+            if coordinator
+            else DbSource(db or default_db())
+        )
     except SourceError as exc:
         # A source wraps dtf's errors so that the app can show them and retry;
         # before the app starts, they are the user's input (a bad URL) or dtf's.

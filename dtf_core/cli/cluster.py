@@ -11,7 +11,13 @@ from typing import Any
 
 import click
 
-from dtf_core.cli.common import db_option, default_db, handle_errors, output_options
+from dtf_core.cli.common import (
+    client_tls_options,
+    db_option,
+    default_db,
+    handle_errors,
+    output_options,
+)
 from dtf_core.errors import OptionError, exit_code
 
 _TLS_FLAGS = ("--tls-ca-file", "--tls-cert", "--tls-key")
@@ -35,6 +41,26 @@ def _tls_argv(kwargs: dict[str, Any]) -> dict[str, str]:
     if given and len(given) != 3:
         raise OptionError("mutual TLS needs all of --tls-ca-file, --tls-cert and --tls-key")
     return given
+
+
+# serve's limits (dtf_core.service.limits): flag, metavar, what it bounds; the
+# default of each is its dask config key, dtf.service.<flag without -->.
+_LIMITS = (
+    ("--upload-limit", "SIZE", "Largest suite archive accepted (compressed); 413 above."),
+    ("--unpacked-limit", "SIZE", "Most an archive may unpack to (gzip bombs stop here); 413."),
+    ("--entry-limit", "N", "Most files and directories in one archive; 413 above."),
+    ("--queue-limit", "N", "Most runs queued or running at once, all submitters; 429 above."),
+    ("--submitter-queue-limit", "N", "The same per submitter (token subject); 429 above."),
+    ("--keep-uploads", "N", "Upload directories of finished runs kept, newest first (0: all)."),
+    ("--keep-uploads-for", "AGE", "Remove them this long after their run ended: 7d (0: never)."),
+)
+
+
+def _limit_options(fn: Any) -> Any:
+    for flag, metavar, help_ in reversed(_LIMITS):
+        key = f"dtf.service.{flag[2:]}"
+        fn = click.option(flag, default=None, metavar=metavar, help=f"{help_} Default: {key}.")(fn)
+    return fn
 
 
 def register(group: click.Group) -> None:
@@ -226,16 +252,27 @@ def worker_cmd(scheduler: str, token_file: str, resources: str, nthreads: int | 
     default=None,
     help="Seconds a task waits for a capable worker (default 30).",
 )
+@click.option(
+    "--api-tls-cert", type=click.Path(dir_okay=False, exists=True), default=None,
+    metavar="FILE", help="Serve the API over HTTPS with this certificate (PEM, chain first).",
+)  # fmt: skip
+@click.option(
+    "--api-tls-key", type=click.Path(dir_okay=False, exists=True), default=None,
+    metavar="FILE", help="The private key of --api-tls-cert.",
+)  # fmt: skip
+@_limit_options
 @_tls_options
 @handle_errors
 def serve_cmd(**kwargs: Any) -> None:
-    """Run the coordinator as an HTTP service (API under /v1, bearer tokens).
+    """Run the coordinator as an HTTP(S) service (API under /v1, bearer tokens).
 
     This process alone writes the database (--db); clients read through it."""
     from dtf_core.service.serve import ServeOptions, serve
 
     tls = {k: kwargs.pop(k) for k in ("tls_ca_file", "tls_cert", "tls_key")}
-    opts = ServeOptions(**kwargs, **tls)
+    names = [flag[2:].replace("-", "_") for flag, *_ in _LIMITS]
+    limits = {name: kwargs.pop(name) for name in names}
+    opts = ServeOptions(**kwargs, **tls, limits=limits)
     opts.db = opts.db or default_db()
     serve(opts)
 
@@ -264,6 +301,7 @@ def serve_cmd(**kwargs: Any) -> None:
     help="Directory to upload (default: the suite's directory).",
 )
 @click.option("--no-wait", is_flag=True, help="Print the run id and return once accepted.")
+@client_tls_options
 @output_options
 # Refused with a pointer to `serve --db` (service.submit): the service owns the database.
 @click.option("--db", hidden=True, default=None)

@@ -220,6 +220,23 @@ def pick_run(
     return run_id
 
 
+def client_tls_options(fn: F) -> F:
+    """--ca FILE and --insecure: how a client of `dtf-core serve` trusts its transport."""
+    fn = click.option(
+        "--insecure", is_flag=True,
+        help=(
+            "Send the token over plain http:// to a host that is not loopback (a trusted "
+            "network only). Certificates of https:// are checked all the same."
+        ),
+    )(fn)  # fmt: skip
+    return click.option(
+        "--ca", "ca_file", type=click.Path(dir_okay=False, exists=True), default=None,
+        metavar="FILE",
+        help="CA certificate (PEM) the coordinator's HTTPS certificate must chain to "
+        "(default: the system's trust store).",
+    )(fn)  # fmt: skip
+
+
 def lock_timeout_option(fn: F) -> F:
     """--lock-timeout: how long a writer waits for another process to let go of --db."""
     return click.option(

@@ -1,4 +1,5 @@
-"""``dtf-core serve``: the coordinator as an HTTP JSON API (tornado).
+"""``dtf-core serve``: the coordinator as an HTTP JSON API (tornado), over
+HTTPS when ``serve`` is given a certificate.
 
 Every endpoint is under ``/v1`` and answers JSON (``{"error": ...}`` on
 failure). Bearer JWT with roles (:mod:`dtf_core.cluster.security`): ``viewer`` reads,
@@ -8,8 +9,10 @@ the role is not enough. Tokens travel only in the ``Authorization`` header, so
 the access log (method, path, status, time) never holds one.
 
 Store reads run on a thread pool: a run flushing results holds the Store's lock
-for a moment, and the event loop must keep serving long-polls meanwhile.
-docs/cluster.md lists the endpoints with examples.
+for a moment, and the event loop must keep serving long-polls meanwhile. The
+plumbing every handler shares (token checks, errors as statuses) is in
+:mod:`dtf_core.service.handler`; what an upload may be, in
+:mod:`dtf_core.service.limits`. docs/cluster.md lists the endpoints with examples.
 """
 
 from __future__ import annotations
@@ -17,12 +20,11 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import functools
 import json
 import logging
+import ssl
 import time
 from collections.abc import Callable
-from typing import Any
 
 import tornado.web
 from tornado.ioloop import IOLoop
@@ -32,7 +34,9 @@ from tornado.locks import Condition
 from dtf_core import __version__, reporting
 from dtf_core.cluster import embedded as cluster
 from dtf_core.cluster import security
-from dtf_core.errors import AuthError, BadInputError, ClusterError, RunNotFoundError
+from dtf_core.errors import BadInputError, ClusterError
+from dtf_core.service.handler import ApiError, Handler
+from dtf_core.service.limits import UploadLimits, size_text
 from dtf_core.service.runmanager import ActiveRun, RunManager
 
 API_VERSION = 1
@@ -40,74 +44,50 @@ MAX_WAIT_S = 30.0  # longest long-poll
 logger = logging.getLogger("dtf.service")
 
 
-class ApiError(tornado.web.HTTPError):
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(status)
-        self.message = message
-
-
-def _json_default(obj: Any) -> Any:
-    if hasattr(obj, "item"):  # numpy scalars
-        return obj.item()
-    return str(obj)
-
-
-class Handler(tornado.web.RequestHandler):
-    manager: RunManager
-    secret: bytes
-
-    def initialize(self, manager: RunManager, secret: bytes) -> None:
-        self.manager, self.secret = manager, secret
-
-    # ----------------------------------------------------------------- helpers
-    def auth(self, role: str) -> security.Claims:
-        header = self.request.headers.get("Authorization", "")
-        scheme, _, token = header.partition(" ")
-        try:
-            if scheme.lower() != "bearer" or not token.strip():
-                raise AuthError("missing bearer token (Authorization: Bearer TOKEN)")
-            claims = security.verify_token(
-                self.secret, token.strip(), audience=security.API_AUDIENCE
-            )
-            security.require_role(claims, role)
-        except AuthError as exc:
-            raise ApiError(exc.status, str(exc)) from None
-        return claims
-
-    def send(self, obj: Any, status: int = 200) -> None:
-        self.set_status(status)
-        self.set_header("Content-Type", "application/json")
-        self.finish(json.dumps(obj, default=_json_default))
-
-    async def blocking(self, fn: Callable[..., Any], *args: Any) -> Any:
-        try:
-            return await IOLoop.current().run_in_executor(None, functools.partial(fn, *args))
-        except RunNotFoundError as exc:
-            raise ApiError(404, str(exc)) from None
-        except BadInputError as exc:
-            raise ApiError(400, str(exc)) from None
-
-    def write_error(self, status_code: int, **kwargs: Any) -> None:
-        exc = kwargs.get("exc_info", (None, None, None))[1]
-        message = exc.message if isinstance(exc, ApiError) else self._reason
-        if status_code == 401:
-            self.set_header("WWW-Authenticate", 'Bearer realm="dtf", error="invalid_token"')
-        self.set_header("Content-Type", "application/json")
-        self.finish(json.dumps({"error": message, "status": status_code}))
-
-    def run_or_404(self, run_id: str) -> ActiveRun | None:
-        return self.manager.get(run_id)
-
-    async def stored_run(self, run_id: str) -> dict[str, Any]:
-        return dict(await self.blocking(self.manager.store.get_run, run_id))
-
-
 class HealthHandler(Handler):
     def get(self) -> None:
         self.send({"status": "ok", "version": __version__, "api": API_VERSION})
 
 
+@tornado.web.stream_request_body
 class RunsHandler(Handler):
+    """The upload is read as a stream so that it is refused before it is held:
+    the token is checked and the size compared with the limit as soon as the
+    headers arrive. A refused body is still read (up to twice the limit, and
+    thrown away) so that the client, which sends all of it before reading,
+    gets the JSON answer instead of a reset connection."""
+
+    _refusal: ApiError | None = None
+    _claims: security.Claims | None = None
+
+    def prepare(self) -> None:
+        self._chunks: list[bytes] = []
+        self._size = 0
+        if self.request.method != "POST":
+            return
+        limit = _max_body(self.manager.limits.upload_limit)
+        try:
+            length = int(self.request.headers.get("Content-Length") or 0)
+            self._claims = self.auth("submitter")
+        except ValueError:
+            raise ApiError(400, "Content-Length is not a number") from None
+        except ApiError as exc:
+            self._refusal = exc
+        if length > limit:
+            refusal = self._refusal or _body_too_large(length, self.manager.limits)
+            self._refusal = refusal
+            if length > 2 * limit:  # past the server's max_body_size: the connection closes
+                raise refusal
+
+    def data_received(self, chunk: bytes) -> None:
+        self._size += len(chunk)
+        if self._refusal is None and self._size > _max_body(self.manager.limits.upload_limit):
+            self._refusal = _body_too_large(self._size, self.manager.limits)
+        if self._refusal is None:
+            self._chunks.append(chunk)
+        else:
+            self._chunks.clear()
+
     async def get(self) -> None:
         self.auth("viewer")
         limit = int(self.get_query_argument("limit", "20"))
@@ -117,9 +97,13 @@ class RunsHandler(Handler):
         self.send({"runs": queued + stored})
 
     async def post(self) -> None:
-        claims = self.auth("submitter")
+        if self._refusal is not None:
+            raise self._refusal
+        claims = self._claims
+        assert claims is not None
         try:
-            body = json.loads(self.request.body or b"{}")
+            body = json.loads(b"".join(self._chunks) or b"{}")
+            self._chunks.clear()
             suite_path = str(body["suite_path"])
             archive = base64.b64decode(body["archive"], validate=True)
             metadata = body.get("metadata") or {}
@@ -129,11 +113,6 @@ class RunsHandler(Handler):
             raise ApiError(
                 400, f"body must be JSON with suite_path, archive (base64), metadata: {exc}"
             ) from None
-        if len(archive) > self.manager.upload_limit:
-            raise ApiError(
-                413, f"archive is {len(archive) / 1e6:.1f} MB, above the "
-                f"{self.manager.upload_limit / 1e6:.0f} MB limit",
-            )  # fmt: skip
         run = await self.blocking(
             self.manager.submit, claims.subject, suite_path, archive, metadata
         )
@@ -331,14 +310,35 @@ def make_app(manager: RunManager, secret: bytes) -> tornado.web.Application:
     )
 
 
+def _max_body(upload_limit: int) -> int:
+    # base64 grows the archive by a third; the JSON around it and the metadata need a little more.
+    return int(upload_limit * 4 / 3) + 65536
+
+
+def _body_too_large(size: int, limits: UploadLimits) -> ApiError:
+    return ApiError(
+        413, f"the upload is {size_text(size)} of base64, above this service's "
+        f"{size_text(limits.upload_limit)} archive limit (serve --upload-limit); upload a "
+        "smaller --root or keep data files out of the suite directory",
+    )  # fmt: skip
+
+
 async def serve_forever(
-    manager: RunManager, secret: bytes, host: str, port: int, ready: Callable[[str], None]
+    manager: RunManager,
+    secret: bytes,
+    host: str,
+    port: int,
+    ready: Callable[[str], None],
+    ssl_ctx: ssl.SSLContext | None = None,
 ) -> None:
-    """Listen until cancelled (SIGINT/SIGTERM in the CLI)."""
+    """Listen (HTTPS with ``ssl_ctx``) until cancelled (SIGINT/SIGTERM in the CLI)."""
     app = make_app(manager, secret)
-    # base64 grows the archive by a third; headers and JSON need a little more.
-    server = app.listen(port, address=host, max_body_size=int(manager.upload_limit * 1.4) + 4096)
-    ready(f"http://{host}:{port}")
+    # Uploads set their own bound once their token is checked (RunsHandler.prepare).
+    server = app.listen(
+        port, address=host, ssl_options=ssl_ctx,
+        max_body_size=2 * _max_body(manager.limits.upload_limit),
+    )  # fmt: skip
+    ready(f"{'https' if ssl_ctx else 'http'}://{host}:{port}")
     try:
         await asyncio.Event().wait()
     finally:

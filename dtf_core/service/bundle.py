@@ -13,17 +13,20 @@ that join during the run, and removes it when the run ends.
 from __future__ import annotations
 
 import contextlib
+import gzip
 import io
 import logging
 import os
 import shutil
 import tarfile
+import zlib
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 from distributed import WorkerPlugin
 
-from dtf_core.errors import OptionError
+from dtf_core.errors import OptionError, UploadTooLargeError
+from dtf_core.service.limits import size_text
 
 logger = logging.getLogger("distributed.dtf")
 
@@ -31,7 +34,7 @@ SKIP_DIRS = frozenset(
     {".git", ".hg", ".svn", ".venv", "venv", "__pycache__", ".dtf", ".pytest_cache",
      ".mypy_cache", ".ruff_cache", "node_modules", ".tox", ".nox"}
 )  # fmt: skip
-_MARKER = ".dtf-unpacked"
+MARKER = ".dtf-unpacked"
 
 
 def pack(root: str | os.PathLike[str], limit: int) -> bytes:
@@ -57,26 +60,73 @@ def pack(root: str | os.PathLike[str], limit: int) -> bytes:
     return data
 
 
-def unpack(data: bytes, dest: str | os.PathLike[str], limit: int) -> None:
+def unpack(
+    data: bytes, dest: str | os.PathLike[str], *, unpacked_limit: int, entry_limit: int
+) -> None:
     """Extract ``data`` into ``dest`` (created); refuses links, devices, absolute
-    or ``..`` paths, and more than ``limit`` bytes once unpacked."""
+    or ``..`` paths (:class:`OptionError`), and more than ``entry_limit``
+    entries or ``unpacked_limit`` bytes once decompressed
+    (:class:`UploadTooLargeError`). On any refusal nothing is left at ``dest``.
+
+    The archive is decompressed as a stream through a counter, one member at a
+    time: a gzip bomb, or a tar header that claims gigabytes of metadata, stops
+    at the limit instead of filling memory or disk first.
+    """
     target = Path(dest)
-    total = 0
+    created = not target.exists()
+    # Headers and padding are at most 1 kB per entry, plus the end-of-archive record.
+    stream = _Bounded(
+        gzip.GzipFile(fileobj=io.BytesIO(data)),
+        unpacked_limit + 1024 * entry_limit + 20480,
+        unpacked_limit,
+    )
     try:
-        with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
-            members = tar.getmembers()
-            for m in members:
+        target.mkdir(parents=True, exist_ok=True)
+        with tarfile.open(fileobj=stream, mode="r|") as tar:
+            total = 0
+            for entries, m in enumerate(tar, start=1):
                 p = PurePosixPath(m.name)
                 if p.is_absolute() or ".." in p.parts or not (m.isfile() or m.isdir()):
                     raise OptionError(f"the suite archive holds an unsafe entry: {m.name!r}")
                 total += m.size
-                if total > limit * 4:  # gzip of text is ~4x: a bomb, not a suite
-                    raise OptionError("the suite archive unpacks to too many bytes")
-            target.mkdir(parents=True, exist_ok=True)
-            tar.extractall(target, members=members, filter="data")
-    except (tarfile.TarError, EOFError, OSError) as exc:
-        raise OptionError(f"the suite archive cannot be unpacked: {exc}") from None
-    (target / _MARKER).touch()
+                if entries > entry_limit:
+                    raise UploadTooLargeError(
+                        f"the suite archive holds more than {entry_limit} files and directories "
+                        "(serve --entry-limit); upload a smaller --root"
+                    )
+                if total > unpacked_limit:
+                    raise stream.too_large()
+                tar.extract(m, target, filter="data")
+        (target / MARKER).touch()
+    except BaseException as exc:
+        if created:
+            shutil.rmtree(target, ignore_errors=True)
+        if isinstance(exc, (tarfile.TarError, EOFError, OSError, zlib.error)):
+            raise OptionError(f"the suite archive cannot be unpacked: {exc}") from None
+        raise
+
+
+class _Bounded(io.RawIOBase):
+    """A read-only stream that raises once more than ``limit`` bytes came through."""
+
+    def __init__(self, inner: gzip.GzipFile, limit: int, shown: int) -> None:
+        self.inner, self.limit, self.shown, self.seen = inner, limit, shown, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        n = self.inner.readinto(buffer)
+        self.seen += n
+        if self.seen > self.limit:
+            raise self.too_large()
+        return n
+
+    def too_large(self) -> UploadTooLargeError:
+        return UploadTooLargeError(
+            f"the suite archive unpacks to more than {size_text(self.shown)} "
+            "(serve --unpacked-limit); keep data files out of the suite directory"
+        )
 
 
 class SuiteFilesPlugin(WorkerPlugin):
@@ -87,15 +137,19 @@ class SuiteFilesPlugin(WorkerPlugin):
     shared filesystem) it does nothing and leaves it alone at teardown.
     """
 
-    def __init__(self, data: bytes, dest: str, limit: int) -> None:
-        self.data, self.dest, self.limit = data, dest, limit
+    def __init__(self, data: bytes, dest: str, *, unpacked_limit: int, entry_limit: int) -> None:
+        self.data, self.dest = data, dest
+        self.unpacked_limit, self.entry_limit = unpacked_limit, entry_limit
         self._created = False
 
     def setup(self, worker: Any) -> None:
         if os.path.isdir(self.dest):
             return
         try:
-            unpack(self.data, self.dest, self.limit)
+            unpack(
+                self.data, self.dest,
+                unpacked_limit=self.unpacked_limit, entry_limit=self.entry_limit,
+            )  # fmt: skip
             self._created = True
         except Exception as exc:
             # Never fail the worker over it: the run's tasks will report the

@@ -1,26 +1,42 @@
-"""HTTP client of ``dtf-core serve`` (used by ``dtf-core submit``, later the TUI).
+"""HTTP client of ``dtf-core serve`` (used by ``dtf-core submit`` and ``dtf-tui``).
 
 Standard library only (urllib). Errors become dtf errors: 401/403 ->
-:class:`~dtf_core.errors.AuthError` (the server's one-line reason), other 4xx
--> :class:`~dtf_core.errors.OptionError`, unreachable or 5xx ->
+:class:`~dtf_core.errors.AuthError` (the server's one-line reason), 429 ->
+:class:`~dtf_core.errors.ServiceBusyError`, other 4xx ->
+:class:`~dtf_core.errors.OptionError`, unreachable or 5xx ->
 :class:`~dtf_core.errors.ServiceError`. The token is sent only in the
 ``Authorization`` header and never appears in a message.
+
+Transport: ``https://`` URLs are verified against the system's trust store, or
+against ``ca_file`` (``--ca``); a certificate that fails is bad input (exit 2)
+saying so. A token is never sent over plain ``http://`` to a host that is not
+loopback (127.0.0.0/8, ::1, localhost) unless ``insecure`` (``--insecure``):
+the refusal comes from the constructor, before any connection.
 """
 
 from __future__ import annotations
 
 import base64
+import http.client
+import ipaddress
 import json
 import os
+import ssl
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from dtf_core import config
-from dtf_core.errors import AuthError, OptionError, RunNotFoundError, ServiceError
+from dtf_core.errors import (
+    AuthError,
+    OptionError,
+    RunNotFoundError,
+    ServiceBusyError,
+    ServiceError,
+)
 
 TOKEN_ENV = "DTF_TOKEN"
 
@@ -33,16 +49,27 @@ class CoordinatorClient:
         *,
         timeout: float = 30.0,
         failover_wait: float | None = None,
+        ca_file: str | None = None,
+        insecure: bool = False,
     ) -> None:
         # Several comma-separated URLs name a leader and its standbys: the client
         # follows whichever answers (a standby only listens once it leads).
         self.bases = [u.strip().rstrip("/") for u in url.split(",") if u.strip()]
+        self.token = token or os.environ.get(TOKEN_ENV) or None
         for base in self.bases or [url]:
             parsed = urllib.parse.urlparse(base)
             if parsed.scheme not in ("http", "https") or not parsed.netloc:
                 raise OptionError(f"--coordinator {base!r} is not an http(s)://HOST:PORT address")
+            plain = parsed.scheme == "http" and not is_loopback(parsed.hostname or "")
+            if self.token and plain and not insecure:
+                raise OptionError(
+                    f"refusing to send a token over plain HTTP to {base}: use https:// "
+                    "(`dtf-core serve --api-tls-cert/--api-tls-key`), or pass --insecure "
+                    "if the network in between is trusted"
+                )
         self.base = self.bases[0]
-        self.token = token or os.environ.get(TOKEN_ENV) or None
+        https = any(b.startswith("https:") for b in self.bases)
+        self.ssl_context = _ssl_context(ca_file) if https or ca_file else None
         self.timeout = timeout
         self.failover_wait = (
             config.seconds("service.failover-wait") if failover_wait is None else failover_wait
@@ -53,13 +80,37 @@ class CoordinatorClient:
     def health(self) -> dict[str, Any]:
         return dict(self._json("GET", "/v1/health"))
 
-    def submit(self, suite_path: str, archive: bytes, metadata: dict[str, Any]) -> dict[str, Any]:
+    def submit(
+        self,
+        suite_path: str,
+        archive: bytes,
+        metadata: dict[str, Any],
+        *,
+        busy_wait: float = 0.0,
+        on_busy: Callable[[str], None] = lambda message: None,
+    ) -> dict[str, Any]:
+        """Upload a run. A full queue (429) is tried again after the server's
+        ``Retry-After`` while ``busy_wait`` seconds last, telling ``on_busy``;
+        then :class:`ServiceBusyError`."""
         body = {
             "suite_path": suite_path,
             "archive": base64.b64encode(archive).decode("ascii"),
             "metadata": metadata,
         }
-        return dict(self._json("POST", "/v1/runs", body, timeout=max(self.timeout, 120.0)))
+        deadline = time.monotonic() + busy_wait
+        while True:
+            try:
+                return dict(self._json("POST", "/v1/runs", body, timeout=max(self.timeout, 120.0)))
+            except ServiceBusyError as exc:
+                pause = max(1.0, exc.retry_after)
+                if time.monotonic() + pause > deadline:
+                    if busy_wait > 0:
+                        raise ServiceBusyError(
+                            f"{exc} (still busy after {busy_wait:g}s of retries)", exc.retry_after
+                        ) from None
+                    raise
+                on_busy(f"{exc}; trying again in {pause:g}s")
+                time.sleep(pause)
 
     def run(self, run_id: str) -> dict[str, Any]:
         return dict(self._json("GET", f"/v1/runs/{_q(run_id)}"))
@@ -153,19 +204,49 @@ class CoordinatorClient:
         if self.token:
             req.add_header("Authorization", f"Bearer {self.token}")
         try:
-            with urllib.request.urlopen(req, timeout=timeout or self.timeout) as resp:
+            with urllib.request.urlopen(
+                req, timeout=timeout or self.timeout, context=self.ssl_context
+            ) as resp:
                 payload: bytes = resp.read()
                 return payload
         except urllib.error.HTTPError as exc:
             raise _http_error(exc, path) from None
-        except (TimeoutError, urllib.error.URLError, OSError) as exc:
+        except (TimeoutError, urllib.error.URLError, OSError, http.client.HTTPException) as exc:
             reason = getattr(exc, "reason", exc)
+            if isinstance(reason, ssl.SSLCertVerificationError):
+                raise OptionError(
+                    f"the certificate of {base} was not accepted ({reason.verify_message}); "
+                    "pass --ca FILE with the CA that signed it (`dtf-core tls certs` writes "
+                    "ca.pem), and use a host name the certificate names"
+                ) from None
             # A refused connection never reached the server: safe to send elsewhere.
             # Anything else may have been received, so only reads are repeated.
             safe = method == "GET" or isinstance(reason, ConnectionRefusedError)
+            hint = ""
+            if isinstance(reason, ssl.SSLError):
+                hint = " (does it serve plain http://?)"
+            elif isinstance(reason, ConnectionResetError) and base.startswith("http:"):
+                hint = " (does it serve https://?)"
             raise ServiceError(
-                f"could not reach the coordinator at {base}: {reason}", unreachable=safe
+                f"could not reach the coordinator at {base}: {reason}{hint}", unreachable=safe
             ) from None
+
+
+def is_loopback(host: str) -> bool:
+    """127.0.0.0/8, ::1 or localhost: where a token in clear text stays on this machine."""
+    if host.lower().rstrip(".") == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _ssl_context(ca_file: str | None) -> ssl.SSLContext:
+    try:
+        return ssl.create_default_context(cafile=ca_file)
+    except (OSError, ssl.SSLError) as exc:
+        raise OptionError(f"--ca {ca_file}: not a readable PEM CA certificate ({exc})") from None
 
 
 def _q(text: str) -> str:
@@ -178,6 +259,12 @@ def _http_error(exc: urllib.error.HTTPError, path: str) -> Exception:
     except (ValueError, AttributeError):
         message = str(exc.reason)
     code = exc.code
+    if code == 429:
+        try:
+            retry_after = float(exc.headers.get("Retry-After") or 0)
+        except ValueError:
+            retry_after = 0.0
+        return ServiceBusyError(f"the coordinator is busy: {message} (HTTP 429)", retry_after)
     if code in (401, 403):
         verb = "refused the token" if code == 401 else "denied the request"
         return AuthError(f"the coordinator {verb}: {message} (HTTP {code})", code)

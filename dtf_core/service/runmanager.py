@@ -19,6 +19,8 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+import os
+import shutil
 import threading
 import time
 from collections import OrderedDict
@@ -36,7 +38,8 @@ from dtf_core.events import Event, RunFinished, RunStarted, TaskFinished
 from dtf_core.model import AttemptResult
 from dtf_core.run.coordinator import Coordinator
 from dtf_core.run.state import new_run_id
-from dtf_core.service import bundle
+from dtf_core.service import bundle, limits
+from dtf_core.service.limits import UploadLimits
 from dtf_core.store import Store
 
 logger = logging.getLogger("dtf.service")
@@ -82,18 +85,22 @@ class RunManager:
         store: Store,
         *,
         workdir: Path,
-        upload_limit: int,
+        limits: UploadLimits,
         max_concurrent: int,
         keep_finished: int,
         verify: Callable[[AttemptResult], str | None] | None = None,
         unschedulable_timeout: float | None = None,
     ) -> None:
         self.client, self.store, self.workdir = client, store, workdir
-        self.upload_limit, self.keep_finished = upload_limit, keep_finished
+        self.limits, self.keep_finished = limits, keep_finished
         self.verify = verify
         self.unschedulable_timeout = unschedulable_timeout
         self.runs: OrderedDict[str, ActiveRun] = OrderedDict()
         self._lock = threading.Lock()
+        # Upload directories in use: a submit unpacking one (run id -> owner, also
+        # counted in the queue) or a run's thread. Retention never touches these.
+        self._pending: dict[str, str] = {}
+        self._busy: set[str] = set()
         self._pool = ThreadPoolExecutor(max_concurrent, thread_name_prefix="dtf-run")
         self._closing = False
 
@@ -102,28 +109,44 @@ class RunManager:
         self, owner: str, suite_path: str, archive: bytes, metadata: dict[str, Any]
     ) -> ActiveRun:
         """Unpack, validate and queue a run (blocking: call from a worker thread).
-        Bad input raises :class:`~dtf_core.errors.BadInputError`; nothing is kept."""
+        Bad input raises :class:`~dtf_core.errors.BadInputError`, a full queue
+        :class:`~dtf_core.errors.ServiceBusyError`; nothing is kept."""
         rel = PurePosixPath(suite_path)
         if not suite_path or rel.is_absolute() or ".." in rel.parts:
             raise OptionError(f"suite_path {suite_path!r} must be relative, inside the archive")
+        limits.check_archive(len(archive), self.limits)
         run_id = new_run_id()
         run_dir = self.workdir / run_id
+        with self._lock:
+            if self._closing:
+                raise OptionError("the service is shutting down")
+            # Counted before the upload is unpacked: uploads in progress hold a place.
+            owners = [r.owner for r in self.runs.values() if not r.finished]
+            limits.check_queue(owner, [*owners, *self._pending.values()], self.limits)
+            self._pending[run_id] = owner
         try:
-            bundle.unpack(archive, run_dir, self.upload_limit)
+            bundle.unpack(
+                archive, run_dir,
+                unpacked_limit=self.limits.unpacked_limit, entry_limit=self.limits.entry_limit,
+            )  # fmt: skip
             # Submitted code never runs here: files and syntax trees only.
             suite = spec.load_suite(run_dir / rel, run_code=False)
         except BaseException:
-            import shutil
-
             shutil.rmtree(run_dir, ignore_errors=True)
+            self._release(run_id)
             raise
         run = ActiveRun(run_id, owner, suite.name, len(suite.tasks), time.time())
         meta = {**metadata, "submitted_by": owner}
         with self._lock:
-            if self._closing:
-                raise OptionError("the service is shutting down")
-            self.runs[run_id] = run
-            self._evict()
+            del self._pending[run_id]
+            closing = self._closing
+            if not closing:
+                self.runs[run_id] = run
+                self._busy.add(run_id)
+                self._evict()
+        if closing:
+            shutil.rmtree(run_dir, ignore_errors=True)
+            raise OptionError("the service is shutting down")
         self._pool.submit(self._execute, run, suite, archive, str(run_dir), meta)
         return run
 
@@ -142,7 +165,8 @@ class RunManager:
         try:
             try:
                 self.client.register_plugin(
-                    bundle.SuiteFilesPlugin(archive, run_dir, self.upload_limit), name=plugin
+                    bundle.SuiteFilesPlugin(archive, run_dir, **self._unpack_limits()),
+                    name=plugin,
                 )
             except Exception as exc:  # workers on this host still read run_dir in place
                 logger.warning("run %s: could not ship the suite to workers: %s", run.run_id, exc)
@@ -158,6 +182,7 @@ class RunManager:
             with contextlib.suppress(Exception):
                 self.client.unregister_worker_plugin(plugin)
             run.coordinator = None
+            self._release(run.run_id, ended=True)
             run.notify()
 
     def resume_open_runs(self) -> list[str]:
@@ -173,6 +198,7 @@ class RunManager:
             )  # fmt: skip
             with self._lock:
                 self.runs[run.run_id] = run
+                self._busy.add(run.run_id)
             self._pool.submit(self._resume, run)
         return [str(r["run_id"]) for r in open_runs]
 
@@ -188,9 +214,9 @@ class RunManager:
         try:
             if run_dir.is_dir():
                 with contextlib.suppress(Exception):
-                    archive = bundle.pack(run_dir, self.upload_limit)
+                    archive = bundle.pack(run_dir, self.limits.upload_limit)
                     self.client.register_plugin(
-                        bundle.SuiteFilesPlugin(archive, str(run_dir), self.upload_limit),
+                        bundle.SuiteFilesPlugin(archive, str(run_dir), **self._unpack_limits()),
                         name=plugin,
                     )
             result = coord.resume(run.run_id)
@@ -203,7 +229,27 @@ class RunManager:
             with contextlib.suppress(Exception):
                 self.client.unregister_worker_plugin(plugin)
             run.coordinator = None
+            self._release(run.run_id, ended=True)
             run.notify()
+
+    def _unpack_limits(self) -> dict[str, int]:
+        return {"unpacked_limit": self.limits.unpacked_limit,
+                "entry_limit": self.limits.entry_limit}  # fmt: skip
+
+    def _release(self, run_id: str, *, ended: bool = False) -> None:
+        if ended:
+            # Retention counts a directory's age from its run's end.
+            with contextlib.suppress(OSError):
+                os.utime(self.workdir / run_id)
+        with self._lock:
+            self._pending.pop(run_id, None)
+            self._busy.discard(run_id)
+
+    def in_use(self) -> set[str]:
+        """Run ids whose upload directory must stay: not finished, or still in use."""
+        with self._lock:
+            unfinished = {k for k, r in self.runs.items() if not r.finished}
+            return unfinished | self._busy | set(self._pending)
 
     def _on_event(self, run: ActiveRun, event: Event) -> None:
         # Called on the run's thread: record, then let the HTTP loop wake its waiters.

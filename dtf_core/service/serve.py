@@ -4,8 +4,11 @@ Order matters: the Store opens first (a locked database is exit 3 before
 anything starts), then the scheduler (``--start-scheduler`` runs
 ``dtf-core scheduler`` as a child, stopped by its pid on the way out), then the
 Dask client on its own event-loop thread, and last the HTTP server on this
-thread's event loop. SIGTERM/SIGINT cancel the runs in flight (their results so
-far are stored, each run is marked cancelled) and close everything in reverse.
+thread's event loop (HTTPS with ``--api-tls-cert/--api-tls-key``). Upload
+retention (:mod:`~dtf_core.service.retention`) starts once the runs left open
+are resumed, so that their directories are known to be in use. SIGTERM/SIGINT
+cancel the runs in flight (their results so far are stored, each run is marked
+cancelled) and close everything in reverse.
 """
 
 from __future__ import annotations
@@ -15,16 +18,17 @@ import contextlib
 import logging
 import os
 import signal
+import ssl
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import click
-import dask.utils
 
 from dtf_core import config
 from dtf_core.cluster import embedded as cluster
@@ -32,6 +36,9 @@ from dtf_core.cluster import safepickle, security
 from dtf_core.cluster.tls import client_security
 from dtf_core.errors import ClusterError, DatabaseLockedError, OptionError
 from dtf_core.service.api import serve_forever
+from dtf_core.service.client import is_loopback
+from dtf_core.service.limits import UploadLimits
+from dtf_core.service.retention import UploadJanitor
 from dtf_core.service.runmanager import RunManager
 from dtf_core.store import Store
 
@@ -53,6 +60,10 @@ class ServeOptions:
     tls_cert: str | None = None
     tls_key: str | None = None
     standby: bool = False
+    api_tls_cert: str | None = None
+    api_tls_key: str | None = None
+    # serve's limit options by name (limits.SETTINGS); None: the config's value
+    limits: dict[str, Any] = field(default_factory=dict)
 
 
 def _say(text: str) -> None:
@@ -69,6 +80,8 @@ def serve(opts: ServeOptions) -> None:
         else None
     )
     sec = client_security(opts.tls_ca_file, opts.tls_cert, opts.tls_key)
+    https = api_ssl_context(opts.api_tls_cert, opts.api_tls_key)
+    bounds = UploadLimits.from_config(**opts.limits)
     workdir = Path(opts.workdir or Path(opts.db).resolve().parent / "uploads").resolve()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     # Nothing a worker sends may run code here (this process holds the API key).
@@ -83,7 +96,7 @@ def serve(opts: ServeOptions) -> None:
         handle = stack.enter_context(cluster.open_cluster(address, security=sec))
         manager = RunManager(
             handle.client, store, workdir=workdir,
-            upload_limit=int(dask.utils.parse_bytes(str(config.get("service.upload-limit")))),
+            limits=bounds,
             max_concurrent=int(config.get("service.max-concurrent-runs")),
             keep_finished=int(config.get("service.keep-finished")),
             verify=security.ResultVerifier(result_key) if result_key else None,
@@ -95,21 +108,55 @@ def serve(opts: ServeOptions) -> None:
         # client following one finds it here.
         for run_id in manager.resume_open_runs():
             _say(f"resuming run {run_id} left open by a previous coordinator")
+        janitor = UploadJanitor(
+            workdir, manager.in_use, keep=bounds.keep_uploads,
+            keep_for=bounds.keep_uploads_for, interval=bounds.prune_interval,
+        )  # fmt: skip
+        janitor.start()  # after the resumed runs are known: their directories stay
+        stack.callback(janitor.stop)
         if result_key is None:
             _say("no --result-key-file: results from workers are NOT verified")
+        if https is None and not is_loopback(opts.host):
+            _say(
+                f"the API on {opts.host} is plain HTTP: clients refuse to send tokens to it "
+                "without --insecure; give --api-tls-cert/--api-tls-key (or a TLS proxy)"
+            )
         _say(f"database {opts.db}; uploads in {workdir}; scheduler {address}")
-        asyncio.run(_main(manager, secret, opts.host, opts.port))
+        _say(bounds.describe())
+        asyncio.run(_main(manager, secret, opts.host, opts.port, https))
     _say("stopped")
 
 
-async def _main(manager: RunManager, secret: bytes, host: str, port: int) -> None:
+async def _main(
+    manager: RunManager, secret: bytes, host: str, port: int, https: ssl.SSLContext | None
+) -> None:
     loop = asyncio.get_running_loop()
     task = asyncio.current_task()
     assert task is not None
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, task.cancel)
     with contextlib.suppress(asyncio.CancelledError):
-        await serve_forever(manager, secret, host, port, lambda url: _say(f"listening on {url}"))
+        await serve_forever(
+            manager, secret, host, port, lambda url: _say(f"listening on {url}"), https
+        )
+
+
+def api_ssl_context(cert: str | None, key: str | None) -> ssl.SSLContext | None:
+    """The server side of the API's HTTPS, or None for plain HTTP; bad files
+    are bad input, found before anything starts."""
+    if not cert and not key:
+        return None
+    if not (cert and key):
+        raise OptionError("HTTPS needs both --api-tls-cert and --api-tls-key")
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        ctx.load_cert_chain(cert, key)
+    except (OSError, ssl.SSLError) as exc:
+        raise OptionError(
+            f"--api-tls-cert {cert} / --api-tls-key {key}: not a PEM certificate and its "
+            f"private key ({exc}); `dtf-core tls certs DIR` writes a pair"
+        ) from None
+    return ctx
 
 
 def _open_store(opts: ServeOptions) -> Store:

@@ -61,8 +61,15 @@ def submit(
     json_path: str | None = None,
     html_path: str | None = None,
     quiet: bool = False,
+    ca_file: str | None = None,
+    insecure: bool = False,
 ) -> str:
-    """Submit and (unless ``no_wait``) follow; the run's final status."""
+    """Submit and (unless ``no_wait``) follow; the run's final status.
+
+    A full queue (HTTP 429) is tried again for ``dtf.service.submit-queue-wait``
+    seconds, then ends as :class:`~dtf_core.errors.ServiceBusyError` (exit 3:
+    nothing was wrong with the suite); an upload above a limit (413) is bad
+    input (exit 2). Both print the service's own one-line reason."""
     if db:
         raise OptionError("--db belongs to the service (`dtf-core serve --db`), not to submit")
     loaded = spec.load_suite(suite)
@@ -74,14 +81,16 @@ def submit(
     for target in (markdown, junit, json_path, html_path):
         if target and not os.path.isdir(os.path.dirname(os.path.abspath(target))):
             raise OptionError(f"cannot write {target}: its directory does not exist")
-    client = CoordinatorClient(url, token)
+    client = CoordinatorClient(url, token, ca_file=ca_file, insecure=insecure)
     limit = int(dask.utils.parse_bytes(str(config.get("service.upload-limit"))))
     archive = bundle.pack(base, limit)
-    accepted = client.submit(
-        suite_file.relative_to(base).as_posix(), archive, context.collect(str(base))
-    )
-    run_id = str(accepted["run_id"])
     view = ProgressView(live=False if quiet else None)
+    accepted = client.submit(
+        suite_file.relative_to(base).as_posix(), archive, context.collect(str(base)),
+        busy_wait=config.seconds("service.submit-queue-wait"),
+        on_busy=(lambda _: None) if quiet else view.info,
+    )  # fmt: skip
+    run_id = str(accepted["run_id"])
     if not quiet:
         view.info(
             f"submitted run {run_id} to {client.base}: suite '{accepted['suite']}', "

@@ -35,13 +35,17 @@ class HttpSource:
         *,
         timeout: float = 3.0,
         clock: Callable[[], float] = time.time,
+        ca_file: str | None = None,
+        insecure: bool = False,
     ) -> None:
         self.url = url
         self.clock = clock
         self.label = f"coordinator: {url}"
         try:
             # A short timeout and no failover wait: the console's own loop retries.
-            self.client = CoordinatorClient(url, token, timeout=timeout, failover_wait=0.0)
+            self.client = CoordinatorClient(
+                url, token, timeout=timeout, failover_wait=0.0, ca_file=ca_file, insecure=insecure
+            )
         except DtfError as exc:
             raise SourceError(str(exc)) from exc
         self._workers = LiveState(clock=clock)  # keeps the CPU/memory history per worker

@@ -129,18 +129,18 @@ def test_bundle_roundtrip_skips_junk_and_ships_to_new_dirs(tmp_path: Path) -> No
     (src / "old.duckdb").write_text("db")
     data = bundle.pack(src, limit=10**6)
     dest = tmp_path / "out"
-    bundle.unpack(data, dest, limit=10**6)
+    bundle.unpack(data, dest, unpacked_limit=10**6, entry_limit=100)
     assert (dest / "pkg" / "m.py").read_text() == "x = 1\n"
     assert not (dest / ".venv").exists() and not (dest / "old.duckdb").exists()
     # The worker plugin unpacks where the directory is missing, and cleans up after itself.
     remote = tmp_path / "remote" / "run1"
-    plugin = bundle.SuiteFilesPlugin(data, str(remote), 10**6)
+    plugin = bundle.SuiteFilesPlugin(data, str(remote), unpacked_limit=10**6, entry_limit=100)
     plugin.setup(None)
     assert (remote / "suite.toml").exists()
     plugin.teardown(None)
     assert not remote.exists()
     # ...and leaves a directory that was already there alone.
-    keep = bundle.SuiteFilesPlugin(data, str(dest), 10**6)
+    keep = bundle.SuiteFilesPlugin(data, str(dest), unpacked_limit=10**6, entry_limit=100)
     keep.setup(None)
     keep.teardown(None)
     assert (dest / "suite.toml").exists()
@@ -158,9 +158,9 @@ def test_bundle_limits_and_unsafe_archives(tmp_path: Path) -> None:
         info.size = 1
         tar.addfile(info, io.BytesIO(b"x"))
     with pytest.raises(OptionError, match="unsafe"):
-        bundle.unpack(buf.getvalue(), tmp_path / "x", limit=10**6)
+        bundle.unpack(buf.getvalue(), tmp_path / "x", unpacked_limit=10**6, entry_limit=100)
     with pytest.raises(OptionError, match="cannot be unpacked"):
-        bundle.unpack(b"not a tarball", tmp_path / "y", limit=10**6)
+        bundle.unpack(b"not a tarball", tmp_path / "y", unpacked_limit=10**6, entry_limit=100)
 
 
 def test_worker_resources_from_hardware_with_a_mocked_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
