@@ -34,7 +34,7 @@ def _credentials(s: DeploySettings, keys: list[str]) -> tuple[dict[str, str], li
     host = s.paths(KEY_DIR)
     used = [k for k in keys if k in host]
     paths = {k: f"%d/{FILE_NAMES[k]}" for k in used}
-    lines = [f"LoadCredential={FILE_NAMES[k]}:{host[k]}" for k in used]
+    lines = [f"LoadCredential={FILE_NAMES[k]}:{host[k].replace('%', '%%')}" for k in used]
     return paths, lines
 
 
@@ -42,7 +42,14 @@ def _writable(state: str, *paths: str) -> list[str]:
     # StateDirectory= makes /var/lib/dtf writable; anything outside it must be named
     # (the leading '-': a directory that does not exist yet is not an error).
     dirs = sorted({os.path.dirname(p.rstrip("/")) or "/" for p in paths})
-    return [f"ReadWritePaths=-{d}" for d in dirs if not (d + "/").startswith(state + "/")]
+    out = []
+    for d in dirs:
+        if not (d + "/").startswith(state + "/"):
+            value = "-" + d.replace("%", "%%")
+            out.append(
+                f'ReadWritePaths="{value}"' if re.search(r"\s", d) else f"ReadWritePaths={value}"
+            )
+    return out
 
 
 def _unit(s: DeploySettings, what: str, argv: list[str], service: list[str]) -> str:
