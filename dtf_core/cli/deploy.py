@@ -36,7 +36,8 @@ def _file_options(fn: Any) -> Any:
 
 @click.command("deploy")
 @click.argument("target", type=click.Choice(TARGETS))
-@click.option("--output", "-o", required=True, type=click.Path(file_okay=False),
+# Not --output: everywhere else that names a FILE (docs/cli.md); this is a directory.
+@click.option("--output-dir", "-o", "output", required=True, type=click.Path(file_okay=False),
               help="Directory to write the files into (created).")  # fmt: skip
 @click.option("--config", "config_file", type=click.Path(dir_okay=False), default=None,
               help="Deployment TOML with a [deploy] table; options override it.")  # fmt: skip
@@ -45,7 +46,10 @@ def _file_options(fn: Any) -> Any:
 @click.option("--scheduler-host", default=None, help="Interface the scheduler listens on.")
 @click.option("--serve", "serve_address", metavar="HOST:PORT", default=None,
               help="Where serve listens (default 0.0.0.0:8780).")  # fmt: skip
-@click.option("--db", default=None, metavar="FILE", help="serve's database on its host.")
+# Not --db: that is the database a command itself opens; this one is on another host.
+@click.option(
+    "--serve-db", "db", default=None, metavar="FILE", help="serve's database on its host."
+)
 @click.option("--workdir", default=None, help="serve's upload directory (workers use it too).")
 @click.option("--resources", "-r", default=None, metavar="NAME=N[,NAME=N]",
               help="Extra resource tags of every worker, e.g. CUDA=1.")  # fmt: skip
@@ -66,7 +70,7 @@ def _file_options(fn: Any) -> Any:
 def deploy_cmd(target: str, output: str, config_file: str | None, serve_address: str | None,
                force: bool, **options: Any) -> None:  # fmt: skip
     """Write TARGET's deployment files (systemd, launchd, windows, docker, compose,
-    kubernetes, slurm) for this deployment's settings into --output."""
+    kubernetes, slurm) for this deployment's settings into --output-dir."""
     from dtf_core import deploy
     from dtf_core.errors import OptionError
 

@@ -51,14 +51,14 @@ def _container(s: DeploySettings, role: str, args: list[str], **extra: Any) -> d
 
 def _deployment(
     s: DeploySettings, name: str, role: str, replicas: int, pod: dict[str, Any],
-    strategy: str = "RollingUpdate",
+    strategy: dict[str, Any] | None = None,
 ) -> dict[str, Any]:  # fmt: skip
     labels = _labels(s, role)
     return {
         "apiVersion": "apps/v1", "kind": "Deployment", "metadata": _meta(s, name, role),
         "spec": {
             "replicas": replicas, "selector": {"matchLabels": labels},
-            "strategy": {"type": strategy},
+            "strategy": strategy or {"type": "Recreate"},
             "template": {"metadata": {"labels": labels},
                          "spec": {"securityContext": {"fsGroup": UID}, **pod}},
         },
@@ -112,7 +112,10 @@ def _worker(s: DeploySettings, gpus: int, address: str) -> dict[str, Any]:
                     {"name": "scratch", "emptyDir": {}}],
     }  # fmt: skip
     count = s.gpu_workers if gpus else s.workers
-    return _deployment(s, f"{s.name}-{role}", role, count, pod)
+    # Replace workers one at a time, the old pod first: a surge pod would wait for a
+    # GPU the old one holds, and the old one would wait for it to be ready.
+    rolling = {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 0, "maxUnavailable": 1}}
+    return _deployment(s, f"{s.name}-{role}", role, count, pod, rolling)
 
 
 def generate(s: DeploySettings) -> dict[str, str]:
@@ -135,7 +138,8 @@ def generate(s: DeploySettings) -> dict[str, str]:
                    "result_key": f"{SECRETS}/result/result.key", **tls_paths}  # fmt: skip
     health = {"httpGet": {"path": "/v1/health", "port": s.serve_port}, "periodSeconds": 5}
     # The database and uploaded suites (kept for --resume) live on a claim. One
-    # writer per DuckDB file: the old pod stops before the new one starts.
+    # writer per DuckDB file: the old pod stops before the new one starts (Recreate,
+    # as for the scheduler: two behind one Service would split the workers).
     serve = _deployment(s, serve_name, "serve", 1, {
         "containers": [_container(
             s, "serve",
@@ -149,7 +153,7 @@ def generate(s: DeploySettings) -> dict[str, str]:
         )],
         "volumes": [_secret_volume(s, "api_key"), _secret_volume(s, "result_key"), *tls_vols,
                     {"name": "state", "persistentVolumeClaim": {"claimName": f"{s.name}-state"}}],
-    }, strategy="Recreate")  # fmt: skip
+    })  # fmt: skip
     claim = {
         "apiVersion": "v1", "kind": "PersistentVolumeClaim",
         "metadata": _meta(s, f"{s.name}-state", "serve"),

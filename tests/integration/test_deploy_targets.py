@@ -362,6 +362,12 @@ def test_kubernetes(variant: str, keys: Path, tmp_path: Path) -> None:
     for d in docs:
         if d["kind"] != "Deployment":
             continue
+        # One scheduler, one database writer at a time; workers never surge past their GPUs.
+        strategy = d["spec"]["strategy"]
+        if d["metadata"]["name"] in ("dtf-scheduler", "dtf-serve"):
+            assert strategy == {"type": "Recreate"}
+        else:
+            assert strategy["rollingUpdate"]["maxSurge"] == 0
         pod = d["spec"]["template"]["spec"]
         for c in pod.get("initContainers", []) + pod["containers"]:
             assert c["image"] == "dtf:latest"
