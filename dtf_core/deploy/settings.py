@@ -137,12 +137,20 @@ def load(path: str | None, overrides: dict[str, Any]) -> DeploySettings:
     merged = {**table, **given}
     if "files" in given and isinstance(table.get("files"), dict):
         merged["files"] = {**table["files"], **given["files"]}
-    return _build(where, merged)
+    files_given = given.get("files") or {}
+
+    def source(key: str) -> str:
+        # An error names where the bad value came from: the file or the command line.
+        top, _, sub = key.partition(".")
+        from_options = sub in files_given if top == "files" and sub else top in given
+        return "command line" if from_options else where
+
+    return _build(source, merged)
 
 
-def _build(where: str, raw: dict[str, Any]) -> DeploySettings:
+def _build(source: Any, raw: dict[str, Any]) -> DeploySettings:
     def fail(key: str, message: str) -> BadInputError:
-        return SpecError(where, message, key=key)
+        return SpecError(source(key), message, key=key)
 
     known = {*_SCALARS, "resources", "files", "slurm"}
     for key in raw:

@@ -87,6 +87,10 @@ def test_cli_bad_input_is_one_line_and_exit_2(tmp_path: Path) -> None:
     r = runner.invoke(main, ["deploy", "systemd", "-o", str(tmp_path / "o"), "--config", str(f)])
     assert r.exit_code == 2 and r.output.count("\n") == 1, r.output
     assert r.output.startswith(f"dtf-core: error: {f}: key 'workerz'")
+    f.write_text("[deploy]\nworkers = 2\n")
+    r = runner.invoke(main, ["deploy", "systemd", "-o", str(tmp_path / "o"), "--config", str(f),
+                             "--workers", "-1"])  # fmt: skip
+    assert r.exit_code == 2 and "error: command line: key 'workers': must be 0 or more" in r.output
     r = runner.invoke(main, ["deploy", "systemd", "-o", str(tmp_path / "o"), "--serve", "8780"])
     assert r.exit_code == 2 and "--serve '8780' is not HOST:PORT" in r.output
     r = runner.invoke(main, ["deploy", "nomad", "-o", str(tmp_path / "o")])
