@@ -36,12 +36,13 @@ def scheduler(s: DeploySettings, paths: Paths, *, host: str | None = None) -> li
 
 def serve(
     s: DeploySettings, paths: Paths, *, scheduler: str | None = None, db: str | None = None,
-    workdir: str | None = None,
+    workdir: str | None = None, host: str | None = None,
 ) -> list[str]:  # fmt: skip
-    """``dtf-core serve`` against the scheduler at ``scheduler`` (default: the settings')."""
+    """``dtf-core serve`` against the scheduler at ``scheduler``; every keyword left
+    out is the settings' (containers pass their own paths, and 0.0.0.0)."""
     argv = [
         "serve", "--scheduler", scheduler or s.scheduler, "--db", db or s.db,
-        "--host", s.serve_host, "--port", str(s.serve_port),
+        "--host", host or s.serve_host, "--port", str(s.serve_port),
         "--secret-file", paths["api_key"], "--workdir", workdir or s.workdir,
     ]  # fmt: skip
     if "result_key" in paths:

@@ -136,6 +136,7 @@ def compose(s: DeploySettings) -> str:
                 scheduler=address,
                 db=f"{STATE}/dtf.duckdb",
                 workdir=f"{STATE}/uploads",
+                host="0.0.0.0",
             ),
             "ports": [f"127.0.0.1:{s.serve_port}:{s.serve_port}"],
             "volumes": [*ro, f"state:{STATE}"],

@@ -144,7 +144,7 @@ def generate(s: DeploySettings) -> dict[str, str]:
         "containers": [_container(
             s, "serve",
             commands.serve(s, serve_paths, scheduler=address, db=f"{STATE}/dtf.duckdb",
-                           workdir=f"{STATE}/uploads"),
+                           workdir=f"{STATE}/uploads", host="0.0.0.0"),
             ports=[{"containerPort": s.serve_port, "name": "api"}],
             readinessProbe=health, livenessProbe={**health, "failureThreshold": 6},
             volumeMounts=[_mount("api_key", f"{SECRETS}/api"),
