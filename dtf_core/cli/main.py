@@ -150,10 +150,12 @@ def _register_command_modules() -> None:
     # commands keep `dtf-core --help` fast.
     from dtf_core.cli import analysis as cli_analysis
     from dtf_core.cli import cluster as cli_cluster
+    from dtf_core.cli import deploy as cli_deploy
     from dtf_core.cli import testcmd as cli_pytest
 
     cli_analysis.register(main)
     cli_cluster.register(main)
+    cli_deploy.register(main)
     cli_pytest.register(main)
 
 

@@ -1,6 +1,8 @@
 """What machine this is, and which Dask resources its workers should advertise.
 
-* :func:`describe` gathers the facts once per process (cheap to call again).
+* :func:`describe` gathers the facts once per process (cheap to call again);
+  the operating system, architecture and CPU model come from
+  :mod:`dtf_core.cluster.platforms` (Linux, macOS, Windows).
 * :func:`label` turns them into the short, stable string that groups benchmark
   results, e.g. ``"x86_64 · AMD EPYC 7B13 · 2 cores · 1x NVIDIA H100 80GB HBM3"``.
 * :func:`detect_resources` / :func:`worker_env` split the machine among embedded
@@ -30,6 +32,7 @@ from typing import Any
 
 import psutil
 
+from dtf_core.cluster import platforms
 from dtf_core.errors import OptionError
 
 _NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -40,11 +43,15 @@ def describe() -> dict[str, Any]:
     """Facts about this machine, computed once per process (``describe.cache_clear()``)."""
     vm_total = psutil.virtual_memory().total
     limit = _cgroup_memory_limit()
+    system = platforms.facts()
     return {
         "hostname": socket.gethostname(),
         "platform": platform.system().lower(),
         "machine": platform.machine(),
-        "cpu_model": _cpu_model(),
+        "os": system["os"],  # linux, macos, windows
+        "os_version": system["os_version"],  # "Debian GNU/Linux 12 (bookworm)", "macOS 14.5"
+        "arch": system["arch"],  # x86_64, arm64 ... whatever the system calls them
+        "cpu_model": system["cpu_model"],
         "logical_cores": _usable_cores(),
         "physical_cores": psutil.cpu_count(logical=False) or psutil.cpu_count() or 1,
         "memory_bytes": min(vm_total, limit) if limit else vm_total,
@@ -189,22 +196,6 @@ def parse_resources(text: str) -> dict[str, float]:
             raise OptionError(f"resource {name} is given twice")
         out[name] = amount
     return out
-
-
-def _cpu_model() -> str:
-    model = ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            key, _, value = line.partition(":")
-            if key.strip() in ("model name", "Model", "cpu model"):
-                model = value.strip()
-                break
-    except OSError:
-        pass
-    model = model or platform.processor() or platform.machine()
-    # Trademark noise makes labels longer, not more distinct.
-    model = re.sub(r"\((R|TM|tm|r)\)", "", model)
-    return re.sub(r"\s+", " ", model).strip()
 
 
 def _usable_cores() -> int:
