@@ -226,6 +226,11 @@ def worker_cmd(scheduler: str, token_file: str, resources: str, nthreads: int | 
     default=None,
     help="Seconds a task waits for a capable worker (default 30).",
 )
+@click.option(
+    "--badges", type=click.Choice(["public", "token"]), default=None,
+    help="GET /v1/badges/SUITE.json|.svg without a token (public) or with a viewer token "
+    "(default: dtf.service.badges, public).",
+)  # fmt: skip
 @_tls_options
 @handle_errors
 def serve_cmd(**kwargs: Any) -> None:

@@ -36,7 +36,9 @@ from dtf_core.reporting.counts import BAD_TESTS, COUNT_KEYS, OK, TEST_BUCKET, ta
 from dtf_core.store import StoreReader
 
 
-def build_summary(store: StoreReader, run_id: str) -> dict[str, Any]:
+def build_summary(store: StoreReader, run_id: str, *, benchmarks: bool = True) -> dict[str, Any]:
+    """``benchmarks=False``: without the benchmark tables and the analysis (a badge
+    wants the counts, and a large history's analysis takes seconds)."""
     run = store.get_run(run_id)
     # Plain dicts: the summary adds keys to the stored rows.
     tasks: list[dict[str, Any]] = [dict(t) for t in store.tasks(run_id)]
@@ -111,7 +113,7 @@ def build_summary(store: StoreReader, run_id: str) -> dict[str, Any]:
         status = "passed" if all(t["status"] in OK for t in tasks) else "failed"
     started, finished = run["started_at"], run["finished_at"]
     ranked = sorted((t for t in tasks if t["wall_s"]), key=lambda t: -t["wall_s"])
-    benchmarks = _benchmarks(store, run_id)
+    measured = _benchmarks(store, run_id) if benchmarks else []
     return {
         "run_id": run_id,
         "suite": run["suite"],
@@ -130,9 +132,9 @@ def build_summary(store: StoreReader, run_id: str) -> dict[str, Any]:
         "slowest": [
             {k: t[k] for k in ("task_id", "wall_s", "status", "worker")} for t in ranked[:10]
         ],
-        "benchmarks": benchmarks,
+        "benchmarks": measured,
         "workers": workers,
-        "analysis": _analysis(store, run_id) if benchmarks else None,
+        "analysis": _analysis(store, run_id) if measured else None,
     }
 
 

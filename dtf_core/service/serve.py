@@ -53,6 +53,7 @@ class ServeOptions:
     tls_cert: str | None = None
     tls_key: str | None = None
     standby: bool = False
+    badges: str | None = None  # public | token; default: dtf.service.badges
 
 
 def _say(text: str) -> None:
@@ -69,6 +70,8 @@ def serve(opts: ServeOptions) -> None:
         else None
     )
     sec = client_security(opts.tls_ca_file, opts.tls_cert, opts.tls_key)
+    if opts.badges:
+        dask.config.set({"dtf.service.badges": opts.badges})  # read per request by the API
     workdir = Path(opts.workdir or Path(opts.db).resolve().parent / "uploads").resolve()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     # Nothing a worker sends may run code here (this process holds the API key).

@@ -71,8 +71,8 @@ class StoreReader:
     def schema_version(self) -> int:
         return schema.version(self._db)
 
-    def latest_run_id(self) -> str | None:
-        return reads.latest_run_id(self._db)
+    def latest_run_id(self, suite: str | None = None) -> str | None:
+        return reads.latest_run_id(self._db, suite)
 
     def list_runs(self, limit: int = 20) -> list[RunSummaryRecord]:
         """Newest first, with task counts (``tasks``, ``failed``: not passed/skipped)."""

@@ -20,8 +20,12 @@ from dtf_core.store.rows import (
 )
 
 
-def latest_run_id(db: Connection) -> str | None:
-    row = db.one("SELECT run_id FROM runs ORDER BY started_at DESC, run_id DESC LIMIT 1")
+def latest_run_id(db: Connection, suite: str | None = None) -> str | None:
+    """The newest run (of ``suite`` when given)."""
+    where, args = ("WHERE suite = ?", [suite]) if suite is not None else ("", [])
+    row = db.one(
+        f"SELECT run_id FROM runs {where} ORDER BY started_at DESC, run_id DESC LIMIT 1", args
+    )
     return str(row[0]) if row else None
 
 
