@@ -17,6 +17,7 @@ from typing import Any
 import click
 
 from dtf_core import __version__
+from dtf_core.cli.clusterplan import plan_cluster
 from dtf_core.cli.common import (
     EXIT_OPERATIONAL,
     RunOptions,
@@ -26,7 +27,6 @@ from dtf_core.cli.common import (
     default_db,
     fail,
     handle_errors,
-    plan_cluster,
 )
 from dtf_core.errors import DtfError, OptionError, exit_code
 

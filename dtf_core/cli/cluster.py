@@ -260,6 +260,11 @@ def worker_cmd(scheduler: str, token_file: str, resources: str, nthreads: int | 
     "--api-tls-key", type=click.Path(dir_okay=False, exists=True), default=None,
     metavar="FILE", help="The private key of --api-tls-cert.",
 )  # fmt: skip
+@click.option(
+    "--badges", type=click.Choice(["public", "token"]), default=None,
+    help="GET /v1/badges/SUITE.json|.svg without a token (public) or with a viewer token "
+    "(default: dtf.service.badges, public).",
+)  # fmt: skip
 @_limit_options
 @_tls_options
 @handle_errors

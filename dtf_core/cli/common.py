@@ -25,7 +25,6 @@ from dtf_core import config as dtf_config
 # The embedded cluster's options live beside, re-exported: commands import every option from here.
 from dtf_core.cli.clusteropts import WorkersType as WorkersType
 from dtf_core.cli.clusteropts import cluster_options as cluster_options
-from dtf_core.cli.clusteropts import parse_resource_options
 from dtf_core.cli.clusteropts import usable_cores as usable_cores
 from dtf_core.cli.deprecation import renamed
 
@@ -40,7 +39,7 @@ from dtf_core.errors import BadInputError, DtfError, OptionError, RunNotFoundErr
 if TYPE_CHECKING:
     from dtf_core.analysis.baseline import BaselineSpec
     from dtf_core.cluster.embedded import ClusterHandle, WorkerPlan
-    from dtf_core.model import ClusterSpec, Suite
+    from dtf_core.model import Suite
     from dtf_core.run.coordinator import RunResult
     from dtf_core.store import Store, StoreReader
 
@@ -210,7 +209,7 @@ def pick_run(
 ) -> str:
     """``--run``, or the latest run (on ``branch``: ``--branch``); a missing one is bad input."""
     if run_id is None:
-        run_id = store.latest_run_id(branch)
+        run_id = store.latest_run_id(branch=branch)
         if run_id is None:
             if branch is not None:
                 raise RunNotFoundError(f"no run on branch {branch!r} in {db_path}")
@@ -245,10 +244,31 @@ def lock_timeout_option(fn: F) -> F:
     )(fn)  # fmt: skip
 
 
+def ci_file_options(fn: F) -> F:
+    """``--pr-comment FILE`` and ``--metrics-report FILE``: what a CI shows beside the reports
+    (docs/ci.md); ``run``, ``test``, ``submit`` and ``report`` write them."""
+    options = [
+        click.option(
+            "--pr-comment", type=click.Path(dir_okay=False), default=None, metavar="FILE",
+            help="Write a pull-request comment body (Markdown: counts, failures, regressions "
+            "against the baseline with a sparkline each) to FILE.",
+        ),
+        click.option(
+            "--metrics-report", type=click.Path(dir_okay=False), default=None, metavar="FILE",
+            help="Write GitLab's metrics report (OpenMetrics text) to FILE "
+            "(default in a GitLab job: metrics.txt).",
+        ),
+    ]  # fmt: skip
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
 def output_options(fn: F) -> F:
-    """The files a run writes (``--markdown/--junit/--json/--html FILE``) and ``--quiet``;
-    ``--report FILE`` is the old spelling of ``--markdown FILE``."""
+    """The files a run writes (``--markdown/--junit/--json/--html FILE``, the CI files) and
+    ``--quiet``; ``--report FILE`` is the old spelling of ``--markdown FILE``."""
     fn = renamed("--report", "--markdown", "markdown", type=click.Path(dir_okay=False))(fn)
+    fn = ci_file_options(fn)
     options = [
         click.option(
             "--markdown", type=click.Path(dir_okay=False), default=None, metavar="FILE",
@@ -317,12 +337,19 @@ class RunOptions:
     junit: str | None = None
     json_path: str | None = None
     html_path: str | None = None
+    pr_comment: str | None = None
+    metrics_report: str | None = None
     quiet: bool = False
     exitfirst: bool = False
     maxfail: int | None = None
     tb: str | None = None
     baseline: BaselineSpec | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+
+    def files(self) -> tuple[str | None, ...]:
+        """Every file the run was asked to write."""
+        return (self.markdown, self.junit, self.json_path, self.html_path, self.pr_comment,
+                self.metrics_report)  # fmt: skip
 
     @property
     def max_failures(self) -> int | None:
@@ -334,34 +361,6 @@ class RunOptions:
         opts = cls(**{k: v for k, v in kwargs.items() if k in names})
         opts.extra = {k: v for k, v in kwargs.items() if k not in names}
         return opts
-
-
-def plan_cluster(opts: RunOptions, wanted: ClusterSpec | None) -> list[WorkerPlan] | None:
-    """Worker plans for the embedded cluster (None with --scheduler); checks the
-    options and the output paths before anything starts."""
-    from dtf_core.cluster import embedded as cluster
-
-    check_writable(opts.markdown, opts.junit, opts.json_path, opts.html_path)
-    per_worker, everyone = parse_resource_options(opts.resources)
-    if opts.scheduler is not None:
-        if opts.workers or opts.threads_per_worker or opts.resources:
-            raise OptionError(
-                "--workers, --threads-per-worker and --resources describe the embedded "
-                "cluster; they cannot be used with --scheduler"
-            )
-        return None
-    for name, value in (
-        ("--workers", opts.workers),
-        ("--threads-per-worker", opts.threads_per_worker),
-    ):
-        if value is not None and value < 1:
-            raise OptionError(f"{name} must be at least 1, got {value}")
-    n = opts.workers or (wanted.workers if wanted else None) or 2
-    t = opts.threads_per_worker or (wanted.threads_per_worker if wanted else None) or 1
-    tags = [dict(x) for x in (per_worker or (wanted.worker_resources if wanted else []))]
-    if everyone:
-        tags = [{**everyone, **tag} for tag in (tags + [{}] * max(0, n - len(tags)))]
-    return cluster.plan_workers(n, t, tags)
 
 
 Builder = Callable[["Store", "ClusterHandle"], tuple["Suite", dict[str, float]]]
@@ -383,6 +382,7 @@ def execute(
     from dtf_core.cluster import embedded as cluster
     from dtf_core.reporting.ci import emit_github
     from dtf_core.reporting.terminal import short_summary
+    from dtf_core.reporting.write import wants_summary
     from dtf_core.run.coordinator import Coordinator
     from dtf_core.run.progress import ProgressView
     from dtf_core.store import Store
@@ -416,8 +416,7 @@ def execute(
                     result = coord.run(suite, metadata=meta)
         # One summary for the reports and the end of the run on the terminal;
         # none when nothing shows it (a quiet run without reports).
-        outputs = (opts.markdown, opts.junit, opts.json_path, opts.html_path)
-        shown = not opts.quiet or any(outputs) or os.environ.get("GITHUB_STEP_SUMMARY")
+        shown = not opts.quiet or wants_summary(*opts.files())
         summary = reporting.build_summary(store, result.run_id, opts.baseline) if shown else None
         if write_reports is not None:
             write_reports(store, result.run_id, summary)
@@ -429,13 +428,15 @@ def execute(
                 junit=opts.junit,
                 json_path=opts.json_path,
                 html=opts.html_path,
+                pr_comment=opts.pr_comment,
+                metrics=opts.metrics_report,
                 summary=summary,
             )
         if summary is not None and not opts.quiet:
             view.info(short_summary(summary, tb=opts.tb or "short"))
         if summary is not None:
             emit_github(summary)  # annotations and step outputs, on GitHub Actions only
-        written = [p for p in (opts.markdown, opts.junit, opts.json_path, opts.html_path) if p]
+        written = [p for p in opts.files() if p]
         if opts.quiet:
             click.echo(f"run {result.run_id} {result.status.upper()}")
         else:

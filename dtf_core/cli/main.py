@@ -12,9 +12,12 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from dtf_core import __version__
+from dtf_core.cli.clusterplan import plan_cluster
 from dtf_core.cli.common import (
     RunOptions,
     baseline_option,
+    check_writable,
+    ci_file_options,
     cluster_options,
     db_option,
     default_db,
@@ -26,7 +29,6 @@ from dtf_core.cli.common import (
     lock_timeout_option,
     output_options,
     pick_run,
-    plan_cluster,
     run_option,
 )
 from dtf_core.cli.deprecation import one_line_deprecations
@@ -96,17 +98,27 @@ def run(suite: str | None, resume_id: str | None, **kwargs: Any) -> None:
 @run_option
 @baseline_option
 @format_option("md", "json", "junit", "html")
+@ci_file_options
 @handle_errors
 def report_cmd(
-    db: str | None, run_id: str | None, baseline: BaselineSpec | None, fmt: str, output: str | None
+    db: str | None,
+    run_id: str | None,
+    baseline: BaselineSpec | None,
+    fmt: str,
+    output: str | None,
+    pr_comment: str | None,
+    metrics_report: str | None,
 ) -> None:
     """Rebuild a run's report from the database (html: one file, inline SVG charts)."""
     from dtf_core import reporting
+    from dtf_core.reporting.write import write_ci_files
     from dtf_core.store import StoreReader
 
+    check_writable(pr_comment, metrics_report)
     db_path = db or default_db()
     with StoreReader(db_path) as store:
         summary = reporting.build_summary(store, pick_run(store, run_id, db_path), baseline)
+    write_ci_files(summary, pr_comment=pr_comment, metrics=metrics_report)
     emit(reporting.RENDERERS[fmt](summary), output)
 
 
@@ -149,13 +161,17 @@ def _register_command_modules() -> None:
     # Each capability keeps its commands in its own module; imports inside the
     # commands keep `dtf-core --help` fast.
     from dtf_core.cli import analysis as cli_analysis
+    from dtf_core.cli import badge as cli_badge
     from dtf_core.cli import cluster as cli_cluster
     from dtf_core.cli import deploy as cli_deploy
+    from dtf_core.cli import plan as cli_plan
     from dtf_core.cli import testcmd as cli_pytest
 
     cli_analysis.register(main)
+    cli_badge.register(main)
     cli_cluster.register(main)
     cli_deploy.register(main)
+    cli_plan.register(main)
     cli_pytest.register(main)
 
 

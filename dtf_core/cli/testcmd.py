@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from dtf_core.cli.clusterplan import plan_cluster
 from dtf_core.cli.common import (
     EXIT_BAD_INPUT,
     RunOptions,
@@ -27,7 +28,6 @@ from dtf_core.cli.common import (
     handle_errors,
     lock_timeout_option,
     output_options,
-    plan_cluster,
 )
 from dtf_core.errors import OptionError, exit_code
 
@@ -378,8 +378,27 @@ def _write_test_reports(
             fh.write(render_json(doc))
     reporting.write_reports(
         store, run_id, markdown=opts.markdown, junit=opts.junit, html=opts.html_path,
-        summary=summary,
+        pr_comment=opts.pr_comment, metrics=opts.metrics_report, summary=summary,
     )  # fmt: skip
+
+
+def discovered_files(paths: list[str], cwd: str) -> list[dict[str, Any]]:
+    """Each test file under ``paths``: ``file``, ``tests`` (count), ``resources`` (the most
+    any of its tests needs). pytest's collection output and exit 2 when it fails."""
+    from dtf_core.testing import split as testsplit
+
+    collection = _collect(paths, [], cwd)
+    if collection.exit_code not in (0, EXIT_NO_TESTS):
+        click.echo(collection.output.rstrip(), err=True)
+        sys.exit(EXIT_BAD_INPUT)
+    requires = testsplit.requirements(collection.items, cwd)
+    files: dict[str, dict[str, Any]] = {}
+    for item in collection.items:
+        entry = files.setdefault(item.file, {"file": item.file, "tests": 0, "resources": {}})
+        entry["tests"] += 1
+        for k, v in requires[item.nodeid].items():
+            entry["resources"][k] = max(v, entry["resources"].get(k, 0.0))
+    return sorted(files.values(), key=lambda e: e["file"])
 
 
 @click.command("discover")
@@ -392,21 +411,7 @@ def discover_cmd(paths: tuple[str, ...], fmt: str, output: str | None) -> None:
     Resources come from `@pytest.mark.dtf(GPU=1, ...)` markers and from what a
     file visibly uses (torch.cuda, cupy, numba.cuda ... -> GPU=1).
     """
-    from dtf_core.testing import split as testsplit
-
-    cwd = os.getcwd()
-    collection = _collect(list(paths) or ["."], [], cwd)
-    if collection.exit_code not in (0, EXIT_NO_TESTS):
-        click.echo(collection.output.rstrip(), err=True)
-        sys.exit(EXIT_BAD_INPUT)
-    requires = testsplit.requirements(collection.items, cwd)
-    files: dict[str, dict[str, Any]] = {}
-    for item in collection.items:
-        entry = files.setdefault(item.file, {"file": item.file, "tests": 0, "resources": {}})
-        entry["tests"] += 1
-        for k, v in requires[item.nodeid].items():
-            entry["resources"][k] = max(v, entry["resources"].get(k, 0.0))
-    rows = sorted(files.values(), key=lambda e: e["file"])
+    rows = discovered_files(list(paths) or ["."], os.getcwd())
     if fmt == "json":
         emit(json.dumps(rows, indent=2), output)
         return

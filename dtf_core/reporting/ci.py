@@ -1,5 +1,6 @@
-"""What a CI system reads from a run: GitHub annotations and step outputs, and
-the regression gate's verdict with the commit range to blame.
+"""What a CI system reads from a run: GitHub annotations (``::error`` per
+failed test, ``::warning`` per regressed benchmark) and step outputs, and the
+regression gate's verdict with the commit range to blame.
 
 Pure functions of the run summary / analysis records (the CLI prints them);
 :func:`emit_github` is the one place that touches the environment.
@@ -8,12 +9,15 @@ Pure functions of the run summary / analysis records (the CLI prints them);
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TextIO
+
+from dtf_core.errors import exit_code
 
 # "path/to/file.py:12: AssertionError" (--tb=long/short) or
 # "path/to/file.py:12: in test_x" (--tb=short): a frame's location line.
@@ -79,9 +83,55 @@ def github_annotations(summary: Mapping[str, Any], root: str | None = None) -> l
     return out
 
 
+def run_regressions(summary: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The benchmarks of this run that regressed against its baseline run
+    (``analysis.comparison``, as ``dtf-core compare`` judges them), worst first:
+    ``benchmark``, ``params``, ``hardware``, ``unit``, ``before``, ``after``,
+    ``change``, ``q_value``, ``baseline`` (the run compared with)."""
+    analysis = summary.get("analysis") or {}
+    rows = (analysis.get("comparison") or {}).get("rows") or []
+    out = [
+        {
+            **{k: r.get(k) for k in ("benchmark", "params", "hardware", "unit", "change")},
+            "before": r.get("baseline"),
+            "after": r.get("run"),
+            "q_value": r.get("q_value"),
+            "baseline": analysis.get("baseline"),
+        }
+        for r in rows
+        if r.get("verdict") == "regressed"
+    ]
+    return sorted(out, key=lambda r: -abs(r["change"] or 0.0))
+
+
+def regression_text(r: Mapping[str, Any]) -> str:
+    """``matmul[n=64] on cpu +7.1 % (1.02 -> 1.093 s) against run r-41``."""
+    change, before, after = r.get("change"), r.get("before"), r.get("after")
+    moved = f"{100 * change:+.1f} %" if change is not None and math.isfinite(change) else "?"
+    unit = f" {r['unit']}" if r.get("unit") else ""
+    levels = f" ({before:.4g} -> {after:.4g}{unit})" if None not in (before, after) else ""
+    return f"{series_label(r)} {moved}{levels} against run {r.get('baseline')}"
+
+
+def github_warnings(summary: Mapping[str, Any]) -> list[str]:
+    """One ``::warning`` workflow command per benchmark that regressed against the baseline."""
+    return [
+        f"::warning title={_escape_prop('regression: ' + str(r['benchmark']))}"
+        f"::{_escape_data(regression_text(r))}"
+        for r in run_regressions(summary)
+    ]
+
+
 def github_outputs(summary: Mapping[str, Any]) -> dict[str, str]:
-    """Step outputs (``steps.<id>.outputs.run-id`` / ``.status``)."""
-    return {"run-id": str(summary.get("run_id", "")), "status": str(summary.get("status", ""))}
+    """Step outputs (``steps.<id>.outputs.run-id`` / ``.status`` / ``.exit-code`` /
+    ``.regressions``): what a later step decides on without parsing reports."""
+    status = str(summary.get("status", ""))
+    return {
+        "run-id": str(summary.get("run_id", "")),
+        "status": status,
+        "exit-code": str(exit_code(status)),
+        "regressions": str(len(run_regressions(summary))),
+    }
 
 
 def emit_github(
@@ -96,7 +146,7 @@ def emit_github(
     if env.get("GITHUB_ACTIONS") != "true":
         return False
     stream = out or sys.stdout
-    for line in github_annotations(summary, root):
+    for line in github_annotations(summary, root) + github_warnings(summary):
         print(line, file=stream)
     target = env.get("GITHUB_OUTPUT")
     if target:
@@ -136,7 +186,7 @@ def culprit_range(change: Mapping[str, Any]) -> str:
     return f"runs {change.get('previous_run_id')}..{change.get('run_id')} (no commit recorded)"
 
 
-def _label(record: Mapping[str, Any]) -> str:
+def series_label(record: Mapping[str, Any]) -> str:
     params = record.get("params") or {}
     args = ",".join(f"{k}={v}" for k, v in sorted(params.items()))
     hw = record.get("hardware")
@@ -149,7 +199,7 @@ def regression_gate(changes: list[dict[str, Any]]) -> tuple[int, list[str]]:
     """``(exit code, lines)`` for ``regressions --fail-on-regression``: 1 and
     one line per open regression (benchmark, change, culprit range), else 0."""
     lines = [
-        f"regression: {_label(c)} {100 * c['change']:+.1f} % "
+        f"regression: {series_label(c)} {100 * c['change']:+.1f} % "
         f"({c['before']:.4g} -> {c['after']:.4g} {c.get('unit') or ''}, p={c['p_value']:.1g}) "
         f"in {culprit_range(c)}"
         for c in open_regressions(changes)
@@ -167,7 +217,7 @@ def trend_gate(rows: list[dict[str, Any]]) -> tuple[int, list[str]]:
         moved = r.get("change_over_window") or 0.0
         last = r.get("last_change") or {}
         where = f", last shift at commit {last['commit'][:12]}" if last.get("commit") else ""
-        lines.append(f"worsening: {_label(r)} {100 * moved:+.1f} % over the window{where}")
+        lines.append(f"worsening: {series_label(r)} {100 * moved:+.1f} % over the window{where}")
     return (1 if lines else 0), lines
 
 
@@ -182,7 +232,7 @@ def comparison_gate(
          "previous_run_id": baseline.get("run_id"), "run_id": run}
     )  # fmt: skip
     lines = [
-        f"regression: {_label(c)} {100 * c['change']:+.1f} % "
+        f"regression: {series_label(c)} {100 * c['change']:+.1f} % "
         f"({c['baseline']:.4g} -> {c['run']:.4g} {c.get('unit') or ''}, q={c['q_value']:.1g}) "
         f"vs baseline run {baseline.get('run_id')} in {where}"
         for c in rows

@@ -13,7 +13,10 @@ For a run with benchmark samples:
 * ``changes`` / ``trends``: level shifts and non-stable trends over the
   history of the series this run measured;
 * ``charts``: per-run medians (the last ``CHART_POINTS`` runs) of the series
-  worth a look (a shift, a trend or an anomaly), for the HTML report.
+  worth a look (a shift, a trend or an anomaly), for the HTML report;
+* ``recent``: per-run medians up to this run (the last ``RECENT_POINTS``) of
+  each benchmark that regressed against the baseline, for the sparklines of a
+  pull-request comment.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from dtf_core.store import StoreReader
 CHART_POINTS = 200
 MAX_CHARTS = 12
 MAX_ROWS = 50
+RECENT_POINTS = 20
 
 
 def build(
@@ -72,6 +76,29 @@ def build(
     out["changes"] = changes[:MAX_ROWS]
     out["trends"] = [t for t in trends if t["verdict"] in ("worsening", "improving")][:MAX_ROWS]
     out["charts"] = charts(hist, trends)
+    regressed = [
+        r for r in (out["comparison"] or {}).get("rows", []) if r["verdict"] == "regressed"
+    ]
+    out["recent"] = recent(hist, run_id, regressed)
+    return out
+
+
+def _key(benchmark: str, params: dict[str, Any], hardware: str) -> str:
+    return json.dumps([benchmark, params, hardware or ""], sort_keys=True)
+
+
+def recent(hist: History, run_id: str, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The last ``RECENT_POINTS`` per-run medians, up to ``run_id``, of the series in ``rows``."""
+    wanted = {_key(r["benchmark"], r["params"], r["hardware"]) for r in rows}
+    if not wanted:
+        return []
+    here = np.flatnonzero(hist.runs["run_id"].to_numpy() == run_id)
+    last = int(here[0]) if len(here) else len(hist.runs)
+    out = []
+    for s in hist:
+        if _key(s.benchmark, s.params, s.hardware) in wanted:
+            x = s.x[s.rix <= last][-RECENT_POINTS:]
+            out.append({**s.key(), "values": [float(v) for v in x]})
     return out
 
 

@@ -40,10 +40,16 @@ if TYPE_CHECKING:
 
 
 def build_summary(
-    store: StoreReader, run_id: str, baseline: BaselineSpec | None = None
+    store: StoreReader,
+    run_id: str,
+    baseline: BaselineSpec | None = None,
+    *,
+    benchmarks: bool = True,
 ) -> dict[str, Any]:
     """``baseline``: what ``--baseline`` asked for (default: the branch rule of
-    :mod:`dtf_core.analysis.baseline`)."""
+    :mod:`dtf_core.analysis.baseline`). ``benchmarks=False``: without the benchmark tables
+    and the analysis (a badge wants the counts, and a large history's analysis takes
+    seconds)."""
     run = store.get_run(run_id)
     # Plain dicts: the summary adds keys to the stored rows.
     tasks: list[dict[str, Any]] = [dict(t) for t in store.tasks(run_id)]
@@ -118,7 +124,7 @@ def build_summary(
         status = "passed" if all(t["status"] in OK for t in tasks) else "failed"
     started, finished = run["started_at"], run["finished_at"]
     ranked = sorted((t for t in tasks if t["wall_s"]), key=lambda t: -t["wall_s"])
-    benchmarks = _benchmarks(store, run_id)
+    measured = _benchmarks(store, run_id) if benchmarks else []
     return {
         "run_id": run_id,
         "suite": run["suite"],
@@ -137,9 +143,9 @@ def build_summary(
         "slowest": [
             {k: t[k] for k in ("task_id", "wall_s", "status", "worker")} for t in ranked[:10]
         ],
-        "benchmarks": benchmarks,
+        "benchmarks": measured,
         "workers": workers,
-        "analysis": _analysis(store, run_id, baseline) if benchmarks else None,
+        "analysis": _analysis(store, run_id, baseline) if measured else None,
     }
 
 

@@ -31,10 +31,11 @@ from tornado.ioloop import IOLoop
 from tornado.iostream import StreamClosedError
 from tornado.locks import Condition
 
-from dtf_core import __version__, reporting
+from dtf_core import __version__, config, reporting
 from dtf_core.cluster import embedded as cluster
 from dtf_core.cluster import security
 from dtf_core.errors import BadInputError, ClusterError
+from dtf_core.reporting import badge
 from dtf_core.service.handler import ApiError, Handler
 from dtf_core.service.limits import UploadLimits, size_text
 from dtf_core.service.runmanager import ActiveRun, RunManager
@@ -261,6 +262,23 @@ class TokensHandler(Handler):
         self.send({"token": token, "expires_at": time.time() + ttl}, 201)
 
 
+class BadgeHandler(Handler):
+    """A README badge of a suite (``?kind=status|passrate|perf``): no token unless
+    ``dtf.service.badges`` is ``token`` (``serve --badges token``)."""
+
+    async def get(self, suite: str, fmt: str) -> None:
+        if config.get("service.badges") == "token":
+            self.auth("viewer")
+        kind = self.get_query_argument("kind", "status")
+        made = await self.blocking(badge.make_badge, self.manager.store, kind, suite)
+        self.set_header("Cache-Control", "max-age=60")
+        if fmt == "json":
+            self.send(made.endpoint())
+        else:
+            self.set_header("Content-Type", "image/svg+xml; charset=utf-8")
+            self.finish(badge.render_svg(made))
+
+
 class NotFoundHandler(Handler):
     def prepare(self) -> None:
         raise ApiError(404, f"no endpoint {self.request.path}; see docs/cluster.md")
@@ -303,6 +321,7 @@ def make_app(manager: RunManager, secret: bytes) -> tornado.web.Application:
             (run + "/(tasks|errors|results|analysis|report)", RunDataHandler, args),
             (r"/v1/workers", WorkersHandler, args),
             (r"/v1/tokens", TokensHandler, args),
+            (r"/v1/badges/(.+)\.(json|svg)", BadgeHandler, args),
         ],
         default_handler_class=NotFoundHandler,
         default_handler_args=args,

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+import dask.config
 
 from dtf_core import config
 from dtf_core.cluster import embedded as cluster
@@ -64,6 +65,7 @@ class ServeOptions:
     api_tls_key: str | None = None
     # serve's limit options by name (limits.SETTINGS); None: the config's value
     limits: dict[str, Any] = field(default_factory=dict)
+    badges: str | None = None  # public | token; default: dtf.service.badges
 
 
 def _say(text: str) -> None:
@@ -82,6 +84,8 @@ def serve(opts: ServeOptions) -> None:
     sec = client_security(opts.tls_ca_file, opts.tls_cert, opts.tls_key)
     https = api_ssl_context(opts.api_tls_cert, opts.api_tls_key)
     bounds = UploadLimits.from_config(**opts.limits)
+    if opts.badges:
+        dask.config.set({"dtf.service.badges": opts.badges})  # read per request by the API
     workdir = Path(opts.workdir or Path(opts.db).resolve().parent / "uploads").resolve()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     # Nothing a worker sends may run code here (this process holds the API key).

@@ -60,6 +60,8 @@ def submit(
     junit: str | None = None,
     json_path: str | None = None,
     html_path: str | None = None,
+    pr_comment: str | None = None,
+    metrics_report: str | None = None,
     quiet: bool = False,
     ca_file: str | None = None,
     insecure: bool = False,
@@ -78,7 +80,7 @@ def submit(
     if not suite_file.is_relative_to(base):
         raise OptionError(f"{suite} is not inside --root {base}")
     _check_paths_inside(loaded, base)
-    for target in (markdown, junit, json_path, html_path):
+    for target in (markdown, junit, json_path, html_path, pr_comment, metrics_report):
         if target and not os.path.isdir(os.path.dirname(os.path.abspath(target))):
             raise OptionError(f"cannot write {target}: its directory does not exist")
     client = CoordinatorClient(url, token, ca_file=ca_file, insecure=insecure)
@@ -115,8 +117,9 @@ def submit(
         raise
     status = status or str(client.run(run_id)["status"])
     _write_reports(
-        client, run_id, {"md": markdown, "junit": junit, "json": json_path, "html": html_path}
-    )
+        client, run_id, {"md": markdown, "junit": junit, "json": json_path, "html": html_path},
+        pr_comment=pr_comment, metrics=metrics_report,
+    )  # fmt: skip
     if quiet:
         print(f"run {run_id} {status.upper()}")
     return status
@@ -133,7 +136,13 @@ def _check_paths_inside(loaded: spec.Suite, base: Path) -> None:
                 )
 
 
-def _write_reports(client: CoordinatorClient, run_id: str, paths: dict[str, str | None]) -> None:
+def _write_reports(
+    client: CoordinatorClient,
+    run_id: str,
+    paths: dict[str, str | None],
+    pr_comment: str | None = None,
+    metrics: str | None = None,
+) -> None:
     step_summary = os.environ.get("GITHUB_STEP_SUMMARY")
     md = client.report(run_id, "md") if (paths.get("md") or step_summary) else ""
     for fmt, path in paths.items():
@@ -143,8 +152,16 @@ def _write_reports(client: CoordinatorClient, run_id: str, paths: dict[str, str 
     if step_summary:
         with open(step_summary, "a", encoding="utf-8") as f:
             f.write(md + "\n")
-    if os.environ.get("GITHUB_ACTIONS") == "true":
-        # Annotations and step outputs from the run's JSON summary, as `run` prints them.
-        from dtf_core.reporting.ci import emit_github
+    # Imported here: the renderers are not needed to submit and follow a run.
+    from dtf_core.reporting.ci import emit_github
+    from dtf_core.reporting.write import metrics_path, write_ci_files
 
-        emit_github(json.loads(client.report(run_id, "json")))
+    github = os.environ.get("GITHUB_ACTIONS") == "true"
+    metrics_file = metrics_path(metrics)
+    if github or pr_comment or metrics_file:
+        # The CI files, annotations and step outputs from the run's JSON summary,
+        # as `run` writes and prints them.
+        summary = json.loads(client.report(run_id, "json"))
+        write_ci_files(summary, pr_comment=pr_comment, metrics=metrics_file)
+        if github:
+            emit_github(summary)

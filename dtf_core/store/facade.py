@@ -71,9 +71,9 @@ class StoreReader:
     def schema_version(self) -> int:
         return schema.version(self._db)
 
-    def latest_run_id(self, branch: str | None = None) -> str | None:
-        """The newest run (on ``branch``, when given)."""
-        return reads.latest_run_id(self._db, branch)
+    def latest_run_id(self, suite: str | None = None, branch: str | None = None) -> str | None:
+        """The newest run (of ``suite`` and on ``branch``, when given)."""
+        return reads.latest_run_id(self._db, suite, branch)
 
     def list_runs(self, limit: int = 20) -> list[RunSummaryRecord]:
         """Newest first, with task counts (``tasks``, ``failed``: not passed/skipped)."""

@@ -20,9 +20,13 @@ from dtf_core.store.rows import (
 )
 
 
-def latest_run_id(db: Connection, branch: str | None = None) -> str | None:
-    """The newest run (on ``branch``, when given)."""
-    where, args = ("WHERE branch = ?", [branch]) if branch is not None else ("", [])
+def latest_run_id(
+    db: Connection, suite: str | None = None, branch: str | None = None
+) -> str | None:
+    """The newest run (of ``suite`` and on ``branch``, when given)."""
+    conds = [(c, v) for c, v in (("suite", suite), ("branch", branch)) if v is not None]
+    where = ("WHERE " + " AND ".join(f"{c} = ?" for c, _ in conds)) if conds else ""
+    args = [v for _, v in conds]
     row = db.one(
         f"SELECT run_id FROM runs {where} ORDER BY started_at DESC, run_id DESC LIMIT 1", args
     )

@@ -140,7 +140,8 @@ def test_submit_from_another_process_routes_gpu_tasks_and_reports(deployment: De
     out = subprocess.run(
         [PY, "-m", "dtf_core.cli", "submit", str(suite), "--coordinator", d.url,
          "--json", str(d.tmp / "r.json"), "--junit", str(d.tmp / "r.xml"),
-         "--report", str(d.tmp / "r.md"), "--html", str(d.tmp / "r.html")],
+         "--report", str(d.tmp / "r.md"), "--html", str(d.tmp / "r.html"),
+         "--pr-comment", str(d.tmp / "pr.md"), "--metrics-report", str(d.tmp / "m.txt")],
         capture_output=True, text=True, timeout=80, cwd=d.tmp,
         env={**os.environ, "DTF_TOKEN": d.tokens["submitter"]},
     )  # fmt: skip
@@ -150,6 +151,9 @@ def test_submit_from_another_process_routes_gpu_tasks_and_reports(deployment: De
     assert summary["status"] == "passed" and summary["counts"]["passed"] == 8
     assert "<testsuites" in (d.tmp / "r.xml").read_text()
     assert "cluster" in (d.tmp / "r.md").read_text()
+    # The CI files come from the service's summary, as `run` writes them.
+    assert "dtf: cluster: PASSED" in (d.tmp / "pr.md").read_text()
+    assert 'dtf_tests{outcome="passed"} 8' in (d.tmp / "m.txt").read_text().splitlines()
     assert "<svg" in (d.tmp / "r.html").read_text() or "<html" in (d.tmp / "r.html").read_text()
     tasks = d.client("viewer").tasks(summary["run_id"])
     gpu = [t for t in tasks if t["name"] == "on-gpu"]
@@ -158,6 +162,32 @@ def test_submit_from_another_process_routes_gpu_tasks_and_reports(deployment: De
     run = d.client("viewer").run(summary["run_id"])
     assert run["metadata"]["submitted_by"] == "submitter-1"
     assert d.client("viewer").analysis(summary["run_id"])["benchmarks"][0]["n"] == 3
+
+
+@pytest.mark.timeout(120)
+def test_plan_asks_the_service_for_its_workers(deployment: Deployment) -> None:
+    d = deployment
+    suite = write_suite(d.tmp / "plan")
+    tpu = write_suite(d.tmp / "plan-tpu", SUITE.replace("GPU = 1", "TPU = 1"))
+    token = d.tmp / "viewer.jwt"
+    token.write_text(d.tokens["viewer"])
+
+    def plan(path: Path) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [PY, "-m", "dtf_core.cli", "plan", str(path), "--coordinator", d.url,
+             "--token-file", str(token), "--format", "json"],
+            capture_output=True, text=True, timeout=100, cwd=d.tmp,
+        )  # fmt: skip
+
+    ok = plan(suite)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    units = json.loads(ok.stdout)["units"]
+    assert {tuple(u["workers"]) for u in units if u["requires"]} == {("gpu",)}
+    assert all(set(u["workers"]) == {"cpu", "gpu"} for u in units if not u["requires"])
+    never = plan(tpu)
+    assert never.returncode == 2
+    assert "3 of 8 unit(s) can never be scheduled" in never.stderr
+    assert "no worker has TPU=1" in never.stderr
 
 
 @pytest.mark.timeout(60)

@@ -48,7 +48,7 @@ def test_every_db_is_the_one_shared_option() -> None:
     assert set(dbs) == {
         "dtf-core run", "dtf-core test", "dtf-core report", "dtf-core runs", "dtf-core serve",
         "dtf-core compare", "dtf-core regressions", "dtf-core trends", "dtf-core stats",
-        "dtf-core best", "dtf-core import", "dtf-tui", "dtf-tui run",
+        "dtf-core best", "dtf-core import", "dtf-core badge", "dtf-tui", "dtf-tui run",
     }  # fmt: skip
     for path, opt in dbs.items():
         assert opt.help == common.DB_HELP, path
@@ -66,7 +66,10 @@ def test_baseline_and_branch_are_declared_once() -> None:
     assert {o.help for o in branches.values()} == {common.BRANCH_HELP}
 
 
-@pytest.mark.parametrize("spelling", ["--json", "--markdown", "--junit", "--html", "--output"])
+@pytest.mark.parametrize(
+    "spelling",
+    ["--json", "--markdown", "--junit", "--html", "--output", "--pr-comment", "--metrics-report"],
+)
 def test_every_file_output_takes_a_file(spelling: str) -> None:
     found = options(spelling)
     assert found, spelling
@@ -84,6 +87,12 @@ def test_report_files_are_the_same_in_run_test_and_submit() -> None:
     assert set(options("--report", hidden=True)) == {
         "dtf-core run", "dtf-core test", "dtf-core submit",
     }  # fmt: skip
+    # The files a CI shows beside the reports: also rebuilt by `report`.
+    for spelling in ("--pr-comment", "--metrics-report"):
+        found = options(spelling)
+        assert set(found) == {"dtf-core run", "dtf-core test", "dtf-core submit",
+                              "dtf-core report"}, spelling  # fmt: skip
+        assert len({o.help for o in found.values()}) == 1, spelling
 
 
 def test_the_old_json_flag_survives_only_beside_format_json() -> None:
