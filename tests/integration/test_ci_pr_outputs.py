@@ -66,7 +66,9 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
     (tmp / "suite.toml").write_text(SUITE.format(flag=str(flag)))
     (tmp / "bench.py").write_text(textwrap.dedent(BENCH))
     (tmp / "delay").write_text("0.01")
-    first = dtf("run", "suite.toml", "--db", "h.duckdb", "-q", "--workers", "1", cwd=tmp)
+    # The first run is the default branch's; the second, on a branch, is compared with it.
+    first = dtf("run", "suite.toml", "--db", "h.duckdb", "-q", "--workers", "1", cwd=tmp,
+                env={"GITLAB_CI": "true", "CI_COMMIT_REF_NAME": "main"})  # fmt: skip
     assert first.returncode == 0, first.stdout + first.stderr
     # Three times as slow, and the command fails: a regression and a failure in one run.
     (tmp / "delay").write_text("0.03")
@@ -74,7 +76,8 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
     (tmp / "reports").mkdir()
     second = dtf("run", "suite.toml", "--db", "h.duckdb", "-q", "--workers", "1",
                  "--pr-comment", "reports/pr.md", cwd=tmp,
-                 env={"GITLAB_CI": "true", "CI_COMMIT_REF_NAME": "slow-it"})  # fmt: skip
+                 env={"GITLAB_CI": "true", "CI_COMMIT_REF_NAME": "slow-it",
+                      "CI_DEFAULT_BRANCH": "main"})  # fmt: skip
     assert second.returncode == 1, second.stdout + second.stderr
     ids = [line.split()[1] for line in (first.stdout + second.stdout).splitlines()]
     return {"dir": tmp, "first": ids[0], "second": ids[1]}
