@@ -33,6 +33,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from dtf_core.errors import OptionError
 
@@ -108,6 +109,18 @@ class TaskUser:
         if user.uid == 0:
             raise OptionError("--task-user must not be root: tasks would read the credentials")
         return user
+
+    def wrap(self, argv: list[str], home: str) -> tuple[list[str], dict[str, Any]]:
+        """``argv`` and Popen options that start it as this user in ``home``.
+        setpriv (util-linux) changes the ids right before exec and keeps its
+        capabilities until then, so the interpreter may sit where only root can
+        look (a pyenv under /root); the worker it becomes has none. Without it,
+        Popen's own switch does, when the user can reach the interpreter."""
+        setpriv = shutil.which("setpriv")
+        if setpriv:
+            ids = [f"--reuid={self.uid}", f"--regid={self.gid}", "--clear-groups"]
+            return [setpriv, *ids, "--", *argv], {"cwd": home}
+        return argv, {"user": self.uid, "group": self.gid, "extra_groups": [], "cwd": home}
 
     def home(self) -> Path:
         """A fresh private directory for the worker's files (Dask's local

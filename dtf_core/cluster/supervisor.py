@@ -136,14 +136,13 @@ class Supervisor:
         if self.credentials is not None:
             fds = (handover.pipe_holding(self.credentials),)
             env[handover.FD_ENV] = str(fds[0])
-        user: dict[str, Any] = {}
+        argv, user = self.argv, dict[str, Any]()
         if self.task_user is not None:
-            u = self.task_user
-            user = {"user": u.uid, "group": u.gid, "extra_groups": [], "cwd": self.home}
-            env.update(HOME=str(self.home), USER=u.name, LOGNAME=u.name)
+            argv, user = self.task_user.wrap(self.argv, str(self.home))
+            env.update(HOME=str(self.home), USER=self.task_user.name, LOGNAME=self.task_user.name)
         try:
             self._child = subprocess.Popen(
-                self.argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                 bufsize=1, env=env, pass_fds=fds, **user,
             )  # fmt: skip
         finally:
