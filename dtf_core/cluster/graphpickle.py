@@ -58,8 +58,20 @@ _CLASSES = (
     ("dtf_core.model", "TaskKind"),
     # update-graph's `code` when distributed.diagnostics.computations.nframes > 0
     ("distributed.client", "SourceCode"),
+    # How distributed ships an exception's traceback (plain holders); the scheduler
+    # checks that its own error replies unpickle before it sends them.
+    ("tblib", "Frame"),
+    ("tblib", "Code"),
+    ("tblib", "Traceback"),
 )
-_RECONSTRUCT = ("dask._expr", "Expr._reconstruct")  # (type, *operands, token, cache)
+# Functions that only build an instance of their first argument: called only when
+# it is an allowed class (never an instance: calling a Task would run it).
+_BUILDERS = (
+    ("dask._expr", "Expr._reconstruct"),  # (type, *operands, token, cache)
+    ("tblib.pickling_support", "unpickle_exception_with_attrs"),
+    ("tblib.pickling_support", "unpickle_exception"),
+)
+_TRACEBACK = ("tblib.pickling_support", "unpickle_traceback")  # (tblib.Frame, lineno, next)
 # How pickle rebuilds plain class instances; each is called with the class first.
 _COPYREG = {n: getattr(copyreg, n) for n in ("_reconstructor", "__newobj__", "__newobj_ex__")}
 refusals = 0  # how many payloads this process refused (tests read it)
@@ -82,13 +94,13 @@ class _Allowed:
     def __init__(self) -> None:
         self.names: dict[tuple[str, str], Any] = {}
         self.classes: set[type] = set()
-        self.reconstruct: Any = None
+        self.builders: list[Any] = []
 
     def load(self) -> None:
         if self.names:
             return
         names: dict[tuple[str, str], Any] = {("builtins", n): getattr(builtins, n) for n in _PLAIN}
-        for key in (*_TASK_FUNCTIONS, *_CLASSES, _RECONSTRUCT):
+        for key in (*_TASK_FUNCTIONS, *_CLASSES, *_BUILDERS, _TRACEBACK):
             names[key] = _resolve(*key)
         for name in dir(builtins):  # exceptions carry no code; the scheduler relays errors
             obj = getattr(builtins, name)
@@ -97,7 +109,7 @@ class _Allowed:
         for fn, obj in _COPYREG.items():
             names[("copyreg", fn)] = obj
         self.classes = {v for v in names.values() if isinstance(v, type)}
-        self.reconstruct = names[_RECONSTRUCT]
+        self.builders = [names[key] for key in _BUILDERS] + list(_COPYREG.values())
         self.names = names
 
 
@@ -130,11 +142,11 @@ class _GraphUnpickler(_PyUnpickler):
         if isinstance(fn, type) and fn in classes:
             return
         first = args[0] if args else None
-        if fn is _COPYREG["_reconstructor"] and first in classes and args[1] in classes:
+        if fn is _COPYREG["_reconstructor"] and len(args) > 1 and args[1] not in classes:
+            raise _refuse("a reconstructor with a foreign base")
+        if any(fn is b for b in ALLOWED.builders) and first in classes:
             return
-        if fn in (_COPYREG["__newobj__"], _COPYREG["__newobj_ex__"]) and first in classes:
-            return
-        if fn is ALLOWED.reconstruct and first in classes:
+        if fn is ALLOWED.names[_TRACEBACK] and type(first) is ALLOWED.names[("tblib", "Frame")]:
             return
         raise _refuse(f"a call of {getattr(fn, '__qualname__', type(fn).__name__)}")
 

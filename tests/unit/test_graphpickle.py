@@ -5,14 +5,16 @@ nothing a client or a task crafts runs. No cluster: the messages are built the w
 from __future__ import annotations
 
 import shutil
+import types
 import uuid
 from pathlib import Path
 
 import distributed.protocol.pickle as dpickle
 import distributed.scheduler as dscheduler
 import pytest
-from dask._expr import LLGExpr
+from dask._expr import Expr, LLGExpr
 from dask._task_spec import Task, parse_input
+from distributed.core import error_message
 from distributed.protocol.core import dumps, loads
 from distributed.protocol.serialize import ToPickle, deserialize, serialize, to_serialize
 
@@ -63,6 +65,12 @@ class _CallsATask:
         return (Task("k", runner.execute_batch_plain, []), ())
 
 
+class _ReconstructsFromATask:
+    # Expr._reconstruct calls its first argument: it must be a class, never a Task.
+    def __reduce__(self) -> tuple:
+        return (Expr._reconstruct, (Task("k", runner.execute_batch_plain, []), "token", {}))
+
+
 class _ByValue:
     pass
 
@@ -73,6 +81,7 @@ class _ByValue:
         (_Remove(), "shutil.rmtree"),
         (lambda: 1, "cloudpickle"),
         (_CallsATask(), "a call of Task"),
+        (_ReconstructsFromATask(), "a call of Expr._reconstruct"),
         (_ByValue(), "test_graphpickle._ByValue"),
     ],
 )
@@ -101,3 +110,15 @@ def test_guarded_opcodes() -> None:
         with pytest.raises(graphpickle.RefusedGraphError, match=why):
             graphpickle.graph_loads(crafted)
     assert graphpickle.graph_loads(b"(lp0\nI1\naI2\na.") == [1, 2]
+
+
+def test_the_schedulers_error_replies_keep_their_exception(scheduler_side: None) -> None:
+    # distributed checks that an error reply unpickles before sending it; a
+    # traceback it cannot rebuild would reach the client as a bare AssertionError.
+    try:
+        raise PermissionError("dtf: the scheduler refuses 'run_function'")
+    except PermissionError as exc:
+        msg = error_message(exc)
+    back = graphpickle.graph_loads(msg["exception"].data)
+    assert isinstance(back, PermissionError) and "refuses" in str(back)
+    assert isinstance(graphpickle.graph_loads(msg["traceback"].data), types.TracebackType)
