@@ -436,3 +436,42 @@ def test_task_environment_carries_no_credentials() -> None:
     env = {"DTF_WORKER_TOKEN": "x", "DTF_RESULT_KEY_FILE": "/k", "DTF_TOKEN": "t", "PATH": "/b"}
     kept = {k for k in env if not security.is_credential_env(k)}
     assert kept == {"PATH"}
+
+
+@pytest.mark.timeout(120)
+def test_one_secret_for_both_and_open_key_files_stop_at_start(tmp_path: Path) -> None:
+    shared, loose = tmp_path / "secret", tmp_path / "loose.key"
+    security.write_secret(shared)
+    security.write_secret(loose)
+    loose.chmod(0o644)
+    sport, aport = free_port(), free_port()
+    procs: list[subprocess.Popen] = []
+    try:
+        # A plain `dask scheduler` with dtf's preload and a key anyone may read:
+        # it stops (Dask alone would start it open, without the preload).
+        with open(tmp_path / "open.log", "w") as fh:
+            bad = subprocess.Popen(
+                [PY, "-m", "distributed.cli.dask_scheduler", "--port", str(free_port()),
+                 "--no-dashboard", "--preload", "dtf_core.scheduler_preload",
+                 "--dtf-secret-file", str(loose)], stdout=fh, stderr=subprocess.STDOUT,
+            )  # fmt: skip
+        procs.append(bad)
+        assert bad.wait(timeout=60) == 2
+        assert f"chmod 600 {loose}" in (tmp_path / "open.log").read_text()
+        # An old single-secret deployment: the scheduler and serve given one file.
+        with open(tmp_path / "scheduler.log", "w") as fh:
+            procs.append(subprocess.Popen(
+                [*DTF, "scheduler", "--port", str(sport), "--dashboard-address", "127.0.0.1:0",
+                 "--secret-file", str(shared)], stdout=fh, stderr=subprocess.STDOUT,
+            ))  # fmt: skip
+        out = subprocess.run(
+            [*DTF, "serve", "--scheduler", f"tcp://127.0.0.1:{sport}", "--port", str(aport),
+             "--db", str(tmp_path / "s.duckdb"), "--secret-file", str(shared)],
+            capture_output=True, text=True, timeout=90,
+        )  # fmt: skip
+        assert out.returncode == 2, out.stderr
+        last = out.stderr.strip().splitlines()[-1]
+        assert "checks worker tokens with serve's API key" in last and "worker.key" in last
+    finally:
+        for p in reversed(procs):
+            kill(p)

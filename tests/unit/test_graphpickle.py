@@ -122,3 +122,28 @@ def test_the_schedulers_error_replies_keep_their_exception(scheduler_side: None)
     back = graphpickle.graph_loads(msg["exception"].data)
     assert isinstance(back, PermissionError) and "refuses" in str(back)
     assert isinstance(graphpickle.graph_loads(msg["traceback"].data), types.TracebackType)
+
+
+def test_dtf_uses_none_of_the_features_its_scheduler_refuses() -> None:
+    import ast
+
+    refused = {"run_on_scheduler", "register_scheduler_plugin", "unregister_scheduler_plugin",
+               "dump_cluster_state", "worker_client", "get_client"}  # fmt: skip
+    root = Path(__file__).parents[2]
+    nodes = [
+        (path.relative_to(root), node)
+        for pkg in ("dtf_core", "dtf_tui")
+        for path in sorted((root / pkg).rglob("*.py"))
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.Call)
+    ]
+    name = lambda n: getattr(n.func, "attr", getattr(n.func, "id", None))  # noqa: E731
+    assert [f"{p}:{n.lineno}" for p, n in nodes if name(n) in refused] == []
+    # Every Dask submission names the task function the scheduler lets through.
+    submitted = {
+        ast.unparse(n.args[0])
+        for _, n in nodes
+        if ast.unparse(n.func) == "self.client.submit"  # the Dask client (not the HTTP one)
+    }
+    assert submitted == {"runner.execute_batch_plain"}
+    assert ("dtf_core.worker.runner", "execute_batch_plain") in graphpickle._TASK_FUNCTIONS

@@ -184,3 +184,23 @@ def test_a_task_user_needs_root_and_is_never_root(monkeypatch: pytest.MonkeyPatc
     with pytest.raises(OptionError, match="must not be root"):
         handover.TaskUser.resolve("0")
     assert handover.TaskUser.resolve("65534").uid == 65534
+
+
+def test_serve_refuses_one_key_for_two_jobs(tmp_path: Path) -> None:
+    api, worker = tmp_path / "api.key", tmp_path / "worker.key"
+    security.write_secret(api)
+    security.write_secret(worker)
+    base = ["serve", "--secret-file", str(api), "--db", str(tmp_path / "x.duckdb")]
+    cases = {
+        "needs --worker-key-file": ["--start-scheduler"],
+        "one secret for both": ["--start-scheduler", "--worker-key-file", str(api)],
+        "any worker could mint admin tokens": ["--scheduler", "tcp://127.0.0.1:1",
+                                               "--result-key-file", str(api)],
+        "goes with --start-scheduler": ["--scheduler", "tcp://127.0.0.1:1",
+                                        "--worker-key-file", str(worker)],
+    }  # fmt: skip
+    for why, extra in cases.items():
+        out = CliRunner().invoke(cli.main, [*base, *extra])
+        assert out.exit_code == 2, (why, out.output)
+        assert why in out.output and out.output.count("\n") == 1, out.output
+    assert not (tmp_path / "x.duckdb").exists()  # refused before anything opened
