@@ -66,6 +66,7 @@ def token_secret(file: str) -> None:
     "--output",
     "-o",
     type=click.Path(dir_okay=False),
+    metavar="FILE",
     default=None,
     help="Write the token to this new file (owner-only) instead of stdout.",
 )
