@@ -28,7 +28,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-import pwd
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -94,6 +93,8 @@ class TaskUser:
 
     @classmethod
     def resolve(cls, spec: str) -> TaskUser:
+        import pwd  # POSIX only: `dtf-core worker` without --task-user runs anywhere
+
         if os.geteuid() != 0:
             raise OptionError(
                 f"--task-user {spec} needs dtf-core worker to start as root (it keeps the "
