@@ -97,6 +97,11 @@ def _read_keys(opts: ServeOptions) -> tuple[bytes, bytes | None]:
         wkey = security.read_secret(opts.worker_key_file, "worker key file")
         if wkey == secret:
             raise OptionError(SHARED_KEY.format(where="--worker-key-file"))
+        if wkey == result_key:
+            raise OptionError(
+                "--worker-key-file holds the result key: every worker reads the result key, so "
+                "any worker could admit others; make a separate one (dtf-core token secret FILE)"
+            )
     elif opts.worker_key_file:
         raise OptionError(
             "--worker-key-file goes with --start-scheduler; a scheduler started on its own "

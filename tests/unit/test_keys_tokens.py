@@ -196,6 +196,8 @@ def test_serve_refuses_one_key_for_two_jobs(tmp_path: Path) -> None:
         "one secret for both": ["--start-scheduler", "--worker-key-file", str(api)],
         "any worker could mint admin tokens": ["--scheduler", "tcp://127.0.0.1:1",
                                                "--result-key-file", str(api)],
+        "any worker could admit others": ["--start-scheduler", "--worker-key-file", str(worker),
+                                          "--result-key-file", str(worker)],
         "goes with --start-scheduler": ["--scheduler", "tcp://127.0.0.1:1",
                                         "--worker-key-file", str(worker)],
     }  # fmt: skip
