@@ -1,16 +1,16 @@
-"""Cluster mode commands: ``scheduler``, ``worker``, ``serve``, ``submit``,
-``token`` and ``tls`` (docs/cluster.md)."""
+"""Cluster mode commands: ``scheduler``, ``worker``, ``serve``, ``submit`` and
+``tls`` (docs/cluster.md); ``token`` lives in :mod:`dtf_core.cli.tokens`."""
 
 from __future__ import annotations
 
 import os
 import socket
 import sys
-from pathlib import Path
 from typing import Any
 
 import click
 
+from dtf_core.cli import tokens
 from dtf_core.cli.common import (
     client_tls_options,
     db_option,
@@ -69,7 +69,7 @@ def register(group: click.Group) -> None:
     group.add_command(worker_cmd)
     group.add_command(serve_cmd)
     group.add_command(submit_cmd)
-    group.add_command(token_group)
+    group.add_command(tokens.token_group)
     group.add_command(tls_group)
 
 
@@ -113,17 +113,20 @@ def scheduler_argv(
     "--secret-file",
     required=True,
     type=click.Path(dir_okay=False),
-    help="Deployment secret: workers need a token signed with it.",
+    help="Worker admission key (worker.key of `dtf-core token init`): workers need a token "
+    "signed with it. Never serve's API key.",
 )
 @_tls_options
 @handle_errors
 def scheduler_cmd(host: str, port: int, dashboard_address: str | None, secret_file: str,
                   **tls: Any) -> None:  # fmt: skip
-    """A stock Dask scheduler with dtf's preload (workers need a token)."""
+    """A stock Dask scheduler with dtf's preload (workers need a token; it runs
+    no client code but dtf's own task graphs)."""
     from dtf_core import config
     from dtf_core.cluster import security
 
-    security.read_secret(secret_file)  # a bad file is one line here, not a traceback there
+    # A bad file is one line here, not a traceback there.
+    security.read_secret(secret_file, "worker key file")
     addr = dashboard_address or str(config.get("scheduler.dashboard-address"))
     argv = scheduler_argv(host, port, addr, os.path.abspath(secret_file), _tls_argv(tls))
     sys.stdout.flush()
@@ -137,7 +140,7 @@ def scheduler_cmd(host: str, port: int, dashboard_address: str | None, secret_fi
     "--token-file",
     required=True,
     type=click.Path(dir_okay=False, exists=True),
-    help="File holding a worker token (`dtf-core token issue --role worker`).",
+    help="File holding a worker token (`dtf-core token issue --role worker`), owner-only.",
 )
 @click.option(
     "--resources",
@@ -152,7 +155,15 @@ def scheduler_cmd(host: str, port: int, dashboard_address: str | None, secret_fi
     "--result-key-file",
     type=click.Path(dir_okay=False, exists=True),
     default=None,
-    help="Key that signs every result (the same file as serve's).",
+    envvar="DTF_RESULT_KEY_FILE",
+    help="Key that signs every result (the same file as serve's), owner-only.",
+)
+@click.option(
+    "--task-user",
+    default=None,
+    metavar="USER",
+    help="Run the Dask worker, and so every task, as this unprivileged user (dtf-core "
+    "worker must start as root): tasks cannot read the token or key files.",
 )
 @click.option(
     "--nanny/--no-nanny",
@@ -164,21 +175,26 @@ def scheduler_cmd(host: str, port: int, dashboard_address: str | None, secret_fi
 @_tls_options
 @handle_errors
 def worker_cmd(scheduler: str, token_file: str, resources: str, nthreads: int | None,
-               name: str | None, result_key_file: str | None, nanny: bool, dry_run: bool,
-               **tls: Any) -> None:  # fmt: skip
-    """Detect this host's hardware, run `dask worker` with it, relaunch it when it exits."""
-    from dtf_core.cluster import hardware, supervisor
+               name: str | None, result_key_file: str | None, task_user: str | None,
+               nanny: bool, dry_run: bool, **tls: Any) -> None:  # fmt: skip
+    """Detect this host's hardware, run `dask worker` with it, relaunch it when it exits.
 
+    The token and the result key reach the worker over a pipe, never on its
+    command line or in its environment (docs/security.md)."""
+    from dtf_core.cluster import handover, hardware, security, supervisor
+
+    token = security.read_token_file(token_file, "worker token file")
+    key = security.read_secret(result_key_file, "result key file") if result_key_file else None
+    user = handover.TaskUser.resolve(task_user) if task_user else None
     info = hardware.describe()
     res = {**supervisor.derive_resources(info), **hardware.parse_resources(resources)}
     threads = nthreads or int(info["logical_cores"])
     if threads < 1:
         raise OptionError(f"--nthreads must be at least 1, got {threads}")
+    home = user.home() if user is not None and not dry_run else None
     argv = supervisor.worker_argv(
         scheduler, name=name or socket.gethostname(), nthreads=threads, resources=res,
-        token_file=os.path.abspath(token_file),
-        result_key_file=os.path.abspath(result_key_file) if result_key_file else None,
-        nanny=nanny, tls=_tls_argv(tls),
+        nanny=nanny, tls=_tls_argv(tls), local_directory=str(home) if home else None,
     )  # fmt: skip
     click.echo(f"dtf-core worker: {hardware.label(info)}", err=True)
     click.echo(
@@ -188,9 +204,19 @@ def worker_cmd(scheduler: str, token_file: str, resources: str, nthreads: int | 
     if dry_run:
         click.echo(" ".join(argv))
         return
-    sup = supervisor.Supervisor(argv)
+    if user is not None:
+        click.echo(f"dtf-core worker: tasks run as {user.name} (uid {user.uid})", err=True)
+    sup = supervisor.Supervisor(
+        argv, credentials=handover.encode(token, key), task_user=user,
+        home=str(home) if home else None,
+    )  # fmt: skip
     sup.install_signal_handlers()
-    sys.exit(sup.run())
+    try:
+        rc = sup.run()
+    finally:
+        if home is not None:
+            handover.TaskUser.cleanup(home)
+    sys.exit(rc)
 
 
 # ----------------------------------------------------------------------- serve
@@ -232,7 +258,15 @@ def worker_cmd(scheduler: str, token_file: str, resources: str, nthreads: int | 
     "--secret-file",
     required=True,
     type=click.Path(dir_okay=False),
-    help="Deployment secret that signs and checks tokens.",
+    help="API key (api.key of `dtf-core token init`): signs and checks API tokens. "
+    "Only serve reads it.",
+)
+@click.option(
+    "--worker-key-file",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="With --start-scheduler: the worker admission key the scheduler checks worker "
+    "tokens with (never the API key).",
 )
 @click.option(
     "--result-key-file",
@@ -317,52 +351,11 @@ def submit_cmd(suite: str, url: str, token: str | None, token_file: str | None,
     from dtf_core.service.submit import submit
 
     if token_file:
-        token = Path(token_file).read_text().strip()
+        from dtf_core.cluster.security import read_token_file
+
+        token = read_token_file(token_file)  # owner-only, like every credential file
     status = submit(suite, url, token, root=root, no_wait=no_wait, **kwargs)
     sys.exit(exit_code(status))
-
-
-# ----------------------------------------------------------------------- token
-@click.group("token")
-def token_group() -> None:
-    """Make the deployment secret and issue tokens."""
-
-
-@token_group.command("secret")
-@click.argument("file", type=click.Path(dir_okay=False))
-@handle_errors
-def token_secret(file: str) -> None:
-    """Create FILE holding a new random secret (owner-only); never overwrites."""
-    from dtf_core.cluster import security
-
-    security.write_secret(file)
-    click.echo(f"wrote a new secret to {file}", err=True)
-
-
-@token_group.command("issue")
-@click.option(
-    "--role",
-    required=True,
-    type=click.Choice(["viewer", "submitter", "admin", "worker"]),
-    help="API role, or `worker` for a worker's token.",
-)
-@click.option("--subject", required=True, help="Who holds it (user, CI job, host).")
-@click.option("--ttl", default="7d", show_default=True, help="Lifetime: 30m, 12h, 7d, 2w.")
-@click.option(
-    "--secret-file",
-    required=True,
-    type=click.Path(dir_okay=False),
-    help="The deployment secret that signs the token (`dtf-core token secret`).",
-)
-@handle_errors
-def token_issue(role: str, subject: str, ttl: str, secret_file: str) -> None:
-    """Print a signed token on stdout."""
-    from dtf_core.cluster import security
-
-    secret = security.read_secret(secret_file)
-    click.echo(
-        security.issue_token(secret, role=role, subject=subject, ttl_s=security.parse_ttl(ttl))
-    )
 
 
 # ------------------------------------------------------------------------- tls

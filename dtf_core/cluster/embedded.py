@@ -24,6 +24,7 @@ from distributed.core import Status
 
 from dtf_core import config
 from dtf_core.cluster import hardware, safepickle
+from dtf_core.cluster.scheduler_preload import KEY_ID_HANDLER
 from dtf_core.errors import ClusterError, OptionError
 
 
@@ -201,6 +202,22 @@ def open_cluster(
         yield handle
     finally:
         handle.close()
+
+
+def scheduler_key_id(client: Client, timeout: float = 5.0) -> str | None:
+    """The :func:`~dtf_core.cluster.security.key_id` of the worker key a dtf
+    scheduler holds, or None when it does not say (not a dtf scheduler)."""
+
+    async def _ask() -> Any:
+        assert client.scheduler is not None
+        return await getattr(client.scheduler, KEY_ID_HANDLER)()
+
+    try:
+        info = client.sync(_ask, callback_timeout=timeout)
+    except Exception:
+        return None
+    held = info.get("admission") if isinstance(info, dict) else None
+    return str(held) if held else None
 
 
 def current_workers(client: Client, timeout: float = 5.0) -> dict[str, dict[str, Any]]:

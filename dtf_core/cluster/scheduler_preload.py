@@ -1,6 +1,7 @@
-"""Dask scheduler preload: only workers with a valid dtf worker token may join.
+"""Dask scheduler preload: only workers with a valid dtf worker token may join,
+and the scheduler runs no code a client sends.
 
-    dask scheduler --preload dtf_core.scheduler_preload --dtf-secret-file /etc/dtf/secret
+    dask scheduler --preload dtf_core.scheduler_preload --dtf-secret-file /etc/dtf/worker.key
 
 (``dtf-core scheduler`` runs exactly that.) Dask has no worker authentication
 and ``SchedulerPlugin.add_worker`` cannot veto, so this wraps the scheduler's
@@ -10,9 +11,19 @@ invalid or expired is answered ``{"status": "error"}``; it logs the reason and
 exits, and is never added. The token itself is dropped from ``extra`` so that
 no client can read it back from the scheduler.
 
-It refuses the handlers that would run a client-supplied callable in the
-scheduler (:data:`REFUSED_HANDLERS`: ``run_on_scheduler``, scheduler plugins,
-``feed``), and lets one worker token admit one live worker at a time.
+The file is the worker admission key, and nothing else: the scheduler must
+never hold the API key (docs/security.md). A token on the revocation list next
+to it (``dtf-core token revoke``) is refused at join, and a connected worker
+whose token is revoked is removed within :data:`SWEEP_S`. One worker token
+admits one live worker at a time.
+
+Dask unpickles what clients send in the scheduler process, before any handler
+runs: :func:`dtf_core.cluster.graphpickle.install` limits that to dtf's own task
+graphs. The handlers that would run a client-supplied callable
+(:data:`REFUSED_HANDLERS`: ``run_on_scheduler``, scheduler plugins, ``feed``)
+are refused as well, and ``dtf_key_id`` tells ``serve`` which key this
+scheduler holds (by :func:`~dtf_core.cluster.security.key_id`, never the key),
+so that a deployment that still shares one secret is stopped at start.
 
 It also sets what a shared cluster needs: a ``no-workers-timeout`` (else a task
 no worker can run waits forever), a short ``worker-ttl`` (else a hung host
@@ -22,17 +33,19 @@ non-loopback address.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 import dask.utils
 from tornado.ioloop import PeriodicCallback
 
 from dtf_core import config
-from dtf_core.cluster import security
+from dtf_core.cluster import graphpickle, security
+from dtf_core.cluster.revocation import RevocationList
 from dtf_core.errors import AuthError, DtfError
 
 # Under "distributed" so that Dask's logging setup formats and shows it.
@@ -40,6 +53,8 @@ logger = logging.getLogger("distributed.dtf")
 
 TOKEN_KEY = "dtf-token"  # where the worker preload puts its token in ``extra``
 REFUSED = "dtf: worker refused by the scheduler"  # dtf-core worker stops on this
+KEY_ID_HANDLER = "dtf_key_id"
+SWEEP_S = 2.0  # how often connected workers' tokens are checked against the revocation list
 
 
 def check_worker(secret: bytes, extra: dict[str, Any] | None) -> security.Claims:
@@ -53,8 +68,10 @@ def check_worker(secret: bytes, extra: dict[str, Any] | None) -> security.Claims
     return security.verify_token(secret, str(token), audience=security.WORKER_AUDIENCE)
 
 
-def install(scheduler: Any, secret: bytes) -> None:
-    """Wrap ``register-worker`` on ``scheduler`` and apply dtf's timeouts."""
+def install(scheduler: Any, secret: bytes, revoked: RevocationList | None = None) -> None:
+    """Wrap ``register-worker`` on ``scheduler``, refuse the code-running
+    handlers and apply dtf's timeouts. ``revoked``: drop connected workers
+    whose token lands on it (joins check it through ``verify_token``)."""
     original: Callable[..., Awaitable[Any]] = scheduler.handlers["register-worker"]
     live: dict[str, str] = {}  # token id -> address of the worker it admitted
 
@@ -90,9 +107,30 @@ def install(scheduler: Any, secret: bytes) -> None:
         return await original(comm, extra=extra, **kwargs)
 
     scheduler.handlers["register-worker"] = register_worker
+    scheduler.handlers[KEY_ID_HANDLER] = lambda *_, **__: {"admission": security.key_id(secret)}
+    if revoked is not None:
+        scheduler.periodic_callbacks["dtf-revoked"] = PeriodicCallback(
+            lambda: _drop_revoked(scheduler, live, revoked), SWEEP_S * 1000
+        )
     _refuse_code_handlers(scheduler)
     _apply_timeouts(scheduler)
     _warn_public_dashboard(scheduler)
+
+
+_removals: set[asyncio.Future[Any]] = set()  # kept until done (the loop holds weak refs)
+
+
+def _drop_revoked(scheduler: Any, live: dict[str, str], revoked: RevocationList) -> None:
+    for token_id, address in list(live.items()):
+        if address in scheduler.workers and revoked.listed(token_id):
+            live.pop(token_id)
+            logger.warning("dtf: removing worker %s: its token %s was revoked", address, token_id)
+            scheduler.log_event("dtf", {"action": "worker-revoked", "worker": address})
+            fut = asyncio.ensure_future(
+                scheduler.remove_worker(address, stimulus_id=f"dtf-token-revoked-{time.time()}")
+            )
+            _removals.add(fut)
+            fut.add_done_callback(_removals.discard)
 
 
 # Handlers that unpickle and run a caller-supplied callable (or write files) in
@@ -169,22 +207,31 @@ def _warn_public_dashboard(scheduler: Any) -> None:
         )
 
 
+def _stop(why: str) -> NoReturn:
+    logger.error("dtf_core.scheduler_preload: %s; not starting", why)
+    raise SystemExit(2) from None
+
+
 @click.command(context_settings={"ignore_unknown_options": False})
 @click.option(
     "--dtf-secret-file",
     type=str,
     default=None,
-    help="File holding the deployment secret that signs worker tokens.",
+    help="File holding the worker admission key that signs worker tokens (never the API key).",
 )
 def dask_setup(scheduler: Any, dtf_secret_file: str | None) -> None:
+    # Dask logs an Exception from a preload and starts the scheduler anyway,
+    # open to any worker and any pickle: stop the process instead.
     if not dtf_secret_file:
-        # Refuse to run open: a dtf preload without a secret would admit anyone.
-        raise RuntimeError("dtf_core.scheduler_preload needs --dtf-secret-file FILE")
+        _stop("needs --dtf-secret-file FILE")
     try:
-        secret = security.read_secret(dtf_secret_file)
+        secret = security.read_secret(str(dtf_secret_file), "worker key file")
     except DtfError as exc:
-        raise RuntimeError(f"dtf_core.scheduler_preload: {exc}") from None
-    install(scheduler, secret)
+        _stop(str(exc))
+    # Before the first client connects: from here on, a pickle that is not a dtf
+    # task graph is refused while its message is read.
+    graphpickle.install()
+    install(scheduler, secret, security.watch_revocations(secret, dtf_secret_file))
     logger.info(
         "dtf: workers need a token; no-workers-timeout %s, worker-ttl %s",
         dask.utils.format_time(scheduler.no_workers_timeout),

@@ -1,17 +1,24 @@
-"""Tokens and result signatures: the only module that imports ``jwt``.
+"""Tokens, keys and result signatures: the only module that imports ``jwt``.
 
 Dask authenticates nobody: any client may run code and any worker may join.
-dtf adds two gates, both HS256 (HMAC-SHA256, no extra dependency):
+dtf adds two gates, both HS256 (HMAC-SHA256, no extra dependency), and three
+keys, one per job, so that whoever holds one key cannot do another's job
+(docs/security.md):
 
-* **Tokens** (JWT) signed with the deployment secret. API tokens carry a role
-  (``viewer`` < ``submitter`` < ``admin``) and the audience ``dtf-api``; worker
-  tokens carry the role ``worker`` and the audience ``dtf-worker``, so a token
-  made for one gate never opens the other.
+* **API tokens** (JWT, audience ``dtf-api``, a role ``viewer`` < ``submitter`` <
+  ``admin``) are signed with the **API key**, which only ``serve`` reads.
+* **Worker tokens** (audience ``dtf-worker``, role ``worker``) are signed with
+  the **worker admission key**, which only the scheduler reads. A compromised
+  scheduler can admit workers; it cannot mint API tokens.
 * **Result signatures**: each :class:`~dtf_core.model.AttemptResult` is signed on
-  the worker with the result key (a separate file, so that workers never hold
-  the secret that mints tokens) and verified by the coordinator before it is
-  written. The signature is a compact JWS whose payload is the SHA-256 of the
+  the worker with the **result key** and verified by the coordinator before it
+  is written. The signature is a compact JWS whose payload is the SHA-256 of the
   result's canonical JSON: any changed field breaks it.
+
+Every token has an id (``jti``), an expiry no further than
+``dtf.security.max-ttl`` (API) or ``max-worker-ttl`` (workers) from its issue,
+and can be revoked (:mod:`dtf_core.cluster.revocation`). Key and token files
+must be private to their owner: one readable by group or others is refused.
 
 Nothing here logs, and no message repeats a token or a secret.
 """
@@ -20,6 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import hmac
 import json
 import os
 import re
@@ -33,6 +41,8 @@ from typing import Any
 # ``jwt`` (and ``cryptography`` under it, ~0.3 s) is imported by the functions that sign or
 # check: every embedded worker and `dtf-core run` load this module, and without a key they
 # never sign anything.
+from dtf_core import config
+from dtf_core.cluster import revocation
 from dtf_core.errors import AuthError, OptionError
 from dtf_core.model import AttemptResult
 
@@ -66,26 +76,73 @@ class Claims:
 
 
 # ----------------------------------------------------------------------- secrets
+KEY_FILES = {
+    "api.key": "API tokens: only `dtf-core serve --secret-file` reads it",
+    "worker.key": "worker admission: only `dtf-core scheduler --secret-file` reads it",
+    "result.key": "result signatures: serve and every worker read it",
+}
+
+
 def new_secret() -> str:
     """A fresh secret as text (64 hex characters = 32 random bytes)."""
     return secrets.token_hex(32)
 
 
-def write_secret(path: str | os.PathLike[str]) -> None:
-    """Create ``path`` holding a new secret, readable by its owner only."""
+def write_private(path: str | os.PathLike[str], text: str, what: str = "file") -> None:
+    """Create ``path`` holding ``text``, readable by its owner only; never overwrites."""
     p = Path(path)
     if p.exists():
-        raise OptionError(f"{p} already exists; remove it first to make a new secret")
+        raise OptionError(f"{p} already exists; remove it first to write a new {what}")
     if not p.parent.is_dir():
         raise OptionError(f"cannot write {p}: its directory does not exist")
     fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_EXCL, stat.S_IRUSR | stat.S_IWUSR)
     with os.fdopen(fd, "w") as fh:
-        fh.write(new_secret() + "\n")
+        fh.write(text)
+
+
+def write_secret(path: str | os.PathLike[str]) -> None:
+    """Create ``path`` holding a new secret, readable by its owner only."""
+    write_private(path, new_secret() + "\n", "secret")
+
+
+def init_keys(directory: str | os.PathLike[str]) -> list[Path]:
+    """Write the three keys of a deployment (:data:`KEY_FILES`) into ``directory``
+    (created owner-only when missing); refuses if any of them exists."""
+    d = Path(directory)
+    files = [d / name for name in KEY_FILES]
+    taken = [str(f) for f in files if f.exists()]
+    if taken:
+        raise OptionError(f"{', '.join(taken)} already exist(s); remove them to make new keys")
+    d.mkdir(mode=0o700, parents=True, exist_ok=True)
+    for f in files:
+        write_secret(f)
+    return files
+
+
+def check_private(path: str | os.PathLike[str], what: str) -> None:
+    """:class:`OptionError` when ``path`` grants any access to group or others:
+    a key or token anyone else on the host can read is no longer a secret."""
+    if os.name == "nt":  # mode bits mean nothing there; ACLs are the owner's job
+        return
+    p = Path(path)
+    try:
+        mode = p.stat().st_mode
+    except FileNotFoundError:
+        raise OptionError(f"{what} {p} does not exist") from None
+    except OSError as exc:
+        raise OptionError(f"cannot read {what} {p}: {exc.strerror or exc}") from None
+    if mode & 0o077:
+        raise OptionError(
+            f"{what} {p} is open to group or others (mode {stat.S_IMODE(mode):03o}); "
+            f"run `chmod 600 {p}`"
+        )
 
 
 def read_secret(path: str | os.PathLike[str], what: str = "secret file") -> bytes:
-    """The key in ``path`` (surrounding whitespace dropped), at least 32 bytes."""
+    """The key in ``path`` (surrounding whitespace dropped), at least 32 bytes,
+    from a file only its owner may read."""
     p = Path(path)
+    check_private(p, what)
     try:
         data = p.read_bytes().strip()
     except FileNotFoundError:
@@ -100,6 +157,25 @@ def read_secret(path: str | os.PathLike[str], what: str = "secret file") -> byte
     return data
 
 
+def read_token_file(path: str | os.PathLike[str], what: str = "token file") -> str:
+    """The token in ``path``, a file only its owner may read."""
+    p = Path(path)
+    check_private(p, what)
+    try:
+        token = p.read_text().strip()
+    except OSError as exc:
+        raise OptionError(f"cannot read {what} {p}: {exc.strerror or exc}") from None
+    if not token:
+        raise OptionError(f"{what} {p} is empty")
+    return token
+
+
+def key_id(key: bytes) -> str:
+    """A public name for ``key`` (an HMAC of a fixed text): lets two processes
+    see whether they hold the same key without showing it."""
+    return hmac.new(key, b"dtf key id", hashlib.sha256).hexdigest()[:16]
+
+
 def parse_ttl(text: str) -> float:
     """``"7d"``, ``"12h"``, ``"30m"``, ``"45s"``, ``"2w"`` or plain seconds."""
     m = _TTL_RE.match(text)
@@ -108,15 +184,28 @@ def parse_ttl(text: str) -> float:
     return float(m.group(1)) * _TTL_UNITS[m.group(2)]
 
 
+def max_ttl(role: str) -> float:
+    """The longest lifetime a token for ``role`` may have (seconds)."""
+    return config.seconds("security.max-worker-ttl" if role == WORKER_ROLE else "security.max-ttl")
+
+
 # ------------------------------------------------------------------------ tokens
 def issue_token(
     secret: bytes, *, role: str, subject: str, ttl_s: float, now: float | None = None
 ) -> str:
-    """A signed token for ``subject`` with ``role`` that expires after ``ttl_s``."""
+    """A signed token for ``subject`` with ``role`` that expires after ``ttl_s``
+    (at most :func:`max_ttl`)."""
     if role not in (*ROLES, WORKER_ROLE):
         raise OptionError(f"role {role!r} is not one of {', '.join((*ROLES, WORKER_ROLE))}")
     if not subject.strip():
         raise OptionError("the token's subject must not be empty")
+    longest = max_ttl(role)
+    if ttl_s > longest:
+        setting = "max-worker-ttl" if role == WORKER_ROLE else "max-ttl"
+        raise OptionError(
+            f"a {role} token may live at most {_days(longest)} (dtf.security.{setting}); "
+            f"asked for {_days(ttl_s)}"
+        )
     now = time.time() if now is None else now
     claims = {
         "iss": ISSUER,
@@ -130,6 +219,22 @@ def issue_token(
     import jwt
 
     return jwt.encode(claims, secret, algorithm="HS256")
+
+
+def _days(seconds: float) -> str:
+    return f"{seconds / 86400:g}d" if seconds >= 86400 else f"{seconds:g}s"
+
+
+# Revocation lists by the key whose tokens they name: the process that checks
+# tokens signed with a key (serve, the scheduler) says where its list is.
+_revocations: dict[bytes, revocation.RevocationList] = {}
+
+
+def watch_revocations(key: bytes, key_file: str | os.PathLike[str]) -> revocation.RevocationList:
+    """Check tokens signed with ``key`` against the list next to ``key_file``."""
+    lst = revocation.RevocationList(revocation.revocation_file(key_file))
+    _revocations[key] = lst
+    return lst
 
 
 def verify_token(secret: bytes, token: str | None, *, audience: str) -> Claims:
@@ -146,7 +251,7 @@ def verify_token(secret: bytes, token: str | None, *, audience: str) -> Claims:
             audience=audience,
             issuer=ISSUER,
             leeway=_LEEWAY_S,
-            options={"require": ["exp", "iat", "sub", "aud", "iss"]},
+            options={"require": ["exp", "iat", "sub", "aud", "iss", "jti"]},
         )
     except jwt.ExpiredSignatureError:
         raise AuthError("token expired") from None
@@ -161,7 +266,31 @@ def verify_token(secret: bytes, token: str | None, *, audience: str) -> Claims:
         raise AuthError("invalid token")
     if audience == WORKER_AUDIENCE and role != WORKER_ROLE:
         raise AuthError("invalid token")
-    return Claims(str(raw["sub"]), role, float(raw["exp"]), str(raw.get("jti", "")))
+    try:
+        lifetime = float(raw["exp"]) - float(raw["iat"])
+    except (TypeError, ValueError):
+        raise AuthError("invalid token") from None
+    if lifetime > max_ttl(role) + _LEEWAY_S:
+        raise AuthError("token lives longer than this deployment allows (dtf.security)")
+    claims = Claims(str(raw["sub"]), role, float(raw["exp"]), str(raw["jti"]))
+    watched = _revocations.get(secret)
+    if watched is not None:
+        watched.check(claims.token_id)
+    return claims
+
+
+def token_facts(secret: bytes, token: str) -> tuple[str, float]:
+    """Id and expiry of a token signed with ``secret``, expired or not (to revoke it)."""
+    import jwt
+
+    try:
+        raw = jwt.decode(
+            token, secret, algorithms=["HS256"],
+            options={"verify_exp": False, "verify_aud": False, "require": ["exp", "jti"]},
+        )  # fmt: skip
+    except jwt.InvalidTokenError:
+        raise OptionError("the token was not signed with this key (or is no dtf token)") from None
+    return str(raw["jti"]), float(raw["exp"])
 
 
 def require_role(claims: Claims, needed: str) -> None:

@@ -8,6 +8,11 @@ a worker that ran for ``stable-after`` starts the backoff from the base again.
 It stops for good when the scheduler *refused* the worker (bad or expired
 token): trying again cannot help, and hammering the scheduler would not either.
 
+Credentials: the supervisor reads the token and result key files and hands
+them to each child over a pipe (:mod:`dtf_core.cluster.handover`): the worker's
+command line and environment name none of them, and with ``--task-user`` the
+child (and so every task) runs as an unprivileged user that cannot read them.
+
 Signals: SIGTERM / SIGINT are passed to the child, by its pid only, and the
 loop ends once it has exited.
 """
@@ -29,7 +34,7 @@ from typing import IO, Any
 
 from dtf_core import config
 from dtf_core.backoff import backoff
-from dtf_core.cluster import hardware
+from dtf_core.cluster import handover, hardware, security
 from dtf_core.cluster.scheduler_preload import REFUSED
 
 EXIT_REFUSED = 2
@@ -56,13 +61,13 @@ def worker_argv(
     name: str,
     nthreads: int,
     resources: dict[str, float],
-    token_file: str,
-    result_key_file: str | None = None,
     nanny: bool = True,
     tls: dict[str, str] | None = None,
+    local_directory: str | None = None,
 ) -> list[str]:
-    """The ``dask worker`` command line (preload options last: Dask hands
-    everything after ``--preload`` options it does not know to the preload)."""
+    """The ``dask worker`` command line. It names no credential: they come over
+    a pipe (:class:`Supervisor`); under a nanny, the nanny's preload takes them
+    and passes them on to each worker process it starts."""
     argv = [
         sys.executable, "-m", "distributed.cli.dask_worker", scheduler,
         "--name", name, "--nthreads", str(nthreads),
@@ -71,15 +76,19 @@ def worker_argv(
     ]  # fmt: skip
     for flag, value in (tls or {}).items():
         argv += [flag, value]
-    argv += ["--preload", "dtf_core.worker_preload", "--dtf-token-file", token_file]
-    if result_key_file:
-        argv += ["--dtf-result-key-file", result_key_file]
-    return argv
+    if local_directory:
+        argv += ["--local-directory", local_directory]
+    if nanny:
+        argv += ["--preload-nanny", "dtf_core.worker_preload"]
+    return [*argv, "--preload", "dtf_core.worker_preload"]
 
 
 @dataclass
 class Supervisor:
     argv: list[str]
+    credentials: bytes | None = None  # handover.encode(token, result key)
+    task_user: handover.TaskUser | None = None
+    home: str | None = None  # the child's working directory and $HOME (with task_user)
     base: float = field(default_factory=lambda: config.seconds("worker.backoff-base"))
     cap: float = field(default_factory=lambda: config.seconds("worker.backoff-max"))
     stable_after: float = field(default_factory=lambda: config.seconds("worker.stable-after"))
@@ -122,9 +131,23 @@ class Supervisor:
         return 0 if self._stopping else rc
 
     def _run_once(self) -> int:
-        self._child = subprocess.Popen(
-            self.argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, bufsize=1
-        )
+        env = {k: v for k, v in os.environ.items() if not security.is_credential_env(k)}
+        fds: tuple[int, ...] = ()
+        if self.credentials is not None:
+            fds = (handover.pipe_holding(self.credentials),)
+            env[handover.FD_ENV] = str(fds[0])
+        argv, user = self.argv, dict[str, Any]()
+        if self.task_user is not None:
+            argv, user = self.task_user.wrap(self.argv, str(self.home))
+            env.update(HOME=str(self.home), USER=self.task_user.name, LOGNAME=self.task_user.name)
+        try:
+            self._child = subprocess.Popen(
+                argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                bufsize=1, env=env, pass_fds=fds, **user,
+            )  # fmt: skip
+        finally:
+            for fd in fds:  # the child has its copy; ours would leak into the next one
+                os.close(fd)
         assert self._child.stderr is not None
         # Forward the worker's log, watching it for the scheduler's refusal.
         pump = threading.Thread(target=self._pump, args=(self._child.stderr,), daemon=True)

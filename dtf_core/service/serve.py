@@ -26,7 +26,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 import dask.config
@@ -42,6 +42,9 @@ from dtf_core.service.limits import UploadLimits
 from dtf_core.service.retention import UploadJanitor
 from dtf_core.service.runmanager import RunManager
 from dtf_core.store import Store
+
+if TYPE_CHECKING:
+    from distributed import Client
 
 
 @dataclass
@@ -66,21 +69,75 @@ class ServeOptions:
     # serve's limit options by name (limits.SETTINGS); None: the config's value
     limits: dict[str, Any] = field(default_factory=dict)
     badges: str | None = None  # public | token; default: dtf.service.badges
+    worker_key_file: str | None = None
+
+
+SHARED_KEY = (
+    "{where} checks worker tokens with serve's API key: one secret for both lets a "
+    "compromised scheduler mint admin tokens. Give the scheduler its own key "
+    "(`dtf-core token secret worker.key`, then `dtf-core scheduler --secret-file worker.key` "
+    "and worker tokens reissued with it; docs/security.md)"
+)
 
 
 def _say(text: str) -> None:
     click.echo(f"dtf-core serve: {text}", err=True)
 
 
-def serve(opts: ServeOptions) -> None:
+def _read_keys(opts: ServeOptions) -> tuple[bytes, bytes | None]:
+    """The API key and the result key, refusing any that does another key's job."""
     if bool(opts.scheduler) == opts.start_scheduler:
         raise OptionError("give exactly one of --scheduler ADDRESS and --start-scheduler")
-    secret = security.read_secret(opts.secret_file)
+    secret = security.read_secret(opts.secret_file, "API key file")
     result_key = (
         security.read_secret(opts.result_key_file, "result key file")
         if opts.result_key_file
         else None
     )
+    if result_key == secret:
+        raise OptionError(
+            "--result-key-file holds serve's API key: every worker reads the result key, so "
+            "any worker could mint admin tokens; make a separate one (dtf-core token secret FILE)"
+        )
+    if opts.start_scheduler:
+        if not opts.worker_key_file:
+            raise OptionError(
+                "--start-scheduler needs --worker-key-file FILE: the scheduler checks worker "
+                "tokens with its own key, never serve's API key (make one with "
+                "`dtf-core token secret FILE` and reissue worker tokens with it)"
+            )
+        wkey = security.read_secret(opts.worker_key_file, "worker key file")
+        if wkey == secret:
+            raise OptionError(SHARED_KEY.format(where="--worker-key-file"))
+        if wkey == result_key:
+            raise OptionError(
+                "--worker-key-file holds the result key: every worker reads the result key, so "
+                "any worker could admit others; make a separate one (dtf-core token secret FILE)"
+            )
+    elif opts.worker_key_file:
+        raise OptionError(
+            "--worker-key-file goes with --start-scheduler; a scheduler started on its own "
+            "reads its key itself (dtf-core scheduler --secret-file)"
+        )
+    return secret, result_key
+
+
+def _check_scheduler_key(client: Client, secret: bytes, address: str) -> None:
+    held = cluster.scheduler_key_id(client)
+    if held is None:
+        _say(
+            f"the scheduler at {address} does not say which worker key it holds (no dtf "
+            "preload, or an older one): make sure it is not serve's API key"
+        )
+    elif held == security.key_id(secret):
+        raise OptionError(SHARED_KEY.format(where=f"the scheduler at {address}"))
+
+
+def serve(opts: ServeOptions) -> None:
+    secret, result_key = _read_keys(opts)
+    # A token revoked with `dtf-core token revoke --secret-file API_KEY` is
+    # refused from the next request on.
+    security.watch_revocations(secret, opts.secret_file)
     sec = client_security(opts.tls_ca_file, opts.tls_cert, opts.tls_key)
     https = api_ssl_context(opts.api_tls_cert, opts.api_tls_key)
     bounds = UploadLimits.from_config(**opts.limits)
@@ -98,6 +155,7 @@ def serve(opts: ServeOptions) -> None:
             address = stack.enter_context(_scheduler_child(opts))
         assert address is not None
         handle = stack.enter_context(cluster.open_cluster(address, security=sec))
+        _check_scheduler_key(handle.client, secret, address)
         manager = RunManager(
             handle.client, store, workdir=workdir,
             limits=bounds,
@@ -188,7 +246,8 @@ def _open_store(opts: ServeOptions) -> Store:
 @contextlib.contextmanager
 def _scheduler_child(opts: ServeOptions) -> Iterator[str]:
     argv = [sys.executable, "-m", "dtf_core.cli", "scheduler", "--host", opts.scheduler_host,
-            "--port", str(opts.scheduler_port), "--secret-file", opts.secret_file]  # fmt: skip
+            "--port", str(opts.scheduler_port),
+            "--secret-file", str(opts.worker_key_file)]  # fmt: skip
     for flag, value in (("--tls-ca-file", opts.tls_ca_file), ("--tls-cert", opts.tls_cert),
                         ("--tls-key", opts.tls_key)):  # fmt: skip
         if value:

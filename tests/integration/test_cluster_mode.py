@@ -59,37 +59,42 @@ def dask_worker(d: Deployment, name: str, token: Path, key: Path, *extra: str) -
 @pytest.fixture(scope="module")
 def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
     tmp = tmp_path_factory.mktemp("cluster")
-    files = {n: tmp / n for n in ("secret", "result.key", "evil.key")}
+    # One key per job (docs/security.md): API tokens, worker admission, results.
+    files = {n: tmp / n for n in ("api.key", "worker.key", "result.key", "evil.key")}
     for f in files.values():
         security.write_secret(f)
-    secret = security.read_secret(files["secret"])
+    api = security.read_secret(files["api.key"])
+    wkey = security.read_secret(files["worker.key"])
     tokens = {
-        role: security.issue_token(secret, role=role, subject=f"{role}-1", ttl_s=3600)
-        for role in ("viewer", "submitter", "admin", "worker")
+        role: security.issue_token(api, role=role, subject=f"{role}-1", ttl_s=3600)
+        for role in ("viewer", "submitter", "admin")
     }
     # One token per worker: a token admits one live worker at a time.
-    tokens["worker2"] = security.issue_token(secret, role="worker", subject="gpu", ttl_s=3600)
-    tokens["worker3"] = security.issue_token(secret, role="worker", subject="evil", ttl_s=3600)
-    tokens["submitter2"] = security.issue_token(secret, role="submitter", subject="other", ttl_s=60)
-    tokens["expired"] = security.issue_token(secret, role="admin", subject="x", ttl_s=60, now=1e9)
+    tokens["worker"] = security.issue_token(wkey, role="worker", subject="worker-1", ttl_s=3600)
+    tokens["worker2"] = security.issue_token(wkey, role="worker", subject="gpu", ttl_s=3600)
+    tokens["worker3"] = security.issue_token(wkey, role="worker", subject="evil", ttl_s=3600)
+    tokens["submitter2"] = security.issue_token(api, role="submitter", subject="other", ttl_s=3600)
+    tokens["expired"] = security.issue_token(api, role="admin", subject="x", ttl_s=60, now=1e9)
     tokens["expired-worker"] = security.issue_token(
-        secret, role="worker", subject="w", ttl_s=60, now=1e9
+        wkey, role="worker", subject="w", ttl_s=60, now=1e9
     )
-    for name in ("worker", "worker2", "worker3", "expired-worker", "admin"):
+    # What a compromised scheduler could mint with the only key it holds.
+    tokens["scheduler-admin"] = security.issue_token(wkey, role="admin", subject="s", ttl_s=3600)
+    for name in ("worker", "worker2", "worker3", "expired-worker", "scheduler-admin"):
         files[f"{name}.jwt"] = tmp / f"{name}.jwt"
-        files[f"{name}.jwt"].write_text(tokens[name])
+        security.write_private(files[f"{name}.jwt"], tokens[name])
     sport, dport, aport = free_port(), free_port(), free_port()
     d = Deployment(tmp, f"tcp://127.0.0.1:{sport}", f"http://127.0.0.1:{aport}", tokens, files)
     dtf = [PY, "-m", "dtf_core.cli"]
     try:
         d.start([*dtf, "scheduler", "--port", str(sport), "--dashboard-address",
-                 f"127.0.0.1:{dport}", "--secret-file", str(files["secret"])], "scheduler.log")  # fmt: skip
+                 f"127.0.0.1:{dport}", "--secret-file", str(files["worker.key"])], "scheduler.log")  # fmt: skip
         d.start(dask_worker(d, "cpu", files["worker.jwt"], files["result.key"]), "cpu.log")
         d.start([*dtf, "worker", d.scheduler, "--name", "gpu", "--nthreads", "1", "-r", "GPU=1",
                  "--no-nanny", "--token-file", str(files["worker2.jwt"]),
                  "--result-key-file", str(files["result.key"])], "gpu.log")  # fmt: skip
         d.start([*dtf, "serve", "--scheduler", d.scheduler, "--db", str(tmp / "dtf.duckdb"),
-                 "--port", str(aport), "--secret-file", str(files["secret"]),
+                 "--port", str(aport), "--secret-file", str(files["api.key"]),
                  "--result-key-file", str(files["result.key"])], "serve.log")  # fmt: skip
         viewer = d.client("viewer")
         wait_for(lambda: len(viewer.workers()) == 2, 60, "serve to see both workers")
@@ -198,7 +203,7 @@ def test_workers_with_bad_tokens_never_join(deployment: Deployment) -> None:
         [PY, "-m", "dtf_core.cli", "worker", d.scheduler, "--name", "late", "--no-nanny",
          "--token-file", str(f["expired-worker.jwt"])], "late.log",
     )  # fmt: skip
-    api_token = d.start(dask_worker(d, "api", f["admin.jwt"], f["result.key"]), "api.log")
+    api_token = d.start(dask_worker(d, "api", f["scheduler-admin.jwt"], f["result.key"]), "api.log")
     no_token = d.start(
         [PY, "-m", "distributed.cli.dask_worker", d.scheduler, "--name", "anon", "--no-nanny",
          "--no-dashboard"], "anon.log",
@@ -213,7 +218,7 @@ def test_workers_with_bad_tokens_never_join(deployment: Deployment) -> None:
     names = {w["name"] for w in d.client("viewer").workers()}
     assert names == {"cpu", "gpu"}
     sched = d.log("scheduler.log")
-    assert "worker refused" in sched and d.tokens["admin"] not in sched
+    assert "worker refused" in sched and d.tokens["scheduler-admin"] not in sched
 
 
 def status_of(d: Deployment, method: str, path: str, token: str | None, body: bytes | None = None):  # type: ignore[no-untyped-def]
@@ -232,7 +237,7 @@ def test_api_refuses_bad_tokens_and_roles(deployment: Deployment) -> None:
     d = deployment
     t = d.tokens
     assert status_of(d, "GET", "/v1/health", None)[0] == 200
-    for token in (None, "garbage", t["expired"], t["worker"]):
+    for token in (None, "garbage", t["expired"], t["worker"], t["scheduler-admin"]):
         code, body = status_of(d, "GET", "/v1/runs", token)
         assert code == 401, body
         assert "error" in json.loads(body)
@@ -241,6 +246,8 @@ def test_api_refuses_bad_tokens_and_roles(deployment: Deployment) -> None:
     assert status_of(d, "GET", "/v1/runs", t["viewer"])[0] == 200
     assert status_of(d, "POST", "/v1/runs", t["viewer"], b"{}")[0] == 403
     assert status_of(d, "POST", "/v1/tokens", t["submitter"], b"{}")[0] == 403
+    # An admin token minted with the worker admission key (a compromised scheduler).
+    assert status_of(d, "POST", "/v1/tokens", t["scheduler-admin"], b"{}")[0] == 401
     code, body = status_of(
         d, "POST", "/v1/tokens", t["admin"], b'{"role": "viewer", "subject": "bob", "ttl": "1h"}'
     )

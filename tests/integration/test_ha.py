@@ -36,14 +36,19 @@ def _wait_port(port: int, timeout: float) -> None:
 
 @pytest.mark.timeout(240)
 def test_standby_takes_over_and_submit_follows(tmp_path: Path) -> None:
-    secret_file, key_file = tmp_path / "secret", tmp_path / "result.key"
-    security.write_secret(secret_file)
-    security.write_secret(key_file)
-    secret = security.read_secret(secret_file)
-    (tmp_path / "worker.jwt").write_text(
-        security.issue_token(secret, role="worker", subject="w", ttl_s=3600)
+    secret_file, key_file = tmp_path / "api.key", tmp_path / "result.key"
+    worker_key = tmp_path / "worker.key"
+    for f in (secret_file, key_file, worker_key):
+        security.write_secret(f)
+    security.write_private(
+        tmp_path / "worker.jwt",
+        security.issue_token(
+            security.read_secret(worker_key), role="worker", subject="w", ttl_s=3600
+        ),
     )
-    token = security.issue_token(secret, role="submitter", subject="ci", ttl_s=3600)
+    token = security.issue_token(
+        security.read_secret(secret_file), role="submitter", subject="ci", ttl_s=3600
+    )
     sport, dport, aport, bport = (free_port() for _ in range(4))
     scheduler = f"tcp://127.0.0.1:{sport}"
     db = tmp_path / "ha.duckdb"
@@ -66,7 +71,7 @@ def test_standby_takes_over_and_submit_follows(tmp_path: Path) -> None:
 
     try:
         start([*DTF, "scheduler", "--port", str(sport), "--dashboard-address",
-               f"127.0.0.1:{dport}", "--secret-file", str(secret_file)], "scheduler.log")  # fmt: skip
+               f"127.0.0.1:{dport}", "--secret-file", str(worker_key)], "scheduler.log")  # fmt: skip
         start([*DTF, "worker", scheduler, "--name", "w1", "--nthreads", "1", "--no-nanny",
                "--token-file", str(tmp_path / "worker.jwt"),
                "--result-key-file", str(key_file)], "worker.log")  # fmt: skip
@@ -122,14 +127,15 @@ def test_standby_takes_over_and_submit_follows(tmp_path: Path) -> None:
 def test_serve_restarts_the_scheduler_it_manages(tmp_path: Path) -> None:
     import psutil
 
-    secret_file = tmp_path / "secret"
+    secret_file, worker_key = tmp_path / "api.key", tmp_path / "worker.key"
     security.write_secret(secret_file)
+    security.write_secret(worker_key)
     sport, aport = free_port(), free_port()
     with open(tmp_path / "serve.log", "wb") as fh:
         serve = subprocess.Popen(
             [*DTF, "serve", "--start-scheduler", "--scheduler-port", str(sport),
              "--db", str(tmp_path / "s.duckdb"), "--port", str(aport),
-             "--secret-file", str(secret_file)],
+             "--secret-file", str(secret_file), "--worker-key-file", str(worker_key)],
             stdout=fh, stderr=subprocess.STDOUT, cwd=tmp_path,
         )  # fmt: skip
     try:

@@ -78,6 +78,7 @@ def test_ttl_and_secret_files(tmp_path: Path) -> None:
         security.write_secret(f)
     short = tmp_path / "short"
     short.write_text("tiny")
+    short.chmod(0o600)
     with pytest.raises(OptionError, match="at least 32") as exc:
         security.read_secret(short)
     assert "tiny" not in str(exc.value)
@@ -163,20 +164,29 @@ def test_bundle_limits_and_unsafe_archives(tmp_path: Path) -> None:
         bundle.unpack(b"not a tarball", tmp_path / "y", unpacked_limit=10**6, entry_limit=100)
 
 
-def test_worker_resources_from_hardware_with_a_mocked_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_worker_resources_from_hardware_with_a_mocked_gpu(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     from dtf_core.cluster import hardware
 
+    token = tmp_path / "worker.jwt"
+    security.write_private(
+        token, security.issue_token(SECRET, role="worker", subject="h", ttl_s=60)
+    )
     info = {**hardware.describe(), "gpus": [{"name": "NVIDIA H100", "memory_bytes": 8 << 30}] * 2}
     res = supervisor.derive_resources(info)
     assert res["GPU"] == 2 and res["CPU"] >= 1 and "MEM_GB" in res and "DISK_GB" in res
     monkeypatch.setattr(hardware, "describe", lambda: info)
     out = CliRunner().invoke(
         cli.main,
-        ["worker", "tcp://127.0.0.1:1", "--token-file", __file__, "-r", "CUDA=1", "--dry-run"],
+        ["worker", "tcp://127.0.0.1:1", "--token-file", str(token), "-r", "CUDA=1", "--dry-run"],
     )
     assert out.exit_code == 0, out.output
     assert "GPU=2" in out.output and "CUDA=1" in out.output
-    assert "--preload dtf_core.worker_preload --dtf-token-file" in out.output
+    # The credentials go over a pipe: the worker's command line names no file.
+    assert "--preload dtf_core.worker_preload" in out.output
+    assert "--preload-nanny dtf_core.worker_preload" in out.output
+    assert str(token) not in out.output and "--dtf-token" not in out.output
 
 
 def test_token_commands(tmp_path: Path) -> None:
