@@ -55,3 +55,17 @@ def spawn() -> Iterator[Callable[..., subprocess.Popen[Any]]]:
 def _console_log_in_tmp(tmp_path_factory: pytest.TempPathFactory, monkeypatch: Any) -> None:
     """The console's fault log goes to a temporary file, never to the user's ~/.cache."""
     monkeypatch.setenv("DTF_TUI_LOG", str(tmp_path_factory.getbasetemp() / "dtf-tui.log"))
+
+
+@pytest.fixture(autouse=True)
+def _scheduler_unpickler_restored() -> Iterator[None]:
+    """A test that starts a scheduler in this process with dtf's preload (an in-process
+    SLURMCluster, say) installs the graph-only unpickler process-wide; put Dask's back so
+    the LocalClusters of later tests can still send their own plugins."""
+    import distributed.protocol.pickle as dpickle
+    import distributed.scheduler as dscheduler
+
+    before = [(m, m.loads) for m in (dpickle, dscheduler)]
+    yield
+    for module, loads in before:
+        module.loads = loads

@@ -108,9 +108,10 @@ def old_upload(workdir: Path, name: str, marker: bool = True) -> Path:
 def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
     tmp = tmp_path_factory.mktemp("https")
     ca, cert, key = (str(p) for p in security_files(tmp))
-    secret_file, result_key = tmp / "secret", tmp / "result.key"
-    security.write_secret(secret_file)
-    security.write_secret(result_key)
+    # One key per job (docs/security.md): serve's API key, the scheduler's worker key.
+    secret_file, worker_key, result_key = tmp / "api.key", tmp / "worker.key", tmp / "result.key"
+    for f in (secret_file, worker_key, result_key):
+        security.write_secret(f)
     secret = security.read_secret(secret_file)
     tokens = {
         who: security.issue_token(secret, role="submitter", subject=f"ci-{who}", ttl_s=3600)
@@ -118,8 +119,11 @@ def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
     }
     tokens["viewer"] = security.issue_token(secret, role="viewer", subject="v", ttl_s=3600)
     (tmp / "worker.jwt").write_text(
-        security.issue_token(secret, role="worker", subject="w", ttl_s=3600)
+        security.issue_token(
+            security.read_secret(worker_key), role="worker", subject="w", ttl_s=3600
+        )
     )
+    (tmp / "worker.jwt").chmod(0o600)
     workdir = tmp / "uploads"
     old_upload(workdir, "20200101-000000-old")
     old_upload(workdir, "not-ours", marker=False)
@@ -137,7 +141,7 @@ def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
 
     try:
         start([*DTF, "scheduler", "--port", str(sport), "--dashboard-address",
-               f"127.0.0.1:{dport}", "--secret-file", str(secret_file)], "scheduler.log")  # fmt: skip
+               f"127.0.0.1:{dport}", "--secret-file", str(worker_key)], "scheduler.log")  # fmt: skip
         start([*DTF, "worker", scheduler, "--name", "w", "--nthreads", "1", "--no-nanny",
                "--token-file", str(tmp / "worker.jwt"), "--result-key-file", str(result_key)],
               "worker.log")  # fmt: skip

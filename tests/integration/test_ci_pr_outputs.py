@@ -154,7 +154,8 @@ def serve(tmp: Path, spawn, *extra: str) -> tuple[str, subprocess.Popen]:
     port = free_port()
     argv = [sys.executable, "-m", "dtf_core.cli", "serve", "--start-scheduler", "--scheduler-port",
             str(free_port()), "--db", str(tmp / "h.duckdb"), "--port", str(port),
-            "--secret-file", str(tmp / "secret"), *extra]  # fmt: skip
+            "--secret-file", str(tmp / "secret"), "--worker-key-file", str(tmp / "worker.key"),
+            *extra]  # fmt: skip
     log = open(tmp / f"serve-{port}.log", "wb")  # noqa: SIM115 (closed with the process)
     p = spawn(argv, cwd=tmp, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
@@ -168,6 +169,7 @@ def test_serve_answers_badges_without_a_token_unless_told(runs, spawn):
     tmp = runs["dir"]
     assert isinstance(tmp, Path)
     security.write_secret(tmp / "secret")
+    security.write_secret(tmp / "worker.key")  # the scheduler's own key (docs/security.md)
     viewer = security.issue_token(
         security.read_secret(tmp / "secret"), role="viewer", subject="readme", ttl_s=600
     )

@@ -413,7 +413,9 @@ def test_slurm_sbatch_runs_up_to_the_worker(keys: Path, tmp_path: Path) -> None:
     token = tmp_path / "dtf-worker-41.jwt"
     assert token.stat().st_mode & 0o077 == 0 and token.read_text().count(".") == 2
     assert "GPU=2" in run.stderr and "CUDA=1" in run.stderr  # the resources it would advertise
-    assert f"--dtf-token-file {token}" in run.stdout  # the dask worker it would start
+    # The dask worker it would start: credentials go over a pipe, never on its command line.
+    assert "-m distributed.cli.dask_worker" in run.stdout and "GPU=2" in run.stdout
+    assert str(token) not in run.stdout and "--dtf-token-file" not in run.stdout
     exec_line = next(ln for ln in text.splitlines() if ln.startswith("exec "))
     printed = subprocess.run(["bash", "-c", "printf '%s\\0' " + exec_line[len("exec "):]],
                              capture_output=True, text=True, env=_job_env(tmp_path), timeout=60)  # fmt: skip
