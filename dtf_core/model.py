@@ -153,6 +153,9 @@ class AttemptResult:
     samples: list[float] = field(default_factory=list)  # benchmark, warmup excluded
     unit: str = "s"
     worker_info: dict[str, Any] = field(default_factory=dict)  # hardware facts
+    # A failed attempt: the state of its worker then (dtf_core.worker.snapshot),
+    # plain data: host, OS, Python, packages, load, memory, disk, GPU, env, log.
+    context: dict[str, Any] = field(default_factory=dict)
     # pytest chunks: node ids that never started because the process died
     # (a crash or a per-test timeout); the coordinator runs them in a new attempt.
     remaining: list[str] = field(default_factory=list)

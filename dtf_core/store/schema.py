@@ -83,6 +83,10 @@ MIGRATIONS: list[str] = [
     # 4: a failing test's traceback as pytest printed it (TestResult.details),
     # for the end-of-run summary and reports. NULL for older rows.
     "ALTER TABLE test_results ADD COLUMN details VARCHAR;",
+    # 5: the worker's system snapshot for a failed attempt (AttemptResult.context:
+    # host, OS, Python, packages, load, memory, disk, GPU, env, log), JSON.
+    # NULL for attempts that did not fail, and for older rows.
+    "ALTER TABLE attempts ADD COLUMN context JSON;",
 ]
 
 
