@@ -226,7 +226,7 @@ class EventsHandler(Handler):
 
 
 class RunDataHandler(Handler):
-    """tasks, errors, results (JSON summary), analysis, report (rendered)."""
+    """tasks, errors, attempts, results (JSON summary), analysis, report (rendered)."""
 
     async def get(self, run_id: str, what: str) -> None:
         self.auth("viewer")
@@ -237,8 +237,13 @@ class RunDataHandler(Handler):
         await self.stored_run(run_id)
         if what == "tasks":
             self.send({"tasks": await self.blocking(store.tasks, run_id)})
-        elif what == "errors":
-            self.send({"errors": await self.blocking(store.errors, run_id)})
+        elif what == "errors":  # ?context=1: with each attempt's system snapshot
+            ctx = bool(self.get_query_argument("context", ""))
+            read = store.errors_with_context if ctx else store.errors
+            self.send({"errors": await self.blocking(read, run_id)})
+        elif what == "attempts":  # ?task=ID: one task's
+            task = self.get_query_argument("task", None)
+            self.send({"attempts": await self.blocking(store.attempts, run_id, task)})
         elif what in ("results", "analysis", "report"):
             summary = await self.blocking(reporting.build_summary, store, run_id)
             if what == "results":
@@ -321,7 +326,7 @@ def make_app(manager: RunManager, secret: bytes) -> tornado.web.Application:
             (run, RunHandler, args),
             (run + "/cancel", CancelHandler, args),
             (run + "/events", EventsHandler, args),
-            (run + "/(tasks|errors|results|analysis|report)", RunDataHandler, args),
+            (run + "/(tasks|errors|attempts|results|analysis|report)", RunDataHandler, args),
             (r"/v1/workers", WorkersHandler, args),
             (r"/v1/tokens", TokensHandler, args),
         ],

@@ -92,8 +92,15 @@ class CoordinatorClient:
     def tasks(self, run_id: str) -> list[dict[str, Any]]:
         return list(self._json("GET", f"/v1/runs/{_q(run_id)}/tasks")["tasks"])
 
-    def errors(self, run_id: str) -> list[dict[str, Any]]:
-        return list(self._json("GET", f"/v1/runs/{_q(run_id)}/errors")["errors"])
+    def errors(self, run_id: str, context: bool = False) -> list[dict[str, Any]]:
+        """``context``: with each attempt's system snapshot (kilobytes a row)."""
+        query = "?context=1" if context else ""
+        return list(self._json("GET", f"/v1/runs/{_q(run_id)}/errors{query}")["errors"])
+
+    def attempts(self, run_id: str, task_id: str | None = None) -> list[dict[str, Any]]:
+        """Every attempt of the run (or of one task), output tails and snapshots included."""
+        query = f"?task={_q(task_id)}" if task_id is not None else ""
+        return list(self._json("GET", f"/v1/runs/{_q(run_id)}/attempts{query}")["attempts"])
 
     def results(self, run_id: str) -> dict[str, Any]:
         return dict(self._json("GET", f"/v1/runs/{_q(run_id)}/results"))
