@@ -37,6 +37,11 @@ class Outcome(enum.StrEnum):
     ERROR = "error"
 
 
+# Priorities (a task's in its suite, a run's in dtf-core serve) lie within
+# +-PRIORITY_LIMIT; higher runs first. A run's priority orders runs, a task's
+# orders the tasks of one run (dtf_core.run.priority).
+PRIORITY_LIMIT = 1000
+
 FINAL_TASK_STATES = frozenset(
     {"passed", "failed", "skipped", "timed_out", "unschedulable", "cancelled"}
 )
@@ -78,6 +83,8 @@ class TaskSpec:
     higher_is_better: bool = False
     env: dict[str, str] = field(default_factory=dict)
     cwd: str | None = None  # absolute; defaults to root
+    # Higher starts first among the run's queued tasks (never preempts a running one).
+    priority: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

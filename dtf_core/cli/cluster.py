@@ -11,7 +11,13 @@ from typing import Any
 
 import click
 
-from dtf_core.cli.common import db_option, default_db, handle_errors, output_options
+from dtf_core.cli.common import (
+    db_option,
+    default_db,
+    handle_errors,
+    output_options,
+    priority_option,
+)
 from dtf_core.errors import OptionError, exit_code
 
 _TLS_FLAGS = ("--tls-ca-file", "--tls-cert", "--tls-key")
@@ -264,6 +270,7 @@ def serve_cmd(**kwargs: Any) -> None:
     help="Directory to upload (default: the suite's directory).",
 )
 @click.option("--no-wait", is_flag=True, help="Print the run id and return once accepted.")
+@priority_option
 @output_options
 # Refused with a pointer to `serve --db` (service.submit): the service owns the database.
 @click.option("--db", hidden=True, default=None)

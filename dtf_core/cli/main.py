@@ -26,6 +26,7 @@ from dtf_core.cli.common import (
     output_options,
     pick_run,
     plan_cluster,
+    priority_option,
     run_option,
 )
 from dtf_core.cli.deprecation import one_line_deprecations
@@ -56,6 +57,7 @@ def console() -> None:
 @output_options
 @lock_timeout_option
 @failure_options
+@priority_option
 @click.option(
     "--resume",
     "resume_id",

@@ -33,6 +33,7 @@ from dtf_core import __version__, reporting
 from dtf_core.cluster import embedded as cluster
 from dtf_core.cluster import security
 from dtf_core.errors import AuthError, BadInputError, ClusterError, RunNotFoundError
+from dtf_core.service import priority as run_priority
 from dtf_core.service.runmanager import ActiveRun, RunManager
 
 API_VERSION = 1
@@ -134,8 +135,14 @@ class RunsHandler(Handler):
                 413, f"archive is {len(archive) / 1e6:.1f} MB, above the "
                 f"{self.manager.upload_limit / 1e6:.0f} MB limit",
             )  # fmt: skip
+        try:  # 403 above what this subject may ask for (service/priority.py)
+            priority = run_priority.grant(claims, body.get("priority"))
+        except AuthError as exc:
+            raise ApiError(exc.status, str(exc)) from None
+        except BadInputError as exc:
+            raise ApiError(400, str(exc)) from None
         run = await self.blocking(
-            self.manager.submit, claims.subject, suite_path, archive, metadata
+            self.manager.submit, claims.subject, suite_path, archive, metadata, priority
         )
         _condition(run)
         self.send(run.describe(), 201)

@@ -53,12 +53,21 @@ class CoordinatorClient:
     def health(self) -> dict[str, Any]:
         return dict(self._json("GET", "/v1/health"))
 
-    def submit(self, suite_path: str, archive: bytes, metadata: dict[str, Any]) -> dict[str, Any]:
-        body = {
+    def submit(
+        self,
+        suite_path: str,
+        archive: bytes,
+        metadata: dict[str, Any],
+        priority: int | None = None,
+    ) -> dict[str, Any]:
+        """``priority``: None asks for the service's default for this token's subject."""
+        body: dict[str, Any] = {
             "suite_path": suite_path,
             "archive": base64.b64encode(archive).decode("ascii"),
             "metadata": metadata,
         }
+        if priority is not None:
+            body["priority"] = priority
         return dict(self._json("POST", "/v1/runs", body, timeout=max(self.timeout, 120.0)))
 
     def run(self, run_id: str) -> dict[str, Any]:

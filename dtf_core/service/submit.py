@@ -61,6 +61,7 @@ def submit(
     json_path: str | None = None,
     html_path: str | None = None,
     quiet: bool = False,
+    priority: int | None = None,
 ) -> str:
     """Submit and (unless ``no_wait``) follow; the run's final status."""
     if db:
@@ -78,14 +79,15 @@ def submit(
     limit = int(dask.utils.parse_bytes(str(config.get("service.upload-limit"))))
     archive = bundle.pack(base, limit)
     accepted = client.submit(
-        suite_file.relative_to(base).as_posix(), archive, context.collect(str(base))
+        suite_file.relative_to(base).as_posix(), archive, context.collect(str(base)), priority
     )
     run_id = str(accepted["run_id"])
     view = ProgressView(live=False if quiet else None)
     if not quiet:
         view.info(
             f"submitted run {run_id} to {client.base}: suite '{accepted['suite']}', "
-            f"{accepted['total']} task(s), {len(archive) / 1e3:.0f} kB uploaded"
+            f"{accepted['total']} task(s), priority {accepted.get('priority', 0)}, "
+            f"{len(archive) / 1e3:.0f} kB uploaded"
         )
     if no_wait:
         print(run_id)
