@@ -132,14 +132,10 @@ def _int(where: _Where, key: str, value: Any, minimum: int) -> int:
 
 
 def _priority(where: _Where, key: str, value: Any) -> int:
-    ok = isinstance(value, int) and not isinstance(value, bool)
-    if ok and -PRIORITY_LIMIT <= value <= PRIORITY_LIMIT:
-        return int(value)
-    where.fail(
-        key,
-        f"expected an integer from -{PRIORITY_LIMIT} to {PRIORITY_LIMIT} like {key} = 10 "
-        f"(higher runs first), got {_got(value)}",
-    )
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) <= PRIORITY_LIMIT:
+        return value
+    span = f"from -{PRIORITY_LIMIT} to {PRIORITY_LIMIT}"
+    where.fail(key, f"expected an integer {span} like {key} = 10 (higher first), got {_got(value)}")
 
 
 def _str(where: _Where, key: str, value: Any) -> str:

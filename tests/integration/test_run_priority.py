@@ -84,7 +84,7 @@ def test_a_higher_priority_run_overtakes_the_queued_tasks_of_a_running_one(
         release_bot = CoordinatorClient(url, token("release"), timeout=30)
 
         # A submitter cannot go above what the service grants it: refused, not clamped.
-        with pytest.raises(AuthError, match="above what .nightly. may ask for"):
+        with pytest.raises(AuthError, match=r"above what .nightly. may ask for"):
             _submit(nightly_bot, nightly_dir, 50)
 
         def started(run_id: str) -> bool:

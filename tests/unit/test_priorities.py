@@ -93,9 +93,9 @@ def test_serve_grants_defaults_and_refuses_more_than_the_max() -> None:
             service_priority.grant(_claims("ci"), "7")
         with pytest.raises(OptionError):
             service_priority.grant(_claims("root", "admin"), PRIORITY_LIMIT + 1)
-    with dask.config.set({"dtf.service.priority": {"max": "lots"}}):
-        with pytest.raises(OptionError, match="dtf.service.priority: max must be an integer"):
-            service_priority.grant(_claims("ci"), None)
+    bad = {"dtf.service.priority": {"max": "lots"}}
+    with dask.config.set(bad), pytest.raises(OptionError, match=r"priority: max must be an int"):
+        service_priority.grant(_claims("ci"), None)
 
 
 def test_runs_waiting_for_a_slot_start_highest_priority_first() -> None:

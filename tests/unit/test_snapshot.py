@@ -6,6 +6,8 @@ from __future__ import annotations
 import importlib.metadata
 import json
 
+import pytest
+
 from dtf_core.reporting.syscontext import context_lines, context_rows
 from dtf_core.worker import snapshot, wire
 from dtf_core.worker.snapshot import REDACTED
@@ -59,7 +61,9 @@ def test_packages_map_modules_to_installed_distributions() -> None:
     assert len(pkgs) == 2  # the standard library and unknown modules have no distribution
 
 
-def test_capture_is_plain_data_that_crosses_the_wire() -> None:
+def test_capture_is_plain_data_that_crosses_the_wire(monkeypatch: pytest.MonkeyPatch) -> None:
+    # No nvidia-smi process from a unit test (the GPU part: test_error_context.py).
+    monkeypatch.setattr(snapshot, "gpu_state", lambda: None)
     ctx = snapshot.capture(
         env={"DTF_TASK_ID": "t", "SERVICE_TOKEN": "s3cr3t"}, imports=["pytest"], imports_from="x"
     )
