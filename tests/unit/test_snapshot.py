@@ -98,3 +98,22 @@ def test_every_view_writes_the_same_lines() -> None:
     ]
     # A command's imports are unknowable: no claim about packages.
     assert not any(r[0].startswith("packages") for r in context_rows({"command": "/bin/false"}))
+
+
+def test_a_signed_result_with_a_snapshot_verifies_after_the_wire(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import msgpack
+
+    from dtf_core.cluster import security
+    from dtf_core.model import AttemptResult
+
+    monkeypatch.setattr(snapshot, "gpu_state", lambda: [{"index": "0", "temperature_c": 71.5}])
+    key = b"r" * 32
+    res = AttemptResult("r", "t", 1, "failed", "test-failure", context=snapshot.capture())
+    security.sign_result(res, key)
+    sent = msgpack.unpackb(msgpack.packb(wire.result_to_plain(res)), use_list=False)
+    back = wire.result_from_plain(sent)
+    assert security.verify_result(back, key) is None
+    back.context["host"] = "elsewhere"  # the snapshot is covered by the signature
+    assert security.verify_result(back, key) is not None
