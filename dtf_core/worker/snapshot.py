@@ -17,7 +17,8 @@ indexed once per worker process: a package installed while the worker runs
 shows up only after a restart.
 
 Secrets: an environment variable whose name contains TOKEN, SECRET, KEY,
-PASSWORD or CREDENTIAL is stored with the value ``***``.
+PASSWORD or CREDENTIAL is stored with the value ``***``, and such a value is
+replaced by ``***`` wherever else it appears (log lines, the command).
 """
 
 from __future__ import annotations
@@ -204,6 +205,20 @@ def gpu_state() -> list[dict[str, Any]] | str | None:
         return state
 
 
+def scrub(text: str, secrets: Iterable[str]) -> str:
+    """``text`` with every secret value in it replaced by ``***``."""
+    for value in secrets:
+        text = text.replace(value, REDACTED)
+    return text
+
+
+def secret_values(*envs: Mapping[str, str]) -> list[str]:
+    """Values of the secret-named variables of ``envs``, longest first (short ones
+    would blank out ordinary words)."""
+    found = {v for env in envs for k, v in env.items() if _SECRET_RE.search(k) and len(v) >= 6}
+    return sorted(found, key=len, reverse=True)
+
+
 def worker_log(n: int = LOG_LINES) -> list[str]:
     """The last ``n`` lines of the Dask worker's log, oldest first; [] outside a worker."""
     try:
@@ -239,6 +254,8 @@ def capture(
     space matters (the task's directory); ``command``: the program a command
     task ran, resolved on PATH."""
     try:
+        # A secret's value may show up in a log line too, not only under its name.
+        hidden = secret_values(_BASELINE, os.environ, env or {})
         snap: dict[str, Any] = {
             "captured_at": time.time(),
             "host": socket.gethostname(),
@@ -251,13 +268,13 @@ def capture(
             "disk": _disk(disk_path or os.getcwd()),
             "gpu": gpu_state(),
             "env": env_changes(os.environ if env is None else env),
-            "log": worker_log(),
+            "log": [scrub(line, hidden) for line in worker_log()],
         }
         if imports is not None:
             snap["packages"] = packages(imports)
             snap["packages_from"] = imports_from
         if command is not None:
-            snap["command"] = command
+            snap["command"] = scrub(command, hidden)
         return snap
     except Exception as exc:  # never let a snapshot break the result
         return {"error": f"the snapshot failed: {type(exc).__name__}: {exc}"}

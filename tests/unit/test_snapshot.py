@@ -117,3 +117,10 @@ def test_a_signed_result_with_a_snapshot_verifies_after_the_wire(
     assert security.verify_result(back, key) is None
     back.context["host"] = "elsewhere"  # the snapshot is covered by the signature
     assert security.verify_result(back, key) is not None
+
+
+def test_secret_values_are_scrubbed_from_free_text() -> None:
+    hidden = snapshot.secret_values({"API_TOKEN": "tok-123456", "KEY": "abc", "HOME": "/root"})
+    assert hidden == ["tok-123456"]  # too short to scrub safely: "abc"; not a secret: HOME
+    line = "connecting with tok-123456 as /root"
+    assert snapshot.scrub(line, hidden) == f"connecting with {REDACTED} as /root"
