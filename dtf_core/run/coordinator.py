@@ -237,8 +237,8 @@ class Coordinator:
                 ready.append(st)
             else:
                 st.waiting_since = time.monotonic()
-        threads = lambda req: sum(w["nthreads"] for w in self._workers.capable(req))  # noqa: E731
-        for group in batching.plan(ready, threads):
+        capable = self._workers.capable
+        for group in batching.plan(ready, lambda req: sum(w["nthreads"] for w in capable(req))):
             self._submit(group)
         self._expire_waiting()
 
