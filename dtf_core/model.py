@@ -37,6 +37,11 @@ class Outcome(enum.StrEnum):
     ERROR = "error"
 
 
+# Priorities (a task's in its suite, a run's in dtf-core serve) lie within
+# +-PRIORITY_LIMIT; higher runs first. A run's priority orders runs, a task's
+# orders the tasks of one run (dtf_core.run.priority).
+PRIORITY_LIMIT = 1000
+
 FINAL_TASK_STATES = frozenset(
     {"passed", "failed", "skipped", "timed_out", "unschedulable", "cancelled"}
 )
@@ -79,6 +84,8 @@ class TaskSpec:
     higher_is_better: bool = False
     env: dict[str, str] = field(default_factory=dict)
     cwd: str | None = None  # absolute; defaults to root
+    # Higher starts first among the run's queued tasks (never preempts a running one).
+    priority: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -154,6 +161,9 @@ class AttemptResult:
     samples: list[float] = field(default_factory=list)  # benchmark, warmup excluded
     unit: str = "s"
     worker_info: dict[str, Any] = field(default_factory=dict)  # hardware facts
+    # A failed attempt: the state of its worker then (dtf_core.worker.snapshot),
+    # plain data: host, OS, Python, packages, load, memory, disk, GPU, env, log.
+    context: dict[str, Any] = field(default_factory=dict)
     # pytest chunks: node ids that never started because the process died
     # (a crash or a per-test timeout); the coordinator runs them in a new attempt.
     remaining: list[str] = field(default_factory=list)

@@ -25,7 +25,7 @@ from typing import Any, NoReturn
 
 from dtf_core import codeload
 from dtf_core.errors import SpecError
-from dtf_core.model import ClusterSpec, Suite, TaskKind, TaskSpec
+from dtf_core.model import PRIORITY_LIMIT, ClusterSpec, Suite, TaskKind, TaskSpec
 
 __all__ = ["MAX_EXPANSION", "load_suite", "parse_duration"]
 
@@ -45,9 +45,12 @@ _SUITE_KEYS = ("name", "description")
 _CLUSTER_KEYS = ("workers", "threads_per_worker", "worker_resources")
 _DEFAULT_KEYS = (
     *("timeout", "retries", "rerun_failures", "requires", "env", "pytest_args"),
-    *("repeat", "warmup"),
+    *("repeat", "warmup", "priority"),
 )
-_COMMON_KEYS = ("name", "kind", "timeout", "retries", "rerun_failures", "requires", "env", "cwd")
+_COMMON_KEYS = (
+    *("name", "kind", "timeout", "retries", "rerun_failures", "requires", "env", "cwd"),
+    "priority",
+)
 _KIND_KEYS: dict[str, tuple[str, ...]] = {
     "pytest": ("path", "pytest_args"),
     "benchmark": ("function", "params", "tune", "repeat", "warmup", "unit", "higher_is_better"),
@@ -128,6 +131,13 @@ def _int(where: _Where, key: str, value: Any, minimum: int) -> int:
     where.fail(key, f"expected {what} like {key} = {max(minimum, 2)}, got {_got(value)}{fix}")
 
 
+def _priority(where: _Where, key: str, value: Any) -> int:
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) <= PRIORITY_LIMIT:
+        return value
+    span = f"from -{PRIORITY_LIMIT} to {PRIORITY_LIMIT}"
+    where.fail(key, f"expected an integer {span} like {key} = 10 (higher first), got {_got(value)}")
+
+
 def _str(where: _Where, key: str, value: Any) -> str:
     if not isinstance(value, str) or not value:
         where.fail(key, f'expected a non-empty string like {key} = "...", got {_got(value)}')
@@ -187,6 +197,7 @@ def _common(where: _Where, table: dict[str, Any]) -> dict[str, Any]:
         "pytest_args": lambda k, v: _str_list(where, k, v),
         "repeat": lambda k, v: _int(where, k, v, 1),
         "warmup": lambda k, v: _int(where, k, v, 0),
+        "priority": lambda k, v: _priority(where, k, v),
     }
     return {k: checks[k](k, v) for k, v in table.items() if k in checks}
 
@@ -344,7 +355,7 @@ def _task(
         "env": values["env"],
         "cwd": _existing(where, "cwd", root, raw["cwd"], True) if "cwd" in raw else None,
     }
-    for key in ("pytest_args", "repeat", "warmup"):
+    for key in ("pytest_args", "repeat", "warmup", "priority"):
         if key in values:
             fields[key] = values[key]
     if kind == "pytest":

@@ -53,6 +53,9 @@ class Pattern:
     workers: int  # distinct workers it happened on
     last_ts: float
     example: str
+    # (run_id, task_id, attempt) of the latest occurrence: its system snapshot
+    # is what the Errors screen shows under the patterns.
+    last_key: tuple[str, str, int] = ("", "", 0)
 
 
 def patterns(errors: Sequence[ErrorEvent]) -> list[Pattern]:
@@ -69,6 +72,7 @@ def patterns(errors: Sequence[ErrorEvent]) -> list[Pattern]:
             workers=len({e.worker for e in evs if e.worker}),
             last_ts=max(e.ts for e in evs),
             example=evs[-1].message,
+            last_key=max(evs, key=lambda e: e.ts).key,
         )
         for (category, text), evs in groups.items()
     ]

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import Any
 
 # How bad an error is, worst last: the bell and the highlighting key off this.
 SEVERITIES = ("warning", "error", "critical")
@@ -124,6 +125,9 @@ class AttemptInfo:
     exit_code: int | None = None
     stdout_tail: str = ""
     stderr_tail: str = ""
+    # A failed attempt's system snapshot from its worker (attempts.context): host,
+    # OS, Python, packages, load, memory, disk, GPU, env, log. Empty otherwise.
+    context: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from dtf_core.cli.common import (
     default_db,
     handle_errors,
     output_options,
+    priority_option,
 )
 from dtf_core.errors import OptionError, exit_code
 
@@ -341,6 +342,7 @@ def serve_cmd(**kwargs: Any) -> None:
 )
 @click.option("--no-wait", is_flag=True, help="Print the run id and return once accepted.")
 @client_tls_options
+@priority_option
 @output_options
 # Refused with a pointer to `serve --db` (service.submit): the service owns the database.
 @click.option("--db", hidden=True, default=None)

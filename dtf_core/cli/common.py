@@ -236,6 +236,21 @@ def client_tls_options(fn: F) -> F:
     )(fn)  # fmt: skip
 
 
+def priority_option(fn: F) -> F:
+    """``--priority N``: the run's priority over other runs on the same cluster."""
+    from dtf_core.model import PRIORITY_LIMIT
+
+    return click.option(
+        "--priority", type=click.IntRange(-PRIORITY_LIMIT, PRIORITY_LIMIT), default=None,
+        metavar="N",
+        help=(
+            "The run's priority: its queued tasks start before those of runs with a lower "
+            "one (running tasks are never preempted). Default 0; with submit, what the "
+            "service grants you (dtf.service.priority)."
+        ),
+    )(fn)  # fmt: skip
+
+
 def lock_timeout_option(fn: F) -> F:
     """--lock-timeout: how long a writer waits for another process to let go of --db."""
     return click.option(
@@ -344,6 +359,7 @@ class RunOptions:
     maxfail: int | None = None
     tb: str | None = None
     baseline: BaselineSpec | None = None
+    priority: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def files(self) -> tuple[str | None, ...]:
@@ -406,6 +422,7 @@ def execute(
                 listeners=[] if opts.quiet else [view],
                 estimates=estimates,
                 max_failures=opts.max_failures,
+                priority=opts.priority or 0,
             )
             with view:
                 if suite is None:

@@ -29,6 +29,7 @@ from dtf_core.cli.common import (
     lock_timeout_option,
     output_options,
     pick_run,
+    priority_option,
     run_option,
 )
 from dtf_core.cli.deprecation import one_line_deprecations
@@ -63,6 +64,7 @@ def console() -> None:
 @lock_timeout_option
 @failure_options
 @baseline_option
+@priority_option
 @click.option(
     "--resume",
     "resume_id",

@@ -27,8 +27,9 @@ so that a deployment that still shares one secret is stopped at start.
 
 It also sets what a shared cluster needs: a ``no-workers-timeout`` (else a task
 no worker can run waits forever), a short ``worker-ttl`` (else a hung host
-keeps its tasks for 5 minutes), and it warns when the dashboard listens on a
-non-loopback address.
+keeps its tasks for 5 minutes), queueing that keeps priorities across runs
+(:mod:`~dtf_core.cluster.queueing`), and it warns when the dashboard listens on
+a non-loopback address.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ import dask.utils
 from tornado.ioloop import PeriodicCallback
 
 from dtf_core import config
-from dtf_core.cluster import graphpickle, security
+from dtf_core.cluster import graphpickle, queueing, security
 from dtf_core.cluster.revocation import RevocationList
 from dtf_core.errors import AuthError, DtfError
 
@@ -188,6 +189,8 @@ def _apply_timeouts(scheduler: Any) -> None:
     scheduler.periodic_callbacks["worker-ttl"] = PeriodicCallback(
         scheduler.check_worker_ttl, ttl * 1000
     )
+    # Priorities across runs: the highest-priority waiting task starts next.
+    queueing.install(scheduler)
 
 
 def _warn_public_dashboard(scheduler: Any) -> None:

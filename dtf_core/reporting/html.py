@@ -13,6 +13,7 @@ from typing import Any
 from dtf_core.reporting import render, svg
 from dtf_core.reporting.format import humanize, params_label, when
 from dtf_core.reporting.jsonout import jsonable
+from dtf_core.reporting.syscontext import context_rows
 
 _CSS = (
     "body{font:14px/1.45 system-ui,sans-serif;margin:24px auto;max-width:1100px;color:#111}"
@@ -21,7 +22,8 @@ _CSS = (
     "h1{font-size:22px}h2{font-size:17px;margin-top:28px}"
     ".regressed,.regression,.worsening,.failed{color:#b91c1c;font-weight:600}"
     ".improved,.improvement,.improving,.passed{color:#15803d;font-weight:600}"
-    ".charts{display:flex;flex-wrap:wrap;gap:8px}.muted{color:#666}" + svg.CSS
+    ".charts{display:flex;flex-wrap:wrap;gap:8px}.muted{color:#666}"
+    "pre{margin:0;white-space:pre-wrap}.context{margin:4px 0}" + svg.CSS
 )
 _MARKED = frozenset(
     {"regressed", "regression", "worsening", "improved", "improvement", "improving", "failed",
@@ -77,6 +79,7 @@ def render_html(summary: dict[str, Any]) -> str:
         parts += [
             "<h2>Failures</h2>",
             _table(["category", "task / test", "message", "worker"], rows),
+            *_contexts(s.get("contexts") or [], int(s.get("contexts_omitted") or 0)),
         ]
     if s.get("benchmarks"):
         rows = [
@@ -91,6 +94,24 @@ def render_html(summary: dict[str, Any]) -> str:
     parts += _analysis(s.get("analysis"))
     parts.append("</body></html>")
     return "\n".join(parts) + "\n"
+
+
+def _contexts(contexts: list[dict[str, Any]], omitted: int) -> list[str]:
+    """Each failed attempt's system snapshot, folded (``<details>``) under the failures."""
+    out = []
+    for c in contexts:
+        rows = "".join(
+            f"<tr><th>{escape(label)}</th><td><pre>{escape(value)}</pre></td></tr>"
+            for label, value in context_rows(c["context"])
+        )
+        out.append(
+            f"<details class='context'><summary>System context: <code>{escape(c['task_id'])}"
+            f"</code> attempt {escape(str(c['attempt']))} on {escape(c['worker'] or '?')}"
+            f"</summary><table>{rows}</table></details>"
+        )
+    if omitted:
+        out.append(f"<p class='muted'>{omitted} more failed attempt(s) have a system context.</p>")
+    return out
 
 
 def _analysis(a: dict[str, Any] | None) -> list[str]:

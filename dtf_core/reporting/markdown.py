@@ -9,6 +9,7 @@ from dtf_core.cluster.hardware import label
 from dtf_core.reporting import render
 from dtf_core.reporting.counts import COUNT_KEYS
 from dtf_core.reporting.format import humanize, params_label, pct, table, when
+from dtf_core.reporting.syscontext import context_lines
 
 
 def _ci_line(ci: dict[str, Any]) -> list[str]:
@@ -51,6 +52,7 @@ def render_markdown(summary: dict[str, Any]) -> str:
             for f in s["failures"]
         ]
         out += table(["category", "task / test", "message", "worker"], rows)
+        out += _contexts(s.get("contexts") or [], int(s.get("contexts_omitted") or 0))
     else:
         out += ["None.", ""]
     if s["flaky"]:
@@ -81,6 +83,22 @@ def render_markdown(summary: dict[str, Any]) -> str:
         ]
     out += _analysis(s.get("analysis"))
     return "\n".join(out)
+
+
+def _contexts(contexts: list[dict[str, Any]], omitted: int) -> list[str]:
+    """Each failed attempt's system snapshot from its worker, as an indented code
+    block (no fence that a value could close)."""
+    out: list[str] = []
+    for c in contexts:
+        out += [
+            f"### System context: `{c['task_id']}` attempt {c['attempt']} on {c['worker'] or '?'}",
+            "",
+            *(f"    {line}" for line in context_lines(c["context"])),
+            "",
+        ]
+    if omitted:
+        out += [f"{omitted} more failed attempt(s) have a system context: see the API.", ""]
+    return out
 
 
 def _benchmarks(benchmarks: list[dict[str, Any]]) -> list[str]:

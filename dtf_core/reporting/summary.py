@@ -33,6 +33,7 @@ from collections import Counter
 from typing import TYPE_CHECKING, Any
 
 from dtf_core.reporting.counts import BAD_TESTS, COUNT_KEYS, OK, TEST_BUCKET, task_bucket
+from dtf_core.reporting.syscontext import MAX_SHOWN
 from dtf_core.store import StoreReader
 
 if TYPE_CHECKING:
@@ -58,9 +59,12 @@ def build_summary(
         tests_by_task.setdefault(row["task_id"], []).append(dict(row))
     first_start: dict[str, float | None] = {}
     last_attempt: dict[str, dict[str, Any]] = {}
+    snapshots: dict[tuple[str, int], dict[str, Any]] = {}
     for a in store.attempts(run_id):  # ordered by task, attempt
         first_start.setdefault(a["task_id"], a["started_at"])
         last_attempt[a["task_id"]] = dict(a)
+        if a.get("context"):
+            snapshots[(a["task_id"], int(a["attempt"]))] = a["context"] or {}
     workers = store.workers(run_id)
     hosts = {w["address"]: w["host"] for w in workers} | {w["name"]: w["host"] for w in workers}
 
@@ -90,6 +94,7 @@ def build_summary(
                         "message": t["message"] or "",
                         "details": t.get("details") or "",
                         "worker": t["worker"] or task["worker"],
+                        "attempt": t.get("attempt"),
                     }
                 )
         flaky_tests = [t for t in tests if t["flaky"]]
@@ -113,6 +118,7 @@ def build_summary(
                         "category": task["category"] or task["status"],
                         "message": task["message"] or "",
                         "worker": task["worker"],
+                        "attempt": last.get("attempt"),
                     }
                 )
     counts["flaky"] = len(flaky)
@@ -139,6 +145,7 @@ def build_summary(
         },
         "tasks": tasks,
         "failures": failures,
+        **_contexts(failures, snapshots),
         "flaky": flaky,
         "slowest": [
             {k: t[k] for k in ("task_id", "wall_s", "status", "worker")} for t in ranked[:10]
@@ -147,6 +154,24 @@ def build_summary(
         "workers": workers,
         "analysis": _analysis(store, run_id, baseline) if measured else None,
     }
+
+
+def _contexts(
+    failures: list[dict[str, Any]], snapshots: dict[tuple[str, int], dict[str, Any]]
+) -> dict[str, Any]:
+    """``contexts``: the system snapshot of each failed attempt the failures name,
+    once per attempt, in the failures' order, the first MAX_SHOWN of them
+    (``contexts_omitted`` counts the rest: the API's attempts route has them all)."""
+    seen: dict[tuple[str, int], dict[str, Any]] = {}
+    for f in failures:
+        key = (f["task_id"], int(f.get("attempt") or 0))
+        if key in snapshots and key not in seen:
+            seen[key] = {
+                "task_id": key[0], "attempt": key[1], "worker": f["worker"],
+                "context": snapshots[key],
+            }  # fmt: skip
+    shown = list(seen.values())
+    return {"contexts": shown[:MAX_SHOWN], "contexts_omitted": max(0, len(shown) - MAX_SHOWN)}
 
 
 def _benchmarks(store: StoreReader, run_id: str) -> list[dict[str, Any]]:

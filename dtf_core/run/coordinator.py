@@ -11,9 +11,9 @@ resources: Dask would otherwise keep the task waiting forever. A task nobody
 can run waits ``unschedulable-timeout`` (0 on the embedded cluster, whose
 workers are fixed) and then ends as ``unschedulable``.
 
-Batching: in-process benchmark tasks are tiny next to Dask's ~1 ms per-task
-overhead, so they travel in batches (``dtf.batch`` settings); subprocess
-tasks (pytest, command) go one per Dask task.
+Batching (:mod:`~dtf_core.run.batching`): in-process benchmarks travel in
+batches, subprocess tasks one per Dask task. Priorities: each Dask task carries
+the run's and its task's priority (:mod:`~dtf_core.run.priority`).
 
 Parts: the loop keeps the I/O (Dask, DuckDB, events) and owns, one per run,
 the parts it hands explicitly what they need: :class:`~dtf_core.run.workers.WorkerView`
@@ -27,10 +27,8 @@ from __future__ import annotations
 
 import itertools
 import logging
-import math
 import queue
 import time
-from collections import defaultdict
 from collections.abc import Callable
 from typing import Any
 
@@ -48,9 +46,10 @@ from dtf_core.events import (
     TestsProgress,
 )
 from dtf_core.model import AttemptResult, Suite, TaskKind, TaskPayload
-from dtf_core.run import decisions, intake
+from dtf_core.run import batching, decisions, intake
 from dtf_core.run.balance import ChunkBalancer
 from dtf_core.run.maxfail import FailureLimit
+from dtf_core.run.priority import dask_priority, of_metadata
 from dtf_core.run.recovery import SchedulerRecovery
 from dtf_core.run.retry import RetryPolicy
 from dtf_core.run.state import (
@@ -87,6 +86,7 @@ class Coordinator:
         estimates: dict[str, float] | None = None,
         verify: Callable[[AttemptResult], str | None] | None = None,
         max_failures: int | None = None,
+        priority: int = 0,
     ) -> None:
         self.client = client
         self.store = store
@@ -110,6 +110,7 @@ class Coordinator:
         self._cancelled = False
         # -x / --maxfail N over the whole run (None: never stop early).
         self.max_failures = max_failures
+        self.priority = priority  # the run's, over other runs (dtf_core.run.priority)
         self._stopping = False
         self._finished = 0
         self.run_id = ""
@@ -158,6 +159,8 @@ class Coordinator:
         run_id = run_id or new_run_id()
         started = time.time()
         self.code_commit = str((metadata or {}).get("commit") or "")
+        if self.priority:  # stored, so that --resume schedules it the same
+            metadata = {**(metadata or {}), "priority": self.priority}
         self.store.create_run(run_id, suite.name, suite.path, metadata or {}, started)
         self.store.add_tasks(run_id, suite.tasks)
         states = {t.task_id: TaskState(t) for t in suite.tasks}
@@ -172,6 +175,7 @@ class Coordinator:
             raise OptionError(f"run {run_id} already ended as {run['status']}: nothing to resume")
         states = load_states(self.store, run_id, self.policy.transient)
         self.code_commit = str((run.get("metadata") or {}).get("commit") or "")
+        self.priority = self.priority or of_metadata(run.get("metadata"))
         return self._drive(run_id, str(run["suite"]), states, time.time())
 
     def _drive(
@@ -233,19 +237,9 @@ class Coordinator:
                 ready.append(st)
             else:
                 st.waiting_since = time.monotonic()
-        benches: dict[tuple, list[TaskState]] = defaultdict(list)
-        for st in ready:
-            if st.spec.kind is TaskKind.BENCHMARK:
-                benches[tuple(sorted(st.spec.requires.items()))].append(st)
-            else:
-                self._submit([st])
-        for group in benches.values():
-            threads = sum(w["nthreads"] for w in self._workers.capable(group[0].spec.requires)) or 1
-            n_batches = min(len(group), threads * int(config.get("batch.per-thread")))
-            size = max(1, math.ceil(len(group) / max(1, n_batches)))
-            size = min(size, int(config.get("batch.max-size")))
-            for i in range(0, len(group), size):
-                self._submit(group[i : i + size])
+        capable = self._workers.capable
+        for group in batching.plan(ready, lambda req: sum(w["nthreads"] for w in capable(req))):
+            self._submit(group)
         self._expire_waiting()
 
     def _submit(self, states: list[TaskState], only_nodeids: list[str] | None = None) -> None:
@@ -270,6 +264,7 @@ class Coordinator:
             key=key,
             resources=dict(first.spec.requires) or None,
             workers=self._workers.trusted_addresses(),
+            priority=dask_priority(self.priority, first.spec.priority),
             pure=False,
             retries=0,  # dtf decides retries: Dask's retries know nothing of categories
         )

@@ -34,8 +34,9 @@ from tornado.locks import Condition
 from dtf_core import __version__, config, reporting
 from dtf_core.cluster import embedded as cluster
 from dtf_core.cluster import security
-from dtf_core.errors import BadInputError, ClusterError
+from dtf_core.errors import AuthError, BadInputError, ClusterError
 from dtf_core.reporting import badge
+from dtf_core.service import priority as run_priority
 from dtf_core.service.handler import ApiError, Handler
 from dtf_core.service.limits import UploadLimits, size_text
 from dtf_core.service.runmanager import ActiveRun, RunManager
@@ -114,8 +115,14 @@ class RunsHandler(Handler):
             raise ApiError(
                 400, f"body must be JSON with suite_path, archive (base64), metadata: {exc}"
             ) from None
+        try:  # 403 above what this subject may ask for (service/priority.py)
+            priority = run_priority.grant(claims, body.get("priority"))
+        except AuthError as exc:
+            raise ApiError(exc.status, str(exc)) from None
+        except BadInputError as exc:
+            raise ApiError(400, str(exc)) from None
         run = await self.blocking(
-            self.manager.submit, claims.subject, suite_path, archive, metadata
+            self.manager.submit, claims.subject, suite_path, archive, metadata, priority
         )
         _condition(run)
         self.send(run.describe(), 201)
@@ -206,7 +213,7 @@ class EventsHandler(Handler):
 
 
 class RunDataHandler(Handler):
-    """tasks, errors, results (JSON summary), analysis, report (rendered)."""
+    """tasks, errors, attempts, results (JSON summary), analysis, report (rendered)."""
 
     async def get(self, run_id: str, what: str) -> None:
         self.auth("viewer")
@@ -217,8 +224,13 @@ class RunDataHandler(Handler):
         await self.stored_run(run_id)
         if what == "tasks":
             self.send({"tasks": await self.blocking(store.tasks, run_id)})
-        elif what == "errors":
-            self.send({"errors": await self.blocking(store.errors, run_id)})
+        elif what == "errors":  # ?context=1: with each attempt's system snapshot
+            ctx = bool(self.get_query_argument("context", ""))
+            read = store.errors_with_context if ctx else store.errors
+            self.send({"errors": await self.blocking(read, run_id)})
+        elif what == "attempts":  # ?task=ID: one task's
+            task = self.get_query_argument("task", None)
+            self.send({"attempts": await self.blocking(store.attempts, run_id, task)})
         elif what in ("results", "analysis", "report"):
             summary = await self.blocking(reporting.build_summary, store, run_id)
             if what == "results":
@@ -318,7 +330,7 @@ def make_app(manager: RunManager, secret: bytes) -> tornado.web.Application:
             (run, RunHandler, args),
             (run + "/cancel", CancelHandler, args),
             (run + "/events", EventsHandler, args),
-            (run + "/(tasks|errors|results|analysis|report)", RunDataHandler, args),
+            (run + "/(tasks|errors|attempts|results|analysis|report)", RunDataHandler, args),
             (r"/v1/workers", WorkersHandler, args),
             (r"/v1/tokens", TokensHandler, args),
             (r"/v1/badges/(.+)\.(json|svg)", BadgeHandler, args),

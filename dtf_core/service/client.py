@@ -85,18 +85,22 @@ class CoordinatorClient:
         suite_path: str,
         archive: bytes,
         metadata: dict[str, Any],
+        priority: int | None = None,
         *,
         busy_wait: float = 0.0,
         on_busy: Callable[[str], None] = lambda message: None,
     ) -> dict[str, Any]:
-        """Upload a run. A full queue (429) is tried again after the server's
-        ``Retry-After`` while ``busy_wait`` seconds last, telling ``on_busy``;
-        then :class:`ServiceBusyError`."""
-        body = {
+        """Upload a run. ``priority``: None asks for the service's default for this
+        token's subject. A full queue (429) is tried again after the server's
+        ``Retry-After`` while ``busy_wait`` seconds last, telling ``on_busy``; then
+        :class:`ServiceBusyError`."""
+        body: dict[str, Any] = {
             "suite_path": suite_path,
             "archive": base64.b64encode(archive).decode("ascii"),
             "metadata": metadata,
         }
+        if priority is not None:
+            body["priority"] = priority
         deadline = time.monotonic() + busy_wait
         while True:
             try:
@@ -143,8 +147,15 @@ class CoordinatorClient:
     def tasks(self, run_id: str) -> list[dict[str, Any]]:
         return list(self._json("GET", f"/v1/runs/{_q(run_id)}/tasks")["tasks"])
 
-    def errors(self, run_id: str) -> list[dict[str, Any]]:
-        return list(self._json("GET", f"/v1/runs/{_q(run_id)}/errors")["errors"])
+    def errors(self, run_id: str, context: bool = False) -> list[dict[str, Any]]:
+        """``context``: with each attempt's system snapshot (kilobytes a row)."""
+        query = "?context=1" if context else ""
+        return list(self._json("GET", f"/v1/runs/{_q(run_id)}/errors{query}")["errors"])
+
+    def attempts(self, run_id: str, task_id: str | None = None) -> list[dict[str, Any]]:
+        """Every attempt of the run (or of one task), output tails and snapshots included."""
+        query = f"?task={_q(task_id)}" if task_id is not None else ""
+        return list(self._json("GET", f"/v1/runs/{_q(run_id)}/attempts{query}")["attempts"])
 
     def results(self, run_id: str) -> dict[str, Any]:
         return dict(self._json("GET", f"/v1/runs/{_q(run_id)}/results"))

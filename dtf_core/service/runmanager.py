@@ -4,7 +4,8 @@ per submitted run, all sharing one Dask client and one Store.
 Why a Coordinator per run (and not one loop for all runs): the Coordinator is
 the same object ``dtf-core run`` uses, with the same retry, failover and
 batching behaviour, untouched. Each runs on a thread of a bounded pool
-(``dtf.service.max-concurrent-runs``; later runs wait, ``queued``). They share
+(``dtf.service.max-concurrent-runs``; later runs wait, ``queued``, highest
+priority first: :mod:`~dtf_core.service.runqueue`). They share
 the Dask client (thread-safe) and the Store, whose lock serialises every
 DuckDB statement and whose buffer is flushed by whichever run comes first: the
 service process stays the only writer of the file.
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import logging
 import os
 import shutil
@@ -25,7 +27,6 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -37,9 +38,11 @@ from dtf_core.errors import OptionError
 from dtf_core.events import Event, RunFinished, RunStarted, TaskFinished
 from dtf_core.model import AttemptResult
 from dtf_core.run.coordinator import Coordinator
+from dtf_core.run.priority import of_metadata
 from dtf_core.run.state import new_run_id
 from dtf_core.service import bundle, limits
 from dtf_core.service.limits import UploadLimits
+from dtf_core.service.runqueue import RunQueue
 from dtf_core.store import Store
 
 logger = logging.getLogger("dtf.service")
@@ -64,6 +67,7 @@ class ActiveRun:
     coordinator: Coordinator | None = None
     cancel_requested: bool = False
     waiters: Any = None  # the HTTP layer's tornado Condition (loop-bound)
+    priority: int = 0  # over other runs (dtf_core.run.priority)
     notify: Callable[[], None] = lambda: None  # set by the HTTP layer: wakes the waiters
 
     @property
@@ -74,7 +78,7 @@ class ActiveRun:
         return {
             "run_id": self.run_id, "suite": self.suite, "owner": self.owner,
             "status": self.status, "done": self.done, "total": self.total,
-            "submitted_at": self.submitted_at, "error": self.error,
+            "submitted_at": self.submitted_at, "error": self.error, "priority": self.priority,
         }  # fmt: skip
 
 
@@ -101,16 +105,22 @@ class RunManager:
         # counted in the queue) or a run's thread. Retention never touches these.
         self._pending: dict[str, str] = {}
         self._busy: set[str] = set()
-        self._pool = ThreadPoolExecutor(max_concurrent, thread_name_prefix="dtf-run")
+        self._queue = RunQueue(max_concurrent)
         self._closing = False
 
     # ---------------------------------------------------------------- submit
     def submit(
-        self, owner: str, suite_path: str, archive: bytes, metadata: dict[str, Any]
+        self,
+        owner: str,
+        suite_path: str,
+        archive: bytes,
+        metadata: dict[str, Any],
+        priority: int = 0,
     ) -> ActiveRun:
         """Unpack, validate and queue a run (blocking: call from a worker thread).
         Bad input raises :class:`~dtf_core.errors.BadInputError`, a full queue
-        :class:`~dtf_core.errors.ServiceBusyError`; nothing is kept."""
+        :class:`~dtf_core.errors.ServiceBusyError`; nothing is kept. ``priority`` is what
+        the API granted (:mod:`dtf_core.service.priority`)."""
         rel = PurePosixPath(suite_path)
         if not suite_path or rel.is_absolute() or ".." in rel.parts:
             raise OptionError(f"suite_path {suite_path!r} must be relative, inside the archive")
@@ -136,6 +146,7 @@ class RunManager:
             self._release(run_id)
             raise
         run = ActiveRun(run_id, owner, suite.name, len(suite.tasks), time.time())
+        run.priority = priority
         meta = {**metadata, "submitted_by": owner}
         with self._lock:
             del self._pending[run_id]
@@ -147,7 +158,7 @@ class RunManager:
         if closing:
             shutil.rmtree(run_dir, ignore_errors=True)
             raise OptionError("the service is shutting down")
-        self._pool.submit(self._execute, run, suite, archive, str(run_dir), meta)
+        self._queue.submit(priority, lambda: self._execute(run, suite, archive, str(run_dir), meta))
         return run
 
     def _execute(
@@ -158,6 +169,7 @@ class RunManager:
             self.client, self.store, embedded=False,
             unschedulable_timeout=self.unschedulable_timeout,
             listeners=[lambda e: self._on_event(run, e)], verify=self.verify,
+            priority=run.priority,
         )  # fmt: skip
         run.coordinator = coord
         if run.cancel_requested:
@@ -194,12 +206,12 @@ class RunManager:
             run = ActiveRun(
                 str(row["run_id"]), str(meta.get("submitted_by", "")), str(row["suite"]),
                 int(row.get("tasks") or 0), float(row["started_at"] or time.time()),
-                status="running",
+                status="running", priority=of_metadata(meta),
             )  # fmt: skip
             with self._lock:
                 self.runs[run.run_id] = run
                 self._busy.add(run.run_id)
-            self._pool.submit(self._resume, run)
+            self._queue.submit(run.priority, functools.partial(self._resume, run))
         return [str(r["run_id"]) for r in open_runs]
 
     def _resume(self, run: ActiveRun) -> None:
@@ -291,7 +303,7 @@ class RunManager:
         for r in runs:
             if not r.finished:
                 self.cancel(r)
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        self._queue.shutdown()
         deadline = time.monotonic() + timeout
         while any(not r.finished and r.status != "queued" for r in runs):
             if time.monotonic() > deadline:

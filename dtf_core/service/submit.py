@@ -65,6 +65,7 @@ def submit(
     quiet: bool = False,
     ca_file: str | None = None,
     insecure: bool = False,
+    priority: int | None = None,
 ) -> str:
     """Submit and (unless ``no_wait``) follow; the run's final status.
 
@@ -88,7 +89,7 @@ def submit(
     archive = bundle.pack(base, limit)
     view = ProgressView(live=False if quiet else None)
     accepted = client.submit(
-        suite_file.relative_to(base).as_posix(), archive, context.collect(str(base)),
+        suite_file.relative_to(base).as_posix(), archive, context.collect(str(base)), priority,
         busy_wait=config.seconds("service.submit-queue-wait"),
         on_busy=(lambda _: None) if quiet else view.info,
     )  # fmt: skip
@@ -96,7 +97,8 @@ def submit(
     if not quiet:
         view.info(
             f"submitted run {run_id} to {client.base}: suite '{accepted['suite']}', "
-            f"{accepted['total']} task(s), {len(archive) / 1e3:.0f} kB uploaded"
+            f"{accepted['total']} task(s), priority {accepted.get('priority', 0)}, "
+            f"{len(archive) / 1e3:.0f} kB uploaded"
         )
     if no_wait:
         print(run_id)

@@ -11,6 +11,7 @@ from dtf_core.store.history import AGG_DIMENSIONS
 from dtf_core.store.imports import read_table_file
 from dtf_core.store.rows import (
     AttemptRecord,
+    ErrorContextRecord,
     ErrorRecord,
     FinalTestRecord,
     RunRecord,
@@ -26,6 +27,7 @@ __all__ = [
     "AGG_DIMENSIONS",
     "MIGRATIONS",
     "AttemptRecord",
+    "ErrorContextRecord",
     "ErrorRecord",
     "FinalTestRecord",
     "RunRecord",

@@ -25,6 +25,7 @@ from dtf_core.store import baselines, history, imports, reads, schema
 from dtf_core.store.connection import Connection, Notify, to_stderr
 from dtf_core.store.rows import (
     AttemptRecord,
+    ErrorContextRecord,
     ErrorRecord,
     FinalTestRecord,
     RunRecord,
@@ -103,6 +104,10 @@ class StoreReader:
 
     def errors(self, run_id: str) -> list[ErrorRecord]:
         return reads.errors(self._db, run_id)
+
+    def errors_with_context(self, run_id: str) -> list[ErrorContextRecord]:
+        """:meth:`errors` with each attempt's system snapshot (``context``)."""
+        return reads.errors_with_context(self._db, run_id)
 
     def workers(self, run_id: str) -> list[WorkerRecord]:
         return reads.workers(self._db, run_id)

@@ -11,6 +11,7 @@ from dtf_core import errors as errs
 from dtf_core.store.connection import Connection
 from dtf_core.store.rows import (
     AttemptRecord,
+    ErrorContextRecord,
     ErrorRecord,
     FinalTestRecord,
     RunRecord,
@@ -77,7 +78,8 @@ def attempts(db: Connection, run_id: str, task_id: str | None = None) -> list[At
     if task_id is not None:
         sql += " AND task_id = ?"
         args.append(task_id)
-    return cast(list[AttemptRecord], db.dicts(sql + " ORDER BY task_id, attempt", args))
+    rows = db.dicts(sql + " ORDER BY task_id, attempt", args, json_cols=("context",))
+    return cast(list[AttemptRecord], rows)
 
 
 def final_tests(db: Connection, run_id: str) -> list[FinalTestRecord]:
@@ -120,6 +122,18 @@ def benchmark_samples(db: Connection, run_id: str) -> pd.DataFrame:
 def errors(db: Connection, run_id: str) -> list[ErrorRecord]:
     rows = db.dicts("SELECT * FROM errors WHERE run_id = ? ORDER BY ts, task_id, attempt", [run_id])
     return cast(list[ErrorRecord], rows)
+
+
+def errors_with_context(db: Connection, run_id: str) -> list[ErrorContextRecord]:
+    """:func:`errors` with each attempt's system snapshot: kilobytes per row, so
+    only for who shows them (the API on request), not for every console poll."""
+    rows = db.dicts(
+        "SELECT e.*, a.context FROM errors e LEFT JOIN attempts a USING (run_id, task_id, attempt)"
+        " WHERE e.run_id = ? ORDER BY e.ts, e.task_id, e.attempt",
+        [run_id],
+        json_cols=("context",),
+    )
+    return cast(list[ErrorContextRecord], rows)
 
 
 def workers(db: Connection, run_id: str) -> list[WorkerRecord]:

@@ -70,6 +70,9 @@ class AttemptRecord(TypedDict):
     stdout_tail: str | None
     stderr_tail: str | None
     code_fingerprint: str | None
+    # A failed attempt's system snapshot from its worker (dtf_core.worker.snapshot),
+    # parsed JSON; None when the attempt did not fail (or predates it).
+    context: dict[str, Any] | None
 
 
 class FinalTestRecord(TypedDict):
@@ -97,6 +100,12 @@ class ErrorRecord(TypedDict):
     severity: str | None
     message: str | None
     worker: str | None
+
+
+class ErrorContextRecord(ErrorRecord):
+    """An error with its attempt's system snapshot (``AttemptRecord.context``)."""
+
+    context: dict[str, Any] | None
 
 
 class WorkerRecord(TypedDict):

@@ -98,6 +98,10 @@ MIGRATIONS: list[str] = [
         default_branch = coalesce(json_extract_string(metadata, '$.default_branch'),
                                   json_extract_string(metadata, '$.ci.default_branch'));
     """,
+    # 6: the worker's system snapshot for a failed attempt (AttemptResult.context:
+    # host, OS, Python, packages, load, memory, disk, GPU, env, log), JSON.
+    # NULL for attempts that did not fail, and for older rows.
+    "ALTER TABLE attempts ADD COLUMN context JSON;",
 ]
 
 

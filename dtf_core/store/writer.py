@@ -194,12 +194,13 @@ def _insert_attempts(con: duckdb.DuckDBPyConnection, fresh: list[model.AttemptRe
         [[getattr(a, c) for c in _ATTEMPT_COLS] for a in fresh], columns=_ATTEMPT_COLS
     )
     att["exit_code"] = pd.array([a.exit_code for a in fresh], dtype="Int32")  # None != NaN
+    att["context"] = [canonical(a.context) if a.context else None for a in fresh]
     att["seq"] = np.arange(len(fresh), dtype=np.int32)
     att["unit"] = [a.unit for a in fresh]
     att["severity"] = [_severity(a.category) for a in fresh]
     att["ts"] = [a.finished_at or a.started_at or time.time() for a in fresh]
     with registered(con, _att=att):
-        cols = ", ".join(_ATTEMPT_COLS)  # named: migrations append columns
+        cols = ", ".join([*_ATTEMPT_COLS, "context"])  # named: migrations append columns
         con.execute(f"INSERT INTO attempts ({cols}) SELECT {cols} FROM _att")
         con.execute(
             "INSERT INTO errors SELECT run_id, task_id, attempt, ts, category, severity,"

@@ -29,6 +29,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sys
 import threading
 import time
 from collections.abc import Collection, Generator, Mapping
@@ -48,6 +49,8 @@ def pytest_configure(config: pytest.Config) -> None:
         config.pluginmanager.register(_Select(config), "dtf-select")
     if config.getoption("dtf_yield_file", None):
         config.pluginmanager.register(_YieldOnRequest(config), "dtf-yield")
+    if config.getoption("dtf_imports", None):
+        config.pluginmanager.register(_Imports(config), "dtf-imports")
     config.addinivalue_line(
         "markers", "dtf(**resources): resources a test needs, e.g. dtf(GPU=1, MEM_GB=8)"
     )
@@ -120,6 +123,9 @@ def pytest_runtest_makereport(
 #                      recorded as timed out and the whole process group is
 #                      killed (the test's own children included); dtf resumes the
 #                      tests that had not started in a fresh process.
+# --dtf-imports=FILE   when a test fails, and when a failed session ends: the
+#                      top-level names in sys.modules as a JSON list, for the
+#                      failure's system snapshot (dtf_core.worker.snapshot).
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -131,6 +137,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--dtf-test-timeout", type=float, default=None, help="per-test timeout (s)")
     group.addoption(
         "--dtf-select", default=None, help="JSON file: this chunk's share of split files"
+    )
+    group.addoption(
+        "--dtf-imports", default=None, help="on failure: write the imported module names"
     )
 
 
@@ -345,3 +354,26 @@ def _stream_result(item: pytest.Item, report: pytest.TestReport, outcome: str | 
     if report.when == "teardown":
         stream.current = None
         stream.write({"event": "end", "nodeid": nodeid})
+
+
+class _Imports:
+    """``--dtf-imports``: registered only when dtf asks for it."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.path = str(config.getoption("dtf_imports"))
+        self.written = False
+
+    def write(self) -> None:
+        names = sorted({m.partition(".")[0] for m in list(sys.modules) if not m.startswith("_")})
+        with open(self.path, "w", encoding="utf-8") as fh:
+            json.dump(names, fh)
+        self.written = True
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        # At the first failure too: a later crash or timeout never reaches sessionfinish.
+        if report.failed and not self.written:
+            self.write()
+
+    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
+        if exitstatus not in (0, 5):  # passed, or nothing collected: no snapshot is taken
+            self.write()

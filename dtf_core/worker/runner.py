@@ -48,9 +48,12 @@ from dtf_core.cluster import hardware, security
 from dtf_core.errors import Category, classify_exit
 from dtf_core.testing import junitxml
 from dtf_core.testing import stream as pyteststream
-from dtf_core.worker import benchmark, procgroup, wire
+from dtf_core.worker import benchmark, procgroup, snapshot, wire
 
 _RELEASED_STATES = frozenset({"cancelled", "released", "forgotten"})
+# Attempts that get a system snapshot (dtf_core.worker.snapshot): not passed,
+# skipped or cancelled.
+_FAILED_OUTCOMES = frozenset({"failed", "timed_out", "error"})
 
 
 # --------------------------------------------------------------------- public API
@@ -126,6 +129,7 @@ def _execute(payload: model.TaskPayload) -> model.AttemptResult:
         res.outcome, res.category = "error", Category.INFRASTRUCTURE.value
         res.message = f"dtf runner failed: {type(exc).__name__}: {exc}"
         res.stderr_tail = traceback.format_exc()[-_tail_chars() :]
+        _snapshot(res, imports=list(sys.modules), imports_from="worker process")
     _stamp(res, payload)
     return res
 
@@ -182,7 +186,15 @@ def _run_benchmark(payload: model.TaskPayload) -> model.AttemptResult:
     category, message = benchmark.measure(payload, res, _tail_chars())
     res.finished_at = time.time()
     _finish(res, category, message)
+    # In-process: the worker's own modules are the benchmark's.
+    _snapshot(res, imports=list(sys.modules), imports_from="worker process")
     return res
+
+
+def _snapshot(res: model.AttemptResult, **what: Any) -> None:
+    """A failed attempt carries the state of this machine (before it is signed)."""
+    if res.outcome in _FAILED_OUTCOMES:
+        res.context = snapshot.capture(**what)
 
 
 def _stamp(res: model.AttemptResult, payload: model.TaskPayload) -> None:
@@ -210,6 +222,7 @@ def _run_process(payload: model.TaskPayload, kind: model.TaskKind) -> model.Atte
     )
     tmp = tempfile.mkdtemp(prefix="dtf-task-")
     tail: pyteststream.Tail | None = None
+    imports: list[str] | None = None
     try:
         if kind is model.TaskKind.PYTEST:
             junit = Path(tmp) / "junit.xml"
@@ -225,6 +238,7 @@ def _run_process(payload: model.TaskPayload, kind: model.TaskKind) -> model.Atte
             if spec.test_timeout:
                 argv.append(f"--dtf-test-timeout={spec.test_timeout}")
             argv.append(f"--dtf-yield-file={Path(tmp) / 'yield'}")
+            argv.append(f"--dtf-imports={Path(tmp) / 'imports.json'}")
             if spec.select and not payload.only_nodeids:
                 # Only with the planned targets: a rerun names exact node ids.
                 select = Path(tmp) / "select.json"
@@ -275,6 +289,8 @@ def _run_process(payload: model.TaskPayload, kind: model.TaskKind) -> model.Atte
                 # The test that killed the process is recorded as failed; the
                 # attempt is a test failure, not a lost worker or a task timeout.
                 res.exit_code = 1
+        if kind is model.TaskKind.PYTEST:
+            imports = snapshot.read_imports(Path(tmp) / "imports.json")
     finally:
         with _yield_lock:
             _yield_dirs.pop(payload.key, None)
@@ -293,6 +309,11 @@ def _run_process(payload: model.TaskPayload, kind: model.TaskKind) -> model.Atte
             summary = ", ".join(f"{n} {k}" for k, n in junitxml.counts(res.tests).items())
             message = f"{message} ({summary})" if message else summary
         _finish(res, category, message)
+    if kind is model.TaskKind.PYTEST:
+        what = {"imports": imports, "imports_from": "pytest process"}
+    else:  # a command's imports are unknowable: name the program it ran
+        what = {"command": shutil.which(argv[0], path=env.get("PATH")) or argv[0] if argv else ""}
+    _snapshot(res, env=env, disk_path=cwd, **what)
     return res
 
 

@@ -41,6 +41,15 @@ def _plain(value: Any, depth: int = 0) -> bool:
     return False
 
 
+def _as_lists(value: Any) -> Any:
+    """msgpack's tuples back to lists, all the way down (a context is stored as JSON)."""
+    if isinstance(value, dict):
+        return {k: _as_lists(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_as_lists(v) for v in value]
+    return value
+
+
 _FIELDS = {f.name: f for f in dataclasses.fields(AttemptResult)}
 _TEST_FIELDS = {f.name for f in dataclasses.fields(TestResult)}
 _LISTS = ("samples", "remaining")
@@ -62,6 +71,10 @@ def result_from_plain(data: Any) -> AttemptResult:
     for name in _LISTS:
         if name in fields and fields[name] is not None:
             fields[name] = list(fields[name])
+    if "context" in fields:
+        if not isinstance(fields["context"], dict):
+            raise WireError("result field context must be a table")
+        fields["context"] = _as_lists(fields["context"])
     if fields.get("collected") is not None:
         fields["collected"] = [dict(c) if isinstance(c, dict) else c for c in fields["collected"]]
     try:

@@ -1,22 +1,27 @@
 """Errors: counts by category and severity, per worker or per hardware, and
 recurring patterns (grouped by normalised message) over 1h / 6h / 24h / 7d.
-Critical rows are highlighted; the bell rings for new ones (``m`` mutes it)."""
+Critical rows are highlighted; the bell rings for new ones (``m`` mutes it).
+Under the patterns: the highlighted pattern's latest occurrence with the system
+snapshot its worker took, loaded on a worker thread when the pattern changes."""
 
 from __future__ import annotations
 
 import time
 from typing import ClassVar
 
+from rich.text import Text
+from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.containers import Horizontal
+from textual.containers import Horizontal, VerticalScroll
 from textual.widgets import Static
 
 from dtf_tui import errorstats
 from dtf_tui.errorstats import Pattern
 from dtf_tui.screens.base import SEVERITY_STYLE, SnapshotScreen
-from dtf_tui.snapshot import ClusterSnapshot
+from dtf_tui.snapshot import AttemptInfo, ClusterSnapshot
 from dtf_tui.widgets.spark import duration
+from dtf_tui.widgets.syscontext import context_text
 from dtf_tui.widgets.vtable import Cell, Column, VirtualTable
 
 
@@ -31,6 +36,7 @@ class ErrorsScreen(SnapshotScreen):
         self.range_name = "24h"
         self.group_field = "worker"  # or "hardware"
         self._now = time.time()
+        self._context_key: tuple[str, str, int] | None = None  # the one shown below
 
     def compose_body(self) -> ComposeResult:
         yield Static(id="errors-summary")
@@ -69,6 +75,8 @@ class ErrorsScreen(SnapshotScreen):
             row_style=lambda p: "on #3b0d0d" if p.severity == "critical" else "",
             id="patterns",
         )
+        with VerticalScroll(id="error-context-box"):
+            yield Static(Text("no error highlighted", style="dim"), id="error-context")
 
     def _pattern_cells(self, p: Pattern) -> list[Cell]:
         return [
@@ -97,7 +105,45 @@ class ErrorsScreen(SnapshotScreen):
         place = self.query_one("#by-place", VirtualTable)
         place.columns[0] = Column("name", self.group_field, 0)
         place.set_items(errorstats.by_field(errors, self.group_field))
-        self.query_one("#patterns", VirtualTable).set_items(errorstats.patterns(errors))
+        table = self.query_one("#patterns", VirtualTable)
+        table.set_items(errorstats.patterns(errors))
+        self._follow(table.highlighted)
+
+    def on_virtual_table_row_highlighted(self, event: VirtualTable.RowHighlighted) -> None:
+        if event.control.id == "patterns":
+            self._follow(event.item)
+
+    def _follow(self, pattern: Pattern | None) -> None:
+        """Show the system context of ``pattern``'s latest occurrence (once per occurrence)."""
+        if pattern is None or pattern.last_key == self._context_key:
+            return
+        self._context_key = pattern.last_key
+        self._load_context(pattern.last_key)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="error-context")
+    def _load_context(self, key: tuple[str, str, int]) -> None:
+        run_id, task_id, _ = key
+        self.dtf.load(
+            "loading an error's system context",
+            lambda: self.dtf.source.attempts(run_id, task_id),
+            lambda rows: self._show_context(key, rows),
+            lambda line: self._put_context(Text(f"could not load the system context: {line}")),
+        )
+
+    def _show_context(self, key: tuple[str, str, int], rows: list[AttemptInfo]) -> None:
+        if key != self._context_key:
+            return  # another pattern was highlighted meanwhile
+        a = next((r for r in rows if r.attempt == key[2]), None)
+        head = Text.assemble(
+            ("latest: ", "bold"), key[1], f"  attempt {key[2]}", "  on ",
+            (a.worker if a else "") or "?",
+        )  # fmt: skip
+        if a is not None and a.message:
+            head.append("\n" + a.message.splitlines()[0], style="red")
+        self._put_context(Text("\n").join([head, context_text(a.context if a else None)]))
+
+    def _put_context(self, text: Text) -> None:
+        self.query_one("#error-context", Static).update(text)
 
     def _again(self) -> None:
         if self.dtf.snapshot is not None:

@@ -17,6 +17,7 @@ from textual.widgets import Static
 from dtf_tui.screens.base import SEVERITY_STYLE, STATUS_STYLE
 from dtf_tui.snapshot import AttemptInfo, TaskRow
 from dtf_tui.sources.storeread import severity_of
+from dtf_tui.widgets.syscontext import context_text
 from dtf_tui.widgets.vtable import Cell, Column, VirtualTable
 
 if TYPE_CHECKING:
@@ -126,6 +127,9 @@ class TaskDetailScreen(ModalScreen[None]):
         for name, tail in (("stdout", a.stdout_tail), ("stderr", a.stderr_tail)):
             out.append(f"\n── {name} (tail) ──\n", style="bold dim")
             out.append(tail or "(empty)", style="" if tail else "dim")
+        if a.context:
+            out.append("\n")
+            out.append(context_text(a.context, f"system context of {a.worker or 'its worker'}"))
         self.query_one("#output", Static).update(out)
 
     def on_virtual_table_row_highlighted(self, event: VirtualTable.RowHighlighted) -> None:

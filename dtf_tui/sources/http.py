@@ -3,9 +3,10 @@
 
 Each poll reads ``/v1/workers``, ``/v1/runs``, and for the run in flight (else
 the newest) ``/v1/runs/{id}``, ``/tasks`` and ``/errors``; the rows are the
-Store's, so they map through the same helpers as the DuckDB source. The
-service does not offer per-attempt output or benchmark history yet: the task
-drill-down and the Trends screen say so instead of failing. Worker CPU and
+Store's, so they map through the same helpers as the DuckDB source. The task
+drill-down (and the Errors screen's system context) read ``/attempts?task=ID``
+when asked. The service does not offer benchmark history yet: the Trends
+screen says so instead of failing. Worker CPU and
 memory are not in ``/v1/workers`` either, so sparklines stay empty in attach
 mode until the service sends ``cpu``/``memory`` (then they fill in, per poll).
 """
@@ -98,7 +99,8 @@ class HttpSource:
         )
 
     def attempts(self, run_id: str, task_id: str) -> list[AttemptInfo]:
-        raise SourceError("dtf-core serve does not offer attempts and their output yet")
+        rows = self._call(self.client.attempts, run_id, task_id)
+        return [storeread.attempt_info(a) for a in rows]
 
     def series_keys(self) -> list[SeriesKey]:
         raise SourceError("dtf-core serve does not offer benchmark history yet")

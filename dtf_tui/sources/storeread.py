@@ -120,23 +120,26 @@ def errors(store: StoreReader, run_id: str) -> list[ErrorEvent]:
     ]
 
 
+def attempt_info(a: Mapping[str, Any]) -> AttemptInfo:
+    """A row of ``Store.attempts()`` (also what ``dtf-core serve`` sends)."""
+    return AttemptInfo(
+        attempt=int(a["attempt"]),
+        outcome=a["outcome"],
+        category=a.get("category"),
+        message=a.get("message") or "",
+        worker=a.get("worker") or "",
+        hardware=a.get("hardware") or "",
+        started_at=float(a.get("started_at") or 0.0),
+        wall_s=float(a.get("wall_s") or 0.0),
+        exit_code=a.get("exit_code"),
+        stdout_tail=a.get("stdout_tail") or "",
+        stderr_tail=a.get("stderr_tail") or "",
+        context=a.get("context") or {},
+    )
+
+
 def attempts(store: StoreReader, run_id: str, task_id: str) -> list[AttemptInfo]:
-    return [
-        AttemptInfo(
-            attempt=int(a["attempt"]),
-            outcome=a["outcome"],
-            category=a.get("category"),
-            message=a.get("message") or "",
-            worker=a.get("worker") or "",
-            hardware=a.get("hardware") or "",
-            started_at=float(a.get("started_at") or 0.0),
-            wall_s=float(a.get("wall_s") or 0.0),
-            exit_code=a.get("exit_code"),
-            stdout_tail=a.get("stdout_tail") or "",
-            stderr_tail=a.get("stderr_tail") or "",
-        )
-        for a in store.attempts(run_id, task_id)
-    ]
+    return [attempt_info(a) for a in store.attempts(run_id, task_id)]
 
 
 def all_series(store: StoreReader, max_runs: int = 100) -> dict[SeriesKey, TrendSeries]:

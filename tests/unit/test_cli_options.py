@@ -182,3 +182,13 @@ def test_workers_auto_is_one_per_usable_core() -> None:
     assert WorkersType().convert("3", None, None) == 3
     with pytest.raises(click.BadParameter):
         WorkersType().convert("many", None, None)
+
+
+def test_priority_is_one_option_on_the_commands_that_start_a_run() -> None:
+    found = options("--priority")
+    assert set(found) == {"dtf-core run", "dtf-core test", "dtf-core submit"}
+    helps = {opt.help for opt in found.values()}
+    assert len(helps) == 1, helps
+    for path, opt in found.items():
+        assert isinstance(opt.type, click.IntRange) and opt.default is None, path
+        assert (opt.type.min, opt.type.max) == (-1000, 1000), path

@@ -170,6 +170,7 @@ def test_typed_rows_name_exactly_the_columns_returned(tmp_path: Path) -> None:
             (r.attempts("r1")[0], rows.AttemptRecord),
             (r.final_tests("r1")[0], rows.FinalTestRecord),
             (r.errors("r1")[0], rows.ErrorRecord),
+            (r.errors_with_context("r1")[0], rows.ErrorContextRecord),
             (r.workers("r1")[0], rows.WorkerRecord),
         ]
         for row, kind in checks:

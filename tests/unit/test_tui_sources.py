@@ -86,6 +86,11 @@ ROUTES = {
          "severity": "error", "message": "timed out", "worker": "gpu-0"},
     ]},
     "/v1/runs/r8/errors": {"errors": []},
+    "/v1/runs/r9/attempts": {"attempts": [
+        {"run_id": "r9", "task_id": "t1", "attempt": 1, "outcome": "timed_out",
+         "category": "timeout", "message": "timed out", "worker": "gpu-0", "exit_code": None,
+         "context": {"host": "node-7", "env": {"API_TOKEN": "***"}}},
+    ]},
 }  # fmt: skip
 
 
@@ -130,8 +135,11 @@ def test_http_source_reads_the_service(stub_url: str) -> None:
     assert (run.total, run.done, run.passed, run.failed) == (12, 2, 1, 1)
     assert {t.task_id: t.category for t in snap.tasks}["t1"] == "timeout"
     assert [(e.task_id, e.worker) for e in snap.errors] == [("t1", "gpu-0")]
+    [attempt] = source.attempts("r9", "t1")
+    assert (attempt.outcome, attempt.worker) == ("timed_out", "gpu-0")
+    assert attempt.context == {"host": "node-7", "env": {"API_TOKEN": "***"}}
     with pytest.raises(SourceError, match="does not offer"):
-        source.attempts("r9", "t1")
+        source.series_keys()
 
 
 def test_http_source_says_why_it_cannot_answer(stub_url: str) -> None:
