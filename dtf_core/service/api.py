@@ -21,7 +21,7 @@ import functools
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import tornado.web
@@ -311,11 +311,29 @@ def _log_request(handler: tornado.web.RequestHandler) -> None:
     logger.info("%d %s %s %.1fms", handler.get_status(), r.method, r.path, 1000 * r.request_time())
 
 
-def make_app(manager: RunManager, secret: bytes) -> tornado.web.Application:
+RequestHook = Callable[[tornado.web.RequestHandler], None]
+
+
+def make_app(
+    manager: RunManager,
+    secret: bytes,
+    *,
+    routes: Sequence[tuple[Any, ...]] = (),
+    on_request: RequestHook | None = None,
+) -> tornado.web.Application:
+    """The API; ``routes`` adds endpoints (:mod:`dtf_core.service.routes`), and
+    ``on_request`` sees each finished request (the metrics' latency)."""
     args = {"manager": manager, "secret": secret}
     run = r"/v1/runs/([A-Za-z0-9_.-]+)"
+
+    def log_request(handler: tornado.web.RequestHandler) -> None:
+        _log_request(handler)
+        if on_request is not None:
+            on_request(handler)
+
     return tornado.web.Application(
         [
+            *routes,
             (r"/v1/health", HealthHandler, args),
             (r"/v1/runs", RunsHandler, args),
             (run, RunHandler, args),
@@ -327,15 +345,22 @@ def make_app(manager: RunManager, secret: bytes) -> tornado.web.Application:
         ],
         default_handler_class=NotFoundHandler,
         default_handler_args=args,
-        log_function=_log_request,
+        log_function=log_request,
     )
 
 
 async def serve_forever(
-    manager: RunManager, secret: bytes, host: str, port: int, ready: Callable[[str], None]
+    manager: RunManager,
+    secret: bytes,
+    host: str,
+    port: int,
+    ready: Callable[[str], None],
+    *,
+    routes: Sequence[tuple[Any, ...]] = (),
+    on_request: RequestHook | None = None,
 ) -> None:
     """Listen until cancelled (SIGINT/SIGTERM in the CLI)."""
-    app = make_app(manager, secret)
+    app = make_app(manager, secret, routes=routes, on_request=on_request)
     # base64 grows the archive by a third; headers and JSON need a little more.
     server = app.listen(port, address=host, max_body_size=int(manager.upload_limit * 1.4) + 4096)
     ready(f"http://{host}:{port}")

@@ -96,6 +96,9 @@ class RunManager:
         self._lock = threading.Lock()
         self._pool = ThreadPoolExecutor(max_concurrent, thread_name_prefix="dtf-run")
         self._closing = False
+        # Told every event of every run (the run's thread): the metrics count them.
+        self.listeners: list[Callable[[ActiveRun, Event], None]] = []
+        self.run_metadata: dict[str, Any] = {}  # added to each run's (the dashboard link)
 
     # ---------------------------------------------------------------- submit
     def submit(
@@ -118,7 +121,7 @@ class RunManager:
             shutil.rmtree(run_dir, ignore_errors=True)
             raise
         run = ActiveRun(run_id, owner, suite.name, len(suite.tasks), time.time())
-        meta = {**metadata, "submitted_by": owner}
+        meta = {**metadata, **self.run_metadata, "submitted_by": owner}
         with self._lock:
             if self._closing:
                 raise OptionError("the service is shutting down")
@@ -215,6 +218,11 @@ class RunManager:
         elif isinstance(event, RunFinished) and run.status == "running":
             run.status = event.status
         run.events.append(event_to_dict(event, len(run.events) + 1))
+        for listener in self.listeners:
+            try:
+                listener(run, event)
+            except Exception:  # a metric must never stop a run
+                logger.exception("run %s: a listener failed", run.run_id)
         run.notify()
 
     # ---------------------------------------------------------------- control
