@@ -11,7 +11,13 @@ from typing import Any
 
 import click
 
-from dtf_core.cli.common import db_option, default_db, handle_errors, output_options
+from dtf_core.cli.common import (
+    dashboard_option,
+    db_option,
+    default_db,
+    handle_errors,
+    output_options,
+)
 from dtf_core.errors import OptionError, exit_code
 
 _TLS_FLAGS = ("--tls-ca-file", "--tls-cert", "--tls-key")
@@ -225,6 +231,15 @@ def worker_cmd(scheduler: str, token_file: str, resources: str, nthreads: int | 
     type=float,
     default=None,
     help="Seconds a task waits for a capable worker (default 30).",
+)
+@dashboard_option
+@click.option(
+    "--metrics",
+    type=click.Choice(["token", "public", "off"]),
+    default="token",
+    show_default=True,
+    help="Prometheus metrics at /metrics: behind a viewer token like the API, open to anyone "
+    "who reaches the port, or not served.",
 )
 @_tls_options
 @handle_errors
