@@ -28,7 +28,13 @@ from collections import Counter as Tally
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+)
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -81,6 +87,9 @@ class ServiceMetrics:
         db_path: str,
         workers: Callable[[], list[dict[str, Any]]] | None = None,
     ) -> None:
+        # One `_created` series per counter and histogram doubles the series for a
+        # timestamp Prometheus itself does not use (process-wide switch: serve's process).
+        disable_created_metrics()
         self.registry = CollectorRegistry(auto_describe=False)
         self.tasks_finished = Counter(
             "dtf_tasks_finished", "Tasks finished, by final status (rate() = tasks per second).",

@@ -95,15 +95,20 @@ class Page:
     async def terminal_text(self) -> str:
         return str(await self.evaluate(READ_TERMINAL) or "")
 
-    async def wait_for_text(self, *needles: str, timeout: float) -> str:
-        """The terminal's text once it shows every needle; AssertionError otherwise."""
+    async def wait_for_text(
+        self, *needles: str, timeout: float, absent: tuple[str, ...] = ()
+    ) -> str:
+        """The terminal's text once it shows every needle and none of ``absent``
+        (a screen arrives in several writes); AssertionError otherwise."""
         deadline, text = time.monotonic() + timeout, ""
         while time.monotonic() < deadline:
             text = await self.terminal_text()
-            if all(n in text for n in needles):
+            if all(n in text for n in needles) and not any(a in text for a in absent):
                 return text
             await asyncio.sleep(0.25)
-        raise AssertionError(f"the terminal never showed {needles}; it showed:\n{text}")
+        raise AssertionError(
+            f"the terminal never showed {needles} without {absent}; it showed:\n{text}"
+        )
 
     async def press(self, key: str) -> None:
         """A real key press (down, char, up) into the terminal's input."""
