@@ -105,8 +105,11 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
         start("leader", [*DTF, "serve", "--start-scheduler", "--scheduler-port", str(sport),
                          "--dashboard", d.dashboard, "--port", str(aport), *common])  # fmt: skip
         wait_for(lambda: d.get("/v1/health")[0] == 200, 90, "the leader to listen")
-        (child,) = [c for c in psutil.Process(d.procs["leader"].pid).children()
-                    if "scheduler" in " ".join(c.cmdline())]
+        (child,) = [
+            c
+            for c in psutil.Process(d.procs["leader"].pid).children()
+            if "scheduler" in " ".join(c.cmdline())
+        ]
         d.scheduler_pid = child.pid
         start("worker", [*DTF, "worker", f"tcp://127.0.0.1:{sport}", "--name", "w1",
                          "--nthreads", "1", "--no-nanny", "--token-file", str(tmp / "worker.jwt"),
@@ -158,7 +161,8 @@ def test_metrics_during_and_after_a_run_match_the_run(service: Service) -> None:
     assert _by(during["dtf_runs"], "status")["running"] == 1
 
     wait_for(lambda: viewer.run(run["run_id"])["status"] == "failed", 120, "the run to end")
-    status, body = service.get("/metrics", service.tokens["viewer"])
+    ok, body = service.get("/metrics", service.tokens["viewer"])
+    assert ok == 200
     after = _families(body)
     assert _by(after["dtf_tasks_finished_total"], "status") == {"passed": N_OK, "failed": N_BAD}
     # Every failed attempt, rerun or final, under its category, as the store has them.
