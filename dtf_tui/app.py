@@ -27,6 +27,7 @@ from textual.reactive import var
 from textual.screen import Screen
 from textual.worker import get_current_worker
 
+from dtf_tui import leader
 from dtf_tui.faults import FaultLog, default_log_path
 from dtf_tui.screens.errors import ErrorsScreen
 from dtf_tui.screens.help import HelpScreen
@@ -34,7 +35,7 @@ from dtf_tui.screens.overview import OverviewScreen
 from dtf_tui.screens.tasks import TasksScreen
 from dtf_tui.screens.trends import TrendsScreen
 from dtf_tui.screens.workers import WorkersScreen
-from dtf_tui.snapshot import ClusterSnapshot, severity_rank
+from dtf_tui.snapshot import ClusterSnapshot, CoordinatorInfo, severity_rank
 from dtf_tui.sources import Source, SourceError
 
 SCREENS = {
@@ -48,6 +49,7 @@ MAX_BACKOFF = 30.0
 # Banner slots of the poll loop: the source's answer, and taking it in.
 POLL = "poll"
 DISPLAY = "taking in the data"
+LEADERSHIP = "leadership"  # not a failure: the banner's line when another coordinator leads
 T = TypeVar("T")
 
 
@@ -99,6 +101,8 @@ class DtfApp(App[None]):
         self._closing = False
         self.faults = FaultLog(Path(log_path) if log_path else default_log_path())
         self._problems: dict[str, str] = {}  # what failed -> its banner line
+        self._coordinator: CoordinatorInfo | None = None  # who led at the last poll
+        self._leader_moves = 0
 
     def on_mount(self) -> None:
         self.sub_title = self.source.label
@@ -270,7 +274,27 @@ class DtfApp(App[None]):
             self.bell()
         self.polls += 1
         self._show_problem(POLL, snap.problem)
+        self._follow_leader(snap)
         self.snapshot = snap
+
+    def _follow_leader(self, snap: ClusterSnapshot) -> None:
+        """The header names the coordinator and who leads; a move of leadership
+        shows in the banner for a while (UI thread)."""
+        self.sub_title = leader.header_text(self.source.label, snap.coordinator)
+        line = leader.moved(self._coordinator, snap.coordinator)
+        if snap.coordinator is not None:
+            self._coordinator = snap.coordinator
+        if not line:
+            return
+        self._leader_moves += 1
+        move = self._leader_moves
+        self._show_problem(LEADERSHIP, line)
+
+        def fade() -> None:
+            if self._leader_moves == move:  # a newer move keeps its own line
+                self._show_problem(LEADERSHIP, "")
+
+        self.set_timer(leader.BANNER_S, fade)
 
     # ---- actions -------------------------------------------------------------------
 

@@ -2,6 +2,7 @@
 
     dtf-tui [--db FILE]                      browse history (read-only)
     dtf-tui --coordinator URL --token T      attach to `dtf-core serve` (--ca FILE for HTTPS)
+    dtf-tui --web [--host H --port N] ...    the same console, served to browsers
     dtf-tui run SUITE [run options]          run SUITE with the console as its view
 
 Errors and exit codes are ``dtf-core``'s (docs/cli.md), by the same code: bad
@@ -30,6 +31,8 @@ from dtf_core.cli.common import (
 )
 from dtf_core.errors import DtfError, OptionError, exit_code
 
+DEFAULT_WEB_PORT = 8790  # dtf_tui.web's, without importing textual-serve for --help
+
 
 @click.group(
     "dtf-tui", invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]}
@@ -45,6 +48,16 @@ from dtf_core.errors import DtfError, OptionError, exit_code
 @client_tls_options
 @click.option(
     "--interval", type=float, default=None, help="Seconds between polls (default per source)."
+)
+@click.option(
+    "--web",
+    is_flag=True,
+    help="Serve the console to browsers (textual-serve) instead of this terminal; "
+    "behind --coordinator's tokens, or a key printed at start.",
+)
+@click.option("--host", default="127.0.0.1", show_default=True, help="--web: the interface.")
+@click.option(
+    "--port", type=int, default=DEFAULT_WEB_PORT, show_default=True, help="--web: the port."
 )
 @click.option(
     "--bell",
@@ -63,6 +76,9 @@ def main(
     ca_file: str | None,
     insecure: bool,
     interval: float | None,
+    web: bool,
+    host: str,
+    port: int,
     bell: str,
 ) -> None:
     """dtf's terminal console: workers, tasks, errors and trends, live.
@@ -71,6 +87,11 @@ def main(
     """
     ctx.obj = {"interval": interval, "bell": bell}
     if ctx.invoked_subcommand is not None:
+        if web:
+            raise OptionError("--web serves the console of --db or --coordinator, not of a run")
+        return
+    if web:
+        _serve_web(db, coordinator, token, host, port, interval, bell)
         return
     from dtf_tui.sources import SourceError
     from dtf_tui.sources.db import DbSource
@@ -91,6 +112,28 @@ def main(
             raise exc.__cause__ from None
         raise
     _run_app(source, interval, bell)
+
+
+def _serve_web(
+    db: str | None,
+    coordinator: str | None,
+    token: str | None,
+    host: str,
+    port: int,
+    interval: float | None,
+    bell: str,
+) -> None:
+    if coordinator and db:
+        raise OptionError("--db and --coordinator are two different sources: pick one")
+    try:
+        from dtf_tui.web import serve_console
+    except ImportError as exc:
+        raise OptionError(
+            f"dtf-tui --web needs textual-serve ({exc.name} is missing): pip install 'dtf[web]'"
+        ) from None
+    options = ["--bell", bell] + (["--interval", f"{interval:g}"] if interval else [])
+    serve_console(host=host, port=port, coordinator=coordinator, token=token,
+                  db=None if coordinator else (db or default_db()), options=options)  # fmt: skip
 
 
 def _run_app(source: Any, interval: float | None, bell: str) -> None:
@@ -133,6 +176,7 @@ def run_cmd(ctx: click.Context, suite: str, **kwargs: Any) -> None:
         scheduler=opts.scheduler,
         db_path=opts.db or default_db(),
         unschedulable_timeout=opts.unschedulable_timeout,
+        dashboard=opts.dashboard,
     )
     _run_app(source, ctx.obj["interval"], ctx.obj["bell"])
     if source.result is None:

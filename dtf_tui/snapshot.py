@@ -141,6 +141,8 @@ class ClusterSnapshot:
     throughput: float = 0.0  # tasks/s finished recently, cluster-wide
     note: str = ""  # a line worth showing (e.g. "starting the embedded cluster")
     problem: str = ""  # the source answers but is degraded: shown in the banner
+    dashboard: str = ""  # Dask's dashboard, when one is on (the Workers screen links it)
+    coordinator: CoordinatorInfo | None = None  # attached to `dtf-core serve`: who leads
 
     @property
     def focused_run(self) -> RunInfo | None:
@@ -148,6 +150,23 @@ class ClusterSnapshot:
             if run.in_flight:
                 return run
         return self.runs[0] if self.runs else None
+
+
+@dataclass(frozen=True)
+class CoordinatorInfo:
+    """The coordinator the console is attached to (``GET /v1/coordinator``)."""
+
+    url: str  # the one that answered
+    leader: bool
+    since: float  # when it became the leader (or started standing by)
+    pid: int = 0
+    standbys: tuple[str, ...] = ()  # their URLs
+    database: str = ""
+
+    @property
+    def identity(self) -> tuple[str, int, float]:
+        """Changes exactly when another process (or a restart) leads."""
+        return (self.url, self.pid, self.since)
 
 
 @dataclass(frozen=True)

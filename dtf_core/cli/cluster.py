@@ -13,6 +13,7 @@ import click
 from dtf_core.cli import tokens
 from dtf_core.cli.common import (
     client_tls_options,
+    dashboard_option,
     db_option,
     default_db,
     handle_errors,
@@ -301,6 +302,15 @@ def worker_cmd(scheduler: str, token_file: str, resources: str, nthreads: int | 
     "(default: dtf.service.badges, public).",
 )  # fmt: skip
 @_limit_options
+@dashboard_option
+@click.option(
+    "--metrics",
+    type=click.Choice(["token", "public", "off"]),
+    default="token",
+    show_default=True,
+    help="Prometheus metrics at /metrics: behind a viewer token like the API, open to anyone "
+    "who reaches the port, or not served.",
+)
 @_tls_options
 @handle_errors
 def serve_cmd(**kwargs: Any) -> None:

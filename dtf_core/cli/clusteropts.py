@@ -1,5 +1,5 @@
 """The embedded cluster's options (``--workers N|auto``, ``--threads-per-worker``,
-``--resources``, ``--scheduler``, ``--unschedulable-timeout``) and how the
+``--resources``, ``--scheduler``, ``--unschedulable-timeout``, ``--dashboard``) and how the
 ``--resources`` values read; :mod:`dtf_core.cli.common` re-exports them with the
 other shared options and turns them into worker plans (``plan_cluster``).
 """
@@ -39,8 +39,39 @@ def usable_cores() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+DASHBOARD_DEFAULT = "127.0.0.1:8787"
+DASHBOARD_HELP = (
+    "Turn on Dask's dashboard (of the embedded cluster; with serve, of the scheduler it "
+    f"starts) at ADDRESS, default {DASHBOARD_DEFAULT}; the console and the reports link to it."
+)
+
+
+def _dashboard_address(ctx: Any, param: Any, value: str | None) -> str | None:
+    # The value is optional, so `--dashboard suite.toml` would take the suite
+    # as the address: anything but HOST:PORT, :PORT or PORT is refused.
+    if value is None:
+        return None
+    host, _, port = value.rpartition(":")
+    if not port.isdigit() or any(c in host for c in "/\\"):
+        raise click.BadParameter(
+            f"{value!r} is not HOST:PORT; write --dashboard={DASHBOARD_DEFAULT}, or put "
+            "--dashboard after the suite",
+            ctx, param,
+        )  # fmt: skip
+    return f"{host or '127.0.0.1'}:{port}"
+
+
+def dashboard_option(fn: F) -> F:
+    """``--dashboard [ADDRESS]``: Dask's dashboard (run, test, dtf-tui run, serve)."""
+    return click.option(
+        "--dashboard", is_flag=False, flag_value=DASHBOARD_DEFAULT, default=None,
+        metavar="[ADDRESS]", callback=_dashboard_address, help=DASHBOARD_HELP,
+    )(fn)  # fmt: skip
+
+
 def cluster_options(fn: F) -> F:
-    """--workers/--threads-per-worker/--resources (embedded) and --scheduler."""
+    """--workers/--threads-per-worker/--resources (embedded), --scheduler and --dashboard."""
+    fn = dashboard_option(fn)
     options = [
         click.option(
             "--workers", "-w", type=WorkersType(), default=None,

@@ -23,10 +23,11 @@ def plan_cluster(opts: RunOptions, wanted: ClusterSpec | None) -> list[WorkerPla
     check_writable(*opts.files())
     per_worker, everyone = parse_resource_options(opts.resources)
     if opts.scheduler is not None:
-        if opts.workers or opts.threads_per_worker or opts.resources:
+        if opts.workers or opts.threads_per_worker or opts.resources or opts.dashboard:
             raise OptionError(
-                "--workers, --threads-per-worker and --resources describe the embedded "
-                "cluster; they cannot be used with --scheduler"
+                "--workers, --threads-per-worker, --resources and --dashboard describe the "
+                "embedded cluster; they cannot be used with --scheduler (whose dashboard "
+                "is its own: `dtf-core scheduler --dashboard-address`)"
             )
         return None
     for name, value in (

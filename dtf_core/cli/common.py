@@ -25,6 +25,7 @@ from dtf_core import config as dtf_config
 # The embedded cluster's options live beside, re-exported: commands import every option from here.
 from dtf_core.cli.clusteropts import WorkersType as WorkersType
 from dtf_core.cli.clusteropts import cluster_options as cluster_options
+from dtf_core.cli.clusteropts import dashboard_option as dashboard_option
 from dtf_core.cli.clusteropts import usable_cores as usable_cores
 from dtf_core.cli.deprecation import renamed
 
@@ -346,6 +347,7 @@ class RunOptions:
     resources: tuple[str, ...] = ()
     scheduler: str | None = None
     unschedulable_timeout: float | None = None
+    dashboard: str | None = None
     db: str | None = None
     lock_timeout: float | None = None
     markdown: str | None = None
@@ -412,7 +414,11 @@ def execute(
                 view.info(f"  {p.describe()}")
         if resume_id:
             store.get_run(resume_id)  # a wrong id is bad input, before any cluster starts
-        with cluster.open_cluster(opts.scheduler, plans=plans) as handle:
+        with cluster.open_cluster(opts.scheduler, plans=plans, dashboard=opts.dashboard) as handle:
+            if opts.dashboard is not None and not opts.quiet:
+                view.info(f"Dask dashboard: {handle.dashboard or 'could not be started'}")
+                for note in filter(None, [cluster.dashboard_needs_bokeh()]):
+                    view.info(note)
             suite, estimates = build(store, handle) if build else (None, {})
             coord = Coordinator(
                 handle.client,
@@ -430,6 +436,8 @@ def execute(
                     result = coord.resume(resume_id)
                 else:
                     meta = context.collect(metadata_dir or os.path.dirname(suite.path))
+                    if handle.dashboard:  # the reports name it
+                        meta["dashboard"] = handle.dashboard
                     result = coord.run(suite, metadata=meta)
         # One summary for the reports and the end of the run on the terminal;
         # none when nothing shows it (a quiet run without reports).

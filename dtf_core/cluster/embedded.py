@@ -54,6 +54,7 @@ class ClusterHandle:
     embedded: bool
     plans: list[WorkerPlan] = field(default_factory=list)
     cluster: SpecCluster | None = None
+    dashboard: str | None = None  # Dask's dashboard, when on (``--dashboard``)
 
     def close(self) -> None:
         with contextlib.suppress(Exception):
@@ -145,9 +146,13 @@ def open_cluster(
     plans: list[WorkerPlan] | None = None,
     connect_timeout: float = 10.0,
     security: Security | None = None,
+    dashboard: str | None = None,
 ) -> Iterator[ClusterHandle]:
     """Yield a connected cluster; close what we started on the way out.
-    ``security`` (mutual TLS, docs/cluster.md) applies to ``scheduler`` only."""
+    ``security`` (mutual TLS, docs/cluster.md) applies to ``scheduler`` only.
+    ``dashboard`` (HOST:PORT) turns on Dask's dashboard of the embedded
+    scheduler; an external scheduler's dashboard is its own (its link is
+    found either way: :attr:`ClusterHandle.dashboard`)."""
     if scheduler:
         # The workers of a shared cluster run other people's code: read only
         # plain data from them (serve also installs safepickle process-wide).
@@ -161,7 +166,7 @@ def open_cluster(
                 f"could not reach the scheduler at {scheduler} within {connect_timeout:g}s "
                 "(is one running there? `dask scheduler` starts one)"
             ) from exc
-        handle = ClusterHandle(client=client, embedded=False)
+        handle = ClusterHandle(client=client, embedded=False, dashboard=dashboard_link(client))
         try:
             yield handle
         finally:
@@ -185,10 +190,12 @@ def open_cluster(
         }
         for p in plans
     }
+    # Off unless asked for; even off, Dask opens the port, so it stays on 127.0.0.1.
     sched = {
         "cls": Scheduler,
-        "options": {"host": "127.0.0.1", "dashboard": False, "dashboard_address": "127.0.0.1:0"},
-    }
+        "options": {"host": "127.0.0.1", "dashboard": dashboard is not None,
+                    "dashboard_address": dashboard or "127.0.0.1:0"},
+    }  # fmt: skip
     try:
         cluster = SpecCluster(
             workers=workers, scheduler=sched, silence_logs=logging.ERROR, name="dtf-embedded"
@@ -197,6 +204,8 @@ def open_cluster(
         raise ClusterError(f"could not start the embedded cluster: {exc}") from exc
     client = Client(cluster, set_as_default=False)
     handle = ClusterHandle(client=client, embedded=True, plans=plans, cluster=cluster)
+    if dashboard is not None:
+        handle.dashboard = dashboard_link(client)
     try:
         client.wait_for_workers(len(plans), timeout=60)
         yield handle
@@ -221,7 +230,8 @@ def scheduler_key_id(client: Client, timeout: float = 5.0) -> str | None:
 
 
 def current_workers(client: Client, timeout: float = 5.0) -> dict[str, dict[str, Any]]:
-    """Address -> {name, resources, nthreads, host} as the scheduler sees it now.
+    """Address -> {name, resources, nthreads, host, status, last_seen, cpu, memory,
+    memory_limit} as the scheduler sees it now.
 
     ``scheduler_info()`` can block ~20 s when the scheduler is gone (DESIGN.md),
     so this asks the scheduler's ``identity`` handler with its own short
@@ -243,6 +253,36 @@ def current_workers(client: Client, timeout: float = 5.0) -> dict[str, dict[str,
             "resources": dict(w.get("resources") or {}),
             "nthreads": int(w.get("nthreads", 1)),
             "host": str(w.get("host", "")),
+            # Health and load, for the service's metrics: Dask's status, its last
+            # heartbeat (wall clock), and the worker's own CPU and memory numbers.
+            "status": str(w.get("status", "running")),
+            "last_seen": float(w.get("last_seen") or 0.0),
+            "cpu": float((w.get("metrics") or {}).get("cpu") or 0.0),
+            "memory": int((w.get("metrics") or {}).get("memory") or 0),
+            "memory_limit": int(w.get("memory_limit") or 0),
         }
         for addr, w in (info.get("workers") or {}).items()
     }
+
+
+def dashboard_link(client: Client) -> str | None:
+    """The URL of the scheduler's Dask dashboard, None when it has none."""
+    try:
+        if "dashboard" not in (client.scheduler_info(n_workers=0).get("services") or {}):
+            return None
+        return str(client.dashboard_link)
+    except Exception:  # a link is a nicety: never a reason to fail
+        return None
+
+
+def dashboard_needs_bokeh() -> str | None:
+    """One line saying how to get the dashboard's pages, when bokeh is missing
+    (Dask then serves only a page asking for it, and its /info pages)."""
+    import importlib.util
+
+    if importlib.util.find_spec("bokeh") is not None:
+        return None
+    return (
+        "Dask's dashboard draws its pages with bokeh, which is not installed: "
+        "pip install 'dtf[dashboard]' (its /info pages work without it)"
+    )

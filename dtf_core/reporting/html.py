@@ -59,6 +59,14 @@ def _ci(ci: dict[str, Any]) -> str:
     return f"<p class='muted'>{', '.join(parts)}</p>"
 
 
+def _dashboard(link: Any) -> str:
+    """Dask's dashboard of the cluster the run used, as the Markdown report names it."""
+    if not link:
+        return ""
+    href = escape(str(link), quote=True)
+    return f"<p class='muted'>Dask dashboard: <a href='{href}'>{escape(str(link))}</a></p>"
+
+
 def render_html(summary: dict[str, Any]) -> str:
     """One self-contained HTML file: the run, its analysis and inline SVG charts."""
     s = jsonable(summary)
@@ -70,6 +78,7 @@ def render_html(summary: dict[str, Any]) -> str:
         f"<p class='muted'>Run <code>{escape(s['run_id'])}</code>, started "
         f"{escape(when(s['started_at']))}</p>",
         _ci((s.get("metadata") or {}).get("ci") or {}),
+        _dashboard((s.get("metadata") or {}).get("dashboard")),
         "<h2>Counts</h2>",
         _table(list(s["counts"])[:-1], [[v for k, v in s["counts"].items() if k != "tasks"]]),
     ]

@@ -28,6 +28,12 @@ def _ci_line(ci: dict[str, Any]) -> list[str]:
     return [", ".join(parts), ""]
 
 
+def _dashboard_line(meta: dict[str, Any]) -> list[str]:
+    """Dask's dashboard of the cluster the run used (``--dashboard``), when there was one."""
+    link = meta.get("dashboard")
+    return [f"Dask dashboard: <{link}> (live while the cluster runs)", ""] if link else []
+
+
 def render_markdown(summary: dict[str, Any]) -> str:
     s = summary
     dur = s["duration_s"]
@@ -38,6 +44,7 @@ def render_markdown(summary: dict[str, Any]) -> str:
         + (f", took {dur:.1f} s" if dur is not None else ", not finished"),
         "",
         *_ci_line((s.get("metadata") or {}).get("ci") or {}),
+        *_dashboard_line(s.get("metadata") or {}),
         "## Counts",
         "",
         *table(list(COUNT_KEYS), [[s["counts"][k] for k in COUNT_KEYS]]),

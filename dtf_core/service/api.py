@@ -24,7 +24,8 @@ import json
 import logging
 import ssl
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import tornado.web
 from tornado.ioloop import IOLoop
@@ -320,11 +321,29 @@ def _log_request(handler: tornado.web.RequestHandler) -> None:
     logger.info("%d %s %s %.1fms", handler.get_status(), r.method, r.path, 1000 * r.request_time())
 
 
-def make_app(manager: RunManager, secret: bytes) -> tornado.web.Application:
+RequestHook = Callable[[tornado.web.RequestHandler], None]
+
+
+def make_app(
+    manager: RunManager,
+    secret: bytes,
+    *,
+    routes: Sequence[tuple[Any, ...]] = (),
+    on_request: RequestHook | None = None,
+) -> tornado.web.Application:
+    """The API; ``routes`` adds endpoints (:mod:`dtf_core.service.routes`), and
+    ``on_request`` sees each finished request (the metrics' latency)."""
     args = {"manager": manager, "secret": secret}
     run = r"/v1/runs/([A-Za-z0-9_.-]+)"
+
+    def log_request(handler: tornado.web.RequestHandler) -> None:
+        _log_request(handler)
+        if on_request is not None:
+            on_request(handler)
+
     return tornado.web.Application(
         [
+            *routes,
             (r"/v1/health", HealthHandler, args),
             (r"/v1/runs", RunsHandler, args),
             (run, RunHandler, args),
@@ -337,7 +356,7 @@ def make_app(manager: RunManager, secret: bytes) -> tornado.web.Application:
         ],
         default_handler_class=NotFoundHandler,
         default_handler_args=args,
-        log_function=_log_request,
+        log_function=log_request,
     )
 
 
@@ -361,9 +380,12 @@ async def serve_forever(
     port: int,
     ready: Callable[[str], None],
     ssl_ctx: ssl.SSLContext | None = None,
+    *,
+    routes: Sequence[tuple[Any, ...]] = (),
+    on_request: RequestHook | None = None,
 ) -> None:
     """Listen (HTTPS with ``ssl_ctx``) until cancelled (SIGINT/SIGTERM in the CLI)."""
-    app = make_app(manager, secret)
+    app = make_app(manager, secret, routes=routes, on_request=on_request)
     # Uploads set their own bound once their token is checked (RunsHandler.prepare).
     server = app.listen(
         port, address=host, ssl_options=ssl_ctx,

@@ -166,6 +166,10 @@ class CoordinatorClient:
     def report(self, run_id: str, fmt: str) -> str:
         return self._request("GET", f"/v1/runs/{_q(run_id)}/report?format={fmt}").decode()
 
+    def coordinator(self) -> dict[str, Any]:
+        """The coordinator answering: leader or not, since when, its standbys."""
+        return dict(self._json("GET", "/v1/coordinator"))
+
     def workers(self) -> list[dict[str, Any]]:
         return list(self._json("GET", "/v1/workers")["workers"])
 

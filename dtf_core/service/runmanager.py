@@ -107,6 +107,9 @@ class RunManager:
         self._busy: set[str] = set()
         self._queue = RunQueue(max_concurrent)
         self._closing = False
+        # Told every event of every run (the run's thread): the metrics count them.
+        self.listeners: list[Callable[[ActiveRun, Event], None]] = []
+        self.run_metadata: dict[str, Any] = {}  # added to each run's (the dashboard link)
 
     # ---------------------------------------------------------------- submit
     def submit(
@@ -147,7 +150,7 @@ class RunManager:
             raise
         run = ActiveRun(run_id, owner, suite.name, len(suite.tasks), time.time())
         run.priority = priority
-        meta = {**metadata, "submitted_by": owner}
+        meta = {**metadata, **self.run_metadata, "submitted_by": owner}
         with self._lock:
             del self._pending[run_id]
             closing = self._closing
@@ -273,6 +276,11 @@ class RunManager:
         elif isinstance(event, RunFinished) and run.status == "running":
             run.status = event.status
         run.events.append(event_to_dict(event, len(run.events) + 1))
+        for listener in self.listeners:
+            try:
+                listener(run, event)
+            except Exception:  # a metric must never stop a run
+                logger.exception("run %s: a listener failed", run.run_id)
         run.notify()
 
     # ---------------------------------------------------------------- control

@@ -38,7 +38,9 @@ from dtf_core.cluster.tls import client_security
 from dtf_core.errors import ClusterError, DatabaseLockedError, OptionError
 from dtf_core.service.api import serve_forever
 from dtf_core.service.client import is_loopback
+from dtf_core.service.leadership import Presence, public_url
 from dtf_core.service.limits import UploadLimits
+from dtf_core.service.observe import Observability
 from dtf_core.service.retention import UploadJanitor
 from dtf_core.service.runmanager import RunManager
 from dtf_core.store import Store
@@ -70,6 +72,8 @@ class ServeOptions:
     limits: dict[str, Any] = field(default_factory=dict)
     badges: str | None = None  # public | token; default: dtf.service.badges
     worker_key_file: str | None = None
+    dashboard: str | None = None  # --dashboard: of the scheduler started here
+    metrics: str = "token"  # --metrics token|public|off
 
 
 SHARED_KEY = (
@@ -88,6 +92,11 @@ def _read_keys(opts: ServeOptions) -> tuple[bytes, bytes | None]:
     """The API key and the result key, refusing any that does another key's job."""
     if bool(opts.scheduler) == opts.start_scheduler:
         raise OptionError("give exactly one of --scheduler ADDRESS and --start-scheduler")
+    if opts.dashboard and opts.scheduler:
+        raise OptionError(
+            "--dashboard sets the dashboard of the scheduler serve starts (--start-scheduler); "
+            "one given with --scheduler has its own (serve links to it either way)"
+        )
     secret = security.read_secret(opts.secret_file, "API key file")
     result_key = (
         security.read_secret(opts.result_key_file, "result key file")
@@ -147,8 +156,10 @@ def serve(opts: ServeOptions) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     # Nothing a worker sends may run code here (this process holds the API key).
     safepickle.install()
+    presence = Presence(opts.db, public_url(opts.host, opts.port))
     with contextlib.ExitStack() as stack:
-        store = stack.enter_context(_open_store(opts))
+        store = stack.enter_context(_open_store(opts, presence))
+        stack.callback(presence.leave)
         workdir.mkdir(parents=True, exist_ok=True)
         address = opts.scheduler
         if opts.start_scheduler:
@@ -165,6 +176,7 @@ def serve(opts: ServeOptions) -> None:
             unschedulable_timeout=opts.unschedulable_timeout,
         )  # fmt: skip
         stack.callback(manager.shutdown)
+        observe = Observability(manager, handle, opts, presence, secret)
         # Runs left `running` by a coordinator that died (kill -9, a lost host, the
         # leader a standby replaces) are finished before the API opens, so that a
         # client following one finds it here.
@@ -185,12 +197,19 @@ def serve(opts: ServeOptions) -> None:
             )
         _say(f"database {opts.db}; uploads in {workdir}; scheduler {address}")
         _say(bounds.describe())
-        asyncio.run(_main(manager, secret, opts.host, opts.port, https))
+        if handle.dashboard:
+            _say(f"Dask dashboard: {handle.dashboard}")
+        asyncio.run(_main(manager, secret, opts.host, opts.port, https, observe))
     _say("stopped")
 
 
 async def _main(
-    manager: RunManager, secret: bytes, host: str, port: int, https: ssl.SSLContext | None
+    manager: RunManager,
+    secret: bytes,
+    host: str,
+    port: int,
+    https: ssl.SSLContext | None,
+    observe: Observability,
 ) -> None:
     loop = asyncio.get_running_loop()
     task = asyncio.current_task()
@@ -199,8 +218,9 @@ async def _main(
         loop.add_signal_handler(sig, task.cancel)
     with contextlib.suppress(asyncio.CancelledError):
         await serve_forever(
-            manager, secret, host, port, lambda url: _say(f"listening on {url}"), https
-        )
+            manager, secret, host, port, lambda url: _say(f"listening on {url}"), https,
+            routes=observe.routes, on_request=observe.on_request,
+        )  # fmt: skip
 
 
 def api_ssl_context(cert: str | None, key: str | None) -> ssl.SSLContext | None:
@@ -221,12 +241,15 @@ def api_ssl_context(cert: str | None, key: str | None) -> ssl.SSLContext | None:
     return ctx
 
 
-def _open_store(opts: ServeOptions) -> Store:
+def _open_store(opts: ServeOptions, presence: Presence) -> Store:
     """The database, or with ``--standby`` the wait for it: the leader is
     whoever holds DuckDB's write lock, so a standby takes over exactly when the
-    leader's process is gone, and two coordinators can never both write."""
+    leader's process is gone, and two coordinators can never both write.
+    ``presence`` tells the leader about this standby while it waits."""
     if not opts.standby:
-        return Store(opts.db)
+        store = Store(opts.db)
+        presence.lead()
+        return store
     poll = config.seconds("service.standby-poll")
     said = False
     while True:
@@ -236,10 +259,12 @@ def _open_store(opts: ServeOptions) -> Store:
             if not said:
                 _say(f"standby: {exc}; taking over when it is released")
                 said = True
+            presence.beat()
             time.sleep(poll)
             continue
         if said:
             _say("standby: took over the database; now the leader")
+        presence.lead(took_over=said)
         return store
 
 
@@ -248,6 +273,8 @@ def _scheduler_child(opts: ServeOptions) -> Iterator[str]:
     argv = [sys.executable, "-m", "dtf_core.cli", "scheduler", "--host", opts.scheduler_host,
             "--port", str(opts.scheduler_port),
             "--secret-file", str(opts.worker_key_file)]  # fmt: skip
+    if opts.dashboard:
+        argv += ["--dashboard-address", opts.dashboard]
     for flag, value in (("--tls-ca-file", opts.tls_ca_file), ("--tls-cert", opts.tls_cert),
                         ("--tls-key", opts.tls_key)):  # fmt: skip
         if value:

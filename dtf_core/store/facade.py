@@ -14,6 +14,7 @@ around the questions, and nothing else, keeps a reader from delaying a run.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Self
 
@@ -79,6 +80,9 @@ class StoreReader:
     def list_runs(self, limit: int = 20) -> list[RunSummaryRecord]:
         """Newest first, with task counts (``tasks``, ``failed``: not passed/skipped)."""
         return reads.list_runs(self._db, limit)
+
+    def run_counts(self) -> dict[str, int]:
+        return reads.run_counts(self._db)
 
     def get_run(self, run_id: str) -> RunRecord:
         """The run, or :class:`~dtf_core.errors.RunNotFoundError`."""
@@ -186,6 +190,9 @@ class Store(StoreReader):
         wait = config.seconds("store.lock-timeout") if lock_timeout is None else lock_timeout
         self._attach(Connection(path, read_only=False, wait_s=wait, on_wait=on_wait))
         self._writer = Writer(self._db)
+        # Told (seconds, attempts stored) after each flush that wrote something:
+        # the service's write-latency metric.
+        self.on_flush: Callable[[float, int], None] | None = None
 
     @staticmethod
     def open_readonly(path: str | os.PathLike[str], *, wait_s: float | None = None) -> StoreReader:
@@ -222,7 +229,12 @@ class Store(StoreReader):
 
     def flush(self) -> int:
         """Write everything buffered in one transaction; return attempts newly stored."""
-        return self._writer.flush()
+        if self.on_flush is None or not self._writer.pending:
+            return self._writer.flush()
+        started = time.perf_counter()
+        stored = self._writer.flush()
+        self.on_flush(time.perf_counter() - started, stored)
+        return stored
 
     def record_workers(self, run_id: str, workers: Iterable[dict[str, Any]]) -> None:
         self._writer.record_workers(run_id, workers)

@@ -47,6 +47,11 @@ def list_runs(db: Connection, limit: int = 20) -> list[RunSummaryRecord]:
     return cast(list[RunSummaryRecord], rows)
 
 
+def run_counts(db: Connection) -> dict[str, int]:
+    """How many runs the file holds in each status (the service's metrics)."""
+    return {str(s): int(n) for s, n in db.rows("SELECT status, count(*) FROM runs GROUP BY 1")}
+
+
 def get_run(db: Connection, run_id: str) -> RunRecord:
     rows = db.dicts("SELECT * FROM runs WHERE run_id = ?", [run_id], json_cols=("metadata",))
     if not rows:

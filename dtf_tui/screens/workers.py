@@ -1,5 +1,5 @@
 """Workers: resources, status, CPU and memory sparklines, running tasks and
-the errors seen on each."""
+the errors seen on each; the link to Dask's dashboard when one is on."""
 
 from __future__ import annotations
 
@@ -76,9 +76,10 @@ class WorkersScreen(SnapshotScreen):
         table.set_items(workers)
         states = Counter(w.status for w in workers)
         text = ", ".join(f"{n} {s}" for s, n in sorted(states.items()))
-        self.query_one("#workers-summary", Static).update(
-            Content(f"{len(workers)} workers ({text or 'none yet'}) · s sorts, S reverses")
-        )
+        summary = f"{len(workers)} workers ({text or 'none yet'}) · s sorts, S reverses"
+        if snapshot.dashboard:  # a plain URL: terminals and the browser console link it
+            summary += f"\nDask dashboard: {snapshot.dashboard}"
+        self.query_one("#workers-summary", Static).update(Content(summary))
 
     def _sort_key(self, key: str) -> Callable[[WorkerInfo], Any]:
         keys: dict[str, Callable[[WorkerInfo], Any]] = {

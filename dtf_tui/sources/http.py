@@ -1,12 +1,13 @@
 """Attach to a ``dtf-core serve`` coordinator through its HTTP API
 (:class:`dtf_core.service.client.CoordinatorClient`).
 
-Each poll reads ``/v1/workers``, ``/v1/runs``, and for the run in flight (else
-the newest) ``/v1/runs/{id}``, ``/tasks`` and ``/errors``; the rows are the
-Store's, so they map through the same helpers as the DuckDB source. The task
-drill-down (and the Errors screen's system context) read ``/attempts?task=ID``
-when asked. The service does not offer benchmark history yet: the Trends
-screen says so instead of failing. Worker CPU and
+Each poll reads ``/v1/workers``, ``/v1/runs``, ``/v1/coordinator`` (who leads:
+the header), and for the run in flight (else the newest) ``/v1/runs/{id}``,
+``/tasks`` and ``/errors``; the rows are the Store's, so they map through the
+same helpers as the DuckDB source. The task drill-down (and the Errors screen's
+system context) read ``/attempts?task=ID`` when asked. The service does not
+offer benchmark history yet: the Trends screen says so instead of failing.
+Worker CPU and
 memory are not in ``/v1/workers`` either, so sparklines stay empty in attach
 mode until the service sends ``cpu``/``memory`` (then they fill in, per poll).
 """
@@ -17,9 +18,15 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from dtf_core.errors import DtfError
+from dtf_core.errors import DtfError, OptionError
 from dtf_core.service.client import CoordinatorClient
-from dtf_tui.snapshot import AttemptInfo, ClusterSnapshot, SeriesKey, TrendSeries
+from dtf_tui.snapshot import (
+    AttemptInfo,
+    ClusterSnapshot,
+    CoordinatorInfo,
+    SeriesKey,
+    TrendSeries,
+)
 from dtf_tui.sources import SourceError, storeread
 from dtf_tui.sources.livestate import LiveState
 
@@ -50,6 +57,7 @@ class HttpSource:
         except DtfError as exc:
             raise SourceError(str(exc)) from exc
         self._workers = LiveState(clock=clock)  # keeps the CPU/memory history per worker
+        self._has_coordinator_route = True
 
     def start(self) -> None:
         pass
@@ -88,6 +96,7 @@ class HttpSource:
             for e in self._call(self.client.errors, r["run_id"])
         ]
         errors.sort(key=lambda e: (e.ts, e.run_id, e.task_id, e.attempt))
+        coordinator, dashboard = self._coordinator()
         return ClusterSnapshot(
             source=self.label,
             taken_at=now,
@@ -96,7 +105,31 @@ class HttpSource:
             tasks=tuple(tasks),
             errors=tuple(errors),
             throughput=sum(r.throughput(now) for r in runs if r.in_flight),
+            dashboard=dashboard,
+            coordinator=coordinator,
         )
+
+    def _coordinator(self) -> tuple[CoordinatorInfo | None, str]:
+        """Who answers, whether it leads, its standbys (a service older than
+        ``/v1/coordinator`` answers 404: the header then shows only the URL)."""
+        if not self._has_coordinator_route:
+            return None, ""
+        try:
+            body = self.client.coordinator()
+        except OptionError:  # 404: not offered by this service
+            self._has_coordinator_route = False
+            return None, ""
+        except DtfError as exc:
+            raise SourceError(str(exc)) from exc
+        info = CoordinatorInfo(
+            url=self.client.base,
+            leader=bool(body.get("leader")),
+            since=float(body.get("since") or 0.0),
+            pid=int(body.get("pid") or 0),
+            standbys=tuple(str(s.get("url")) for s in body.get("standbys") or ()),
+            database=str(body.get("database") or ""),
+        )
+        return info, str(body.get("dashboard") or "")
 
     def attempts(self, run_id: str, task_id: str) -> list[AttemptInfo]:
         rows = self._call(self.client.attempts, run_id, task_id)

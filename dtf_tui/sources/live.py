@@ -75,6 +75,7 @@ class LiveSource:
         unschedulable_timeout: float | None = None,
         client: Client | None = None,
         clock: Callable[[], float] = time.time,
+        dashboard: str | None = None,
     ) -> None:
         """Run ``suite`` (on ``scheduler``, else an embedded cluster of ``plans``),
         or, with only ``client``, watch that cluster's workers."""
@@ -84,6 +85,7 @@ class LiveSource:
         self.db_path = db_path
         self.unschedulable_timeout = unschedulable_timeout
         self._client = client
+        self.dashboard = dashboard  # the address asked for; then the link Dask gave
         tasks = [(t.task_id, t.kind.value) for t in suite.tasks] if suite else []
         self.state = LiveState(tasks, clock=clock)
         if suite is not None:
@@ -120,8 +122,11 @@ class LiveSource:
             # A lock wait is shown in the console: Textual draws on stderr.
             with Store(self.db_path, on_wait=self._note) as store:
                 self._store = store
-                with cluster.open_cluster(self.scheduler, plans=self.plans) as handle:
+                with cluster.open_cluster(
+                    self.scheduler, plans=self.plans, dashboard=self.dashboard
+                ) as handle:
                     self._client = handle.client
+                    self.dashboard = handle.dashboard
                     self.state.note = ""
                     self._coord = Coordinator(
                         handle.client,
@@ -132,6 +137,8 @@ class LiveSource:
                     )
                     if not self._stop.is_set():
                         meta = context.collect(os.path.dirname(self.suite.path))
+                        if handle.dashboard:  # the reports name it
+                            meta["dashboard"] = handle.dashboard
                         self.result = self._coord.run(self.suite, metadata=meta)
                     # The view keeps the cluster and the store until it closes.
                     self._stop.wait()
@@ -181,7 +188,7 @@ class LiveSource:
                 problem = f"the scheduler does not answer ({type(exc).__name__}); retrying"
         if lost is not None and not problem:  # the run goes on; what is shown may lag behind it
             problem = f"a run event was lost ({type(lost).__name__}): tasks may show stale states"
-        snap = self.state.snapshot(self.label)
+        snap = replace(self.state.snapshot(self.label), dashboard=self.dashboard or "")
         return replace(snap, problem=problem) if problem else snap
 
     def _note(self, message: str) -> None:

@@ -14,9 +14,10 @@ import time
 from pathlib import Path
 
 import pytest
-from support.procs import free_port, stop
+from support.procs import free_port, stop, wait_for
 
 from dtf_core.cluster import security
+from dtf_core.service.client import CoordinatorClient
 from dtf_core.store import StoreReader
 
 pytestmark = pytest.mark.slow
@@ -78,6 +79,12 @@ def test_standby_takes_over_and_submit_follows(tmp_path: Path) -> None:
         leader = start([*serve, "--port", str(aport)], "leader.log")
         _wait_port(aport, 60)
         start([*serve, "--port", str(bport), "--standby"], "standby.log")
+        # The leader lists the standby once it waits on the lock (on a busy machine its
+        # start can outlast the run's first tasks: it would then never see the leader).
+        wait_for(
+            lambda: CoordinatorClient(f"http://127.0.0.1:{aport}", token).coordinator()["standbys"],
+            90, "the leader to list its standby",
+        )  # fmt: skip
         submit = subprocess.Popen(
             [*DTF, "submit", str(tmp_path / "suite" / "s.toml"), "--coordinator",
              f"http://127.0.0.1:{aport},http://127.0.0.1:{bport}", "--token", token,
