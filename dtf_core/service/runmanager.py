@@ -103,6 +103,9 @@ class RunManager:
         self._busy: set[str] = set()
         self._pool = ThreadPoolExecutor(max_concurrent, thread_name_prefix="dtf-run")
         self._closing = False
+        # Called (any thread, must not block) whenever what a console shows may
+        # have changed: a run event, a submission. Attached consoles follow it.
+        self.on_change: list[Callable[[], None]] = []
 
     # ---------------------------------------------------------------- submit
     def submit(
@@ -148,6 +151,7 @@ class RunManager:
             shutil.rmtree(run_dir, ignore_errors=True)
             raise OptionError("the service is shutting down")
         self._pool.submit(self._execute, run, suite, archive, str(run_dir), meta)
+        self._changed()
         return run
 
     def _execute(
@@ -262,6 +266,11 @@ class RunManager:
             run.status = event.status
         run.events.append(event_to_dict(event, len(run.events) + 1))
         run.notify()
+        self._changed()
+
+    def _changed(self) -> None:
+        for hook in self.on_change:
+            hook()
 
     # ---------------------------------------------------------------- control
     def get(self, run_id: str) -> ActiveRun | None:
