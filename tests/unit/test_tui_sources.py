@@ -59,7 +59,7 @@ def test_live_state_follows_the_coordinators_events() -> None:
     assert not state.snapshot("live").runs[0].in_flight
 
 
-# ---- HTTP: a stub of the dtf-core serve routes the console reads -----------------
+# ---- HTTP: a stub of an older dtf-core serve (no /v1/console, /attempts, /benchmarks) -----------------
 
 TOKEN = "s3cret"
 ROUTES = {
@@ -97,11 +97,14 @@ class _Stub(BaseHTTPRequestHandler):
             self.end_headers()
             self.wfile.write(json.dumps({"error": "token refused"}).encode())
             return
-        body = ROUTES.get(self.path.split("?")[0])
+        path = self.path.split("?")[0]
+        body = ROUTES.get(path)
         self.send_response(200 if body is not None else 404)
         self.send_header("Content-Type", "application/json")
         self.end_headers()
-        self.wfile.write(json.dumps(body or {"error": "not found"}).encode())
+        # What an older dtf-core serve answers for a route it does not have.
+        missing = {"error": f"no endpoint {path}; see docs/cluster.md", "status": 404}
+        self.wfile.write(json.dumps(body or missing).encode())
 
     def log_message(self, *args: object) -> None:
         pass
@@ -130,8 +133,10 @@ def test_http_source_reads_the_service(stub_url: str) -> None:
     assert (run.total, run.done, run.passed, run.failed) == (12, 2, 1, 1)
     assert {t.task_id: t.category for t in snap.tasks}["t1"] == "timeout"
     assert [(e.task_id, e.worker) for e in snap.errors] == [("t1", "gpu-0")]
-    with pytest.raises(SourceError, match="does not offer"):
+    with pytest.raises(SourceError, match="older and does not offer attempts"):
         source.attempts("r9", "t1")
+    with pytest.raises(SourceError, match="older and does not offer benchmark history"):
+        source.series_keys()
 
 
 def test_http_source_says_why_it_cannot_answer(stub_url: str) -> None:
