@@ -41,3 +41,35 @@ def worker_metrics(client: Client, timeout: float = METRICS_TIMEOUT) -> list[dic
         client._run_on_scheduler, _collect, callback_timeout=timeout
     )
     return result
+
+
+def identity_metrics(client: Client, timeout: float = METRICS_TIMEOUT) -> list[dict[str, Any]]:
+    """The same rows, from the scheduler's ``identity`` handler: plain data, so it
+    works on a dtf scheduler that refuses ``run_on_scheduler`` (``dtf-core serve``).
+    ``processing`` holds no keys here, only as many entries as tasks executing."""
+
+    async def _identity() -> dict[str, Any]:
+        assert client.scheduler is not None
+        info: dict[str, Any] = await client.scheduler.identity(n_workers=-1)
+        return info
+
+    info = client.sync(_identity, callback_timeout=timeout)
+    rows = []
+    for address, w in sorted((info.get("workers") or {}).items()):
+        metrics = w.get("metrics") or {}
+        executing = int((metrics.get("task_counts") or {}).get("executing", 0))
+        rows.append(
+            {
+                "address": str(address),
+                "name": str(w.get("name", address)),
+                "host": str(w.get("host", "")),
+                "resources": dict(w.get("resources") or {}),
+                "nthreads": int(w.get("nthreads") or 0),
+                "status": str(w.get("status") or "running"),
+                "cpu": float(metrics.get("cpu") or 0.0),
+                "memory": float(metrics.get("memory") or 0),
+                "memory_limit": int(w.get("memory_limit") or 0),
+                "processing": [""] * executing,
+            }
+        )
+    return rows

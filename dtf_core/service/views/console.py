@@ -29,7 +29,7 @@ from typing import Any
 from tornado.ioloop import IOLoop
 from tornado.locks import Condition
 
-from dtf_core.cluster.workermetrics import worker_metrics
+from dtf_core.cluster.workermetrics import identity_metrics
 from dtf_core.service.runmanager import RunManager
 from dtf_core.service.views import storeread, wire
 from dtf_core.service.views.snapshot import ClusterSnapshot, SeriesKey, TrendSeries, WorkerInfo
@@ -138,7 +138,7 @@ class ConsoleFeed:
         recorded = {w.address: w for w in snap.workers}
         problem = ""
         try:
-            seen = worker_metrics(self.manager.client)
+            seen = identity_metrics(self.manager.client)
         except Exception as exc:  # the runs ride out a scheduler outage; so does the view
             workers = snap.workers
             problem = f"the scheduler does not answer ({type(exc).__name__}); retrying"
