@@ -133,10 +133,13 @@ def main() -> None:
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="dtf-bench-consoles-"))
     procs: list[subprocess.Popen] = []
-    secret_f = tmp / "secret"
+    secret_f, key_f = tmp / "secret", tmp / "result.key"
     security.write_secret(secret_f)
+    security.write_secret(key_f)
     secret = security.read_secret(secret_f)
-    (tmp / "w.jwt").write_text(security.issue_token(secret, role="worker", subject="b", ttl_s=3600))
+    for name in ("w0", "w1"):  # a token admits one live worker at a time
+        token_text = security.issue_token(secret, role="worker", subject=name, ttl_s=3600)
+        (tmp / f"{name}.jwt").write_text(token_text)
     token = security.issue_token(secret, role="submitter", subject="bench", ttl_s=3600)
     sport, aport = free_port(), free_port()
     scheduler, url = f"tcp://127.0.0.1:{sport}", f"http://127.0.0.1:{aport}"
@@ -147,6 +150,7 @@ def main() -> None:
         return procs[-1]
 
     consoles: list[Console] = []
+    finished = False
     try:
         start([PY, "-m", "dtf_core.cli", "scheduler", "--port", str(sport),
                "--dashboard-address", "none", "--secret-file", str(secret_f)])  # fmt: skip
@@ -154,10 +158,11 @@ def main() -> None:
             start([PY, "-m", "distributed.cli.dask_worker", scheduler, "--name", name,
                    "--nthreads", "1", "--no-nanny", "--no-dashboard",
                    "--preload", "dtf_core.worker_preload",
-                   "--dtf-token-file", str(tmp / "w.jwt")])  # fmt: skip
-        serve = start([PY, "-m", "dtf_core.cli", "serve", "--scheduler", scheduler, "--db",
-                       str(tmp / "dtf.duckdb"), "--port", str(aport),
-                       "--secret-file", str(secret_f)])  # fmt: skip
+                   "--dtf-token-file", str(tmp / f"{name}.jwt"),
+                   "--dtf-result-key-file", str(key_f)])  # fmt: skip
+        serve = start([PY, "-m", "dtf_core.cli", "serve", "--scheduler", scheduler,
+                       "--db", str(tmp / "dtf.duckdb"), "--port", str(aport), "--secret-file",
+                       str(secret_f), "--result-key-file", str(key_f)])  # fmt: skip
         client = CoordinatorClient(url, token, timeout=60)
         deadline = time.monotonic() + 120
         while True:
@@ -209,6 +214,7 @@ def main() -> None:
               f"{1000 * pct(refresh, 0.5):.1f} / {1000 * pct(refresh, 0.99):.1f} |")  # fmt: skip
         per = (polls + woken) / max(wall, 1e-9) / max(args.consoles, 1)
         print(f"| requests per second per console | | {per:.1f} |")
+        finished = True
     finally:
         for c in consoles:
             c.close()
@@ -220,7 +226,8 @@ def main() -> None:
             except subprocess.TimeoutExpired:
                 p.kill()
         log.close()
-        shutil.rmtree(tmp, ignore_errors=True)
+        if finished:  # else the processes' log stays, for the reason
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -1,17 +1,21 @@
 """What ``dtf-core serve`` sends to attached consoles: one snapshot for all of
-them, and a change counter they follow instead of polling.
+them, published when something changed, and a change counter they follow
+instead of polling.
 
-Why one shared snapshot: twenty consoles must cost the service what one does.
-The snapshot is built by the same code as the console's local database source
-(:func:`~dtf_core.service.views.storeread.snapshot`), with the live cluster
-laid over it (workers' CPU and memory, the totals of runs in flight), on a
-worker thread, at most once every :data:`MIN_BUILD_GAP`; every request in
-between gets the same encoded bytes. A change (any run event, a submission)
-bumps :attr:`ConsoleFeed.generation`; consoles long-poll (or stream) it and
-refresh once per burst.
+Why publish, and not build per request: twenty consoles must cost the service
+what one does, and a request must never wait on the database. The snapshot is
+built by the same code as the console's local database source
+(:func:`~dtf_core.service.views.storeread.snapshot`), with the live cluster laid
+over it (workers' CPU and memory, the totals of runs in flight), on a worker
+thread, at most once every :data:`MIN_BUILD_GAP`, and only while a console is
+attached. A change (any run event, a submission) schedules a build; when it is
+done, its generation is published to ``/v1/changes`` and every console then
+fetches the same encoded bytes from ``/v1/console`` at once. A burst of events
+is one build, and one refresh per console.
 
-The event loop is the only place the cache and the building future are
-touched; run threads only bump the counter and schedule a wake-up.
+The event loop is the only place the published snapshot and the building
+future are touched; run threads only bump the counter and schedule a wake-up.
+Errors of finished runs never change: they are read once and kept.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ import secrets
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -32,10 +36,17 @@ from tornado.locks import Condition
 from dtf_core.cluster.workermetrics import identity_metrics
 from dtf_core.service.runmanager import RunManager
 from dtf_core.service.views import storeread, wire
-from dtf_core.service.views.snapshot import ClusterSnapshot, SeriesKey, TrendSeries, WorkerInfo
+from dtf_core.service.views.snapshot import (
+    ClusterSnapshot,
+    ErrorEvent,
+    SeriesKey,
+    TrendSeries,
+    WorkerInfo,
+)
 
-MIN_BUILD_GAP = 0.05  # s between two snapshot builds, however many consoles ask
-MAX_AGE = 1.0  # s a snapshot is reused when nothing changed (worker CPU moves on its own)
+MIN_BUILD_GAP = 0.1  # s between two snapshot builds, however many consoles ask
+MAX_AGE = 1.0  # s before a request also schedules a rebuild (worker CPU moves on its own)
+INTEREST_S = 60.0  # s after the last console request during which changes trigger builds
 SAMPLE_GAP = 1.0  # s between two CPU/memory samples kept per worker
 HISTORY = 30  # samples kept per worker, as the local console keeps
 SERIES_TTL = 5.0  # s the benchmark series are reused while a run is in flight
@@ -64,6 +75,8 @@ class ConsoleFeed:
         self._building: asyncio.Future[bytes] | None = None
         self._history: dict[str, tuple[deque[float], deque[float]]] = {}
         self._sampled_at = 0.0
+        self._interest = 0.0  # monotonic: the last console request
+        self._errors: dict[str, list[ErrorEvent]] = {}  # finished runs' errors
         self._series: tuple[object, float, dict[SeriesKey, TrendSeries]] | None = None
         self._series_lock = threading.Lock()
         manager.on_change.append(self.changed)
@@ -80,18 +93,27 @@ class ConsoleFeed:
         """Any thread: something consoles show changed."""
         with self._count_lock:
             self.generation += 1
-        loop, cond = self._loop, self._cond
-        if loop is not None and cond is not None:
-            loop.add_callback(cond.notify_all)
+        loop = self._loop
+        if loop is not None:
+            loop.add_callback(self._on_change)
+
+    def _on_change(self) -> None:
+        if time.monotonic() - self._interest < INTEREST_S:
+            self._schedule()
 
     def mark(self) -> dict[str, Any]:
-        return {"generation": self.generation, "epoch": self.epoch}
+        built = self._built
+        return {"generation": built.generation if built else 0, "epoch": self.epoch}
 
     async def wait_change(self, after: int, timeout: float) -> dict[str, Any]:
-        """Return as soon as the counter passes ``after``, or after ``timeout`` s."""
+        """Return as soon as a snapshot newer than ``after`` is published, or after
+        ``timeout`` s."""
         cond = self.bind()
+        self._interest = time.monotonic()
+        if self._built is None or self.generation > self._built.generation:
+            self._schedule()
         deadline = time.monotonic() + timeout
-        while self.generation <= after:
+        while self.mark()["generation"] <= after:
             left = deadline - time.monotonic()
             if left <= 0 or not await cond.wait(timeout=IOLoop.current().time() + left):
                 break
@@ -100,18 +122,27 @@ class ConsoleFeed:
     # ---- the snapshot --------------------------------------------------------------
 
     async def snapshot_body(self, want: int = 0) -> bytes:
-        """The snapshot as JSON bytes, reflecting at least change ``want``
-        (unless the service has not seen it yet: its counter is the bound)."""
+        """The published snapshot as JSON bytes: at once when it reflects change
+        ``want`` (what ``/v1/changes`` announced; 0: every change so far), else
+        after the next build."""
         self.bind()
+        self._interest = time.monotonic()
         built = self._built
-        want = min(want, self.generation) if want else self.generation
-        fresh = built is not None and time.monotonic() - built.at < MAX_AGE
-        if built is not None and fresh and built.generation >= want:
+        # No generation asked (a one-off reader): the newest state, built if need be.
+        target = min(want, self.generation) if want > 0 else self.generation
+        if built is not None and built.generation >= target:
+            if built.generation < self.generation or time.monotonic() - built.at > MAX_AGE:
+                self._schedule()  # the next request gets a fresher one
             return built.body
+        building = self._schedule()
+        return await asyncio.shield(building)
+
+    def _schedule(self) -> asyncio.Future[bytes]:
         if self._building is None:
+            built = self._built
             gap = built.at + MIN_BUILD_GAP - time.monotonic() if built else 0.0
             self._building = asyncio.ensure_future(self._build(gap))
-        return await asyncio.shield(self._building)
+        return self._building
 
     async def _build(self, gap: float) -> bytes:
         try:
@@ -121,19 +152,36 @@ class ConsoleFeed:
             loop = asyncio.get_running_loop()
             body = await loop.run_in_executor(None, self._encode, generation)
             self._built = _Built(generation, time.monotonic(), body)
+            self.bind().notify_all()
             return body
         finally:
             self._building = None
+            if self._built is not None and self.generation > self._built.generation:
+                self._on_change()  # changes while it was built: one more, after the gap
 
     def _encode(self, generation: int) -> bytes:
         snap = self.build()
         out = {**wire.encode(snap), "generation": generation, "epoch": self.epoch}
         return json.dumps(out).encode()
 
+    def _errors_of(self, store: Any, row: Mapping[str, Any]) -> list[ErrorEvent]:
+        """A run's errors; a finished run's from the cache (they no longer change)."""
+        run_id = row["run_id"]
+        cached = self._errors.get(run_id)
+        if cached is not None:
+            return cached
+        found = storeread.errors(store, run_id)
+        if row["status"] != "running":
+            self._errors[run_id] = found
+        return found
+
     def build(self, label: str = "dtf-core serve") -> ClusterSnapshot:
         """Worker thread: the Store's view of the newest runs, with the cluster's."""
         now = self.clock()
-        snap = storeread.snapshot(self.manager.store, label, now, RUNS)
+        snap = storeread.snapshot(self.manager.store, label, now, RUNS, self._errors_of)
+        listed = {r.run_id for r in snap.runs}
+        for gone in [k for k in self._errors if k not in listed]:
+            del self._errors[gone]
         runs = tuple(self._with_live_total(r) for r in snap.runs)
         recorded = {w.address: w for w in snap.workers}
         problem = ""

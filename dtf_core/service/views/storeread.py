@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import statistics
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from dtf_core.cluster import hardware as hw
@@ -176,15 +176,26 @@ def all_series(store: StoreReader, max_runs: int = 100) -> dict[SeriesKey, Trend
     return out
 
 
-def snapshot(store: StoreReader, label: str, now: float, runs: int = 20) -> ClusterSnapshot:
+def _run_errors(store: StoreReader, row: Mapping[str, Any]) -> list[ErrorEvent]:
+    return errors(store, row["run_id"])
+
+
+def snapshot(
+    store: StoreReader,
+    label: str,
+    now: float,
+    runs: int = 20,
+    errors_of: Callable[[StoreReader, Mapping[str, Any]], list[ErrorEvent]] = _run_errors,
+) -> ClusterSnapshot:
     """The newest ``runs`` runs; tasks and recorded workers of the focused one
-    (the run in flight, else the newest); every listed run's errors."""
+    (the run in flight, else the newest); every listed run's errors (through
+    ``errors_of``, which serve gives a cache of finished runs)."""
     rows = store.list_runs(limit=runs)
     focused = next((r for r in rows if r["status"] == "running"), rows[0] if rows else None)
     tasks = task_rows(store, focused["run_id"]) if focused else []
     infos = tuple(run_info(r, tasks if r is focused else None) for r in rows)
     recorded = workers(store, focused["run_id"]) if focused else []
-    errs = [e for r in rows for e in errors(store, r["run_id"])]
+    errs = [e for r in rows for e in errors_of(store, r)]
     errs.sort(key=lambda e: (e.ts, e.run_id, e.task_id, e.attempt))
     return ClusterSnapshot(
         source=label,
