@@ -46,6 +46,9 @@ SCREENS = {
     "trends": "Trends",
 }
 MAX_BACKOFF = 30.0
+# Fewest seconds between two polls: a source that pushes changes (attached to
+# dtf-core serve) wakes the loop once per burst, never more often than this.
+MIN_POLL_GAP = 0.1
 # Banner slots of the poll loop: the source's answer, and taking it in.
 POLL = "poll"
 DISPLAY = "taking in the data"
@@ -106,6 +109,9 @@ class DtfApp(App[None]):
 
     def on_mount(self) -> None:
         self.sub_title = self.source.label
+        subscribe = getattr(self.source, "subscribe", None)  # sources that push changes
+        if subscribe is not None:
+            subscribe(self._wake.set)
         self.source.start()
         self._poll_loop()
 
@@ -120,6 +126,7 @@ class DtfApp(App[None]):
         worker = get_current_worker()
         failures = 0
         while not worker.is_cancelled and not self._closing:
+            started = time.monotonic()
             try:
                 snap = self.source.poll()
             except Exception as exc:  # any failure of the source is shown, never fatal
@@ -135,6 +142,10 @@ class DtfApp(App[None]):
                 return
             self._wake.wait(delay)
             self._wake.clear()
+            # A burst of changes is one refresh: the next poll waits out the gap.
+            rest = MIN_POLL_GAP - (time.monotonic() - started)
+            if rest > 0 and not self._closing:
+                time.sleep(rest)
 
     def load(
         self,

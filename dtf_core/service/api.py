@@ -12,7 +12,8 @@ Store reads run on a thread pool: a run flushing results holds the Store's lock
 for a moment, and the event loop must keep serving long-polls meanwhile. The
 plumbing every handler shares (token checks, errors as statuses) is in
 :mod:`dtf_core.service.handler`; what an upload may be, in
-:mod:`dtf_core.service.limits`. docs/cluster.md lists the endpoints with examples.
+:mod:`dtf_core.service.limits`; the console's endpoints, in
+:mod:`dtf_core.service.views.routes`. docs/api.md lists every endpoint.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from dtf_core.service import priority as run_priority
 from dtf_core.service.handler import ApiError, Handler
 from dtf_core.service.limits import UploadLimits, size_text
 from dtf_core.service.runmanager import ActiveRun, RunManager
+from dtf_core.service.views.routes import routes as console_routes
 
 API_VERSION = 1
 MAX_WAIT_S = 30.0  # longest long-poll
@@ -353,6 +355,8 @@ def make_app(
             (r"/v1/workers", WorkersHandler, args),
             (r"/v1/tokens", TokensHandler, args),
             (r"/v1/badges/(.+)\.(json|svg)", BadgeHandler, args),
+            # What attached consoles read (docs/api.md; /v1/openapi.json lists every route).
+            *console_routes(manager, secret),
         ],
         default_handler_class=NotFoundHandler,
         default_handler_args=args,

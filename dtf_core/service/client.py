@@ -173,6 +173,23 @@ class CoordinatorClient:
     def workers(self) -> list[dict[str, Any]]:
         return list(self._json("GET", "/v1/workers")["workers"])
 
+    # ------------------------------------------- what attached consoles read
+    def console(self, generation: int = 0) -> dict[str, Any]:
+        """The shared console snapshot, reflecting at least change ``generation``."""
+        return dict(self._json("GET", f"/v1/console?generation={generation}"))
+
+    def changes(self, after: int = 0, wait: float = 25.0) -> dict[str, Any]:
+        """One long-poll of the change counter: ``{"generation", "epoch"}``."""
+        path = f"/v1/changes?after={after}&wait={wait:g}"
+        return dict(self._json("GET", path, timeout=wait + self.timeout))
+
+    def benchmarks(self) -> list[dict[str, Any]]:
+        return list(self._json("GET", "/v1/benchmarks")["series"])
+
+    def series(self, benchmark: str, hardware: str) -> dict[str, Any]:
+        path = f"/v1/benchmarks/series?benchmark={_q(benchmark)}&hardware={_q(hardware)}"
+        return dict(self._json("GET", path))
+
     def issue_token(self, role: str, subject: str, ttl: str) -> dict[str, Any]:
         return dict(
             self._json("POST", "/v1/tokens", {"role": role, "subject": subject, "ttl": ttl})
@@ -247,6 +264,10 @@ class CoordinatorClient:
             ) from None
 
 
+class EndpointMissingError(OptionError):
+    """The coordinator does not have this route: an older ``dtf-core serve``."""
+
+
 def is_loopback(host: str) -> bool:
     """127.0.0.0/8, ::1 or localhost: where a token in clear text stays on this machine."""
     if host.lower().rstrip(".") == "localhost":
@@ -283,6 +304,8 @@ def _http_error(exc: urllib.error.HTTPError, path: str) -> Exception:
     if code in (401, 403):
         verb = "refused the token" if code == 401 else "denied the request"
         return AuthError(f"the coordinator {verb}: {message} (HTTP {code})", code)
+    if code == 404 and message.startswith("no endpoint "):
+        return EndpointMissingError(f"the coordinator has no {path.split('?')[0]}: {message}")
     if code == 404 and "/runs/" in path:
         return RunNotFoundError(message)
     if 400 <= code < 500:

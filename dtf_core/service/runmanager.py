@@ -110,6 +110,9 @@ class RunManager:
         # Told every event of every run (the run's thread): the metrics count them.
         self.listeners: list[Callable[[ActiveRun, Event], None]] = []
         self.run_metadata: dict[str, Any] = {}  # added to each run's (the dashboard link)
+        # Called (any thread, must not block) whenever what a console shows may
+        # have changed: a run event, a submission. Attached consoles follow it.
+        self.on_change: list[Callable[[], None]] = []
 
     # ---------------------------------------------------------------- submit
     def submit(
@@ -162,6 +165,7 @@ class RunManager:
             shutil.rmtree(run_dir, ignore_errors=True)
             raise OptionError("the service is shutting down")
         self._queue.submit(priority, lambda: self._execute(run, suite, archive, str(run_dir), meta))
+        self._changed()
         return run
 
     def _execute(
@@ -282,6 +286,11 @@ class RunManager:
             except Exception:  # a metric must never stop a run
                 logger.exception("run %s: a listener failed", run.run_id)
         run.notify()
+        self._changed()
+
+    def _changed(self) -> None:
+        for hook in self.on_change:
+            hook()
 
     # ---------------------------------------------------------------- control
     def get(self, run_id: str) -> ActiveRun | None:

@@ -14,9 +14,9 @@ from textual.content import Content
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
+from dtf_core.service.views.storeread import severity_of
 from dtf_tui.screens.base import SEVERITY_STYLE, STATUS_STYLE
 from dtf_tui.snapshot import AttemptInfo, TaskRow
-from dtf_tui.sources.storeread import severity_of
 from dtf_tui.widgets.syscontext import context_text
 from dtf_tui.widgets.vtable import Cell, Column, VirtualTable
 

@@ -11,10 +11,10 @@ from textual.binding import Binding, BindingType
 from textual.content import Content
 from textual.widgets import Input, Static
 
+from dtf_core.service.views.storeread import severity_of
 from dtf_tui.screens.base import STATUS_STYLE, SnapshotScreen
 from dtf_tui.screens.task_detail import TaskDetailScreen
 from dtf_tui.snapshot import ClusterSnapshot, TaskRow
-from dtf_tui.sources.storeread import severity_of
 from dtf_tui.widgets.vtable import Cell, Column, VirtualTable
 
 # Sorting by status puts what needs attention first.

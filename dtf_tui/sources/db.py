@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import replace
 
 from dtf_core.errors import DtfError
+from dtf_core.service.views import storeread
 from dtf_core.store import StoreReader
 from dtf_tui.snapshot import AttemptInfo, ClusterSnapshot, SeriesKey, TrendSeries
-from dtf_tui.sources import SourceError, storeread
+from dtf_tui.sources import SourceError
 
 
 class DbSource:
@@ -46,23 +48,10 @@ class DbSource:
             raise SourceError(str(exc)) from exc
 
     def poll(self) -> ClusterSnapshot:
+        # The same builder dtf-core serve uses for attached consoles.
         with self._open() as store:
-            rows = store.list_runs(limit=self.runs)
-            focused = next((r for r in rows if r["status"] == "running"), rows[0] if rows else None)
-            tasks = storeread.task_rows(store, focused["run_id"]) if focused else []
-            runs = tuple(storeread.run_info(r, tasks if r is focused else None) for r in rows)
-            workers = storeread.workers(store, focused["run_id"]) if focused else []
-            errors = [e for r in rows for e in storeread.errors(store, r["run_id"])]
-        errors.sort(key=lambda e: (e.ts, e.run_id, e.task_id, e.attempt))
-        return ClusterSnapshot(
-            source=self.label,
-            taken_at=self.clock(),
-            workers=tuple(workers),
-            runs=runs,
-            tasks=tuple(tasks),
-            errors=tuple(errors),
-            note="" if rows else f"no runs in {self.path} yet",
-        )
+            snap = storeread.snapshot(store, self.label, self.clock(), self.runs)
+        return replace(snap, note=f"no runs in {self.path} yet") if snap.note else snap
 
     def attempts(self, run_id: str, task_id: str) -> list[AttemptInfo]:
         with self._open() as store:

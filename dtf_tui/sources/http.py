@@ -1,36 +1,47 @@
 """Attach to a ``dtf-core serve`` coordinator through its HTTP API
 (:class:`dtf_core.service.client.CoordinatorClient`).
 
-Each poll reads ``/v1/workers``, ``/v1/runs``, ``/v1/coordinator`` (who leads:
-the header), and for the run in flight (else the newest) ``/v1/runs/{id}``,
-``/tasks`` and ``/errors``; the rows are the Store's, so they map through the
-same helpers as the DuckDB source. The task drill-down (and the Errors screen's
-system context) read ``/attempts?task=ID`` when asked. The service does not
-offer benchmark history yet: the Trends screen says so instead of failing.
-Worker CPU and
-memory are not in ``/v1/workers`` either, so sparklines stay empty in attach
-mode until the service sends ``cpu``/``memory`` (then they fill in, per poll).
+The service builds the console's snapshot with the same code as the local
+database source (:mod:`dtf_core.service.views`) and sends it whole from
+``/v1/console``; attempts with their output come from ``/v1/runs/{id}/attempts``
+and benchmark history from ``/v1/benchmarks``. So every screen shows attached
+what it shows locally. ``/v1/coordinator`` says who leads (the header).
+
+Push, not poll: :meth:`HttpSource.start` follows ``/v1/changes`` (a long-poll
+that returns as soon as a run moves) on a thread of its own and wakes the
+console (:meth:`subscribe`), which then asks for a snapshot that reflects that
+change. A burst of changes costs one refresh: the follower waits
+:data:`FOLLOW_GAP` between long-polls, and the console polls at most every
+``MIN_POLL_GAP`` (:mod:`dtf_tui.app`), so each console sends a bounded number of
+requests per second, and the service builds one snapshot for all of them.
+
+An older service without these routes (404 "no endpoint") still works: the
+snapshot is assembled from ``/v1/workers``, ``/v1/runs`` and each run's
+``/tasks`` and ``/errors`` as before, the console polls on a timer, and the
+task drill-down and the Trends screen say in a line what the service lacks.
 """
 
 from __future__ import annotations
 
+import logging
+import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from dtf_core.errors import DtfError, OptionError
-from dtf_core.service.client import CoordinatorClient
-from dtf_tui.snapshot import (
-    AttemptInfo,
-    ClusterSnapshot,
-    CoordinatorInfo,
-    SeriesKey,
-    TrendSeries,
-)
-from dtf_tui.sources import SourceError, storeread
+from dtf_core.service.client import CoordinatorClient, EndpointMissingError
+from dtf_core.service.views import storeread, wire
+from dtf_tui.snapshot import AttemptInfo, ClusterSnapshot, CoordinatorInfo, SeriesKey, TrendSeries
+from dtf_tui.sources import SourceError
 from dtf_tui.sources.livestate import LiveState
 
-ERRORS_RUNS = 5  # runs whose errors are read each poll (the newest ones)
+ERRORS_RUNS = 5  # runs whose errors are read each poll (the newest ones), older services
+FOLLOW_GAP = 0.1  # s between two long-polls of /v1/changes: one wake-up per burst
+FOLLOW_WAIT = 25.0  # s one long-poll waits
+RETRY_NEW_API = 30.0  # s before an older service is asked again for /v1/console
+logger = logging.getLogger("dtf.tui")
 
 
 class HttpSource:
@@ -56,14 +67,60 @@ class HttpSource:
             )
         except DtfError as exc:
             raise SourceError(str(exc)) from exc
-        self._workers = LiveState(clock=clock)  # keeps the CPU/memory history per worker
+        self._args = (url, token, timeout, ca_file, insecure)
+        self._workers = LiveState(clock=clock)  # an older service: CPU/memory history here
         self._has_coordinator_route = True
+        self._legacy_until = 0.0  # monotonic: until then, the older service's routes
+        self._seen = 0  # the newest change the follower saw
+        self._epoch = ""
+        self._wakes: list[Callable[[], None]] = []
+        self._stop = threading.Event()
+        self._follower: threading.Thread | None = None
+        self.changes_seen = 0  # wake-ups sent (the benchmark counts them)
+
+    def subscribe(self, wake: Callable[[], None]) -> None:
+        """Call ``wake`` (from the follower thread) when the service says something changed."""
+        self._wakes.append(wake)
 
     def start(self) -> None:
-        pass
+        if self._follower is None:
+            self._follower = threading.Thread(
+                target=self._follow, name="dtf-tui-follow", daemon=True
+            )
+            self._follower.start()
 
     def close(self) -> None:
-        pass
+        self._stop.set()  # the follower ends after its long-poll (a daemon thread)
+
+    @property
+    def following(self) -> bool:
+        return self._follower is not None and self._follower.is_alive()
+
+    def _follow(self) -> None:
+        url, token, timeout, ca_file, insecure = self._args
+        # Its own client: the long-poll must not share the poll's connection state.
+        client = CoordinatorClient(
+            url, token, timeout=timeout, failover_wait=0.0, ca_file=ca_file, insecure=insecure
+        )
+        failures = 0
+        while not self._stop.is_set():
+            try:
+                mark = client.changes(self._seen, FOLLOW_WAIT)
+            except EndpointMissingError:
+                return  # an older service: the console's timer polls instead
+            except DtfError as exc:
+                failures += 1
+                logger.debug("following %s: %s", url, exc)
+                self._stop.wait(min(10.0, 0.5 * 2**failures))
+                continue
+            failures = 0
+            generation, epoch = int(mark.get("generation") or 0), str(mark.get("epoch") or "")
+            if epoch != self._epoch or generation > self._seen:
+                self._epoch, self._seen = epoch, generation
+                self.changes_seen += 1
+                for wake in self._wakes:
+                    wake()
+            self._stop.wait(FOLLOW_GAP)
 
     def _call(self, fn: Callable[..., Any], *args: Any) -> Any:
         try:
@@ -72,6 +129,26 @@ class HttpSource:
             raise SourceError(str(exc)) from exc
 
     def poll(self) -> ClusterSnapshot:
+        if time.monotonic() >= self._legacy_until:
+            try:
+                data = self._call(self.client.console, self._seen)
+            except SourceError as exc:
+                if not isinstance(exc.__cause__, EndpointMissingError):
+                    raise
+                self._legacy_until = time.monotonic() + RETRY_NEW_API
+            else:
+                snap = wire.snapshot(data)
+                coordinator, dashboard = self._coordinator()
+                return replace(
+                    snap,
+                    source=self.label,
+                    coordinator=coordinator,
+                    dashboard=dashboard or snap.dashboard,
+                )
+        return self._legacy_poll()
+
+    def _legacy_poll(self) -> ClusterSnapshot:
+        """An older service: the snapshot from its per-resource routes."""
         now = self.clock()
         self._workers.update_workers(self._call(self.client.workers))
         rows: list[dict[str, Any]] = self._call(self.client.runs, 20)
@@ -116,7 +193,7 @@ class HttpSource:
             return None, ""
         try:
             body = self.client.coordinator()
-        except OptionError:  # 404: not offered by this service
+        except (EndpointMissingError, OptionError):  # 404: not offered by this service
             self._has_coordinator_route = False
             return None, ""
         except DtfError as exc:
@@ -131,12 +208,24 @@ class HttpSource:
         )
         return info, str(body.get("dashboard") or "")
 
+    def _offered(self, what: str, fn: Callable[..., Any], *args: Any) -> Any:
+        try:
+            return fn(*args)
+        except EndpointMissingError:
+            raise SourceError(
+                f"this dtf-core serve is older and does not offer {what}; upgrade it to see them"
+            ) from None
+        except DtfError as exc:
+            raise SourceError(str(exc)) from exc
+
     def attempts(self, run_id: str, task_id: str) -> list[AttemptInfo]:
-        rows = self._call(self.client.attempts, run_id, task_id)
-        return [storeread.attempt_info(a) for a in rows]
+        found = self._offered("attempts and their output", self.client.attempts, run_id, task_id)
+        return [storeread.attempt_info(a) for a in found]
 
     def series_keys(self) -> list[SeriesKey]:
-        raise SourceError("dtf-core serve does not offer benchmark history yet")
+        found = self._offered("benchmark history", self.client.benchmarks)
+        return [wire.series_key(k) for k in found]
 
     def series(self, key: SeriesKey) -> TrendSeries:
-        raise SourceError("dtf-core serve does not offer benchmark history yet")
+        answer = self._offered("benchmark history", self.client.series, key.benchmark, key.hardware)
+        return wire.series(answer["series"])

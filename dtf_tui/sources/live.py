@@ -4,8 +4,8 @@ the console as its view.
 The Coordinator runs on a background thread (it owns the loop, the store and
 the cluster, exactly as on the command line); its events land in a
 :class:`~dtf_tui.sources.livestate.LiveState`. Worker metrics come from the
-scheduler on each poll, with a short timeout of their own: ``scheduler_info()``
-blocks ~20 s when the scheduler is gone (DESIGN.md).
+scheduler on each poll (:func:`~dtf_core.cluster.workermetrics.worker_metrics`,
+which bounds its own wait).
 """
 
 from __future__ import annotations
@@ -15,11 +15,13 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from dtf_core.cluster.workermetrics import worker_metrics
 from dtf_core.errors import DtfError
+from dtf_core.service.views import storeread
 from dtf_tui.snapshot import AttemptInfo, ClusterSnapshot, SeriesKey, TrendSeries
-from dtf_tui.sources import SourceError, storeread
+from dtf_tui.sources import SourceError
 from dtf_tui.sources.livestate import LiveState
 
 if TYPE_CHECKING:
@@ -30,36 +32,6 @@ if TYPE_CHECKING:
     from dtf_core.model import Suite
     from dtf_core.run.coordinator import Coordinator, RunResult
     from dtf_core.store import Store
-
-METRICS_TIMEOUT = 2.0  # seconds: a dead scheduler must not stall the poll thread
-
-
-def worker_metrics(client: Client, timeout: float = METRICS_TIMEOUT) -> list[dict[str, Any]]:
-    """Every worker as the scheduler sees it now, with CPU, memory and the keys it runs."""
-
-    # Nested so that cloudpickle ships it by value: an external scheduler need
-    # not have dtf_tui installed.
-    def _collect(dask_scheduler: Any) -> list[dict[str, Any]]:
-        return [
-            {
-                "address": ws.address,
-                "name": str(ws.name),
-                "host": ws.host,
-                "resources": dict(ws.resources),
-                "nthreads": ws.nthreads,
-                "status": getattr(ws.status, "name", str(ws.status)),
-                "cpu": ws.metrics.get("cpu", 0.0),
-                "memory": ws.metrics.get("memory", 0),
-                "memory_limit": ws.memory_limit or 0,
-                "processing": [str(ts.key) for ts in ws.processing],
-            }
-            for ws in dask_scheduler.workers.values()
-        ]
-
-    result: list[dict[str, Any]] = client.sync(
-        client._run_on_scheduler, _collect, callback_timeout=timeout
-    )
-    return result
 
 
 class LiveSource:

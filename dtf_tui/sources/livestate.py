@@ -24,8 +24,8 @@ from dtf_core.events import (
     RunStarted,
     TaskFinished,
 )
+from dtf_core.service.views.storeread import severity_of
 from dtf_tui.snapshot import ClusterSnapshot, ErrorEvent, RunInfo, TaskRow, WorkerInfo
-from dtf_tui.sources.storeread import severity_of
 
 HISTORY = 30  # samples of CPU and memory kept per worker (one per poll)
 THROUGHPUT_WINDOW = 30.0  # seconds over which the cluster's throughput is measured

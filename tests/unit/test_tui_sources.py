@@ -59,7 +59,7 @@ def test_live_state_follows_the_coordinators_events() -> None:
     assert not state.snapshot("live").runs[0].in_flight
 
 
-# ---- HTTP: a stub of the dtf-core serve routes the console reads -----------------
+# ---- HTTP: a stub of an older dtf-core serve (no /v1/console, /benchmarks) -----------------
 
 TOKEN = "s3cret"
 ROUTES = {
@@ -102,11 +102,14 @@ class _Stub(BaseHTTPRequestHandler):
             self.end_headers()
             self.wfile.write(json.dumps({"error": "token refused"}).encode())
             return
-        body = ROUTES.get(self.path.split("?")[0])
+        path = self.path.split("?")[0]
+        body = ROUTES.get(path)
         self.send_response(200 if body is not None else 404)
         self.send_header("Content-Type", "application/json")
         self.end_headers()
-        self.wfile.write(json.dumps(body or {"error": "not found"}).encode())
+        # What an older dtf-core serve answers for a route it does not have.
+        missing = {"error": f"no endpoint {path}; see docs/cluster.md", "status": 404}
+        self.wfile.write(json.dumps(body or missing).encode())
 
     def log_message(self, *args: object) -> None:
         pass
@@ -138,7 +141,7 @@ def test_http_source_reads_the_service(stub_url: str) -> None:
     [attempt] = source.attempts("r9", "t1")
     assert (attempt.outcome, attempt.worker) == ("timed_out", "gpu-0")
     assert attempt.context == {"host": "node-7", "env": {"API_TOKEN": "***"}}
-    with pytest.raises(SourceError, match="does not offer"):
+    with pytest.raises(SourceError, match="older and does not offer benchmark history"):
         source.series_keys()
 
 

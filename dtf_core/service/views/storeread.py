@@ -1,22 +1,24 @@
 """Reading a :class:`~dtf_core.store.StoreReader` into snapshot dataclasses.
 
-Shared by :class:`~dtf_tui.sources.db.DbSource` (a file opened read-only per
-poll) and :class:`~dtf_tui.sources.live.LiveSource` (the store its own
-coordinator holds). Only the Store's public reads are used: no SQL here.
+Shared by the console's local sources (``dtf_tui.sources.db``, a file opened
+read-only per poll, and ``dtf_tui.sources.live``, the store its own coordinator
+holds) and by ``dtf-core serve``, which builds the same snapshot for attached
+consoles (:mod:`dtf_core.service.views.console`). Only the Store's public reads
+are used: no SQL here.
 """
 
 from __future__ import annotations
 
 import statistics
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from dtf_core.cluster import hardware as hw
 from dtf_core.errors import SEVERITY, Category
-from dtf_core.store import StoreReader
-from dtf_tui.snapshot import (
+from dtf_core.service.views.snapshot import (
     AttemptInfo,
+    ClusterSnapshot,
     ErrorEvent,
     RunInfo,
     SeriesKey,
@@ -24,6 +26,7 @@ from dtf_tui.snapshot import (
     TrendSeries,
     WorkerInfo,
 )
+from dtf_core.store import StoreReader
 
 # Units whose bigger numbers are better, when a task's spec does not say.
 _HIGHER_IS_BETTER_UNITS = ("/s", "ops", "hz", "items", "bytes/s")
@@ -174,3 +177,35 @@ def all_series(store: StoreReader, max_runs: int = 100) -> dict[SeriesKey, Trend
             higher_is_better=unit.lower().endswith(_HIGHER_IS_BETTER_UNITS),
         )
     return out
+
+
+def _run_errors(store: StoreReader, row: Mapping[str, Any]) -> list[ErrorEvent]:
+    return errors(store, row["run_id"])
+
+
+def snapshot(
+    store: StoreReader,
+    label: str,
+    now: float,
+    runs: int = 20,
+    errors_of: Callable[[StoreReader, Mapping[str, Any]], list[ErrorEvent]] = _run_errors,
+) -> ClusterSnapshot:
+    """The newest ``runs`` runs; tasks and recorded workers of the focused one
+    (the run in flight, else the newest); every listed run's errors (through
+    ``errors_of``, which serve gives a cache of finished runs)."""
+    rows = store.list_runs(limit=runs)
+    focused = next((r for r in rows if r["status"] == "running"), rows[0] if rows else None)
+    tasks = task_rows(store, focused["run_id"]) if focused else []
+    infos = tuple(run_info(r, tasks if r is focused else None) for r in rows)
+    recorded = workers(store, focused["run_id"]) if focused else []
+    errs = [e for r in rows for e in errors_of(store, r)]
+    errs.sort(key=lambda e: (e.ts, e.run_id, e.task_id, e.attempt))
+    return ClusterSnapshot(
+        source=label,
+        taken_at=now,
+        workers=tuple(recorded),
+        runs=infos,
+        tasks=tuple(tasks),
+        errors=tuple(errs),
+        note="" if rows else "no runs in the database yet",
+    )

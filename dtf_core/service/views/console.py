@@ -1,0 +1,257 @@
+"""What ``dtf-core serve`` sends to attached consoles: one snapshot for all of
+them, published when something changed, and a change counter they follow
+instead of polling.
+
+Why publish, and not build per request: twenty consoles must cost the service
+what one does, and a request must never wait on the database. The snapshot is
+built by the same code as the console's local database source
+(:func:`~dtf_core.service.views.storeread.snapshot`), with the live cluster laid
+over it (workers' CPU and memory, the totals of runs in flight), on a worker
+thread, at most once every :data:`MIN_BUILD_GAP`, and only while a console is
+attached. A change (any run event, a submission) schedules a build; when it is
+done, its generation is published to ``/v1/changes`` and every console then
+fetches the same encoded bytes from ``/v1/console`` at once. A burst of events
+is one build, and one refresh per console.
+
+The event loop is the only place the published snapshot and the building
+future are touched; run threads only bump the counter and schedule a wake-up.
+Errors of finished runs never change: they are read once and kept.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from typing import Any
+
+from tornado.ioloop import IOLoop
+from tornado.locks import Condition
+
+from dtf_core.cluster.workermetrics import identity_metrics
+from dtf_core.service.runmanager import RunManager
+from dtf_core.service.views import storeread, wire
+from dtf_core.service.views.snapshot import (
+    ClusterSnapshot,
+    ErrorEvent,
+    SeriesKey,
+    TrendSeries,
+    WorkerInfo,
+)
+
+MIN_BUILD_GAP = 0.1  # s between two snapshot builds, however many consoles ask
+MAX_AGE = 1.0  # s before a request also schedules a rebuild (worker CPU moves on its own)
+INTEREST_S = 60.0  # s after the last console request during which changes trigger builds
+SAMPLE_GAP = 1.0  # s between two CPU/memory samples kept per worker
+HISTORY = 30  # samples kept per worker, as the local console keeps
+SERIES_TTL = 5.0  # s the benchmark series are reused while a run is in flight
+RUNS = 20  # runs in a snapshot, as the local console shows
+
+
+@dataclass(frozen=True)
+class _Built:
+    generation: int
+    at: float  # monotonic
+    body: bytes
+
+
+class ConsoleFeed:
+    def __init__(self, manager: RunManager, *, clock: Callable[[], float] = time.time) -> None:
+        self.manager = manager
+        self.clock = clock
+        # A new service numbers its changes afresh: consoles that see another
+        # epoch (a restart, a standby that took over) start counting again.
+        self.epoch = secrets.token_hex(4)
+        self.generation = 0
+        self._count_lock = threading.Lock()
+        self._loop: IOLoop | None = None
+        self._cond: Condition | None = None
+        self._built: _Built | None = None
+        self._building: asyncio.Future[bytes] | None = None
+        self._history: dict[str, tuple[deque[float], deque[float]]] = {}
+        self._sampled_at = 0.0
+        self._interest = 0.0  # monotonic: the last console request
+        self._errors: dict[str, list[ErrorEvent]] = {}  # finished runs' errors
+        self._series: tuple[object, float, dict[SeriesKey, TrendSeries]] | None = None
+        self._series_lock = threading.Lock()
+        manager.on_change.append(self.changed)
+
+    # ---- changes -------------------------------------------------------------------
+
+    def bind(self) -> Condition:
+        """On the loop: the condition waiters wait on (made on first use)."""
+        if self._cond is None:
+            self._loop, self._cond = IOLoop.current(), Condition()
+        return self._cond
+
+    def changed(self) -> None:
+        """Any thread: something consoles show changed."""
+        with self._count_lock:
+            self.generation += 1
+        loop = self._loop
+        if loop is not None:
+            loop.add_callback(self._on_change)
+
+    def _on_change(self) -> None:
+        if time.monotonic() - self._interest < INTEREST_S:
+            self._schedule()
+
+    def mark(self) -> dict[str, Any]:
+        built = self._built
+        return {"generation": built.generation if built else 0, "epoch": self.epoch}
+
+    async def wait_change(self, after: int, timeout: float) -> dict[str, Any]:
+        """Return as soon as a snapshot newer than ``after`` is published, or after
+        ``timeout`` s."""
+        cond = self.bind()
+        self._interest = time.monotonic()
+        if self._built is None or self.generation > self._built.generation:
+            self._schedule()
+        deadline = time.monotonic() + timeout
+        while self.mark()["generation"] <= after:
+            left = deadline - time.monotonic()
+            if left <= 0 or not await cond.wait(timeout=IOLoop.current().time() + left):
+                break
+        return self.mark()
+
+    # ---- the snapshot --------------------------------------------------------------
+
+    async def snapshot_body(self, want: int = 0) -> bytes:
+        """The published snapshot as JSON bytes: at once when it reflects change
+        ``want`` (what ``/v1/changes`` announced; 0: every change so far), else
+        after the next build."""
+        self.bind()
+        self._interest = time.monotonic()
+        built = self._built
+        # No generation asked (a one-off reader): the newest state, built if need be.
+        target = min(want, self.generation) if want > 0 else self.generation
+        if built is not None and built.generation >= target:
+            if built.generation < self.generation or time.monotonic() - built.at > MAX_AGE:
+                self._schedule()  # the next request gets a fresher one
+            return built.body
+        building = self._schedule()
+        return await asyncio.shield(building)
+
+    def _schedule(self) -> asyncio.Future[bytes]:
+        if self._building is None:
+            built = self._built
+            gap = built.at + MIN_BUILD_GAP - time.monotonic() if built else 0.0
+            self._building = asyncio.ensure_future(self._build(gap))
+        return self._building
+
+    async def _build(self, gap: float) -> bytes:
+        try:
+            if gap > 0:
+                await asyncio.sleep(gap)
+            generation = self.generation
+            loop = asyncio.get_running_loop()
+            body = await loop.run_in_executor(None, self._encode, generation)
+            self._built = _Built(generation, time.monotonic(), body)
+            self.bind().notify_all()
+            return body
+        finally:
+            self._building = None
+            if self._built is not None and self.generation > self._built.generation:
+                self._on_change()  # changes while it was built: one more, after the gap
+
+    def _encode(self, generation: int) -> bytes:
+        snap = self.build()
+        out = {**wire.encode(snap), "generation": generation, "epoch": self.epoch}
+        return json.dumps(out).encode()
+
+    def _errors_of(self, store: Any, row: Mapping[str, Any]) -> list[ErrorEvent]:
+        """A run's errors; a finished run's from the cache (they no longer change)."""
+        run_id = row["run_id"]
+        cached = self._errors.get(run_id)
+        if cached is not None:
+            return cached
+        found = storeread.errors(store, run_id)
+        if row["status"] != "running":
+            self._errors[run_id] = found
+        return found
+
+    def build(self, label: str = "dtf-core serve") -> ClusterSnapshot:
+        """Worker thread: the Store's view of the newest runs, with the cluster's."""
+        now = self.clock()
+        snap = storeread.snapshot(self.manager.store, label, now, RUNS, self._errors_of)
+        listed = {r.run_id for r in snap.runs}
+        for gone in [k for k in self._errors if k not in listed]:
+            del self._errors[gone]
+        runs = tuple(self._with_live_total(r) for r in snap.runs)
+        recorded = {w.address: w for w in snap.workers}
+        problem = ""
+        try:
+            seen = identity_metrics(self.manager.client)
+        except Exception as exc:  # the runs ride out a scheduler outage; so does the view
+            workers = snap.workers
+            problem = f"the scheduler does not answer ({type(exc).__name__}); retrying"
+        else:
+            workers = self._live_workers(seen, recorded)
+        return replace(
+            snap,
+            runs=runs,
+            workers=workers,
+            throughput=sum(r.throughput(now) for r in runs if r.in_flight),
+            problem=problem,
+        )
+
+    def _with_live_total(self, run: Any) -> Any:
+        active = self.manager.get(run.run_id)
+        if active is None or not run.in_flight or run.total or not active.total:
+            return run
+        return replace(run, total=active.total)
+
+    def _live_workers(
+        self, seen: list[dict[str, Any]], recorded: dict[str, WorkerInfo]
+    ) -> tuple[WorkerInfo, ...]:
+        now = time.monotonic()
+        sample = now - self._sampled_at >= SAMPLE_GAP
+        if sample:
+            self._sampled_at = now
+        out = []
+        for w in seen:
+            cpu, mem = self._history.setdefault(
+                w["address"], (deque(maxlen=HISTORY), deque(maxlen=HISTORY))
+            )
+            if sample or not cpu:
+                cpu.append(float(w.get("cpu") or 0.0))
+                mem.append(float(w.get("memory") or 0.0))
+            old = recorded.get(w["address"])
+            out.append(
+                WorkerInfo(
+                    address=w["address"],
+                    name=str(w.get("name") or w["address"]),
+                    host=str(w.get("host") or ""),
+                    resources=dict(w.get("resources") or {}),
+                    status=str(w.get("status") or "running"),
+                    nthreads=int(w.get("nthreads") or 0),
+                    cpu=tuple(cpu),
+                    memory=tuple(mem),
+                    memory_limit=int(w.get("memory_limit") or 0),
+                    running=len(w.get("processing") or ()),
+                    hardware=old.hardware if old else "",
+                )
+            )
+        return tuple(sorted(out, key=lambda w: (w.name, w.address)))
+
+    # ---- benchmark history -----------------------------------------------------------
+
+    def all_series(self) -> dict[SeriesKey, TrendSeries]:
+        """Worker thread: every benchmark series, rebuilt when a run starts or
+        ends, and every :data:`SERIES_TTL` while one is in flight."""
+        store = self.manager.store
+        with self._series_lock:
+            marker = (store.latest_run_id(), len(self.manager.active()))
+            cached = self._series
+            fresh = cached is not None and cached[0] == marker
+            if fresh and marker[1] and cached is not None:
+                fresh = time.monotonic() - cached[1] < SERIES_TTL
+            if not fresh or cached is None:
+                cached = (marker, time.monotonic(), storeread.all_series(store))
+                self._series = cached
+            return cached[2]

@@ -1,0 +1,131 @@
+"""The endpoints of ``dtf-core serve`` that attached consoles read: the shared
+snapshot, the change counter they follow, a task's attempts with their output,
+benchmark series with their analysis, and the OpenAPI document of the whole
+API (docs/api.md).
+
+Registered by :func:`dtf_core.service.api.make_app` through :func:`routes`; the
+token checks and the error shape are the API's own (:class:`Handler`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+from tornado.iostream import StreamClosedError
+
+from dtf_core.errors import DtfError
+from dtf_core.service.handler import ApiError, Handler
+from dtf_core.service.runmanager import RunManager
+from dtf_core.service.views import openapi, trend, wire
+from dtf_core.service.views.console import MIN_BUILD_GAP, ConsoleFeed
+from dtf_core.service.views.snapshot import SeriesKey
+
+MAX_WAIT_S = 30.0  # longest long-poll
+KEEP_ALIVE_S = 15.0  # a comment line on an idle stream, so that proxies keep it open
+RUN = r"/v1/runs/([A-Za-z0-9_.-]+)"
+
+
+class FeedHandler(Handler):
+    feed: ConsoleFeed
+
+    def initialize(self, manager: RunManager, secret: bytes, feed: ConsoleFeed) -> None:  # type: ignore[override]
+        super().initialize(manager, secret)
+        self.feed = feed
+
+
+class ConsoleHandler(FeedHandler):
+    """The console snapshot; ``?generation=N`` asks for one that reflects change N."""
+
+    async def get(self) -> None:
+        self.auth("viewer")
+        want = int(self.get_query_argument("generation", "0"))
+        try:
+            body = await self.feed.snapshot_body(want)
+        except DtfError as exc:
+            raise ApiError(503, f"the snapshot could not be read: {exc}") from None
+        self.set_header("Content-Type", "application/json")
+        self.finish(body)
+
+
+class ChangesHandler(FeedHandler):
+    """Long-poll (``?after=N&wait=S``) or server-sent events (``Accept:
+    text/event-stream``) of the change counter; a stream sends at most one
+    event per :data:`MIN_BUILD_GAP`, however fast runs move."""
+
+    _closed = False
+
+    def on_connection_close(self) -> None:
+        self._closed = True
+
+    async def get(self) -> None:
+        self.auth("viewer")
+        after = int(self.get_query_argument("after", "0"))
+        if "text/event-stream" in self.request.headers.get("Accept", ""):
+            await self._stream(after)
+            return
+        wait = min(float(self.get_query_argument("wait", "25")), MAX_WAIT_S)
+        self.send(await self.feed.wait_change(after, wait))
+
+    async def _stream(self, after: int) -> None:
+        self.set_header("Content-Type", "text/event-stream")
+        self.set_header("Cache-Control", "no-cache")
+        sent = after
+        try:
+            while not self._closed:
+                mark = await self.feed.wait_change(sent, KEEP_ALIVE_S)
+                if mark["generation"] > sent:
+                    sent = mark["generation"]
+                    self.write(f"id: {sent}\nevent: change\ndata: {json.dumps(mark)}\n\n")
+                else:
+                    self.write(": keep-alive\n\n")
+                await self.flush()
+                await asyncio.sleep(MIN_BUILD_GAP)  # one event per burst
+        except StreamClosedError:
+            return
+
+
+class BenchmarksHandler(FeedHandler):
+    """The benchmark series the database holds (benchmark x hardware)."""
+
+    async def get(self) -> None:
+        self.auth("viewer")
+        found = await self.blocking(self.feed.all_series)
+        self.send({"series": [wire.encode(k) for k in found]})
+
+
+class SeriesHandler(FeedHandler):
+    """One series (``?benchmark=B&hardware=H``) with its change points and forecast."""
+
+    async def get(self) -> None:
+        self.auth("viewer")
+        key = SeriesKey(
+            self.get_query_argument("benchmark", ""), self.get_query_argument("hardware", "")
+        )
+        if not key.benchmark:
+            raise ApiError(400, "give the benchmark: ?benchmark=NAME&hardware=LABEL")
+        found = (await self.blocking(self.feed.all_series)).get(key)
+        if found is None:
+            raise ApiError(404, f"no benchmark history for {key.label}")
+        view = await self.blocking(trend.analyse, found)
+        self.send({"series": wire.encode(found), "analysis": wire.encode(view)})
+
+
+class OpenApiHandler(Handler):
+    """The API described (no token: it is the same for everyone, and public in docs/api.md)."""
+
+    def get(self) -> None:
+        self.send(openapi.DOCUMENT)
+
+
+def routes(manager: RunManager, secret: bytes) -> list[tuple[str, type, dict[str, Any]]]:
+    args: dict[str, Any] = {"manager": manager, "secret": secret}
+    fed = {**args, "feed": ConsoleFeed(manager)}
+    return [
+        (r"/v1/console", ConsoleHandler, fed),
+        (r"/v1/changes", ChangesHandler, fed),
+        (r"/v1/benchmarks", BenchmarksHandler, fed),
+        (r"/v1/benchmarks/series", SeriesHandler, fed),
+        (r"/v1/openapi.json", OpenApiHandler, args),
+    ]

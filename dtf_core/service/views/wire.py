@@ -1,0 +1,83 @@
+"""The snapshot dataclasses as JSON and back, for ``dtf-core serve`` and the
+console attached to it.
+
+Encoding is :func:`dataclasses.asdict`; decoding rebuilds the same frozen
+types (lists back to tuples), so that a snapshot that went through the wire
+compares equal to the one the server built. Unknown keys from a newer server
+are ignored, missing ones take the dataclass default: the two sides may be
+one version apart.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any, TypeVar
+
+from dtf_core.service.views.snapshot import (
+    AttemptInfo,
+    ClusterSnapshot,
+    CoordinatorInfo,
+    ErrorEvent,
+    RunInfo,
+    SeriesKey,
+    TaskRow,
+    TrendSeries,
+    WorkerInfo,
+)
+from dtf_core.service.views.trend import TrendView
+
+T = TypeVar("T")
+
+
+def encode(obj: Any) -> Any:
+    """A snapshot dataclass (or a list of them) as JSON-ready data."""
+    if isinstance(obj, list | tuple):
+        return [encode(o) for o in obj]
+    return dataclasses.asdict(obj)
+
+
+def _flat(cls: type[T], data: Mapping[str, Any]) -> T:
+    """``cls`` from ``data``: lists become tuples where the field is a tuple."""
+    kwargs: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+        if f.name not in data:
+            continue
+        value = data[f.name]
+        if isinstance(value, list) and "tuple" in str(f.type):
+            value = tuple(value)
+        kwargs[f.name] = value
+    return cls(**kwargs)
+
+
+def snapshot(data: Mapping[str, Any]) -> ClusterSnapshot:
+    snap = _flat(ClusterSnapshot, {k: v for k, v in data.items() if k not in _NESTED})
+    return dataclasses.replace(
+        snap,
+        workers=tuple(_flat(WorkerInfo, w) for w in data.get("workers") or ()),
+        runs=tuple(_flat(RunInfo, r) for r in data.get("runs") or ()),
+        tasks=tuple(_flat(TaskRow, t) for t in data.get("tasks") or ()),
+        errors=tuple(_flat(ErrorEvent, e) for e in data.get("errors") or ()),
+        coordinator=_flat(CoordinatorInfo, data["coordinator"])
+        if data.get("coordinator")
+        else None,
+    )
+
+
+_NESTED = ("workers", "runs", "tasks", "errors", "coordinator")
+
+
+def attempts(data: list[Mapping[str, Any]]) -> list[AttemptInfo]:
+    return [_flat(AttemptInfo, a) for a in data]
+
+
+def series_key(data: Mapping[str, Any]) -> SeriesKey:
+    return SeriesKey(str(data["benchmark"]), str(data.get("hardware") or ""))
+
+
+def series(data: Mapping[str, Any]) -> TrendSeries:
+    return _flat(TrendSeries, {**data, "key": series_key(data["key"])})
+
+
+def trend_view(data: Mapping[str, Any]) -> TrendView:
+    return _flat(TrendView, data)

@@ -1,0 +1,234 @@
+"""Attached consoles during a run: C consoles following `dtf-core serve` vs none.
+
+Real processes on 127.0.0.1: `dtf-core scheduler`, two `dask worker --no-nanny`
+(1 thread each), `dtf-core serve`. A run of N tiny benchmark tasks is submitted
+and followed as `dtf-core submit` does, once with no console attached and once
+with C consoles attached (alternating, --rounds times each, after a warm-up
+run). A console is what `dtf-tui --coordinator` runs minus the drawing: an
+``HttpSource`` whose follower long-polls ``/v1/changes`` and wakes a poll loop
+that takes ``/v1/console`` at most every ``MIN_POLL_GAP`` (and once a second
+regardless), exactly as ``DtfApp`` does.
+
+Reported: the run's wall time with consoles over without (goal <= 1.2x); the
+latency of every snapshot request (p50/p99, goal p99 < 100 ms); wake-to-refresh
+time (a change seen by the follower until the snapshot reflecting it is in);
+requests per second per console; serve's CPU seconds per run (utime + stime
+from /proc).
+
+    .venv/bin/python scripts/bench/consoles.py [--consoles 20] [--tasks 1000] [--rounds 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+PY = sys.executable
+
+from dtf_core.cluster import security  # noqa: E402
+from dtf_core.service import bundle  # noqa: E402
+from dtf_core.service.client import CoordinatorClient  # noqa: E402
+from dtf_tui.app import MIN_POLL_GAP  # noqa: E402
+from dtf_tui.sources.http import HttpSource  # noqa: E402
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))] if ordered else 0.0
+
+
+def cpu_s(pid: int) -> float:
+    """utime + stime of a process, seconds (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def write_suite(root: Path, n: int) -> None:
+    root.mkdir(parents=True, exist_ok=True)
+    shutil.copy(HERE / "_tiny.py", root / "_tiny.py")
+    (root / "suite.toml").write_text(
+        '[suite]\nname = "consoles"\n[[task]]\nname = "tiny"\nkind = "benchmark"\n'
+        f'function = "_tiny:tiny"\nrepeat = 1\nwarmup = 0\nparams = {{ i = {list(range(n))} }}\n'
+    )
+
+
+class Console:
+    """DtfApp's poll loop without Textual: woken by the follower, bounded by MIN_POLL_GAP."""
+
+    def __init__(self, url: str, token: str) -> None:
+        self.source = HttpSource(url, token, timeout=30)
+        self.wake = threading.Event()
+        self.woken_at: float | None = None
+        self.source.subscribe(self._woken)
+        self.latencies: list[float] = []  # each /v1/console request
+        self.refresh: list[float] = []  # wake -> snapshot in
+        self.polls = 0
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._loop, daemon=True)
+
+    def _woken(self) -> None:
+        if self.woken_at is None:
+            self.woken_at = time.perf_counter()
+        self.wake.set()
+
+    def start(self) -> None:
+        self.source.start()
+        self.thread.start()
+
+    def _loop(self) -> None:
+        while not self.stop.is_set():
+            woken, self.woken_at = self.woken_at, None
+            t0 = time.perf_counter()
+            self.source.poll()
+            t1 = time.perf_counter()
+            self.polls += 1
+            self.latencies.append(t1 - t0)
+            if woken is not None:
+                self.refresh.append(t1 - woken)
+            self.wake.wait(self.source.poll_interval)
+            self.wake.clear()
+            rest = MIN_POLL_GAP - (time.perf_counter() - t0)
+            if rest > 0:
+                time.sleep(rest)
+
+    def close(self) -> None:
+        self.stop.set()
+        self.source.close()
+        self.thread.join(timeout=30)
+
+
+def one_run(client: CoordinatorClient, root: Path, serve_pid: int) -> tuple[float, float]:
+    """Wall seconds (submit to RunFinished) and serve's CPU seconds for one run."""
+    c0, t0 = cpu_s(serve_pid), time.perf_counter()
+    run = client.submit("suite.toml", bundle.pack(root, 10**7), {})
+    status = ""
+    for ev in client.follow(run["run_id"]):
+        status = ev.get("status", status) if ev["type"] == "RunFinished" else status
+    wall = time.perf_counter() - t0
+    if status != "passed":
+        sys.exit(f"run {run['run_id']} ended {status!r}")
+    return wall, cpu_s(serve_pid) - c0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--consoles", type=int, default=20)
+    ap.add_argument("--tasks", type=int, default=1000)
+    ap.add_argument("--rounds", type=int, default=1)
+    args = ap.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="dtf-bench-consoles-"))
+    procs: list[subprocess.Popen] = []
+    secret_f, key_f = tmp / "secret", tmp / "result.key"
+    security.write_secret(secret_f)
+    security.write_secret(key_f)
+    secret = security.read_secret(secret_f)
+    for name in ("w0", "w1"):  # a token admits one live worker at a time
+        token_text = security.issue_token(secret, role="worker", subject=name, ttl_s=3600)
+        (tmp / f"{name}.jwt").write_text(token_text)
+    token = security.issue_token(secret, role="submitter", subject="bench", ttl_s=3600)
+    sport, aport = free_port(), free_port()
+    scheduler, url = f"tcp://127.0.0.1:{sport}", f"http://127.0.0.1:{aport}"
+    log = open(tmp / "processes.log", "wb")  # noqa: SIM115
+
+    def start(argv: list[str]) -> subprocess.Popen:
+        procs.append(subprocess.Popen(argv, stdout=log, stderr=log, cwd=tmp))
+        return procs[-1]
+
+    consoles: list[Console] = []
+    finished = False
+    try:
+        start([PY, "-m", "dtf_core.cli", "scheduler", "--port", str(sport),
+               "--dashboard-address", "none", "--secret-file", str(secret_f)])  # fmt: skip
+        for name in ("w0", "w1"):
+            start([PY, "-m", "distributed.cli.dask_worker", scheduler, "--name", name,
+                   "--nthreads", "1", "--no-nanny", "--no-dashboard",
+                   "--preload", "dtf_core.worker_preload",
+                   "--dtf-token-file", str(tmp / f"{name}.jwt"),
+                   "--dtf-result-key-file", str(key_f)])  # fmt: skip
+        serve = start([PY, "-m", "dtf_core.cli", "serve", "--scheduler", scheduler,
+                       "--db", str(tmp / "dtf.duckdb"), "--port", str(aport), "--secret-file",
+                       str(secret_f), "--result-key-file", str(key_f)])  # fmt: skip
+        client = CoordinatorClient(url, token, timeout=60)
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                if len(client.workers()) == 2:
+                    break
+            except Exception:
+                pass
+            if time.monotonic() > deadline:
+                sys.exit(f"service did not come up; see {tmp / 'processes.log'}")
+            time.sleep(0.2)
+        root = tmp / "suite"
+        write_suite(root, args.tasks)
+        one_run(client, root, serve.pid)  # warm-up: imports on the workers, connections
+        bare: list[tuple[float, float]] = []
+        attached: list[tuple[float, float]] = []
+        for _ in range(args.rounds):
+            bare.append(one_run(client, root, serve.pid))
+            consoles = [Console(url, token) for _ in range(args.consoles)]
+            for c in consoles:
+                c.start()
+            time.sleep(2.0)  # attached and idle before the run starts
+            for c in consoles:  # only what happens during the run is counted
+                c.latencies.clear()
+                c.refresh.clear()
+                c.polls = 0
+            woken0 = sum(c.source.changes_seen for c in consoles)
+            attached.append(one_run(client, root, serve.pid))
+            wall = attached[-1][0]
+            polls = sum(c.polls for c in consoles)
+            woken = sum(c.source.changes_seen for c in consoles) - woken0
+            for c in consoles:
+                c.close()
+        lat = [x for c in consoles for x in c.latencies]
+        refresh = [x for c in consoles for x in c.refresh]
+        bare_wall = min(w for w, _ in bare)
+        att_wall = min(w for w, _ in attached)
+        print(f"\n{args.tasks} tasks, {args.consoles} consoles, {args.rounds} round(s), "
+              f"2 workers x 1 thread\n")  # fmt: skip
+        print("| measure | no console | consoles attached |")
+        print("|---|---:|---:|")
+        print(f"| run wall time, s (best) | {bare_wall:.2f} | {att_wall:.2f} |")
+        print(f"| ratio (goal <= 1.2) | | {att_wall / bare_wall:.2f}x |")
+        print(f"| serve CPU during the run, s | {min(c for _, c in bare):.2f} | "
+              f"{min(c for _, c in attached):.2f} |")  # fmt: skip
+        print(f"| /v1/console p50 / p99, ms (goal p99 < 100) | | "
+              f"{1000 * pct(lat, 0.5):.1f} / {1000 * pct(lat, 0.99):.1f} |")  # fmt: skip
+        print(f"| wake to refreshed p50 / p99, ms | | "
+              f"{1000 * pct(refresh, 0.5):.1f} / {1000 * pct(refresh, 0.99):.1f} |")  # fmt: skip
+        per = (polls + woken) / max(wall, 1e-9) / max(args.consoles, 1)
+        print(f"| requests per second per console | | {per:.1f} |")
+        finished = True
+    finally:
+        for c in consoles:
+            c.close()
+        for p in reversed(procs):
+            p.terminate()
+        for p in procs:
+            try:
+                p.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        log.close()
+        if finished:  # else the processes' log stays, for the reason
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
