@@ -12,6 +12,10 @@ dtf's first run has no history (a fresh database and cache); the second reuses
 it. With --rounds N, xdist and both dtf runs are repeated N times, interleaved
 (a shared machine drifts: each round measures all three under the same load),
 and the table shows the median wall time of each, with the range.
+
+--subset networkx/algorithms runs only that part of the suite (a quick look on
+a busy machine); --keep-db PATH keeps the last round's database, to see per
+chunk where the time went (attempts.wall_s against the sum of its tests).
 """
 
 from __future__ import annotations

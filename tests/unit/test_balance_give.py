@@ -1,9 +1,14 @@
-"""A chunk's task without the tests it gave away (dtf_core.run.balance.without)."""
+"""Tests a running chunk gave away: its task without them, and one new task for them
+(dtf_core.run.balance)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from dtf_core.model import TaskKind, TaskSpec
-from dtf_core.run.balance import without
+from dtf_core.run.balance import ChunkBalancer, without
+from dtf_core.run.state import TaskState
+from dtf_core.store import Store
 from dtf_core.testing.plugin import in_share
 
 
@@ -41,3 +46,34 @@ def test_given_node_ids_leave_every_kind_of_target() -> None:
     assert _runs(without(shared, {b[1]}), a + b + c) == [b[0], b[2]]
     # Nothing given, nothing changes.
     assert _runs(without(spec, set()), a + b + c) == _runs(spec, a + b + c)
+
+
+def test_given_tests_start_once_from_the_event_or_the_result(tmp_path: Path) -> None:
+    """The progress event and the chunk's result both name the given tests:
+    whichever comes first starts them, as one new task; the donor's task is
+    narrowed (a retry would not run them again); nothing starts once the run
+    stops at its failure limit."""
+    store = Store(tmp_path / "dtf.duckdb")
+    store.create_run("r1", "demo", "/suite", {}, 1000.0)
+    ids = [f"a.py::t{i}" for i in range(6)]
+    st = TaskState(_spec(ids), attempt=1)
+    states = {"pytest-1": st}
+    submitted: list[tuple[list[str], list[str] | None]] = []
+    stopping = [False]
+    balancer = ChunkBalancer(
+        "r1", states, store, threads=lambda: 2, key_of=lambda t, a: None,
+        ask_yield=lambda k: None, stopping=lambda: stopping[0],
+        submit=lambda sts, only: submitted.append(([s.spec.task_id for s in sts], only)),
+    )  # fmt: skip
+    balancer.note_progress(
+        {"task_id": "pytest-1", "attempt": 1, "counts": {"passed": 1}, "collected": 6}
+    )
+    balancer.note_progress({"task_id": "pytest-1", "attempt": 1, "counts": {}, "gave": ids[4:]})
+    balancer.give("pytest-1", 1, ids[4:])  # the result says so too: nothing more
+    assert submitted == [(["pytest-1.s1"], None)]
+    assert states["pytest-1.s1"].spec.nodeids == ids[4:]
+    assert st.spec.nodeids == ids[:4]
+    stopping[0] = True
+    balancer.give("pytest-1", 1, ids[2:4])
+    assert submitted == [(["pytest-1.s1"], None)] and "pytest-1.s2" not in states
+    store.close()
