@@ -175,6 +175,10 @@ class AttemptResult:
     # pytest chunks: stopped between tests on the coordinator's request (a
     # worker was idle); ``remaining`` are then the tests it never started.
     yielded: bool = False
+    # pytest chunks: tests handed to another task while this one went on (an
+    # idle worker asked); the coordinator starts them once, from the progress
+    # event or from here, whichever comes first.
+    given: list[str] = field(default_factory=list)
     # Which code ran: "sha256:<12 hex> git:<12 hex>", either part absent when
     # unknown. sha256 covers the suite files a benchmark ran (dtf_core.codeload);
     # git is TaskPayload.code_commit.

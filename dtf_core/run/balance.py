@@ -6,10 +6,15 @@ chunk is then often still busy while the other workers idle. The coordinator
 watches for that moment: nothing left to start, fewer unfinished tasks than
 worker threads, and a running chunk that still has a lot ahead of it (from
 its own pace so far). It asks that chunk to yield (``runner.request_yield``):
-pytest stops after its current test and hands back the tests it never
-started. They are cut in two, in pytest's order (each half keeps its modules
-together): the first half goes on as the same task, the second becomes a new
-task of the run (``<task>.s<n>``, stored like any other). Nothing runs twice.
+after its current test pytest cuts the second half of the tests it has not
+started (pytest's order: each half keeps its modules together) off its own
+list and goes on with the first half in the same process, imports and
+fixtures warm. The half it gave away becomes a new task of the run
+(``<task>.s<n>``, stored like any other), started as soon as the progress
+event says so, or when the chunk's result does if that comes first. The
+chunk's task is narrowed to what it kept, so a retry of it (a lost worker)
+never runs the given tests too, and a crash resumes only its own. Nothing
+runs twice.
 
 A part the :class:`~dtf_core.run.coordinator.Coordinator` owns, one per run,
 given what it needs: the run's task states, a way to find a running chunk's
@@ -25,7 +30,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from dtf_core import config
-from dtf_core.model import AttemptResult, TaskKind
+from dtf_core.model import AttemptResult, TaskKind, TaskSpec
 from dtf_core.run.state import Submit, TaskState
 from dtf_core.store import Store
 
@@ -49,6 +54,23 @@ class ChunkProgress:
         return left * (now - self.since) / max(self.done, 1)
 
 
+def without(spec: TaskSpec, given: set[str]) -> TaskSpec:
+    """``spec`` without the node ids in ``given``: named ones are dropped, and
+    those of a file it runs whole go to its select's ``drop`` (or leave its
+    ``keep``), as :func:`dtf_core.testing.split.assign` shares a file."""
+    select = spec.select or {}
+    keep = {f: [n for n in ids if n not in given] for f, ids in (select.get("keep") or {}).items()}
+    drop = {f: list(ids) for f, ids in (select.get("drop") or {}).items()}
+    whole = {t for t in spec.nodeids if "::" not in t}
+    for n in sorted(given):
+        file = n.partition("::")[0]
+        if file in whole and file not in keep:
+            drop.setdefault(file, []).append(n)
+    nodeids = [t for t in spec.nodeids if t not in given]
+    new_select = {"keep": keep, "drop": drop} if keep or drop else None
+    return dataclasses.replace(spec, nodeids=nodeids, select=new_select)
+
+
 class ChunkBalancer:
     def __init__(
         self,
@@ -60,6 +82,7 @@ class ChunkBalancer:
         key_of: Callable[[str, int], str | None],
         ask_yield: Callable[[str], object],
         submit: Submit,
+        stopping: Callable[[], bool] = lambda: False,
         split_min_s: float | None = None,
     ) -> None:
         self._run_id = run_id
@@ -70,13 +93,16 @@ class ChunkBalancer:
         self._ask_yield = ask_yield  # ask the worker running that key to yield
         self._submit = submit
         self._chunks: dict[str, ChunkProgress] = {}
+        self._stopping = stopping
+        self._given: dict[tuple[str, int], set[str]] = {}  # (task, attempt) -> started elsewhere
         self._checked = 0.0
         self._split_min_s = (
             config.seconds("pytest.split-min") if split_min_s is None else split_min_s
         )
 
     def note_progress(self, msg: dict[str, Any]) -> None:
-        """A running chunk published its counts (and, once, what it collected)."""
+        """A running chunk published its counts (and, once, what it collected;
+        and the tests it gave away, when it did)."""
         task_id, attempt = str(msg["task_id"]), int(msg.get("attempt", 0))
         cp = self._chunks.get(task_id)
         if cp is None or cp.attempt != attempt:
@@ -84,6 +110,30 @@ class ChunkBalancer:
         if "collected" in msg:
             cp.collected, cp.since = int(msg["collected"]), time.monotonic()
         cp.done += sum(int(v) for v in dict(msg.get("counts") or {}).values())
+        if msg.get("gave"):
+            given = [str(n) for n in msg["gave"]]
+            self.give(task_id, attempt, given)
+            cp.collected -= len(given)
+            cp.asked = False  # it may be asked again, for what it kept
+
+    def give(self, task_id: str, attempt: int, given: list[str]) -> None:
+        """Start the tests a running chunk gave away as a new task, once
+        (the progress event and the chunk's result both say so)."""
+        st = self._states.get(task_id)
+        done = self._given.setdefault((task_id, attempt), set())
+        new = [n for n in given if n not in done]
+        if st is None or not new or self._stopping():
+            return  # unknown, already started, or the run stops at its --maxfail
+        done.update(new)
+        # From the chunk's own spec: the new task has none of its select.
+        spec = dataclasses.replace(st.spec, nodeids=new, select=None)
+        st.spec = without(st.spec, set(new))
+        n = sum(1 for t in self._states if t.startswith(f"{task_id}.s")) + 1
+        spec = dataclasses.replace(spec, task_id=f"{task_id}.s{n}")
+        self._store.add_tasks(self._run_id, [spec])
+        split = TaskState(spec)
+        self._states[spec.task_id] = split
+        self._submit([split], None)
 
     def maybe_split(self) -> None:
         """Ask the chunk with the most work ahead to yield, if a thread idles."""

@@ -129,7 +129,7 @@ class Coordinator:
         self._balancer = ChunkBalancer(
             self.run_id, self.states, self.store,
             threads=self._workers.threads, key_of=self._key_of, ask_yield=self._ask_yield,
-            submit=self._submit,
+            submit=self._submit, stopping=lambda: self._stopping,
         )  # fmt: skip
         self._limit = FailureLimit(self.max_failures)
         self._stopping = False
@@ -368,6 +368,8 @@ class Coordinator:
         self.store.add_attempt(res)
         self._workers.record_hardware(res)
         st.record(res)
+        if res.given:  # normally started already, from the chunk's progress event
+            self._balancer.give(st.spec.task_id, res.attempt, res.given)
         decision = decisions.decide(st, res, self.policy, stopping=self._stopping)
         if isinstance(decision, decisions.Split):
             self._balancer.split_yielded(st, res)  # a worker was idle: share what never started

@@ -117,8 +117,9 @@ def pytest_runtest_makereport(
 #                      what never started; the runner also tails it for progress.
 #                      The first line lists what this process collected.
 # --dtf-yield-file=F   when F exists (dtf creates it because a worker is idle),
-#                      stop after the test that is running: the tests not
-#                      started go to other processes (the stream says which).
+#                      give away half of the tests not started, after the
+#                      test that is running (the stream says which), and go on
+#                      with the other half in this same process.
 # --dtf-test-timeout=S a watchdog thread: a test running longer than S seconds is
 #                      recorded as timed out and the whole process group is
 #                      killed (the test's own children included); dtf resumes the
@@ -243,25 +244,48 @@ class _Select:
 
 
 class _YieldOnRequest:
-    """Stops the session between two tests once the yield file exists. A file,
-    not a signal: it cannot kill a process that has not yet set up a handler."""
+    """Gives away half of the tests not yet started once the yield file exists
+    (an idle worker asked): they are cut off the end of ``session.items`` and
+    named in the stream (``gave``), and this process goes on with the rest
+    without restarting, its imports and fixtures warm. A file, not a signal:
+    it cannot kill a process that has not yet set up a handler. The file is
+    removed, so the same process can be asked again later."""
 
     def __init__(self, config: pytest.Config) -> None:
         self.path = str(config.getoption("dtf_yield_file"))
         self.session: pytest.Session | None = None
+        self.index: dict[str, int] = {}
 
     def pytest_sessionstart(self, session: pytest.Session) -> None:
         self.session = session
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        self.index = {item.nodeid: n for n, item in enumerate(session.items)}
 
     @pytest.hookimpl(trylast=True)
     def pytest_runtest_logfinish(self, nodeid: str) -> None:
         session = self.session
         if session is None or session.shouldstop or not os.path.exists(self.path):
             return
-        session.shouldstop = "dtf: the tests not started move to an idle worker"
+        try:
+            os.unlink(self.path)
+        except OSError:
+            return
         stream = session.config.stash.get(_stream_key, None)
-        if stream is not None:
-            stream.write({"event": "yielded", "nodeid": nodeid})
+        at = self.index.get(nodeid)
+        if stream is None or at is None:
+            return
+        ahead = session.items[at + 1 :]
+        if len(ahead) < 2:
+            return
+        # The next item stays: pytest tore the current one down knowing it.
+        keep = (len(ahead) + 1) // 2
+        given = ahead[keep:]
+        del session.items[at + 1 + keep :]
+        stream.write(
+            {"event": "gave", "nodeid": nodeid, "nodeids": [_rerunnable_nodeid(i) for i in given]}
+        )
 
 
 @pytest.hookimpl(trylast=True)

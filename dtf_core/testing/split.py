@@ -17,7 +17,8 @@
    ``cupy`` ... -> ``GPU=1``): many GPU suites carry no marker.
 3. :func:`plan` packs the tests into chunks, longest processing time first, by
    historical durations from DuckDB when there are some and a cheap estimate
-   when not, so that every worker slot finishes at about the same time. Whole
+   when not, so that every worker slot finishes at about the same time: one
+   chunk per worker thread when history knows the tests, two when not. Whole
    files stay together (one import of the module per chunk) unless one file
    alone is more than a slot's share; then it is split by test id.
 """
@@ -342,6 +343,12 @@ def _requires_key(resources: dict[str, float]) -> tuple[tuple[str, float], ...]:
     return tuple(sorted(resources.items()))
 
 
+def _mostly_known(items: list[TestItem], history: dict[str, float]) -> bool:
+    """Whether history knows at least 90 % of ``items`` (a few new tests
+    change little; whole files from a first run are never known)."""
+    return bool(items) and sum(i.nodeid in history for i in items) >= 0.9 * len(items)
+
+
 def plan(
     items: list[TestItem],
     slots: int,
@@ -361,11 +368,13 @@ def plan(
     if slots < 1:
         raise OptionError("no worker threads to run tests on")
     if chunks_per_slot is None:
-        # Two chunks per thread, history or not: a pytest process costs its
-        # start-up and imports (networkx, 3 per thread: 8 % more CPU than 2),
-        # and what the estimates get wrong is fixed at the end, by idle threads
-        # splitting running chunks (dtf_core.run.balance).
-        chunks_per_slot = 2
+        # Each pytest process costs its start-up and its conftest imports
+        # (networkx: ~4 CPU-s of numpy/scipy/pandas before a test module).
+        # With history for (nearly) every test the packing is close, so one
+        # chunk per thread; without, two, so that rough guesses even out.
+        # Either way, what the estimates get wrong is fixed at the end by idle
+        # threads splitting running chunks (dtf_core.run.balance).
+        chunks_per_slot = 1 if _mostly_known(items, history) else 2
     typical = sorted(history.values())[len(history) // 2] if history else DEFAULT_TEST_S
 
     guesses = estimates or {}

@@ -34,6 +34,9 @@ class StreamState:
     # pytest's order; None until collection finished.
     collected: list[dict[str, Any]] | None = None
     yielded: bool = False  # stopped between tests on dtf's request (see split())
+    # Not started, handed to another task on dtf's request (an idle worker):
+    # never this process's to run, even if it dies.
+    given: list[str] = field(default_factory=list)
 
 
 def read(path: Path) -> StreamState:
@@ -72,6 +75,8 @@ def _apply(state: StreamState, rec: dict[str, Any]) -> None:
         state.collected = list(rec.get("items") or [])
     elif event == "yielded":
         state.yielded = True
+    elif event == "gave":
+        state.given.extend(str(n) for n in rec.get("nodeids") or [])
 
 
 def salvage(
@@ -102,14 +107,14 @@ def salvage(
         else:
             why = f"crashed: the pytest process {_describe_exit(exit_code)}"
         tests.append(TestResult(nodeid=state.running, outcome="failed", message=why))
-    seen = set(state.started)
+    seen = set(state.started) | set(state.given)
     remaining = [t for t in targets if t not in seen and "::" in t]
     return tests, remaining
 
 
 def not_started(state: StreamState) -> list[str]:
     """The collected tests that never started (pytest order), after a yield."""
-    seen = set(state.started)
+    seen = set(state.started) | set(state.given)
     return [
         str(r["nodeid"])
         for r in state.collected or []
@@ -128,15 +133,19 @@ def _describe_exit(exit_code: int | None) -> str:
     return f"exited {exit_code} mid-test"
 
 
+Publish = Callable[[dict[str, int], int | None, dict[str, list[str]] | None], None]
+
+
 class Tail(threading.Thread):
     """Follows the stream while pytest runs and hands outcome counts (deltas)
     to ``publish`` at most every ``interval`` seconds, with the number of tests
-    collected the first time it is known (else None)."""
+    collected the first time it is known (else None), and the tests it gave
+    away (``{"gave": [...]}``, else None) as soon as it did."""
 
     def __init__(
         self,
         path: Path,
-        publish: Callable[[dict[str, int], int | None], None],
+        publish: Publish,
         interval: float = 0.5,
     ) -> None:
         super().__init__(daemon=True, name="dtf-pytest-tail")
@@ -165,6 +174,7 @@ class Tail(threading.Thread):
         self._pos += end
         counts: Counter[str] = Counter()
         collected: int | None = None
+        gave: dict[str, list[str]] | None = None
         for line in chunk[:end].decode("utf-8", errors="replace").splitlines():
             try:
                 rec = json.loads(line)
@@ -174,9 +184,13 @@ class Tail(threading.Thread):
                 counts[str(rec.get("outcome"))] += 1
             elif rec.get("event") == "collected":
                 collected = sum(1 for r in rec.get("items") or [] if "problem" not in r)
-        if counts or collected is not None:
-            # Progress is best effort; the results still come back with the task.
+            elif rec.get("event") == "gave":
+                gave = gave or {"gave": []}
+                gave["gave"] += [str(n) for n in rec.get("nodeids") or []]
+        if counts or collected is not None or gave is not None:
+            # Progress is best effort; the results still come back with the
+            # task, the tests given away too (AttemptResult.given).
             try:
-                self.publish(dict(counts), collected)
+                self.publish(dict(counts), collected, gave)
             except Exception:
                 log.debug("publishing pytest progress failed", exc_info=True)

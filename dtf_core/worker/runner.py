@@ -37,7 +37,6 @@ import tempfile
 import threading
 import time
 import traceback
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -271,6 +270,7 @@ def _run_process(payload: model.TaskPayload, kind: model.TaskKind) -> model.Atte
             if any("::" not in t for t in targets):
                 # Given files: hand back what pytest found in them (split by test next time).
                 res.collected = state.collected
+            res.given = list(state.given)
         if kind is model.TaskKind.PYTEST and stream.exists() and state.yielded:
             # Stopped between tests because a worker was idle: what never
             # started goes elsewhere; this attempt is judged by what it ran.
@@ -347,9 +347,7 @@ def _pytest_targets(targets: list[str], tmp: Path) -> list[str]:
     return [f"@{argfile}"]
 
 
-def _progress_publisher(
-    payload: model.TaskPayload,
-) -> Callable[[dict[str, int], int | None], None]:
+def _progress_publisher(payload: model.TaskPayload) -> pyteststream.Publish:
     """Send per-test counts (and, once, how many tests the chunk collected) to
     the client as Dask events (topic ``dtf-tests``); a no-op outside a worker."""
     try:
@@ -357,15 +355,19 @@ def _progress_publisher(
 
         worker = get_worker()
     except (ValueError, ImportError):
-        return lambda counts, collected: None
+        return lambda counts, collected, gave: None
 
-    def publish(counts: dict[str, int], collected: int | None) -> None:
+    def publish(
+        counts: dict[str, int], collected: int | None, gave: dict[str, list[str]] | None
+    ) -> None:
         msg: dict[str, Any] = {
             "run_id": payload.run_id, "task_id": payload.spec.task_id,
             "attempt": payload.attempt, "counts": counts,
         }  # fmt: skip
         if collected is not None:
             msg["collected"] = collected
+        if gave is not None:
+            msg.update(gave)
         worker.log_event("dtf-tests", msg)
 
     return publish

@@ -52,7 +52,7 @@ def _as_lists(value: Any) -> Any:
 
 _FIELDS = {f.name: f for f in dataclasses.fields(AttemptResult)}
 _TEST_FIELDS = {f.name for f in dataclasses.fields(TestResult)}
-_LISTS = ("samples", "remaining")
+_LISTS = ("samples", "remaining", "given")
 
 
 def result_from_plain(data: Any) -> AttemptResult:

@@ -12,6 +12,10 @@ dtf's first run has no history (a fresh database and cache); the second reuses
 it. With --rounds N, xdist and both dtf runs are repeated N times, interleaved
 (a shared machine drifts: each round measures all three under the same load),
 and the table shows the median wall time of each, with the range.
+
+--subset networkx/algorithms runs only that part of the suite (a quick look on
+a busy machine); --keep-db PATH keeps the last round's database, to see per
+chunk where the time went (attempts.wall_s against the sum of its tests).
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import importlib.util
 import json
 import os
 import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -53,6 +58,12 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--skip-serial", action="store_true")
     ap.add_argument("--rounds", type=int, default=1, help="interleaved repetitions")
+    ap.add_argument(
+        "--subset",
+        default=None,
+        help="a path inside the package's directory, e.g. networkx/algorithms (a quick look)",
+    )
+    ap.add_argument("--keep-db", default=None, help="keep the last round's database here")
     args = ap.parse_args()
     spec = importlib.util.find_spec(args.package)
     if spec is None or not spec.submodule_search_locations:
@@ -60,7 +71,8 @@ def main() -> None:
     pkg_dir = next(iter(spec.submodule_search_locations))
     cwd = os.path.dirname(pkg_dir)
     py = sys.executable
-    common = ["-q", "-p", "no:cacheprovider", args.package]
+    target = args.subset or args.package
+    common = ["-q", "-p", "no:cacheprovider", target]
     rows: list[tuple[str, list[float], dict[str, int]]] = []
     if not args.skip_serial:
         wall, out = timed([py, "-m", "pytest", *common], cwd)
@@ -77,7 +89,7 @@ def main() -> None:
             db = os.path.join(tmp, "bench.duckdb")  # the collection cache lives beside it
             for label in labels[1:]:
                 js = os.path.join(tmp, "s.json")
-                argv = [py, "-m", "dtf_core.cli", "test", args.package, "--workers",
+                argv = [py, "-m", "dtf_core.cli", "test", target, "--workers",
                         str(args.workers), "--db", db, "--json", js, "-q"]  # fmt: skip
                 wall, out = timed(argv, cwd)
                 try:
@@ -87,11 +99,13 @@ def main() -> None:
                     sys.exit(f"dtf-core test wrote no summary:\n{out.stderr[-3000:]}")
                 walls[label].append(wall)
                 counts_of[label] = {k: counts.get(k, 0) for k in OUTCOMES}
+            if args.keep_db:
+                shutil.copy(db, args.keep_db)
     rows += [(k, walls[k], counts_of[k]) for k in labels]
     xdist = statistics.median(walls[xdist_label])
     reference = rows[0][2]
     total = sum(reference.values())
-    print(f"{args.package}: {total} tests, {args.workers} workers, {os.cpu_count()} cores, "
+    print(f"{target}: {total} tests, {args.workers} workers, {os.cpu_count()} cores, "
           f"{args.rounds} round(s), median wall time (range)")  # fmt: skip
     print(f"| {'run':<28} | {'wall s':>17} | {'vs xdist':>8} | counts match serial | counts |")
     print(f"|{'-' * 30}|{'-' * 19}|{'-' * 10}|{'-' * 21}|{'-' * 8}|")

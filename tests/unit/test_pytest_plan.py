@@ -51,3 +51,17 @@ def test_scan_file_detects_gpu_use(tmp_path: Path) -> None:
         f = tmp_path / "t.py"
         f.write_text(text + "\n")
         assert (testsplit.scan_file(f) == {"GPU": 1.0}) is gpu, text
+
+
+def test_plan_one_chunk_per_thread_with_history_two_without() -> None:
+    items = _items({f"f{n}.py": 10 for n in range(12)})
+    history = {i.nodeid: 1.0 for i in items}
+    # History for every test: the packing is close, each extra pytest process
+    # only costs its start-up and imports again.
+    assert len(testsplit.plan(items, 2, history)) == 2
+    # Without history two per thread, so that rough guesses even out.
+    assert len(testsplit.plan(items, 2, {})) == 4
+    # A few tests added since the history was recorded do not change that...
+    assert len(testsplit.plan(items, 2, dict(list(history.items())[:110]))) == 2
+    # ...but history for under 90 % of the tests does.
+    assert len(testsplit.plan(items, 2, dict(list(history.items())[:100]))) == 4
