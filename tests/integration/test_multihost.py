@@ -1,0 +1,239 @@
+"""dtf across hosts: network namespaces on a bridge (tests/support/testbed.py),
+each with its own address and hostname, real `dtf-core scheduler/serve/worker`
+processes, links cut and restored, a scheduler host killed.
+
+Skipped with the reason where namespaces cannot be made (not root, no `ip`)."""
+
+from __future__ import annotations
+
+import collections
+import subprocess
+import textwrap
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from support.bedcluster import DTF, BedCluster, attempts, up
+from support.procs import wait_for
+from support.testbed import TestBed, make_bed, netem_missing
+
+pytestmark = [pytest.mark.slow, pytest.mark.multihost]
+
+CUT_S = 20.0
+
+
+def suite_file(root: Path, cpu: int, gpu: int, nap: float, name: str = "multihost") -> Path:
+    """``cpu`` + ``gpu`` short commands; each prints its host name."""
+    root.mkdir(parents=True, exist_ok=True)
+    show = f"import socket, time; time.sleep({nap}); print(socket.gethostname())"
+    body = f"""
+    [suite]
+    name = "{name}"
+    [defaults]
+    timeout = "60s"
+    retries = 3
+    [[task]]
+    name = "cpu"
+    kind = "command"
+    command = ["python", "-c", "{show}"]
+    params = {{ i = {list(range(cpu))} }}
+    [[task]]
+    name = "gpu"
+    kind = "command"
+    requires = {{ GPU = 1 }}
+    command = ["python", "-c", "{show}"]
+    params = {{ i = {list(range(gpu))} }}
+    """
+    path = root / "suite.toml"
+    path.write_text(textwrap.dedent(body))
+    return path
+
+
+def stop_all(c: BedCluster) -> None:
+    """Stop every process on the bed: serve frees its DuckDB file, and the next
+    test's workers do not meet this one's."""
+    for h in c.bed.hosts:
+        c.bed.kill_host(h)
+
+
+def passed_once(rows: list[dict[str, Any]]) -> collections.Counter[str]:
+    return collections.Counter(r["task_id"] for r in rows if r["outcome"] == "passed")
+
+
+@pytest.fixture(scope="module")
+def bed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestBed]:
+    yield from make_bed(["a", "b", "c"], tmp_path_factory.mktemp("bed"))
+
+
+# ------------------------------------------------- the Done-when scenario
+@dataclass
+class CutRun:
+    rc: int
+    log: str
+    rows: list[dict[str, Any]]
+    cut: tuple[float, float]
+    progress: list[tuple[float, int]]  # (time, tasks the coordinator recorded) during the cut
+    rejoined: bool
+    total: int
+
+
+@pytest.fixture(scope="module")
+def cut_run(bed: TestBed, tmp_path_factory: pytest.TempPathFactory) -> CutRun:
+    """a: scheduler + serve, b: CPU worker, c: GPU-tagged worker; ~100 tasks
+    submitted; b's link cut for 20 s mid-run."""
+    d = tmp_path_factory.mktemp("cut")
+    c = up(bed, "a", {"b": [], "c": ["GPU=1"]}, d)
+    suite = suite_file(d / "suite", cpu=84, gpu=16, nap=0.6)
+    sub = c.submit(suite, "--json", str(d / "summary.json"))
+    wait_for(lambda: c.api("runs")[0]["status"] == "running", 60, "the run to start")
+    run_id = c.api("runs")[0]["run_id"]
+    wait_for(lambda: c.api("run", run_id).get("done", 0) >= 10, 60, "ten tasks done")
+    progress: list[tuple[float, int]] = []
+    bed.cut("b")
+    start = time.time()
+    while time.time() - start < CUT_S:
+        try:
+            progress.append((time.time(), int(c.api("run", run_id).get("done", 0))))
+        except Exception:
+            pass
+        time.sleep(0.5)
+    bed.restore("b")
+    end = time.time()
+    rc = sub.wait(timeout=240)
+    # The cut worker left the cluster (worker-ttl); its supervisor brings it back.
+    rejoined = True
+    try:
+        c.wait_workers({"b", "c"}, timeout=90)
+    except AssertionError:
+        rejoined = False
+    stop_all(c)
+    return CutRun(rc, bed.log("submit.log"), [r for r in attempts(c.db) if r["run_id"] == run_id],
+                  (start, end), progress, rejoined, 100)  # fmt: skip
+
+
+@pytest.mark.timeout(420)
+def test_cut_worker_host_every_task_once_gpu_only_on_gpu_host(cut_run: CutRun) -> None:
+    r = cut_run
+    assert r.rc == 0, r.log[-3000:]
+    counts = passed_once(r.rows)
+    assert len(counts) == r.total and set(counts.values()) == {1}, counts
+    gpu = [x for x in r.rows if x["task_id"].startswith("gpu")]
+    assert gpu and {x["worker"] for x in gpu} == {"c"}
+    # The cut host's tasks ran again elsewhere: some attempt on b did not pass.
+    assert any(x["worker"] == "b" and x["outcome"] != "passed" for x in r.rows) or any(
+        x["worker"] == "c" and x["task_id"].startswith("cpu") for x in r.rows
+    )
+    assert r.rejoined, "the CPU host did not come back after its link returned"
+
+
+@pytest.mark.xfail(reason="head-of-line blocking: fixed by h-drain", strict=False)
+@pytest.mark.timeout(420)
+def test_coordinator_keeps_recording_during_cut(cut_run: CutRun) -> None:
+    r = cut_run
+    lo, hi = r.cut
+    finished = [x for x in r.rows if x["worker"] == "c" and lo + 2 <= x["finished_at"] <= hi]
+    assert finished, "the GPU host finished nothing during the cut"
+    recorded = r.progress[-1][1] - r.progress[0][1]
+    # The coordinator records the healthy host's results as they finish: no stall.
+    stall = max((b[0] - a[0] for a, b in zip(r.progress, r.progress[1:], strict=False)
+                 if b[1] == a[1]), default=0.0)  # fmt: skip
+    longest, run_start = 0.0, r.progress[0][0]
+    for (t0, n0), (t1, n1) in zip(r.progress, r.progress[1:], strict=False):
+        if n1 > n0:
+            run_start = t1
+        longest = max(longest, t1 - run_start)
+    assert recorded >= len(finished) // 2, (recorded, len(finished), stall)
+    assert longest < 8.0, f"no result recorded for {longest:.1f}s while the GPU host worked"
+
+
+# ----------------------------------------------------------- other faults
+@pytest.mark.timeout(420)
+def test_scheduler_host_killed_and_restarted_run_resumes(
+    bed: TestBed, tmp_path_factory: pytest.TempPathFactory) -> None:
+    d = tmp_path_factory.mktemp("kill")
+    c = up(bed, "a", {"b": [], "c": ["GPU=1"]}, d)
+    suite = suite_file(d / "suite", cpu=30, gpu=6, nap=0.5, name="kill")
+    # submit runs on a worker host: it must outlive the head host.
+    sub = c.submit(suite, host="b")
+    wait_for(lambda: c.api("run", c.api("runs")[0]["run_id"]).get("done", 0) >= 5, 90, "5 done")
+    run_id = c.api("runs")[0]["run_id"]
+    bed.kill_host("a")  # scheduler, serve: the whole host at once
+    time.sleep(2)
+    c.start_scheduler()
+    c.start_serve()
+    assert sub.wait(timeout=300) == 0, bed.log("submit.log")[-3000:]
+    c.wait_workers({"b", "c"}, timeout=90)
+    stop_all(c)
+    rows = [r for r in attempts(c.db) if r["run_id"] == run_id]
+    counts = passed_once(rows)
+    assert len(counts) == 36 and set(counts.values()) == {1}, counts
+    assert {r["worker"] for r in rows if r["task_id"].startswith("gpu")} == {"c"}
+
+
+@pytest.mark.timeout(300)
+def test_dtf_core_test_across_hosts(bed: TestBed, tmp_path_factory: pytest.TempPathFactory) -> None:
+    # The test files are at the same path on every host (one filesystem here).
+    d = tmp_path_factory.mktemp("pytest")
+    c = up(bed, "a", {"b": [], "c": []}, d)
+    tests = d / "proj" / "tests"
+    tests.mkdir(parents=True)
+    for i in range(4):
+        (tests / f"test_m{i}.py").write_text(
+            "import socket\n\n"
+            + "".join(f"def test_{j}():\n    assert socket.gethostname() in 'bc'\n\n"
+                      for j in range(5))  # fmt: skip
+        )
+    out = bed.run(
+        "a", [*DTF, "test", str(tests), "--scheduler", c.scheduler, "--db", str(d / "t.duckdb"),
+              "--json", str(d / "t.json")],
+        timeout=240, cwd=str(d / "proj"),
+    )  # fmt: skip
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-3000:]
+    import json
+
+    summary = json.loads((d / "t.json").read_text())
+    assert summary["status"] == "passed"
+    workers = {r["worker"] for r in attempts(d / "t.duckdb")}
+    assert workers and workers <= {"b", "c"}
+    stop_all(c)
+
+
+@pytest.mark.timeout(420)
+def test_slow_lossy_links_run_completes(
+    bed: TestBed, tmp_path_factory: pytest.TempPathFactory) -> None:
+    missing = netem_missing()
+    if missing:
+        pytest.skip(missing)
+    d = tmp_path_factory.mktemp("netem")
+    c = up(bed, "a", {"b": [], "c": ["GPU=1"]}, d)
+    for h in ("a", "b", "c"):
+        bed.netem(h, "delay 100ms loss 1%")
+    try:
+        suite = suite_file(d / "suite", cpu=84, gpu=16, nap=0.0, name="netem")
+        began = time.monotonic()
+        rc = c.submit(suite).wait(timeout=360)
+        took = time.monotonic() - began
+    finally:
+        for h in ("a", "b", "c"):
+            bed.clear_netem(h)
+    assert rc == 0, bed.log("submit.log")[-3000:]
+    print(f"\n100 tasks under 100 ms / 1 % loss: {took:.1f}s, {100 / took:.1f} tasks/s")
+    stop_all(c)
+    counts = passed_once(attempts(c.db))
+    assert len(counts) == 100 and set(counts.values()) == {1}
+
+
+def test_bed_cleans_up_after_itself(tmp_path: Path) -> None:
+    gen = make_bed(["x", "y"], tmp_path)
+    b = next(gen)
+    p = b.start("x", ["sleep", "300"], "s.log")
+    assert b.run("x", ["hostname"]).stdout.strip() == ("x" if b.uts else b.run("y", ["hostname"]).stdout.strip())
+    gen.close()
+    assert p.poll() is not None
+    names = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    assert b.tag not in names
+    links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
+    assert f"tb{b.tag}" not in links
