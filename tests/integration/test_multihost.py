@@ -7,6 +7,9 @@ Skipped with the reason where namespaces cannot be made (not root, no `ip`)."""
 from __future__ import annotations
 
 import collections
+import contextlib
+import itertools
+import json
 import subprocess
 import textwrap
 import time
@@ -95,10 +98,8 @@ def cut_run(bed: TestBed, tmp_path_factory: pytest.TempPathFactory) -> CutRun:
     bed.cut("b")
     start = time.time()
     while time.time() - start < CUT_S:
-        try:
+        with contextlib.suppress(Exception):
             progress.append((time.time(), int(c.api("run", run_id).get("done", 0))))
-        except Exception:
-            pass
         time.sleep(0.5)
     bed.restore("b")
     end = time.time()
@@ -134,25 +135,28 @@ def test_cut_worker_host_every_task_once_gpu_only_on_gpu_host(cut_run: CutRun) -
 def test_coordinator_keeps_recording_during_cut(cut_run: CutRun) -> None:
     r = cut_run
     lo, hi = r.cut
-    finished = [x for x in r.rows if x["worker"] == "c" and lo + 2 <= x["finished_at"] <= hi]
+    done_on_c = sorted(x["finished_at"] for x in r.rows if x["worker"] == "c")
+    finished = [t for t in done_on_c if lo + 2 <= t <= hi]
     assert finished, "the GPU host finished nothing during the cut"
     recorded = r.progress[-1][1] - r.progress[0][1]
-    # The coordinator records the healthy host's results as they finish: no stall.
-    stall = max((b[0] - a[0] for a, b in zip(r.progress, r.progress[1:], strict=False)
-                 if b[1] == a[1]), default=0.0)  # fmt: skip
-    longest, run_start = 0.0, r.progress[0][0]
-    for (t0, n0), (t1, n1) in zip(r.progress, r.progress[1:], strict=False):
+    # No stretch of 8 s in which the healthy host finished tasks and the
+    # coordinator recorded none of them.
+    stalls, since = [], r.progress[0][0]
+    for (_, n0), (t1, n1) in itertools.pairwise(r.progress):
         if n1 > n0:
-            run_start = t1
-        longest = max(longest, t1 - run_start)
-    assert recorded >= len(finished) // 2, (recorded, len(finished), stall)
-    assert longest < 8.0, f"no result recorded for {longest:.1f}s while the GPU host worked"
+            since = t1
+        elif t1 - since >= 8.0 and sum(since <= t <= t1 - 1 for t in done_on_c) >= 2:
+            stalls.append((round(since - lo, 1), round(t1 - lo, 1)))
+    print(f"\ncut: GPU host finished {len(finished)}, coordinator recorded {recorded}")
+    assert not stalls, f"no result recorded in {stalls} (s into the cut) while the GPU host worked"
+    assert recorded >= len(finished) // 2, (recorded, len(finished))
 
 
 # ----------------------------------------------------------- other faults
 @pytest.mark.timeout(420)
 def test_scheduler_host_killed_and_restarted_run_resumes(
-    bed: TestBed, tmp_path_factory: pytest.TempPathFactory) -> None:
+    bed: TestBed, tmp_path_factory: pytest.TempPathFactory
+) -> None:
     d = tmp_path_factory.mktemp("kill")
     c = up(bed, "a", {"b": [], "c": ["GPU=1"]}, d)
     suite = suite_file(d / "suite", cpu=30, gpu=6, nap=0.5, name="kill")
@@ -183,8 +187,9 @@ def test_dtf_core_test_across_hosts(bed: TestBed, tmp_path_factory: pytest.TempP
     for i in range(4):
         (tests / f"test_m{i}.py").write_text(
             "import socket\n\n"
-            + "".join(f"def test_{j}():\n    assert socket.gethostname() in 'bc'\n\n"
-                      for j in range(5))  # fmt: skip
+            + "".join(
+                f"def test_{j}():\n    assert socket.gethostname() in 'bc'\n\n" for j in range(5)
+            )
         )
     out = bed.run(
         "a", [*DTF, "test", str(tests), "--scheduler", c.scheduler, "--db", str(d / "t.duckdb"),
@@ -192,8 +197,6 @@ def test_dtf_core_test_across_hosts(bed: TestBed, tmp_path_factory: pytest.TempP
         timeout=240, cwd=str(d / "proj"),
     )  # fmt: skip
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-3000:]
-    import json
-
     summary = json.loads((d / "t.json").read_text())
     assert summary["status"] == "passed"
     workers = {r["worker"] for r in attempts(d / "t.duckdb")}
@@ -203,7 +206,8 @@ def test_dtf_core_test_across_hosts(bed: TestBed, tmp_path_factory: pytest.TempP
 
 @pytest.mark.timeout(420)
 def test_slow_lossy_links_run_completes(
-    bed: TestBed, tmp_path_factory: pytest.TempPathFactory) -> None:
+    bed: TestBed, tmp_path_factory: pytest.TempPathFactory
+) -> None:
     missing = netem_missing()
     if missing:
         pytest.skip(missing)
@@ -230,7 +234,9 @@ def test_bed_cleans_up_after_itself(tmp_path: Path) -> None:
     gen = make_bed(["x", "y"], tmp_path)
     b = next(gen)
     p = b.start("x", ["sleep", "300"], "s.log")
-    assert b.run("x", ["hostname"]).stdout.strip() == ("x" if b.uts else b.run("y", ["hostname"]).stdout.strip())
+    assert b.run("x", ["hostname"]).stdout.strip() == (
+        "x" if b.uts else b.run("y", ["hostname"]).stdout.strip()
+    )
     gen.close()
     assert p.poll() is not None
     names = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout

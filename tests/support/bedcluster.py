@@ -12,11 +12,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from support.procs import wait_for
-from support.testbed import TestBed, call_in
-
 from dtf_core.cluster import security
 from dtf_core.service.client import CoordinatorClient
+from support.procs import wait_for
+from support.testbed import TestBed, call_in
 
 PY = sys.executable
 DTF = [PY, "-m", "dtf_core.cli"]

@@ -207,7 +207,12 @@ class TestBed:
         return ["ip", "netns", "exec", h.ns, *argv]
 
     def start(
-        self, host: str, argv: list[str], log: str, *, env: dict[str, str] | None = None,
+        self,
+        host: str,
+        argv: list[str],
+        log: str,
+        *,
+        env: dict[str, str] | None = None,
         cwd: str | os.PathLike[str] | None = None,
     ) -> subprocess.Popen[bytes]:
         """Start ``argv`` on ``host``, its output in ``logdir/log``; tracked by pid."""
@@ -219,9 +224,9 @@ class TestBed:
         self.hosts[host].procs.append(p)
         return p
 
-    def run(self, host: str, argv: list[str], *, timeout: float = 60, **kw: object) -> (
-        subprocess.CompletedProcess[str]
-    ):
+    def run(
+        self, host: str, argv: list[str], *, timeout: float = 60, **kw: object
+    ) -> subprocess.CompletedProcess[str]:
         """Run ``argv`` on ``host`` to completion."""
         return subprocess.run(self.wrap(host, argv), capture_output=True, text=True,
                               timeout=timeout, **kw)  # type: ignore[call-overload]  # fmt: skip
