@@ -118,6 +118,8 @@ class BedCluster:
 def up(bed: TestBed, head: str, workers: dict[str, list[str]], directory: Path) -> BedCluster:
     """Scheduler and serve on ``head``; a worker on each host of ``workers``
     (host -> ``--resources`` values); returns once serve sees them all."""
+    for h in bed.hosts:  # a fresh cluster: nothing left from an earlier test
+        bed.kill_host(h)
     c = BedCluster(bed, head, directory)
     directory.mkdir(parents=True, exist_ok=True)
     c.secrets()

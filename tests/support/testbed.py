@@ -31,6 +31,7 @@ import re
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -148,6 +149,7 @@ class TestBed:
     logdir: Path
     uts: bool
     closed: bool = False
+    _shapers: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
     __test__ = False  # not a pytest test class
 
@@ -262,8 +264,48 @@ class TestBed:
         h = self.hosts[host]
         _run("ip", "netns", "exec", h.ns, "tc", "qdisc", "del", "dev", "eth0", "root", check=False)
 
+    def shape(self, host: str, delay_ms: float, loss_pct: float) -> str:
+        """Delay and drop what ``host`` sends to the other hosts: with ``tc
+        netem`` where the kernel has it, else with :mod:`support.slowlink`
+        (userspace); the mechanism used."""
+        if netem_missing() is None:
+            self.netem(host, f"delay {delay_ms:g}ms loss {loss_pct:g}%")
+            return "netem"
+        h = self.hosts[host]
+        subnet = h.ip.rsplit(".", 1)[0] + ".0/24"
+        script = str(Path(__file__).with_name("slowlink.py"))
+        p = self.start(host, [sys.executable, script, "imp0", str(delay_ms / 1000),
+                              str(loss_pct / 100)], f"slowlink-{host}.log")  # fmt: skip
+        self._shapers[host] = p
+        inside = ("ip", "netns", "exec", h.ns, "ip")
+        deadline = time.monotonic() + 30
+        while _run(*inside, "link", "show", "imp0", check=False).returncode:
+            if p.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"slowlink did not start: {self.log(f'slowlink-{host}.log')}")
+            time.sleep(0.1)
+        _run(*inside, "link", "set", "imp0", "up")
+        _run(*inside, "route", "add", subnet, "dev", "imp0", "src", h.ip, "table", "100")
+        # Only what this host's own sockets send ("iif lo"); slowlink's raw
+        # socket is bound to eth0, which the imp0 route does not match.
+        _run(*inside, "rule", "add", "iif", "lo", "to", subnet, "lookup", "100", "pref", "100")
+        return "slowlink"
+
+    def unshape(self, host: str) -> None:
+        self.clear_netem(host)
+        p = self._shapers.pop(host, None)
+        if p is not None:
+            h = self.hosts[host]
+            _run("ip", "netns", "exec", h.ns, "ip", "rule", "del", "pref", "100", check=False)
+            if p.poll() is None:
+                os.kill(p.pid, signal.SIGTERM)
+                p.wait(timeout=10)
+
     def reachable(self, src: str, dst: str) -> bool:
-        return self.run(src, ["ping", "-c", "1", "-W", "1", self.ip(dst)]).returncode == 0
+        """Whether a TCP connection from ``src`` to ``dst`` gets an answer (a
+        refusal counts: the packet arrived)."""
+        probe = ("import socket, sys\ntry: socket.create_connection((sys.argv[1], 9), 2)\n"
+                 "except ConnectionRefusedError: pass\n")  # fmt: skip
+        return self.run(src, [sys.executable, "-c", probe, self.ip(dst)]).returncode == 0
 
     # --------------------------------------------------------------- cleanup
     def close(self) -> None:
