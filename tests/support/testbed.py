@@ -26,6 +26,7 @@ import atexit
 import contextlib
 import ctypes
 import itertools
+import json
 import os
 import re
 import shutil
@@ -44,6 +45,7 @@ import pytest
 PREFIX = "dtftb-"
 _NS_RE = re.compile(rf"^{PREFIX}(\d+)([a-z])-(\w+)")
 _counter = itertools.count()
+STATE = Path("/run/dtf-testbed")  # tag.json per live bed: hosts, addresses, links
 T = TypeVar("T")
 
 
@@ -104,6 +106,8 @@ def _kill_ns_pids(ns: str) -> None:
 
 
 def _remove(tag: str, hosts: list[str]) -> None:
+    with contextlib.suppress(OSError):
+        (STATE / f"{tag}.json").unlink()
     for h in hosts:
         ns = f"{PREFIX}{tag}-{h}"
         _kill_ns_pids(ns)
@@ -113,6 +117,10 @@ def _remove(tag: str, hosts: list[str]) -> None:
     for i in range(len(hosts)):
         _run("ip", "link", "del", f"tb{tag}h{i}", check=False)
     _run("ip", "link", "del", f"tb{tag}br", check=False)
+
+
+def live_tags() -> list[str]:
+    return sorted(p.stem for p in STATE.glob("*.json")) if STATE.is_dir() else []
 
 
 def sweep_stale() -> list[str]:
@@ -126,6 +134,10 @@ def sweep_stale() -> list[str]:
         m = re.search(r"\d+: tb(\d+)([a-z])br[:@]", link)
         if m and not _pid_alive(int(m.group(1))):
             found.setdefault(m.group(1) + m.group(2), [])
+    for tag in live_tags():
+        m = re.match(r"(\d+)", tag)
+        if m and not _pid_alive(int(m.group(1))):
+            found.setdefault(tag, [])
     for tag, hosts in found.items():
         _remove(tag, sorted(hosts))
     return sorted(found)
@@ -194,7 +206,23 @@ class TestBed:
                      "hostname", "probe", check=False)  # fmt: skip
         bed.uts = probe.returncode == 0
         bed.logdir.mkdir(parents=True, exist_ok=True)
+        STATE.mkdir(parents=True, exist_ok=True)
+        (STATE / f"{tag}.json").write_text(json.dumps({
+            "logdir": str(bed.logdir), "uts": bed.uts,
+            "hosts": {h.name: [h.ns, h.ip, h.veth] for h in bed.hosts.values()},
+        }))  # fmt: skip
         return bed
+
+    @classmethod
+    def attach(cls, tag: str) -> TestBed:
+        """The bed ``tag`` made by another process (``scripts/testbed``)."""
+        try:
+            state = json.loads((STATE / f"{tag}.json").read_text())
+        except OSError:
+            raise BedUnavailable(f"no test bed {tag!r} (scripts/testbed list)") from None
+        hosts = {n: Host(n, *v) for n, v in state["hosts"].items()}
+        # closed: this process did not make it and leaves it standing.
+        return cls(tag, hosts, Path(state["logdir"]), state["uts"], closed=True)
 
     # ------------------------------------------------------------ processes
     def ip(self, host: str) -> str:
@@ -291,14 +319,15 @@ class TestBed:
         return "slowlink"
 
     def unshape(self, host: str) -> None:
+        """Undo :meth:`shape` (also one made by another process)."""
         self.clear_netem(host)
-        p = self._shapers.pop(host, None)
-        if p is not None:
-            h = self.hosts[host]
-            _run("ip", "netns", "exec", h.ns, "ip", "rule", "del", "pref", "100", check=False)
-            if p.poll() is None:
-                os.kill(p.pid, signal.SIGTERM)
-                p.wait(timeout=10)
+        h = self.hosts[host]
+        _run("ip", "netns", "exec", h.ns, "ip", "rule", "del", "pref", "100", check=False)
+        self._shapers.pop(host, None)
+        for pid in _run("ip", "netns", "pids", h.ns, check=False).stdout.split():
+            with contextlib.suppress(OSError, ValueError):
+                if b"slowlink.py" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                    os.kill(int(pid), signal.SIGTERM)  # our shaper, inside our namespace
 
     def reachable(self, src: str, dst: str) -> bool:
         """Whether a TCP connection from ``src`` to ``dst`` gets an answer (a
