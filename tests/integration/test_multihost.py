@@ -10,6 +10,8 @@ import collections
 import contextlib
 import itertools
 import json
+import os
+import re
 import subprocess
 import textwrap
 import time
@@ -238,6 +240,47 @@ def test_slow_lossy_links_run_completes(
     for run_id in {r["run_id"] for r in rows}:
         counts = passed_once([r for r in rows if r["run_id"] == run_id])
         assert len(counts) == 100 and set(counts.values()) == {1}
+
+
+@pytest.mark.timeout(400)
+def test_worker_file_cache_across_hosts(
+    bed: TestBed, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """b cannot see serve's uploads (a tmpfs over them on b): the suite's files
+    reach it through its cache. Run 1 moves them, an unchanged run 2 moves no
+    bytes, run 3 moves only the file that changed."""
+    d = tmp_path_factory.mktemp("cache")
+    c = up(bed, "a", {"b": []}, d, private_uploads=True)
+    root = d / "suite"
+    root.mkdir()
+    (root / "data.bin").write_bytes(os.urandom(50_000))
+    (root / "check.py").write_text(
+        "import hashlib, socket\n"
+        "print(socket.gethostname(), hashlib.sha256(open('data.bin', 'rb').read()).hexdigest())\n"
+    )
+    (root / "suite.toml").write_text(
+        '[suite]\nname = "cache"\n[[task]]\nname = "check"\nkind = "command"\n'
+        'command = ["python", "check.py"]\nparams = { i = [1, 2, 3, 4] }\n'
+    )
+    moved = []
+    for step in range(3):
+        if step == 2:
+            (root / "check.py").write_text((root / "check.py").read_text() + "# changed\n")
+        assert c.submit(root / "suite.toml").wait(timeout=120) == 0, bed.log("submit.log")[-2000:]
+        wait_for(lambda n=step: len(fetched_bytes(bed)) > n, 30, "the worker's file log line")
+        moved.append(fetched_bytes(bed)[step])
+    print(f"\nbytes moved to host b per run: {moved}")
+    files = sum(f.stat().st_size for f in root.iterdir())
+    assert moved[0] >= 50_000 and moved[0] <= files
+    assert moved[1] == 0
+    assert moved[2] == (root / "check.py").stat().st_size
+    stop_all(c)
+    rows = attempts(c.db)
+    assert {r["worker"] for r in rows} == {"b"} and {r["outcome"] for r in rows} == {"passed"}
+
+
+def fetched_bytes(bed: TestBed) -> list[int]:
+    return [int(m) for m in re.findall(r"fetched \((\d+) bytes\)", bed.log("worker-b.log"))]
 
 
 def test_bed_cleans_up_after_itself(tmp_path: Path) -> None:

@@ -43,6 +43,10 @@ class BedCluster:
         return f"http://{self.bed.ip(self.head)}:{API_PORT}"
 
     @property
+    def uploads(self) -> Path:
+        return self.dir / "uploads"
+
+    @property
     def db(self) -> Path:
         return self.dir / "dtf.duckdb"
 
@@ -76,19 +80,27 @@ class BedCluster:
              "--host", self.bed.ip(self.head), "--port", str(API_PORT),
              "--secret-file", str(self.files["secret"]),
              "--result-key-file", str(self.files["result.key"]),
-             "--workdir", str(self.dir / "uploads")],
+             "--workdir", str(self.uploads)],
             "serve.log", env=self.env,
         )  # fmt: skip
 
-    def start_worker(self, host: str, *resources: str, nthreads: int = 2) -> None:
+    def start_worker(
+        self, host: str, *resources: str, nthreads: int = 2, private: tuple[Path, ...] = ()
+    ) -> None:
+        """``dtf-core worker`` on ``host``, with its own file cache. ``private``
+        directories are hidden behind an empty tmpfs on that host: it then lacks
+        what the head host has there (as a real other machine would)."""
         res = [a for r in resources for a in ("--resources", r)]
-        self.bed.start(
-            host,
-            [*DTF, "worker", self.scheduler, "--name", host, "--token-file", str(self.worker_token(host)),
-             "--result-key-file", str(self.files["result.key"]), "--nthreads", str(nthreads),
-             "--no-nanny", *res],
-            f"worker-{host}.log", env=self.env,
-        )  # fmt: skip
+        argv = [*DTF, "worker", self.scheduler, "--name", host,
+                "--token-file", str(self.worker_token(host)),
+                "--result-key-file", str(self.files["result.key"]),
+                "--nthreads", str(nthreads), "--no-nanny", *res]  # fmt: skip
+        for path in private:
+            path.mkdir(parents=True, exist_ok=True)
+            argv = ["unshare", "--mount", "--propagation", "private", "--", "sh", "-c",
+                    'mount -t tmpfs tmpfs "$0" && exec "$@"', str(path), *argv]  # fmt: skip
+        cache = {"DASK_DTF__WORKER__FILE_CACHE": str(self.dir / f"cache-{host}")}
+        self.bed.start(host, argv, f"worker-{host}.log", env={**self.env, **cache})
 
     def api(self, method: str, *args: Any) -> Any:
         """A :class:`CoordinatorClient` call made from inside the head host."""
@@ -115,9 +127,17 @@ class BedCluster:
         )  # fmt: skip
 
 
-def up(bed: TestBed, head: str, workers: dict[str, list[str]], directory: Path) -> BedCluster:
+def up(
+    bed: TestBed,
+    head: str,
+    workers: dict[str, list[str]],
+    directory: Path,
+    *,
+    private_uploads: bool = False,
+) -> BedCluster:
     """Scheduler and serve on ``head``; a worker on each host of ``workers``
-    (host -> ``--resources`` values); returns once serve sees them all."""
+    (host -> ``--resources`` values); returns once serve sees them all. With
+    ``private_uploads`` the workers do not see serve's upload directory."""
     for h in bed.hosts:  # a fresh cluster: nothing left from an earlier test
         bed.kill_host(h)
     c = BedCluster(bed, head, directory)
@@ -126,7 +146,7 @@ def up(bed: TestBed, head: str, workers: dict[str, list[str]], directory: Path) 
     c.start_scheduler()
     c.start_serve()
     for host, res in workers.items():
-        c.start_worker(host, *res)
+        c.start_worker(host, *res, private=(c.uploads,) if private_uploads else ())
     wait_for(lambda: c.api("health"), 90, "serve to answer")
     c.wait_workers(set(workers))
     return c
