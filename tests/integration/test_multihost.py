@@ -79,43 +79,52 @@ class CutRun:
     rc: int
     log: str
     rows: list[dict[str, Any]]
-    cut: tuple[float, float]
-    progress: list[tuple[float, int]]  # (time, tasks the coordinator recorded) during the cut
+    # per cut: its start, its end, and (time, tasks the coordinator recorded) during it
+    cuts: list[tuple[float, float, list[tuple[float, int]]]]
     rejoined: bool
     total: int
 
 
-@pytest.fixture(scope="module")
-def cut_run(bed: TestBed, tmp_path_factory: pytest.TempPathFactory) -> CutRun:
-    """a: scheduler + serve, b: CPU worker, c: GPU-tagged worker; ~100 tasks
-    submitted; b's link cut for 20 s mid-run."""
-    d = tmp_path_factory.mktemp("cut")
-    c = up(bed, "a", {"b": [], "c": ["GPU=1"]}, d)
-    suite = suite_file(d / "suite", cpu=84, gpu=16, nap=0.6)
-    sub = c.submit(suite, "--json", str(d / "summary.json"))
-    wait_for(lambda: c.api("runs")[0]["status"] == "running", 60, "the run to start")
-    run_id = c.api("runs")[0]["run_id"]
-    wait_for(lambda: c.api("run", run_id).get("done", 0) >= 10, 60, "ten tasks done")
+def cut_once(c: BedCluster, run_id: str) -> tuple[float, float, list[tuple[float, int]]]:
     progress: list[tuple[float, int]] = []
-    bed.cut("b")
+    c.bed.cut("b")
     start = time.time()
     while time.time() - start < CUT_S:
         with contextlib.suppress(Exception):
             progress.append((time.time(), int(c.api("run", run_id).get("done", 0))))
         time.sleep(0.5)
-    bed.restore("b")
-    end = time.time()
-    rc = sub.wait(timeout=240)
-    # The cut worker left the cluster (worker-ttl); its supervisor brings it back.
+    c.bed.restore("b")
+    return start, time.time(), progress
+
+
+@pytest.fixture(scope="module")
+def cut_run(bed: TestBed, tmp_path_factory: pytest.TempPathFactory) -> CutRun:
+    """a: scheduler + serve, b: CPU worker, c: GPU-tagged worker; ~100 tasks
+    submitted; b's link cut for 20 s mid-run (DTF_TESTBED_CUTS times, waiting
+    for b to rejoin in between, with a suite that many times longer)."""
+    n = int(os.environ.get("DTF_TESTBED_CUTS", "1"))
+    d = tmp_path_factory.mktemp("cut")
+    c = up(bed, "a", {"b": [], "c": ["GPU=1"]}, d)
+    suite = suite_file(d / "suite", cpu=84 * n, gpu=16 * n, nap=0.6)
+    sub = c.submit(suite, "--json", str(d / "summary.json"))
+    wait_for(lambda: c.api("runs")[0]["status"] == "running", 60, "the run to start")
+    run_id = c.api("runs")[0]["run_id"]
+    wait_for(lambda: c.api("run", run_id).get("done", 0) >= 10, 60, "ten tasks done")
+    cuts = []
     rejoined = True
-    try:
-        c.wait_workers({"b", "c"}, timeout=90)
-    except AssertionError:
-        rejoined = False
+    for k in range(n):
+        cuts.append(cut_once(c, run_id))
+        # The cut worker left the cluster (worker-ttl); its supervisor brings it back.
+        try:
+            c.wait_workers({"b", "c"}, timeout=90)
+        except AssertionError:
+            rejoined = False
+            break
+        print(f"\ncut {k + 1}/{n}: recorded during it {[p[1] for p in cuts[-1][2]]}")
+    rc = sub.wait(timeout=240 * n)
     stop_all(c)
-    print(f"\ncut {start:.1f}..{end:.1f}; recorded during it: {progress}")
     return CutRun(rc, bed.log("submit.log"), [r for r in attempts(c.db) if r["run_id"] == run_id],
-                  (start, end), progress, rejoined, 100)  # fmt: skip
+                  cuts, rejoined, 100 * n)  # fmt: skip
 
 
 @pytest.mark.timeout(420)
@@ -136,23 +145,23 @@ def test_cut_worker_host_every_task_once_gpu_only_on_gpu_host(cut_run: CutRun) -
 @pytest.mark.xfail(reason="head-of-line blocking: fixed by h-drain", strict=False)
 @pytest.mark.timeout(420)
 def test_coordinator_keeps_recording_during_cut(cut_run: CutRun) -> None:
-    r = cut_run
-    lo, hi = r.cut
-    done_on_c = sorted(x["finished_at"] for x in r.rows if x["worker"] == "c")
-    finished = [t for t in done_on_c if lo + 2 <= t <= hi]
-    assert finished, "the GPU host finished nothing during the cut"
-    recorded = r.progress[-1][1] - r.progress[0][1]
-    # No stretch of 8 s in which the healthy host finished tasks and the
-    # coordinator recorded none of them.
-    stalls, since = [], r.progress[0][0]
-    for (_, n0), (t1, n1) in itertools.pairwise(r.progress):
-        if n1 > n0:
-            since = t1
-        elif t1 - since >= 8.0 and sum(since <= t <= t1 - 1 for t in done_on_c) >= 2:
-            stalls.append((round(since - lo, 1), round(t1 - lo, 1)))
-    print(f"\ncut: GPU host finished {len(finished)}, coordinator recorded {recorded}")
-    assert not stalls, f"no result recorded in {stalls} (s into the cut) while the GPU host worked"
-    assert recorded >= len(finished) // 2, (recorded, len(finished))
+    done_on_c = sorted(x["finished_at"] for x in cut_run.rows if x["worker"] == "c")
+    for lo, hi, progress in cut_run.cuts:
+        finished = [t for t in done_on_c if lo + 2 <= t <= hi]
+        if not finished:
+            continue  # the run ended before this cut did
+        recorded = progress[-1][1] - progress[0][1]
+        # No stretch of 8 s in which the healthy host finished tasks and the
+        # coordinator recorded none of them.
+        stalls, since = [], progress[0][0]
+        for (_, n0), (t1, n1) in itertools.pairwise(progress):
+            if n1 > n0:
+                since = t1
+            elif t1 - since >= 8.0 and sum(since <= t <= t1 - 1 for t in done_on_c) >= 2:
+                stalls.append((round(since - lo, 1), round(t1 - lo, 1)))
+        print(f"\ncut: GPU host finished {len(finished)}, coordinator recorded {recorded}")
+        assert not stalls, f"nothing recorded in {stalls} s into a cut while the GPU host worked"
+        assert recorded >= len(finished) // 2, (recorded, len(finished))
 
 
 # ----------------------------------------------------------- other faults
@@ -162,7 +171,7 @@ def test_scheduler_host_killed_and_restarted_run_resumes(
 ) -> None:
     d = tmp_path_factory.mktemp("kill")
     c = up(bed, "a", {"b": [], "c": ["GPU=1"]}, d)
-    suite = suite_file(d / "suite", cpu=30, gpu=6, nap=0.5, name="kill")
+    suite = suite_file(d / "suite", cpu=20, gpu=4, nap=0.5, name="kill")
     # submit runs on a worker host (it must outlive the head host) and only
     # hands the run over: following a run across a killed serve is `submit`'s
     # reconnect (h-drain), not the failover tested here.
@@ -180,7 +189,7 @@ def test_scheduler_host_killed_and_restarted_run_resumes(
     stop_all(c)
     rows = [r for r in attempts(c.db) if r["run_id"] == run_id]
     counts = passed_once(rows)
-    assert len(counts) == 36 and set(counts.values()) == {1}, counts
+    assert len(counts) == 24 and set(counts.values()) == {1}, counts
     assert {r["worker"] for r in rows if r["task_id"].startswith("gpu")} == {"c"}
 
 
@@ -225,7 +234,8 @@ def test_slow_lossy_links_run_completes(
     d = tmp_path_factory.mktemp("slow")
     c = up(bed, "a", {"b": [], "c": ["GPU=1"]}, d)
     suite = suite_file(d / "suite", cpu=84, gpu=16, nap=0.0, name="slow")
-    fast = timed_submit(c, suite)  # the same bed, links as fast as loopback
+    # The same bed with links as fast as loopback, for docs/benchmarks.md only.
+    fast = timed_submit(c, suite) if os.environ.get("DTF_TESTBED_BENCH") else float("nan")
     # Every host's sending side: 100 ms one way between any two hosts, 1 % loss.
     how = {h: bed.shape(h, 100, 1) for h in ("a", "b", "c")}
     try:
