@@ -106,15 +106,16 @@ class SuiteFilesPlugin(WorkerPlugin):
         if os.path.isdir(self.dest):
             return
         try:
-            await self._materialise(worker)
-            self._created = True
+            self._created = await self._materialise(worker)
         except Exception as exc:
             # Never fail the worker over it: the run's tasks report the missing
             # files themselves, with their own task ids.
             logger.warning("dtf: could not put the suite files at %s: %s", self.dest, exc)
-            shutil.rmtree(self.dest, ignore_errors=True)
 
-    async def _materialise(self, worker: Any) -> None:
+    async def _materialise(self, worker: Any) -> bool:
+        """Whether this worker made the directory (another worker process on
+        the same host may have made it first)."""
+        began = time.monotonic()
         cache = FileCache.from_config()
         sizes = {e.sha256: e.size for e in self.entries}
         missing = [d for d in sizes if not cache.has(d)]
@@ -125,14 +126,21 @@ class SuiteFilesPlugin(WorkerPlugin):
             if sum(sizes[d] for d in batch) >= BATCH_BYTES or i == len(missing) - 1:
                 fetched += await self._fetch(worker, cache, batch)
                 batch = []
-        began = time.monotonic()
         tmp = Path(f"{self.dest}.part-{os.getpid()}")
         shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-        for e in self.entries:
-            cache.copy_to(e.sha256, tmp / e.path, e.mode)
-        (tmp / MARKER).touch()
-        os.replace(tmp, self.dest)
+        try:
+            tmp.mkdir(parents=True)
+            for e in self.entries:
+                cache.copy_to(e.sha256, tmp / e.path, e.mode)
+            (tmp / MARKER).touch()
+            try:
+                os.rename(tmp, self.dest)  # whole or not at all
+            except OSError:
+                if not os.path.isdir(self.dest):
+                    raise
+                return False  # a sibling worker on this host was first
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
         while len(STATS) >= 100:
             STATS.pop(next(iter(STATS)))
         STATS[self.dest] = stats = {
@@ -144,6 +152,7 @@ class SuiteFilesPlugin(WorkerPlugin):
             "the cache (%.2fs)", self.run_id, self.dest, stats["files"],
             stats["fetched_files"], fetched, time.monotonic() - began,
         )  # fmt: skip
+        return True
 
     async def _fetch(self, worker: Any, cache: FileCache, digests: list[str]) -> int:
         names = [blob_name(self.run_id, d) for d in digests]

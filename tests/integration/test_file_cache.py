@@ -5,12 +5,12 @@ counters are the ones each worker logs (``shipping.STATS``)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import dask
 import pytest
 from distributed import Client, LocalCluster
 
@@ -21,11 +21,19 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Client]:
-    cache = tmp_path_factory.mktemp("worker-cache")
+    with pytest.MonkeyPatch.context() as mp:
+        # An environment variable, not dask.config.set: importing dtf_core.config
+        # in the worker refreshes dask's config from files and the environment.
+        mp.setenv("DASK_DTF__WORKER__FILE_CACHE", str(tmp_path_factory.mktemp("worker-cache")))
+        with cluster_client(1) as c:
+            yield c
+
+
+@contextlib.contextmanager
+def cluster_client(workers: int) -> Iterator[Client]:
     with (
-        dask.config.set({"dtf.worker.file-cache": str(cache)}),
         LocalCluster(
-            n_workers=1,
+            n_workers=workers,
             threads_per_worker=1,
             processes=True,
             dashboard_address=None,
@@ -85,3 +93,23 @@ def test_second_run_moves_no_bytes_and_a_changed_file_only_itself(
     assert third["fetched_bytes"] == (src / "suite.toml").stat().st_size
     print(f"\nbytes moved to the worker: run 1 {first['fetched_bytes']}, run 2 "
           f"{second['fetched_bytes']}, run 3 (one file changed) {third['fetched_bytes']}")  # fmt: skip
+
+
+@pytest.mark.timeout(120)
+def test_two_workers_on_one_host_share_the_directory(tmp_path: Path) -> None:
+    src = tmp_path / "suite"
+    src.mkdir()
+    (src / "run.sh").write_text("#!/bin/sh\n")
+    (src / "run.sh").chmod(0o755)
+    (src / "data.bin").write_bytes(os.urandom(100_000))
+    dest = tmp_path / "remote" / "r1"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("DASK_DTF__WORKER__FILE_CACHE", str(tmp_path / "cache"))
+        with cluster_client(2) as c:
+            blobs = shipping.ship(c, "r1", str(src), "dtf-files-r1", dest=str(dest))
+            # One of them made it, the other found it made (or made it first and
+            # the other saw it): never one removing the other's files.
+            assert (dest / "data.bin").read_bytes() == (src / "data.bin").read_bytes()
+            assert not list(dest.parent.glob("r1.part-*"))
+            shipping.withdraw(c, "dtf-files-r1", blobs)
+            assert not dest.exists()
