@@ -1,18 +1,16 @@
-"""A suite's files in transit: packed by ``submit``, unpacked by ``serve``,
-shipped to workers by :class:`SuiteFilesPlugin`.
+"""A suite's files in transit: packed by ``submit``, unpacked by ``serve``
+(workers on other hosts get them through :mod:`dtf_core.service.shipping`).
 
 ``submit`` packs the suite's directory (or ``--root``) into a tar.gz, leaving
 out virtual environments, VCS and cache directories. ``serve`` unpacks it into
 ``<workdir>/<run_id>/`` and loads the suite from there, so every path in the
 run is under that directory. Workers on the service's host read it in place;
-:class:`SuiteFilesPlugin` (a Dask worker plugin registered for the run) unpacks
-the same archive at the same path on every other worker, including workers
-that join during the run, and removes it when the run ends.
+every other worker gets the same files at the same path from its content-hash
+cache (:mod:`dtf_core.service.shipping`).
 """
 
 from __future__ import annotations
 
-import contextlib
 import gzip
 import io
 import logging
@@ -22,8 +20,6 @@ import tarfile
 import zlib
 from pathlib import Path, PurePosixPath
 from typing import Any
-
-from distributed import WorkerPlugin
 
 from dtf_core.errors import OptionError, UploadTooLargeError
 from dtf_core.service.limits import size_text
@@ -127,36 +123,3 @@ class _Bounded(io.RawIOBase):
             f"the suite archive unpacks to more than {size_text(self.shown)} "
             "(serve --unpacked-limit); keep data files out of the suite directory"
         )
-
-
-class SuiteFilesPlugin(WorkerPlugin):
-    """Puts a run's files at the same absolute path on every worker.
-
-    ``setup`` runs on each worker when registered and on each worker that joins
-    later. Where the directory already exists (the service's own host, or a
-    shared filesystem) it does nothing and leaves it alone at teardown.
-    """
-
-    def __init__(self, data: bytes, dest: str, *, unpacked_limit: int, entry_limit: int) -> None:
-        self.data, self.dest = data, dest
-        self.unpacked_limit, self.entry_limit = unpacked_limit, entry_limit
-        self._created = False
-
-    def setup(self, worker: Any) -> None:
-        if os.path.isdir(self.dest):
-            return
-        try:
-            unpack(
-                self.data, self.dest,
-                unpacked_limit=self.unpacked_limit, entry_limit=self.entry_limit,
-            )  # fmt: skip
-            self._created = True
-        except Exception as exc:
-            # Never fail the worker over it: the run's tasks will report the
-            # missing files themselves, with their own task ids.
-            logger.warning("dtf: could not unpack the suite into %s: %s", self.dest, exc)
-
-    def teardown(self, worker: Any) -> None:
-        if self._created:
-            with contextlib.suppress(OSError):
-                shutil.rmtree(self.dest)

@@ -40,7 +40,7 @@ from dtf_core.model import AttemptResult
 from dtf_core.run.coordinator import Coordinator
 from dtf_core.run.priority import of_metadata
 from dtf_core.run.state import new_run_id
-from dtf_core.service import bundle, limits
+from dtf_core.service import bundle, limits, shipping
 from dtf_core.service.limits import UploadLimits
 from dtf_core.service.runqueue import RunQueue
 from dtf_core.store import Store
@@ -164,13 +164,11 @@ class RunManager:
         if closing:
             shutil.rmtree(run_dir, ignore_errors=True)
             raise OptionError("the service is shutting down")
-        self._queue.submit(priority, lambda: self._execute(run, suite, archive, str(run_dir), meta))
+        self._queue.submit(priority, lambda: self._execute(run, suite, str(run_dir), meta))
         self._changed()
         return run
 
-    def _execute(
-        self, run: ActiveRun, suite: spec.Suite, archive: bytes, run_dir: str, meta: dict
-    ) -> None:
+    def _execute(self, run: ActiveRun, suite: spec.Suite, run_dir: str, meta: dict) -> None:
         plugin = f"dtf-files-{run.run_id}"
         coord = Coordinator(
             self.client, self.store, embedded=False,
@@ -181,12 +179,10 @@ class RunManager:
         run.coordinator = coord
         if run.cancel_requested:
             coord.cancel()  # cancelled while queued: recorded as a cancelled run
+        blobs: list[str] = []
         try:
             try:
-                self.client.register_plugin(
-                    bundle.SuiteFilesPlugin(archive, run_dir, **self._unpack_limits()),
-                    name=plugin,
-                )
+                blobs = shipping.ship(self.client, run.run_id, run_dir, plugin)
             except Exception as exc:  # workers on this host still read run_dir in place
                 logger.warning("run %s: could not ship the suite to workers: %s", run.run_id, exc)
             result = coord.run(suite, run_id=run.run_id, metadata=meta)
@@ -198,8 +194,7 @@ class RunManager:
                 self.store.finish_run(run.run_id, "error", time.time())
             self._on_event(run, RunFinished(run.run_id, "error", {}, 0.0))
         finally:
-            with contextlib.suppress(Exception):
-                self.client.unregister_worker_plugin(plugin)
+            shipping.withdraw(self.client, plugin, blobs)
             run.coordinator = None
             self._release(run.run_id, ended=True)
             run.notify()
@@ -230,14 +225,11 @@ class RunManager:
         run.coordinator = coord
         run_dir = self.workdir / run.run_id
         plugin = f"dtf-files-{run.run_id}"
+        blobs: list[str] = []
         try:
             if run_dir.is_dir():
                 with contextlib.suppress(Exception):
-                    archive = bundle.pack(run_dir, self.limits.upload_limit)
-                    self.client.register_plugin(
-                        bundle.SuiteFilesPlugin(archive, str(run_dir), **self._unpack_limits()),
-                        name=plugin,
-                    )
+                    blobs = shipping.ship(self.client, run.run_id, str(run_dir), plugin)
             result = coord.resume(run.run_id)
             run.status = result.status
         except Exception as exc:
@@ -245,15 +237,10 @@ class RunManager:
             run.status, run.error = "error", f"{type(exc).__name__}: {exc}"
             self._on_event(run, RunFinished(run.run_id, "error", {}, 0.0))
         finally:
-            with contextlib.suppress(Exception):
-                self.client.unregister_worker_plugin(plugin)
+            shipping.withdraw(self.client, plugin, blobs)
             run.coordinator = None
             self._release(run.run_id, ended=True)
             run.notify()
-
-    def _unpack_limits(self) -> dict[str, int]:
-        return {"unpacked_limit": self.limits.unpacked_limit,
-                "entry_limit": self.limits.entry_limit}  # fmt: skip
 
     def _release(self, run_id: str, *, ended: bool = False) -> None:
         if ended:

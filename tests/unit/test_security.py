@@ -133,18 +133,6 @@ def test_bundle_roundtrip_skips_junk_and_ships_to_new_dirs(tmp_path: Path) -> No
     bundle.unpack(data, dest, unpacked_limit=10**6, entry_limit=100)
     assert (dest / "pkg" / "m.py").read_text() == "x = 1\n"
     assert not (dest / ".venv").exists() and not (dest / "old.duckdb").exists()
-    # The worker plugin unpacks where the directory is missing, and cleans up after itself.
-    remote = tmp_path / "remote" / "run1"
-    plugin = bundle.SuiteFilesPlugin(data, str(remote), unpacked_limit=10**6, entry_limit=100)
-    plugin.setup(None)
-    assert (remote / "suite.toml").exists()
-    plugin.teardown(None)
-    assert not remote.exists()
-    # ...and leaves a directory that was already there alone.
-    keep = bundle.SuiteFilesPlugin(data, str(dest), unpacked_limit=10**6, entry_limit=100)
-    keep.setup(None)
-    keep.teardown(None)
-    assert (dest / "suite.toml").exists()
 
 
 def test_bundle_limits_and_unsafe_archives(tmp_path: Path) -> None:
