@@ -20,11 +20,11 @@ from pathlib import Path
 
 import pytest
 from support import tui_seed
+from support.keys import make_keys
 from support.procs import free_port, wait_for
 from support.procs import stop as kill
 from support.tui_seed import async_test, screen_text, wait_until
 
-from dtf_core.cluster import security
 from dtf_core.service import bundle
 from dtf_core.service.client import CoordinatorClient
 from dtf_core.store import Store
@@ -87,20 +87,18 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     db = tmp / "dtf.duckdb"
     with Store(db) as store:
         tui_seed._bench_runs(store)  # a benchmark history for the Trends screen
-    secret_file = tmp / "secret"
-    security.write_secret(secret_file)
-    secret = security.read_secret(secret_file)
-    (tmp / "worker.jwt").write_text(
-        security.issue_token(secret, role="worker", subject="w", ttl_s=3600)
-    )
-    token = security.issue_token(secret, role="submitter", subject="ci", ttl_s=3600)
+    keys = make_keys(tmp)  # one key per job (docs/security.md)
+    secret_file = keys.api
+    keys.worker_token_file(tmp / "worker.jwt", "w")
+    token = keys.token("submitter", "ci")
     sport, aport = free_port(), free_port()
     d = Served(tmp, db, f"http://127.0.0.1:{aport}", token)
     dtf = [PY, "-m", "dtf_core.cli"]
     try:
         d.procs.append(_start(tmp, [*dtf, "serve", "--start-scheduler", "--scheduler-port",
                                     str(sport), "--db", str(db), "--port", str(aport),
-                                    "--secret-file", str(secret_file)], "serve.log"))  # fmt: skip
+                                    "--secret-file", str(secret_file),
+                                    "--worker-key-file", str(keys.worker)], "serve.log"))  # fmt: skip
         d.procs.append(_start(tmp, [*dtf, "worker", f"tcp://127.0.0.1:{sport}", "--name",
                                     "parity-w", "--nthreads", "1", "--no-nanny", "--token-file",
                                     str(tmp / "worker.jwt")], "worker.log"))  # fmt: skip

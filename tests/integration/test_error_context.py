@@ -25,6 +25,7 @@ from textual.widgets import Static
 from dtf_core.cluster import security
 from dtf_core.service.api import make_app
 from dtf_core.service.client import CoordinatorClient
+from dtf_core.service.limits import UploadLimits
 from dtf_core.service.runmanager import RunManager
 from dtf_core.store import Store, StoreReader
 from dtf_tui.app import DtfApp
@@ -157,8 +158,8 @@ def api(ran: dict[str, Path], tmp_path: Path) -> Iterator[CoordinatorClient]:
     ready = threading.Event()
     with Store(ran["db"]) as store:
         manager = RunManager(
-            None, store, workdir=tmp_path, upload_limit=1 << 20, max_concurrent=1,  # type: ignore[arg-type]
-            keep_finished=10,
+            None, store, workdir=tmp_path, limits=UploadLimits.from_config(),  # type: ignore[arg-type]
+            max_concurrent=1, keep_finished=10,
         )  # fmt: skip
 
         def serve() -> None:

@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dtf_core.cluster import security
 from dtf_core.service.client import CoordinatorClient
+from support.keys import make_keys
 from support.procs import wait_for
 from support.testbed import TestBed, call_in
 
@@ -51,25 +51,26 @@ class BedCluster:
         return self.dir / "dtf.duckdb"
 
     def secrets(self) -> None:
-        for n in ("secret", "result.key"):
-            self.files[n] = self.dir / n
-            if not self.files[n].exists():
-                security.write_secret(self.files[n])
-        secret = security.read_secret(self.files["secret"])
+        # One key per job (docs/security.md): serve's API key, the scheduler's worker key.
+        self.keys = make_keys(self.dir)
+        self.files.update(
+            {
+                "secret": self.keys.api,
+                "worker.key": self.keys.worker,
+                "result.key": self.keys.result,
+            }
+        )
         for role in ("viewer", "submitter"):
-            self.tokens[role] = security.issue_token(secret, role=role, subject=role, ttl_s=7200)
+            self.tokens[role] = self.keys.token(role, role, ttl_s=7200)
 
     def worker_token(self, host: str) -> Path:
-        secret = security.read_secret(self.files["secret"])
-        path = self.dir / f"{host}.jwt"
-        path.write_text(security.issue_token(secret, role="worker", subject=host, ttl_s=7200))
-        return path
+        return self.keys.worker_token_file(self.dir / f"{host}.jwt", host)
 
     def start_scheduler(self) -> subprocess.Popen[bytes]:
         return self.bed.start(
             self.head,
             [*DTF, "scheduler", "--host", self.bed.ip(self.head), "--port", str(SCHED_PORT),
-             "--dashboard-address", "none", "--secret-file", str(self.files["secret"])],
+             "--dashboard-address", "none", "--secret-file", str(self.files["worker.key"])],
             "scheduler.log", env=self.env,
         )  # fmt: skip
 
