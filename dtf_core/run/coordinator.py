@@ -50,6 +50,7 @@ from dtf_core.events import (
 from dtf_core.model import AttemptResult, Suite, TaskKind, TaskPayload
 from dtf_core.run import decisions, intake
 from dtf_core.run.balance import ChunkBalancer
+from dtf_core.run.fetch import Fetched, ResultFetcher
 from dtf_core.run.maxfail import FailureLimit
 from dtf_core.run.recovery import SchedulerRecovery
 from dtf_core.run.retry import RetryPolicy
@@ -104,7 +105,7 @@ class Coordinator:
         # result is rejected; the workers that sent rejected results get no more work.
         self.verify = verify
         self._progress: queue.Queue[dict[str, Any]] = queue.Queue()
-        self._done: queue.Queue[Future] = queue.Queue()
+        self._done: queue.Queue[Future | None] = queue.Queue()  # None: a fetch came back
         self._inflight: dict[str, tuple[Future, list[TaskPayload]]] = {}
         self._seq = itertools.count()
         self._cancelled = False
@@ -132,6 +133,7 @@ class Coordinator:
         )  # fmt: skip
         self._limit = FailureLimit(self.max_failures)
         self._stopping = False
+        self._fetcher = ResultFetcher(lambda: self.client, wake=lambda: self._done.put(None))
         self._waiting = WaitingTasks(
             self.states, self._workers, refresh=self._refresh_now, submit=self._submit
         )
@@ -194,6 +196,7 @@ class Coordinator:
         finally:
             if self._cancelled:
                 self._cancel_everything()
+            self._fetcher.close()
             self.store.flush()
             try:
                 self.client.unsubscribe_topic("dtf-tests")
@@ -306,11 +309,13 @@ class Coordinator:
             except queue.Empty:
                 fut = None
             while fut is not None:
-                self._on_done(fut)
+                self._fetcher.fetch(fut)  # never waits: what it fetched comes back in poll()
                 try:
                     fut = self._done.get_nowait()
                 except queue.Empty:
                     fut = None
+            for got in self._fetcher.poll():
+                self._on_fetched(got)
             self._drain_progress()
             if self._recovery.down:
                 # Nothing can be submitted, and nothing is unschedulable, while
@@ -348,14 +353,15 @@ class Coordinator:
     def _all_final(self) -> bool:
         return self._finished >= len(self.states)
 
-    def _on_done(self, fut: Future) -> None:
+    def _on_fetched(self, got: Fetched) -> None:
+        fut = got.future
         entry = self._inflight.pop(str(fut.key), None)
         if entry is None:
-            return  # delivered twice (at-least-once): the first one counted
+            return  # delivered twice (at-least-once), or cancelled meanwhile
         _, payloads = entry
-        if fut.status == "finished":
+        if got.finished:
             # Plain data, rebuilt and checked: a crafted result is a security failure.
-            results = intake.results_of(fut, payloads, self._workers, self.verify)
+            results = intake.results_of(got, payloads, self._workers, self.verify)
         else:
             error = exception_of(fut)
             if error is not None and "scheduler-connection-lost" in str(error):
