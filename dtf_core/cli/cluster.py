@@ -264,6 +264,11 @@ def serve_cmd(**kwargs: Any) -> None:
     help="Directory to upload (default: the suite's directory).",
 )
 @click.option("--no-wait", is_flag=True, help="Print the run id and return once accepted.")
+@click.option(
+    "--follow-timeout", type=click.FloatRange(min=0), default=None, metavar="SECONDS",
+    help="Keep reconnecting this long while no coordinator answers, e.g. during a restart "
+    "(dtf.service.follow-timeout: 600).",
+)  # fmt: skip
 @output_options
 # Refused with a pointer to `serve --db` (service.submit): the service owns the database.
 @click.option("--db", hidden=True, default=None)

@@ -48,7 +48,7 @@ from dtf_core.events import (
     TestsProgress,
 )
 from dtf_core.model import AttemptResult, Suite, TaskKind, TaskPayload
-from dtf_core.run import decisions, intake
+from dtf_core.run import decisions, intake, stopping
 from dtf_core.run.balance import ChunkBalancer
 from dtf_core.run.fetch import Fetched, ResultFetcher
 from dtf_core.run.maxfail import FailureLimit
@@ -112,6 +112,7 @@ class Coordinator:
         # -x / --maxfail N over the whole run (None: never stop early).
         self.max_failures = max_failures
         self._stopping = False
+        self._detach = stopping.Detach()  # an orderly stop asked for (detach)
         self._finished = 0
         self.run_id = ""
         self.states: dict[str, TaskState] = {}
@@ -135,8 +136,9 @@ class Coordinator:
         self._stopping = False
         self._fetcher = ResultFetcher(lambda: self.client, wake=lambda: self._done.put(None))
         self._waiting = WaitingTasks(
-            self.states, self._workers, refresh=self._refresh_now, submit=self._submit
-        )
+            self.states, self._workers, refresh=self._refresh_now, submit=self._submit,
+            end=self._end, timeout=self.unschedulable_timeout,
+        )  # fmt: skip
 
     def _refresh_now(self) -> None:
         self._workers.refresh(self.client, force=True)
@@ -153,6 +155,12 @@ class Coordinator:
     def cancel(self) -> None:
         """Ask the loop to stop: in-flight work is cancelled, the rest recorded as cancelled."""
         self._cancelled = True
+
+    def detach(self, grace: float = 0.0) -> None:
+        """Stop without ending the run (an orderly stop of ``serve``): nothing new
+        starts, what runs may finish within ``grace`` s and is recorded, and the
+        run stays open for :meth:`resume` by the next coordinator (run/stopping.py)."""
+        self._detach.ask(grace)
 
     def run(
         self, suite: Suite, run_id: str | None = None, metadata: dict | None = None
@@ -194,8 +202,10 @@ class Coordinator:
         except KeyboardInterrupt:
             self._cancelled = True
         finally:
+            if self._cancelled or self._detach.asked:
+                stopping.release(self.client, self._inflight, force=self._cancelled)
             if self._cancelled:
-                self._cancel_everything()
+                stopping.end_cancelled(self.states, self._end)
             self._fetcher.close()
             self.store.flush()
             try:
@@ -210,6 +220,8 @@ class Coordinator:
                     log.debug(
                         "dropping run %s's modules on the workers failed", run_id, exc_info=True
                     )
+        if self._detach.asked and not self._all_final():  # left open: no end
+            return RunResult(run_id, "running", {}, time.time() - started)
         status, counts = decisions.run_status(
             (s.final for s in self.states.values() if s.final is not None), self._cancelled
         )
@@ -249,9 +261,11 @@ class Coordinator:
             size = min(size, int(config.get("batch.max-size")))
             for i in range(0, len(group), size):
                 self._submit(group[i : i + size])
-        self._expire_waiting()
+        self._waiting.expire()
 
     def _submit(self, states: list[TaskState], only_nodeids: list[str] | None = None) -> None:
+        if self._detach.asked:
+            return  # detaching: the next coordinator starts it (resume)
         payloads = []
         for st in states:
             st.attempt += 1
@@ -300,7 +314,7 @@ class Coordinator:
     # -------------------------------------------------------------- the loop
     def _loop(self) -> None:
         while not self._all_final():
-            if self._cancelled:
+            if self._cancelled or self._detach.done(self.client, self._inflight):
                 return
             if self._recovery.down:
                 self.client = self._recovery.poll(self.client)
@@ -328,7 +342,7 @@ class Coordinator:
             if self._waiting.any_waiting():
                 self._workers.refresh(self.client)
                 self._waiting.submit_ready()
-                self._expire_waiting()
+                self._waiting.expire()
             if self.store.should_flush():
                 self.store.flush()
 
@@ -409,16 +423,6 @@ class Coordinator:
                 flaky=decision.flaky, category=decision.category, message=decision.message,
             )  # fmt: skip
 
-    def _expire_waiting(self) -> None:
-        now = time.monotonic()
-        for st in self.states.values():
-            if not decisions.waited_too_long(st, now, self.unschedulable_timeout):
-                continue
-            st.attempt += 1
-            st.waiting_since = None
-            message = self._workers.no_worker_message(st.spec.requires)
-            self._end(st, "unschedulable", Category.UNSCHEDULABLE, message, announce=True)
-
     def _end(
         self, st: TaskState, status: str, category: Category, message: str, announce: bool = False
     ) -> None:
@@ -480,17 +484,3 @@ class Coordinator:
             if st.final is None and not st.inflight:
                 st.attempt += 1  # a waiting task never started this attempt
                 self._end(st, "cancelled", Category.CANCELLED, decisions.STOPPED)
-
-    def _cancel_everything(self) -> None:
-        futures = [f for f, _ in self._inflight.values()]
-        try:
-            self.client.cancel(futures, force=True)
-        except Exception:
-            log.debug("cancelling %d in-flight future(s) failed", len(futures), exc_info=True)
-        self._inflight.clear()
-        for st in self.states.values():
-            if st.final is None:
-                # The in-flight attempt never reported; a waiting one gets a new number.
-                if not st.inflight:
-                    st.attempt += 1
-                self._end(st, "cancelled", Category.CANCELLED, "the run was cancelled")

@@ -10,6 +10,11 @@ the access log (method, path, status, time) never holds one.
 Store reads run on a thread pool: a run flushing results holds the Store's lock
 for a moment, and the event loop must keep serving long-polls meanwhile.
 docs/cluster.md lists the endpoints with examples.
+
+While the service stops in order (:meth:`RunManager.drain`) it keeps answering
+reads, refuses new runs with 503 and ``Retry-After``, and answers a client
+following a run that was handed over with 503 too once it has every event:
+the run goes on at the next coordinator, where the client finds it.
 """
 
 from __future__ import annotations
@@ -33,17 +38,23 @@ from dtf_core import __version__, reporting
 from dtf_core.cluster import embedded as cluster
 from dtf_core.cluster import security
 from dtf_core.errors import AuthError, BadInputError, ClusterError, RunNotFoundError
-from dtf_core.service.runmanager import ActiveRun, RunManager
+from dtf_core.service.runmanager import ActiveRun, RunManager, StoppingError
 
 API_VERSION = 1
 MAX_WAIT_S = 30.0  # longest long-poll
+RETRY_AFTER_S = 2  # what a stopping service tells clients to wait before trying again
 logger = logging.getLogger("dtf.service")
 
 
 class ApiError(tornado.web.HTTPError):
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, retry_after: int | None = None) -> None:
         super().__init__(status)
         self.message = message
+        self.retry_after = retry_after  # seconds, sent as Retry-After (503)
+
+
+def _stopping(message: str) -> ApiError:
+    return ApiError(503, message, retry_after=RETRY_AFTER_S)
 
 
 def _json_default(obj: Any) -> Any:
@@ -86,10 +97,14 @@ class Handler(tornado.web.RequestHandler):
             raise ApiError(404, str(exc)) from None
         except BadInputError as exc:
             raise ApiError(400, str(exc)) from None
+        except StoppingError as exc:
+            raise _stopping(str(exc)) from None
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         exc = kwargs.get("exc_info", (None, None, None))[1]
         message = exc.message if isinstance(exc, ApiError) else self._reason
+        if isinstance(exc, ApiError) and exc.retry_after is not None:
+            self.set_header("Retry-After", str(exc.retry_after))
         if status_code == 401:
             self.set_header("WWW-Authenticate", 'Bearer realm="dtf", error="invalid_token"')
         self.set_header("Content-Type", "application/json")
@@ -104,7 +119,10 @@ class Handler(tornado.web.RequestHandler):
 
 class HealthHandler(Handler):
     def get(self) -> None:
-        self.send({"status": "ok", "version": __version__, "api": API_VERSION})
+        self.send(
+            {"status": "stopping" if self.manager.stopping else "ok", "version": __version__,
+             "api": API_VERSION, "instance": self.manager.instance}
+        )  # fmt: skip
 
 
 class RunsHandler(Handler):
@@ -118,6 +136,8 @@ class RunsHandler(Handler):
 
     async def post(self) -> None:
         claims = self.auth("submitter")
+        if self.manager.stopping:
+            raise _stopping("the service is stopping: submit the run to the next one")
         try:
             body = json.loads(self.request.body or b"{}")
             suite_path = str(body["suite_path"])
@@ -184,7 +204,10 @@ class EventsHandler(Handler):
         run = self.manager.get(run_id)
         if run is None:
             stored = await self.stored_run(run_id)
-            self.send({"events": [], "next": after, "finished": True, "status": stored["status"]})
+            if stored["status"] == "running":  # open, but not here: another coordinator's
+                raise _stopping(f"run {run_id} is not run by this coordinator (yet)")
+            self.send({"events": [], "next": after, "finished": True, "status": stored["status"],
+                       "instance": self.manager.instance})  # fmt: skip
             return
         if "text/event-stream" in self.request.headers.get("Accept", ""):
             await self._stream(run, after)
@@ -192,15 +215,17 @@ class EventsHandler(Handler):
         wait = min(float(self.get_query_argument("wait", "25")), MAX_WAIT_S)
         deadline = time.monotonic() + wait
         cond = _condition(run)
-        while len(run.events) <= after and not run.finished:
+        while len(run.events) <= after and not run.finished and not run.handed_over:
             left = deadline - time.monotonic()
             if left <= 0 or not await cond.wait(timeout=IOLoop.current().time() + left):
                 break
         events = run.events[after:]
+        if run.handed_over and not events:
+            raise _stopping(f"run {run_id} goes on at the next coordinator")
         nxt = after + len(events)
         self.send(
             {"events": events, "next": nxt, "finished": run.finished and nxt >= len(run.events),
-             "status": run.status}
+             "status": run.status, "instance": self.manager.instance}
         )  # fmt: skip
 
     async def _stream(self, run: ActiveRun, after: int) -> None:
@@ -214,7 +239,7 @@ class EventsHandler(Handler):
                 for ev in run.events[sent:]:
                     self.write(f"id: {ev['seq']}\nevent: {ev['type']}\ndata: {json.dumps(ev)}\n\n")
                     sent = ev["seq"]
-                if run.finished and sent >= len(run.events):
+                if (run.finished or run.handed_over) and sent >= len(run.events):
                     break
                 if not await cond.wait(timeout=IOLoop.current().time() + 15):
                     self.write(": keep-alive\n\n")
@@ -332,14 +357,19 @@ def make_app(manager: RunManager, secret: bytes) -> tornado.web.Application:
 
 
 async def serve_forever(
-    manager: RunManager, secret: bytes, host: str, port: int, ready: Callable[[str], None]
+    manager: RunManager,
+    secret: bytes,
+    host: str,
+    port: int,
+    ready: Callable[[str], None],
+    until: asyncio.Event | None = None,
 ) -> None:
-    """Listen until cancelled (SIGINT/SIGTERM in the CLI)."""
+    """Listen until ``until`` is set (or cancelled)."""
     app = make_app(manager, secret)
     # base64 grows the archive by a third; headers and JSON need a little more.
     server = app.listen(port, address=host, max_body_size=int(manager.upload_limit * 1.4) + 4096)
     ready(f"http://{host}:{port}")
     try:
-        await asyncio.Event().wait()
+        await (until or asyncio.Event()).wait()
     finally:
         server.stop()

@@ -11,14 +11,26 @@ service process stays the only writer of the file.
 
 Events: each run keeps its events in memory with a sequence number; the HTTP
 layer waits for new ones through :attr:`ActiveRun.waiters`, woken on its own
-event loop (``notify``), never from the run's thread directly.
+event loop (``notify``), never from the run's thread directly. The numbers
+belong to this process (:attr:`RunManager.instance`): a coordinator that
+resumes the run numbers its events afresh.
+
+An orderly stop (:meth:`RunManager.drain`, SIGTERM on ``serve``) never ends a
+run: no new runs are taken, the runs in flight stop within a grace period
+without ending (:meth:`Coordinator.detach <dtf_core.run.coordinator.Coordinator.detach>`),
+and runs still queued are written down as open runs, so that the next
+coordinator (a standby taking the database over, or this service started
+again) resumes every one of them. Each run then says so in its events and is
+``handed_over``: clients following it go and find the next coordinator.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import dataclasses
 import logging
+import secrets
 import threading
 import time
 from collections import OrderedDict
@@ -32,7 +44,7 @@ from distributed import Client
 
 from dtf_core import spec
 from dtf_core.errors import OptionError
-from dtf_core.events import Event, RunFinished, RunStarted, TaskFinished
+from dtf_core.events import ClusterChanged, Event, RunFinished, RunStarted, TaskFinished
 from dtf_core.model import AttemptResult
 from dtf_core.run.coordinator import Coordinator
 from dtf_core.run.state import new_run_id
@@ -40,6 +52,15 @@ from dtf_core.service import bundle
 from dtf_core.store import Store
 
 logger = logging.getLogger("dtf.service")
+
+HANDED_OVER = (
+    "this coordinator stopped in order; the run stays open and goes on at the next one "
+    "(a standby, or this service started again)"
+)
+
+
+class StoppingError(Exception):
+    """The service is stopping (draining): it takes no new runs. Try again elsewhere or later."""
 
 
 def event_to_dict(event: Event, seq: int) -> dict[str, Any]:
@@ -60,6 +81,8 @@ class ActiveRun:
     error: str = ""
     coordinator: Coordinator | None = None
     cancel_requested: bool = False
+    # The service stopped in order and left the run open for the next coordinator.
+    handed_over: bool = False
     waiters: Any = None  # the HTTP layer's tornado Condition (loop-bound)
     notify: Callable[[], None] = lambda: None  # set by the HTTP layer: wakes the waiters
 
@@ -95,7 +118,15 @@ class RunManager:
         self.runs: OrderedDict[str, ActiveRun] = OrderedDict()
         self._lock = threading.Lock()
         self._pool = ThreadPoolExecutor(max_concurrent, thread_name_prefix="dtf-run")
-        self._closing = False
+        self._threads: list[concurrent.futures.Future] = []
+        # None, or the grace (s) runs in flight got when the service began to stop.
+        self._drain_grace: float | None = None
+        # Names this process's numbering of run events (a restart numbers afresh).
+        self.instance = secrets.token_hex(8)
+
+    @property
+    def stopping(self) -> bool:
+        return self._drain_grace is not None
 
     # ---------------------------------------------------------------- submit
     def submit(
@@ -120,11 +151,14 @@ class RunManager:
         run = ActiveRun(run_id, owner, suite.name, len(suite.tasks), time.time())
         meta = {**metadata, "submitted_by": owner}
         with self._lock:
-            if self._closing:
-                raise OptionError("the service is shutting down")
+            if self.stopping:
+                raise StoppingError("the service is stopping: submit the run to the next one")
             self.runs[run_id] = run
             self._evict()
-        self._pool.submit(self._execute, run, suite, archive, str(run_dir), meta)
+            self._threads = [t for t in self._threads if not t.done()]
+            self._threads.append(
+                self._pool.submit(self._execute, run, suite, archive, str(run_dir), meta)
+            )
         return run
 
     def _execute(
@@ -136,7 +170,7 @@ class RunManager:
             unschedulable_timeout=self.unschedulable_timeout,
             listeners=[lambda e: self._on_event(run, e)], verify=self.verify,
         )  # fmt: skip
-        run.coordinator = coord
+        self._attach(run, coord)
         if run.cancel_requested:
             coord.cancel()  # cancelled while queued: recorded as a cancelled run
         try:
@@ -147,8 +181,10 @@ class RunManager:
             except Exception as exc:  # workers on this host still read run_dir in place
                 logger.warning("run %s: could not ship the suite to workers: %s", run.run_id, exc)
             result = coord.run(suite, run_id=run.run_id, metadata=meta)
-            run.status = result.status
+            self._ended(run, result.status)
         except Exception as exc:
+            if self._left_open(run, exc):
+                return
             logger.exception("run %s failed inside dtf", run.run_id)
             run.status, run.error = "error", f"{type(exc).__name__}: {exc}"
             with contextlib.suppress(Exception):
@@ -173,7 +209,7 @@ class RunManager:
             )  # fmt: skip
             with self._lock:
                 self.runs[run.run_id] = run
-            self._pool.submit(self._resume, run)
+                self._threads.append(self._pool.submit(self._resume, run))
         return [str(r["run_id"]) for r in open_runs]
 
     def _resume(self, run: ActiveRun) -> None:
@@ -182,7 +218,7 @@ class RunManager:
             unschedulable_timeout=self.unschedulable_timeout,
             listeners=[lambda e: self._on_event(run, e)], verify=self.verify,
         )  # fmt: skip
-        run.coordinator = coord
+        self._attach(run, coord)
         run_dir = self.workdir / run.run_id
         plugin = f"dtf-files-{run.run_id}"
         try:
@@ -194,8 +230,10 @@ class RunManager:
                         name=plugin,
                     )
             result = coord.resume(run.run_id)
-            run.status = result.status
+            self._ended(run, result.status)
         except Exception as exc:
+            if self._left_open(run, exc):
+                return
             logger.exception("run %s could not be resumed", run.run_id)
             run.status, run.error = "error", f"{type(exc).__name__}: {exc}"
             self._on_event(run, RunFinished(run.run_id, "error", {}, 0.0))
@@ -204,6 +242,29 @@ class RunManager:
                 self.client.unregister_worker_plugin(plugin)
             run.coordinator = None
             run.notify()
+
+    def _attach(self, run: ActiveRun, coord: Coordinator) -> None:
+        run.coordinator = coord
+        grace = self._drain_grace
+        if grace is not None:  # stopping already: a queued run is only written down
+            coord.detach(grace)
+
+    def _ended(self, run: ActiveRun, status: str) -> None:
+        """The run's coordinator returned: finished, or left open by an orderly stop."""
+        if status == "running":
+            run.handed_over = True
+            self._on_event(run, ClusterChanged(run.run_id, "coordinator-stopped", HANDED_OVER))
+        run.status = status
+
+    def _left_open(self, run: ActiveRun, exc: Exception) -> bool:
+        """While stopping in order, a run that fails (its client closing under
+        it) stays open for the next coordinator rather than ending in error."""
+        if not self.stopping:
+            return False
+        logger.warning("run %s left open while stopping: %s: %s", run.run_id,
+                       type(exc).__name__, exc)  # fmt: skip
+        self._ended(run, "running")
+        return True
 
     def _on_event(self, run: ActiveRun, event: Event) -> None:
         # Called on the run's thread: record, then let the HTTP loop wake its waiters.
@@ -237,17 +298,32 @@ class RunManager:
         for k in finished[: max(0, len(finished) - self.keep_finished)]:
             del self.runs[k]
 
-    def shutdown(self, timeout: float = 30.0) -> None:
-        """Cancel every run, and wait (bounded) for their results to be stored."""
+    def drain(self, grace: float) -> None:
+        """Stop in order (returns at once): take no new runs; every run in flight
+        stops within ``grace`` s without ending, recording what finishes
+        meanwhile; queued runs are written down as open runs. A second call
+        (a second SIGTERM) can shorten the grace."""
         with self._lock:
-            self._closing = True
+            self._drain_grace = grace
             runs = list(self.runs.values())
         for r in runs:
-            if not r.finished:
-                self.cancel(r)
+            coord = r.coordinator
+            if coord is not None and not r.finished:
+                coord.detach(grace)
+        logger.info("stopping in order: %d run(s) in flight get %.0fs", len(runs), grace)
+
+    def wait_drained(self, timeout: float) -> bool:
+        """Wait (bounded) until no run's coordinator is working; True if none is."""
+        with self._lock:
+            threads = list(self._threads)
+        _, left = concurrent.futures.wait(threads, timeout=timeout)
+        return not left
+
+    def shutdown(self, timeout: float = 30.0) -> None:
+        """Stop at once (the end of ``serve``): as :meth:`drain` with no grace,
+        unless a drain is under way; wait (bounded) for the runs to let go."""
+        if not self.stopping:
+            self.drain(0.0)
+        if not self.wait_drained(timeout):
+            logger.warning("runs still working after %.0fs; stopping anyway", timeout)
         self._pool.shutdown(wait=False, cancel_futures=True)
-        deadline = time.monotonic() + timeout
-        while any(not r.finished and r.status != "queued" for r in runs):
-            if time.monotonic() > deadline:
-                break
-            time.sleep(0.1)

@@ -4,8 +4,16 @@ Order matters: the Store opens first (a locked database is exit 3 before
 anything starts), then the scheduler (``--start-scheduler`` runs
 ``dtf-core scheduler`` as a child, stopped by its pid on the way out), then the
 Dask client on its own event-loop thread, and last the HTTP server on this
-thread's event loop. SIGTERM/SIGINT cancel the runs in flight (their results so
-far are stored, each run is marked cancelled) and close everything in reverse.
+thread's event loop.
+
+SIGTERM/SIGINT stop it in order (a deployment being upgraded, ``systemctl
+restart``): new runs are refused (503), the runs in flight get
+``dtf.service.drain-grace`` to record what is finishing and are then left open,
+never cancelled (:meth:`RunManager.drain`); the API answers meanwhile, so that
+clients following a run learn it goes on elsewhere. Then everything closes in
+reverse; letting go of the database is what lets a standby take over and
+resume those runs, as the next start of this service would. A second signal
+cuts the grace short.
 """
 
 from __future__ import annotations
@@ -104,12 +112,40 @@ def serve(opts: ServeOptions) -> None:
 
 async def _main(manager: RunManager, secret: bytes, host: str, port: int) -> None:
     loop = asyncio.get_running_loop()
-    task = asyncio.current_task()
-    assert task is not None
+    stop = asyncio.Event()
+    grace = config.seconds("service.drain-grace")
+    signals: list[int] = []
+
+    def on_signal(sig: int) -> None:
+        signals.append(sig)
+        if len(signals) == 1:
+            _say(f"{signal.Signals(sig).name}: stopping in order; no new runs, the runs in "
+                 f"flight get {grace:g}s and then stay open for the next coordinator")  # fmt: skip
+            manager.drain(grace)
+            stop.set()
+        else:
+            _say("asked again: leaving the runs in flight now")
+            manager.drain(0.0)
+
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, task.cancel)
-    with contextlib.suppress(asyncio.CancelledError):
-        await serve_forever(manager, secret, host, port, lambda url: _say(f"listening on {url}"))
+        loop.add_signal_handler(sig, on_signal, sig)
+    close = asyncio.Event()
+    server = asyncio.create_task(
+        serve_forever(manager, secret, host, port, lambda url: _say(f"listening on {url}"), close)
+    )
+    done, _ = await asyncio.wait(
+        [server, asyncio.create_task(stop.wait())], return_when=asyncio.FIRST_COMPLETED
+    )
+    if server in done:
+        server.result()  # it could not listen: raise why
+        return
+    # The API keeps answering while the runs let go (reads, 503 for new runs, the
+    # hand-over to clients following a run); the margin covers their last writes.
+    if not await loop.run_in_executor(None, manager.wait_drained, grace + 30.0):
+        _say("runs still working after the grace; stopping anyway")
+    await asyncio.sleep(0.5)  # the waiting followers are answered (woken via the loop)
+    close.set()
+    await server
 
 
 def _open_store(opts: ServeOptions) -> Store:

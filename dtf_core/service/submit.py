@@ -5,6 +5,11 @@ its directory is packed and uploaded; the run's events stream back into the
 same progress view as ``run``, and the reports are rendered by the service
 from its database by the same code, so the files are the ones ``run`` writes.
 Ctrl-C cancels the run on the service.
+
+A run outlives its coordinator: when the service stops in order (a restart, an
+upgrade) or a standby takes over, submit reconnects with backoff for up to
+``--follow-timeout`` (``dtf.service.follow-timeout``), follows the run at
+whichever coordinator holds it now, and ends with the run's own exit code.
 """
 
 from __future__ import annotations
@@ -61,6 +66,7 @@ def submit(
     json_path: str | None = None,
     html_path: str | None = None,
     quiet: bool = False,
+    follow_timeout: float | None = None,
 ) -> str:
     """Submit and (unless ``no_wait``) follow; the run's final status."""
     if db:
@@ -74,7 +80,9 @@ def submit(
     for target in (markdown, junit, json_path, html_path):
         if target and not os.path.isdir(os.path.dirname(os.path.abspath(target))):
             raise OptionError(f"cannot write {target}: its directory does not exist")
-    client = CoordinatorClient(url, token)
+    if follow_timeout is None:
+        follow_timeout = config.seconds("service.follow-timeout")
+    client = CoordinatorClient(url, token, follow_timeout=follow_timeout)
     limit = int(dask.utils.parse_bytes(str(config.get("service.upload-limit"))))
     archive = bundle.pack(base, limit)
     accepted = client.submit(
