@@ -206,8 +206,9 @@ class ResultFetcher:
                 return
             self._queued.append(key)
         elif status in ("pending", "lost"):
-            # Dask computes it again elsewhere (its holder is gone): look again soon.
-            f.due = now + 0.5
+            # Dask computes it again elsewhere (its holder is gone): look again
+            # soon; the give-up clock starts again when it is finished again.
+            f.due, f.since, f.tries = now + 0.5, now, 0
         else:  # error, cancelled: not a result any more
             self._done(key, Fetched(f.future, finished=False))
 

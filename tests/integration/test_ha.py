@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
-from support.procs import free_port, stop
+from support.procs import free_port, stop, wait_for
 
 from dtf_core.cluster import security
 from dtf_core.store import StoreReader
@@ -73,6 +73,9 @@ def test_standby_takes_over_and_submit_follows(tmp_path: Path) -> None:
         leader = start([*serve, "--port", str(aport)], "leader.log")
         _wait_port(aport, 60)
         start([*serve, "--port", str(bport), "--standby"], "standby.log")
+        # On a busy machine the standby takes seconds to start: it must be waiting
+        # for the lock before the leader dies, or it is no standby at all.
+        wait_for(lambda: "standby:" in (tmp_path / "standby.log").read_text(), 60, "the standby")
         submit = subprocess.Popen(
             [*DTF, "submit", str(tmp_path / "suite" / "s.toml"), "--coordinator",
              f"http://127.0.0.1:{aport},http://127.0.0.1:{bport}", "--token", token,
