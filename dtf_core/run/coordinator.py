@@ -2,8 +2,10 @@
 
 One Coordinator owns one run queue and one open :class:`~dtf_core.store.Store`.
 The loop runs on the calling thread; Dask's done-callbacks only push finished
-futures into a queue, so every decision and every database write happens on
-one thread (DuckDB has a single writer, and the state needs no locks).
+futures into a queue, and their results are fetched off this thread
+(:mod:`~dtf_core.run.fetch`: a vanished host holds up only its own results),
+so every decision and every database write happens on one thread that never
+waits for a transfer (DuckDB has a single writer, and the state needs no locks).
 
 Routing: a task's ``requires`` becomes ``resources=`` on submit. Before
 submitting, the coordinator checks that some connected worker has those
