@@ -470,6 +470,8 @@ class Coordinator:
             return
         self._stopping = True
         for key, (fut, payloads) in list(self._inflight.items()):
+            if fut.status == "finished":
+                continue  # done, its result on the way (run/fetch.py): recorded as it is
             if all(p.spec.kind is TaskKind.PYTEST for p in payloads) and self._ask_yield(key):
                 continue  # running: it stops after its current test and reports
             self._inflight.pop(key, None)
