@@ -94,5 +94,9 @@ def release_unstarted(client: Client, inflight: dict[str, tuple[Any, Any]]) -> N
     }
     for key in queued:
         inflight.pop(key, None)
+    log.info(
+        "stopping: %d task(s) not started taken back; %d running: %s",
+        len(queued), len(inflight), " ".join(sorted(inflight)[:8]),
+    )  # fmt: skip
     if queued:
         release(client, queued, force=False)
