@@ -8,7 +8,7 @@ and resumes the run; with one, the standby takes the database over when the
 leader lets go of it. Either way the stopping service refuses new runs (503
 with Retry-After), exits within its grace, never cancels the run, and submit
 reconnects, follows the run to its end and exits 0, every task passed exactly
-once.
+once. Beneath them, the Coordinator's detach and resume in process.
 """
 
 from __future__ import annotations
@@ -18,18 +18,22 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import pytest
 from support.procs import free_port, stop, wait_for
 
+from dtf_core.cluster import embedded as cluster
 from dtf_core.cluster import security
-from dtf_core.store import StoreReader
+from dtf_core.events import Event, TaskFinished
+from dtf_core.run.coordinator import Coordinator
+from dtf_core.store import Store, StoreReader
 
-pytestmark = pytest.mark.slow
 PY = sys.executable
 DTF = [PY, "-m", "dtf_core.cli"]
 TASKS = 24
@@ -172,6 +176,50 @@ def _check_every_task_passed_once(d: Deployment, submit: subprocess.Popen, seen:
     return output
 
 
+@pytest.mark.timeout(120)
+def test_a_detached_run_stays_open_and_its_resume_finishes_it(
+    tmp_path: Path, make_spec: Any, make_suite: Any
+) -> None:
+    """The Coordinator under serve's orderly stop: what Dask has not started is
+    taken back at once, what runs is recorded, nothing ends cancelled, and the
+    run resumed by the next coordinator ends with every task passed once."""
+    tasks = [
+        make_spec(f"t{i:02d}", command=["sleep", "0.4"], root=tmp_path, timeout=60)
+        for i in range(16)
+    ]
+    finished: list[str] = []
+
+    def listen(event: Event) -> None:
+        if isinstance(event, TaskFinished):
+            finished.append(event.task_id)
+
+    with (
+        Store(tmp_path / "d.duckdb") as store,
+        cluster.open_cluster(None, plans=cluster.plan_workers(1, 2, [])) as handle,
+    ):
+        coord = Coordinator(handle.client, store, embedded=True, listeners=[listen])
+
+        def stop_after_three() -> None:
+            wait_for(lambda: len(finished) >= 3, 60, "three tasks")
+            coord.detach(grace=30)
+
+        threading.Thread(target=stop_after_three, daemon=True).start()
+        started = time.monotonic()
+        left = coord.run(make_suite(tasks, path=tmp_path / "s.toml"))
+        assert left.status == "running" and store.get_run(left.run_id)["status"] == "running"
+        # Only what was running was waited for, not the queue (16 x 0.4 s on 2 threads).
+        assert 3 <= len(finished) < 12 and time.monotonic() - started < 30, finished
+        before = store.attempts(left.run_id)
+        assert before and all(a["outcome"] == "passed" for a in before), before
+        done = Coordinator(handle.client, store, embedded=True).resume(left.run_id)
+        attempts = store.attempts(left.run_id)
+    assert done.status == "passed"
+    passed = [a["task_id"] for a in attempts if a["outcome"] == "passed"]
+    assert sorted(passed) == [t.task_id for t in tasks]  # each exactly once
+    assert {a["task_id"] for a in before} <= {a["task_id"] for a in attempts if a["attempt"] == 1}
+
+
+@pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_restart_without_standby_resumes_the_run_and_submit_follows(tmp_path: Path) -> None:
     d = Deployment(tmp_path)
@@ -197,6 +245,7 @@ def test_restart_without_standby_resumes_the_run_and_submit_follows(tmp_path: Pa
         d.close()
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_stop_hands_the_run_to_a_waiting_standby(tmp_path: Path) -> None:
     d = Deployment(tmp_path)
