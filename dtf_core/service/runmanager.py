@@ -306,11 +306,12 @@ class RunManager:
         with self._lock:
             self._drain_grace = grace
             runs = list(self.runs.values())
-        for r in runs:
+        active = [r for r in runs if not r.finished]
+        for r in active:
             coord = r.coordinator
-            if coord is not None and not r.finished:
+            if coord is not None:
                 coord.detach(grace)
-        logger.info("stopping in order: %d run(s) in flight get %.0fs", len(runs), grace)
+        logger.info("stopping in order: %d run(s) in flight get %.0fs", len(active), grace)
 
     def wait_drained(self, timeout: float) -> bool:
         """Wait (bounded) until no run's coordinator is working; True if none is."""
