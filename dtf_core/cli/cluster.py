@@ -353,6 +353,11 @@ def serve_cmd(**kwargs: Any) -> None:
 @click.option("--no-wait", is_flag=True, help="Print the run id and return once accepted.")
 @client_tls_options
 @priority_option
+@click.option(
+    "--follow-timeout", type=click.FloatRange(min=0), default=None, metavar="SECONDS",
+    help="Once the run is accepted, keep reconnecting this long while no coordinator "
+    "answers, e.g. during a restart (dtf.service.follow-timeout: 600).",
+)  # fmt: skip
 @output_options
 # Refused with a pointer to `serve --db` (service.submit): the service owns the database.
 @click.option("--db", hidden=True, default=None)

@@ -2,8 +2,10 @@
 
 One Coordinator owns one run queue and one open :class:`~dtf_core.store.Store`.
 The loop runs on the calling thread; Dask's done-callbacks only push finished
-futures into a queue, so every decision and every database write happens on
-one thread (DuckDB has a single writer, and the state needs no locks).
+futures into a queue, and their results are fetched off this thread
+(:mod:`~dtf_core.run.fetch`: a vanished host holds up only its own results),
+so every decision and every database write happens on one thread that never
+waits for a transfer (DuckDB has a single writer, and the state needs no locks).
 
 Routing: a task's ``requires`` becomes ``resources=`` on submit. Before
 submitting, the coordinator checks that some connected worker has those
@@ -46,8 +48,9 @@ from dtf_core.events import (
     TestsProgress,
 )
 from dtf_core.model import AttemptResult, Suite, TaskKind, TaskPayload
-from dtf_core.run import batching, decisions, intake
+from dtf_core.run import batching, decisions, intake, stopping
 from dtf_core.run.balance import ChunkBalancer
+from dtf_core.run.fetch import Fetched, ResultFetcher
 from dtf_core.run.maxfail import FailureLimit
 from dtf_core.run.priority import dask_priority, of_metadata
 from dtf_core.run.recovery import SchedulerRecovery
@@ -104,7 +107,7 @@ class Coordinator:
         # result is rejected; the workers that sent rejected results get no more work.
         self.verify = verify
         self._progress: queue.Queue[dict[str, Any]] = queue.Queue()
-        self._done: queue.Queue[Future] = queue.Queue()
+        self._done: queue.Queue[Future | None] = queue.Queue()  # None: a fetch came back
         self._inflight: dict[str, tuple[Future, list[TaskPayload]]] = {}
         self._seq = itertools.count()
         self._cancelled = False
@@ -112,6 +115,7 @@ class Coordinator:
         self.max_failures = max_failures
         self.priority = priority  # the run's, over other runs (dtf_core.run.priority)
         self._stopping = False
+        self._detach = stopping.Detach()  # an orderly stop asked for (detach)
         self._finished = 0
         self.run_id = ""
         self.states: dict[str, TaskState] = {}
@@ -133,9 +137,11 @@ class Coordinator:
         )  # fmt: skip
         self._limit = FailureLimit(self.max_failures)
         self._stopping = False
+        self._fetcher = ResultFetcher(lambda: self.client, wake=lambda: self._done.put(None))
         self._waiting = WaitingTasks(
-            self.states, self._workers, refresh=self._refresh_now, submit=self._submit
-        )
+            self.states, self._workers, refresh=self._refresh_now, submit=self._submit,
+            end=self._end, timeout=self.unschedulable_timeout,
+        )  # fmt: skip
 
     def _refresh_now(self) -> None:
         self._workers.refresh(self.client, force=True)
@@ -152,6 +158,12 @@ class Coordinator:
     def cancel(self) -> None:
         """Ask the loop to stop: in-flight work is cancelled, the rest recorded as cancelled."""
         self._cancelled = True
+
+    def detach(self, grace: float = 0.0) -> None:
+        """Stop without ending the run (an orderly stop of ``serve``): nothing new
+        starts, what runs may finish within ``grace`` s and is recorded, and the
+        run stays open for :meth:`resume` by the next coordinator (run/stopping.py)."""
+        self._detach.ask(grace)
 
     def run(
         self, suite: Suite, run_id: str | None = None, metadata: dict | None = None
@@ -196,8 +208,11 @@ class Coordinator:
         except KeyboardInterrupt:
             self._cancelled = True
         finally:
+            if self._cancelled or self._detach.asked:
+                stopping.release(self.client, self._inflight, force=self._cancelled)
             if self._cancelled:
-                self._cancel_everything()
+                stopping.end_cancelled(self.states, self._end)
+            self._fetcher.close()
             self.store.flush()
             try:
                 self.client.unsubscribe_topic("dtf-tests")
@@ -211,6 +226,8 @@ class Coordinator:
                     log.debug(
                         "dropping run %s's modules on the workers failed", run_id, exc_info=True
                     )
+        if self._detach.asked and not self._all_final():  # left open: no end
+            return RunResult(run_id, "running", {}, time.time() - started)
         status, counts = decisions.run_status(
             (s.final for s in self.states.values() if s.final is not None), self._cancelled
         )
@@ -240,9 +257,11 @@ class Coordinator:
         capable = self._workers.capable
         for group in batching.plan(ready, lambda req: sum(w["nthreads"] for w in capable(req))):
             self._submit(group)
-        self._expire_waiting()
+        self._waiting.expire()
 
     def _submit(self, states: list[TaskState], only_nodeids: list[str] | None = None) -> None:
+        if self._detach.asked:
+            return  # detaching: the next coordinator starts it (resume)
         payloads = []
         for st in states:
             st.attempt += 1
@@ -292,7 +311,7 @@ class Coordinator:
     # -------------------------------------------------------------- the loop
     def _loop(self) -> None:
         while not self._all_final():
-            if self._cancelled:
+            if self._cancelled or self._detach.done(self.client, self._inflight):
                 return
             if self._recovery.down:
                 self.client = self._recovery.poll(self.client)
@@ -301,11 +320,13 @@ class Coordinator:
             except queue.Empty:
                 fut = None
             while fut is not None:
-                self._on_done(fut)
+                self._fetcher.fetch(fut)  # never waits: what it fetched comes back in poll()
                 try:
                     fut = self._done.get_nowait()
                 except queue.Empty:
                     fut = None
+            for got in self._fetcher.poll():
+                self._on_fetched(got)
             self._drain_progress()
             if self._recovery.down:
                 # Nothing can be submitted, and nothing is unschedulable, while
@@ -318,7 +339,7 @@ class Coordinator:
             if self._waiting.any_waiting():
                 self._workers.refresh(self.client)
                 self._waiting.submit_ready()
-                self._expire_waiting()
+                self._waiting.expire()
             if self.store.should_flush():
                 self.store.flush()
 
@@ -343,14 +364,15 @@ class Coordinator:
     def _all_final(self) -> bool:
         return self._finished >= len(self.states)
 
-    def _on_done(self, fut: Future) -> None:
+    def _on_fetched(self, got: Fetched) -> None:
+        fut = got.future
         entry = self._inflight.pop(str(fut.key), None)
         if entry is None:
-            return  # delivered twice (at-least-once): the first one counted
+            return  # delivered twice (at-least-once), or cancelled meanwhile
         _, payloads = entry
-        if fut.status == "finished":
+        if got.finished:
             # Plain data, rebuilt and checked: a crafted result is a security failure.
-            results = intake.results_of(fut, payloads, self._workers, self.verify)
+            results = intake.results_of(got, payloads, self._workers, self.verify)
         else:
             error = exception_of(fut)
             if error is not None and "scheduler-connection-lost" in str(error):
@@ -400,16 +422,6 @@ class Coordinator:
                 flaky=decision.flaky, category=decision.category, message=decision.message,
             )  # fmt: skip
 
-    def _expire_waiting(self) -> None:
-        now = time.monotonic()
-        for st in self.states.values():
-            if not decisions.waited_too_long(st, now, self.unschedulable_timeout):
-                continue
-            st.attempt += 1
-            st.waiting_since = None
-            message = self._workers.no_worker_message(st.spec.requires)
-            self._end(st, "unschedulable", Category.UNSCHEDULABLE, message, announce=True)
-
     def _end(
         self, st: TaskState, status: str, category: Category, message: str, announce: bool = False
     ) -> None:
@@ -455,6 +467,8 @@ class Coordinator:
             return
         self._stopping = True
         for key, (fut, payloads) in list(self._inflight.items()):
+            if fut.status == "finished":
+                continue  # done, its result on the way (run/fetch.py): recorded as it is
             if all(p.spec.kind is TaskKind.PYTEST for p in payloads) and self._ask_yield(key):
                 continue  # running: it stops after its current test and reports
             self._inflight.pop(key, None)
@@ -471,17 +485,3 @@ class Coordinator:
             if st.final is None and not st.inflight:
                 st.attempt += 1  # a waiting task never started this attempt
                 self._end(st, "cancelled", Category.CANCELLED, decisions.STOPPED)
-
-    def _cancel_everything(self) -> None:
-        futures = [f for f, _ in self._inflight.values()]
-        try:
-            self.client.cancel(futures, force=True)
-        except Exception:
-            log.debug("cancelling %d in-flight future(s) failed", len(futures), exc_info=True)
-        self._inflight.clear()
-        for st in self.states.values():
-            if st.final is None:
-                # The in-flight attempt never reported; a waiting one gets a new number.
-                if not st.inflight:
-                    st.attempt += 1
-                self._end(st, "cancelled", Category.CANCELLED, "the run was cancelled")

@@ -14,6 +14,7 @@ from typing import Any
 
 from dtf_core.errors import Category
 from dtf_core.model import AttemptResult, TaskPayload
+from dtf_core.run.fetch import Fetched
 from dtf_core.run.state import decided_attempt, failed_results
 from dtf_core.run.workers import WorkerView
 from dtf_core.worker import wire
@@ -35,19 +36,19 @@ def _refused(payloads: list[TaskPayload], why: str) -> list[AttemptResult]:
 
 
 def results_of(
-    fut: Any,
+    got: Fetched,
     payloads: list[TaskPayload],
     workers: WorkerView,
     verify: Callable[[AttemptResult], str | None] | None,
 ) -> list[AttemptResult]:
-    """The results of finished future ``fut`` that ran ``payloads``."""
-    try:
-        raw = fut.result()
-    except Exception as lost:  # result lost in transit, or refused on the way in
+    """The results a finished task that ran ``payloads`` sent (fetched as ``got``)."""
+    if got.error is not None:  # result lost in transit, or refused on the way in
+        lost = got.error
         text = str(lost)
         if any(marker in text for marker in _REFUSALS):
             return _refused(payloads, f"{type(lost).__name__}: {text[:300]}")
         return failed_results(payloads, lost)
+    raw: Any = got.value
     try:
         if not isinstance(raw, list | tuple):
             raise wire.WireError(f"expected a list of results, got {type(raw).__name__}")

@@ -8,7 +8,7 @@ it joins the tasks waiting for a capable worker, which the run loop ends as
 
 A part the :class:`~dtf_core.run.coordinator.Coordinator` owns, one per run,
 given the run's task states, its view of the workers and callbacks to refresh
-that view and to submit.
+that view, to submit, and to end a task (as unschedulable).
 """
 
 from __future__ import annotations
@@ -18,6 +18,8 @@ import itertools
 import time
 from collections.abc import Callable
 
+from dtf_core.errors import Category
+from dtf_core.run.decisions import waited_too_long
 from dtf_core.run.state import Submit, TaskState
 from dtf_core.run.workers import WorkerView
 
@@ -30,11 +32,17 @@ class WaitingTasks:
         *,
         refresh: Callable[[], None],
         submit: Submit,
+        end: Callable[..., None],
+        timeout: float,
     ) -> None:
         self._states = states
         self._workers = workers
         self._refresh = refresh  # ask the scheduler for its workers now
         self._submit = submit
+        # end(state, status, category, message, announce=): end a task with an
+        # attempt the run loop decided itself (stored, announced).
+        self._end = end
+        self._timeout = timeout  # seconds a task may wait for a capable worker
         self._due: list[tuple[float, int, str]] = []  # (monotonic due time, seq, task id)
         self._seq = itertools.count()
 
@@ -69,3 +77,14 @@ class WaitingTasks:
                 and self._workers.capable(st.spec.requires)
             ):
                 self._submit([st], st.retry_nodeids)
+
+    def expire(self) -> None:
+        """End as ``unschedulable`` the tasks that waited too long for a capable worker."""
+        now = time.monotonic()
+        for st in self._states.values():
+            if not waited_too_long(st, now, self._timeout):
+                continue
+            st.attempt += 1
+            st.waiting_since = None
+            message = self._workers.no_worker_message(st.spec.requires)
+            self._end(st, "unschedulable", Category.UNSCHEDULABLE, message, announce=True)

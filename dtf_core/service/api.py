@@ -14,6 +14,11 @@ plumbing every handler shares (token checks, errors as statuses) is in
 :mod:`dtf_core.service.handler`; what an upload may be, in
 :mod:`dtf_core.service.limits`; the console's endpoints, in
 :mod:`dtf_core.service.views.routes`. docs/api.md lists every endpoint.
+
+While the service stops in order (:meth:`RunManager.drain`) it keeps answering
+reads, refuses new runs with 503 and ``Retry-After``, and answers a client
+following a run that was handed over with 503 too once it has every event:
+the run goes on at the next coordinator, where the client finds it.
 """
 
 from __future__ import annotations
@@ -40,6 +45,7 @@ from dtf_core.errors import AuthError, BadInputError, ClusterError
 from dtf_core.reporting import badge
 from dtf_core.service import priority as run_priority
 from dtf_core.service.handler import ApiError, Handler
+from dtf_core.service.handler import stopping_error as _stopping
 from dtf_core.service.limits import UploadLimits, size_text
 from dtf_core.service.runmanager import ActiveRun, RunManager
 from dtf_core.service.views.routes import routes as console_routes
@@ -51,7 +57,10 @@ logger = logging.getLogger("dtf.service")
 
 class HealthHandler(Handler):
     def get(self) -> None:
-        self.send({"status": "ok", "version": __version__, "api": API_VERSION})
+        self.send(
+            {"status": "stopping" if self.manager.stopping else "ok", "version": __version__,
+             "api": API_VERSION, "instance": self.manager.instance}
+        )  # fmt: skip
 
 
 @tornado.web.stream_request_body
@@ -106,6 +115,8 @@ class RunsHandler(Handler):
             raise self._refusal
         claims = self._claims
         assert claims is not None
+        if self.manager.stopping:
+            raise _stopping("the service is stopping: submit the run to the next one")
         try:
             body = json.loads(b"".join(self._chunks) or b"{}")
             self._chunks.clear()
@@ -174,7 +185,10 @@ class EventsHandler(Handler):
         run = self.manager.get(run_id)
         if run is None:
             stored = await self.stored_run(run_id)
-            self.send({"events": [], "next": after, "finished": True, "status": stored["status"]})
+            if stored["status"] == "running":  # open, but not here: another coordinator's
+                raise _stopping(f"run {run_id} is not run by this coordinator (yet)")
+            self.send({"events": [], "next": after, "finished": True, "status": stored["status"],
+                       "instance": self.manager.instance})  # fmt: skip
             return
         if "text/event-stream" in self.request.headers.get("Accept", ""):
             await self._stream(run, after)
@@ -182,15 +196,17 @@ class EventsHandler(Handler):
         wait = min(float(self.get_query_argument("wait", "25")), MAX_WAIT_S)
         deadline = time.monotonic() + wait
         cond = _condition(run)
-        while len(run.events) <= after and not run.finished:
+        while len(run.events) <= after and not run.finished and not run.handed_over:
             left = deadline - time.monotonic()
             if left <= 0 or not await cond.wait(timeout=IOLoop.current().time() + left):
                 break
         events = run.events[after:]
+        if run.handed_over and not events:
+            raise _stopping(f"run {run_id} goes on at the next coordinator")
         nxt = after + len(events)
         self.send(
             {"events": events, "next": nxt, "finished": run.finished and nxt >= len(run.events),
-             "status": run.status}
+             "status": run.status, "instance": self.manager.instance}
         )  # fmt: skip
 
     async def _stream(self, run: ActiveRun, after: int) -> None:
@@ -204,7 +220,7 @@ class EventsHandler(Handler):
                 for ev in run.events[sent:]:
                     self.write(f"id: {ev['seq']}\nevent: {ev['type']}\ndata: {json.dumps(ev)}\n\n")
                     sent = ev["seq"]
-                if run.finished and sent >= len(run.events):
+                if (run.finished or run.handed_over) and sent >= len(run.events):
                     break
                 if not await cond.wait(timeout=IOLoop.current().time() + 15):
                     self.write(": keep-alive\n\n")
@@ -387,8 +403,9 @@ async def serve_forever(
     *,
     routes: Sequence[tuple[Any, ...]] = (),
     on_request: RequestHook | None = None,
+    until: asyncio.Event | None = None,
 ) -> None:
-    """Listen (HTTPS with ``ssl_ctx``) until cancelled (SIGINT/SIGTERM in the CLI)."""
+    """Listen (HTTPS with ``ssl_ctx``) until ``until`` is set (or cancelled)."""
     app = make_app(manager, secret, routes=routes, on_request=on_request)
     # Uploads set their own bound once their token is checked (RunsHandler.prepare).
     server = app.listen(
@@ -397,6 +414,6 @@ async def serve_forever(
     )  # fmt: skip
     ready(f"{'https' if ssl_ctx else 'http'}://{host}:{port}")
     try:
-        await asyncio.Event().wait()
+        await (until or asyncio.Event()).wait()
     finally:
         server.stop()

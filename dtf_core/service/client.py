@@ -12,6 +12,15 @@ against ``ca_file`` (``--ca``); a certificate that fails is bad input (exit 2)
 saying so. A token is never sent over plain ``http://`` to a host that is not
 loopback (127.0.0.0/8, ::1, localhost) unless ``insecure`` (``--insecure``):
 the refusal comes from the constructor, before any connection.
+
+Coordinators come and go (a restart, a standby taking over): a request that
+no coordinator received (connection refused, or 503 with ``Retry-After`` from
+one that is stopping) and a read that failed in any way are tried again, on
+every URL given, with backoff, for ``follow_timeout`` seconds
+(``dtf-core submit --follow-timeout``); without it, for
+``dtf.service.failover-wait`` when several URLs are given, else not at all.
+A full queue (429) is another matter: :meth:`CoordinatorClient.submit` waits
+for it only as long as ``busy_wait``.
 """
 
 from __future__ import annotations
@@ -30,6 +39,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from dtf_core import config
+from dtf_core.backoff import backoff
 from dtf_core.errors import (
     AuthError,
     OptionError,
@@ -51,6 +61,7 @@ class CoordinatorClient:
         failover_wait: float | None = None,
         ca_file: str | None = None,
         insecure: bool = False,
+        follow_timeout: float | None = None,
     ) -> None:
         # Several comma-separated URLs name a leader and its standbys: the client
         # follows whichever answers (a standby only listens once it leads).
@@ -74,6 +85,7 @@ class CoordinatorClient:
         self.failover_wait = (
             config.seconds("service.failover-wait") if failover_wait is None else failover_wait
         )
+        self.follow_timeout = follow_timeout
         self.switches = 0  # how often the client moved to another coordinator
 
     # ------------------------------------------------------------------ calls
@@ -131,14 +143,20 @@ class CoordinatorClient:
         return dict(self._json("GET", path, timeout=wait + self.timeout))
 
     def follow(self, run_id: str, after: int = 0) -> Iterator[dict[str, Any]]:
-        """Every event of the run until it ends (across a change of leader: the
-        new leader numbers the resumed run's events afresh)."""
+        """Every event of the run until it ends, across a change of coordinator
+        (a standby, a restart): the next one numbers the resumed run's events
+        afresh, so the client reads them from the start."""
+        seen = None  # the coordinator instance that numbered ``after``
         while True:
             switches = self.switches
             page = self.events(run_id, after)
-            if self.switches != switches:
+            instance = page.get("instance")  # None from a service before instances
+            moved = self.switches != switches if instance is None else seen not in (None, instance)
+            if moved and after:
                 after = 0
                 page = self.events(run_id, after)
+                instance = page.get("instance")
+            seen = instance
             yield from page["events"]
             after = int(page["next"])
             if page["finished"]:
@@ -202,9 +220,11 @@ class CoordinatorClient:
     def _request(
         self, method: str, path: str, body: Any = None, timeout: float | None = None
     ) -> bytes:
-        if len(self.bases) == 1:
-            return self._request_one(self.base, method, path, body, timeout)
-        deadline = time.monotonic() + self.failover_wait
+        patience = self.follow_timeout
+        if patience is None:
+            patience = self.failover_wait if len(self.bases) > 1 else 0.0
+        deadline = time.monotonic() + patience
+        failures = 0
         while True:
             order = [self.base] + [b for b in self.bases if b != self.base]
             for base in order:
@@ -213,17 +233,22 @@ class CoordinatorClient:
                 except ServiceError as exc:
                     if not exc.unreachable:
                         raise
+                    last = exc
                     continue
                 if base != self.base:
                     self.base, self.switches = base, self.switches + 1
                 return payload
-            if time.monotonic() > deadline:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                if len(self.bases) == 1 and not patience:
+                    raise last
                 raise ServiceError(
-                    f"no coordinator answered within {self.failover_wait:g}s "
-                    f"({', '.join(self.bases)})",
+                    f"no coordinator answered within {patience:g}s ({', '.join(self.bases)}); "
+                    f"last: {last}",
                     unreachable=True,
                 )
-            time.sleep(1.0)
+            time.sleep(min(left, backoff(failures, 0.5, 5.0)))
+            failures += 1
 
     def _request_one(
         self, base: str, method: str, path: str, body: Any, timeout: float | None
@@ -310,4 +335,10 @@ def _http_error(exc: urllib.error.HTTPError, path: str) -> Exception:
         return RunNotFoundError(message)
     if 400 <= code < 500:
         return OptionError(f"the coordinator rejected the request: {message} (HTTP {code})")
+    if code == 503 and exc.headers.get("Retry-After"):
+        # A coordinator that is stopping (or not yet running the run) did not
+        # act on the request: safe to send again, here later or elsewhere.
+        return ServiceError(
+            f"the coordinator is unavailable: {message} (HTTP 503)", unreachable=True
+        )
     return ServiceError(f"the coordinator failed: {message} (HTTP {code})")

@@ -5,7 +5,7 @@ shape ``{"error": "...", "status": N}`` (docs/cluster.md).
 Blocking work (Store reads, unpacking an upload) runs on a thread pool through
 :meth:`Handler.blocking`, which maps dtf's errors: a run not found 404, an
 upload above a limit 413, other bad input 400, a full queue 429 with
-``Retry-After``.
+``Retry-After``, a service stopping in order 503 with ``Retry-After``.
 """
 
 from __future__ import annotations
@@ -27,13 +27,20 @@ from dtf_core.errors import (
     ServiceBusyError,
     UploadTooLargeError,
 )
-from dtf_core.service.runmanager import ActiveRun, RunManager
+from dtf_core.service.runmanager import ActiveRun, RunManager, StoppingError
+
+RETRY_AFTER_S = 2  # what a stopping service tells clients to wait before trying again
 
 
 class ApiError(tornado.web.HTTPError):
     def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
         super().__init__(status)
         self.message, self.headers = message, headers or {}
+
+
+def stopping_error(message: str) -> ApiError:
+    """503 + ``Retry-After``: the service stops in order, try again (elsewhere) soon."""
+    return ApiError(503, message, {"Retry-After": str(RETRY_AFTER_S)})
 
 
 def _json_default(obj: Any) -> Any:
@@ -81,6 +88,8 @@ class Handler(tornado.web.RequestHandler):
         except ServiceBusyError as exc:
             wait = str(max(1, math.ceil(exc.retry_after)))
             raise ApiError(429, str(exc), {"Retry-After": wait}) from None
+        except StoppingError as exc:
+            raise stopping_error(str(exc)) from None
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         exc = kwargs.get("exc_info", (None, None, None))[1]

@@ -12,7 +12,17 @@ service process stays the only writer of the file.
 
 Events: each run keeps its events in memory with a sequence number; the HTTP
 layer waits for new ones through :attr:`ActiveRun.waiters`, woken on its own
-event loop (``notify``), never from the run's thread directly.
+event loop (``notify``), never from the run's thread directly. The numbers
+belong to this process (:attr:`RunManager.instance`): a coordinator that
+resumes the run numbers its events afresh.
+
+An orderly stop (:meth:`RunManager.drain`, SIGTERM on ``serve``) never ends a
+run: no new runs are taken, the runs in flight stop within a grace period
+without ending (:meth:`Coordinator.detach <dtf_core.run.coordinator.Coordinator.detach>`),
+and runs still queued are written down as open runs, so that the next
+coordinator (a standby taking the database over, or this service started
+again) resumes every one of them. Each run then says so in its events and is
+``handed_over``: clients following it go and find the next coordinator.
 """
 
 from __future__ import annotations
@@ -22,6 +32,7 @@ import dataclasses
 import functools
 import logging
 import os
+import secrets
 import shutil
 import threading
 import time
@@ -35,7 +46,7 @@ from distributed import Client
 
 from dtf_core import spec
 from dtf_core.errors import OptionError
-from dtf_core.events import Event, RunFinished, RunStarted, TaskFinished
+from dtf_core.events import ClusterChanged, Event, RunFinished, RunStarted, TaskFinished
 from dtf_core.model import AttemptResult
 from dtf_core.run.coordinator import Coordinator
 from dtf_core.run.priority import of_metadata
@@ -46,6 +57,15 @@ from dtf_core.service.runqueue import RunQueue
 from dtf_core.store import Store
 
 logger = logging.getLogger("dtf.service")
+
+HANDED_OVER = (
+    "this coordinator stopped in order; the run stays open and goes on at the next one "
+    "(a standby, or this service started again)"
+)
+
+
+class StoppingError(Exception):
+    """The service is stopping (draining): it takes no new runs. Try again elsewhere or later."""
 
 
 def event_to_dict(event: Event, seq: int) -> dict[str, Any]:
@@ -66,6 +86,8 @@ class ActiveRun:
     error: str = ""
     coordinator: Coordinator | None = None
     cancel_requested: bool = False
+    # The service stopped in order and left the run open for the next coordinator.
+    handed_over: bool = False
     waiters: Any = None  # the HTTP layer's tornado Condition (loop-bound)
     priority: int = 0  # over other runs (dtf_core.run.priority)
     notify: Callable[[], None] = lambda: None  # set by the HTTP layer: wakes the waiters
@@ -106,13 +128,20 @@ class RunManager:
         self._pending: dict[str, str] = {}
         self._busy: set[str] = set()
         self._queue = RunQueue(max_concurrent)
-        self._closing = False
         # Told every event of every run (the run's thread): the metrics count them.
         self.listeners: list[Callable[[ActiveRun, Event], None]] = []
         self.run_metadata: dict[str, Any] = {}  # added to each run's (the dashboard link)
         # Called (any thread, must not block) whenever what a console shows may
         # have changed: a run event, a submission. Attached consoles follow it.
         self.on_change: list[Callable[[], None]] = []
+        # None, or the grace (s) runs in flight got when the service began to stop.
+        self._drain_grace: float | None = None
+        # Names this process's numbering of run events (a restart numbers afresh).
+        self.instance = secrets.token_hex(8)
+
+    @property
+    def stopping(self) -> bool:
+        return self._drain_grace is not None
 
     # ---------------------------------------------------------------- submit
     def submit(
@@ -125,7 +154,8 @@ class RunManager:
     ) -> ActiveRun:
         """Unpack, validate and queue a run (blocking: call from a worker thread).
         Bad input raises :class:`~dtf_core.errors.BadInputError`, a full queue
-        :class:`~dtf_core.errors.ServiceBusyError`; nothing is kept. ``priority`` is what
+        :class:`~dtf_core.errors.ServiceBusyError`, a service stopping
+        :class:`StoppingError`; nothing is kept. ``priority`` is what
         the API granted (:mod:`dtf_core.service.priority`)."""
         rel = PurePosixPath(suite_path)
         if not suite_path or rel.is_absolute() or ".." in rel.parts:
@@ -134,8 +164,8 @@ class RunManager:
         run_id = new_run_id()
         run_dir = self.workdir / run_id
         with self._lock:
-            if self._closing:
-                raise OptionError("the service is shutting down")
+            if self.stopping:
+                raise StoppingError("the service is stopping: submit the run to the next one")
             # Counted before the upload is unpacked: uploads in progress hold a place.
             owners = [r.owner for r in self.runs.values() if not r.finished]
             limits.check_queue(owner, [*owners, *self._pending.values()], self.limits)
@@ -156,14 +186,14 @@ class RunManager:
         meta = {**metadata, **self.run_metadata, "submitted_by": owner}
         with self._lock:
             del self._pending[run_id]
-            closing = self._closing
-            if not closing:
+            stopping = self.stopping
+            if not stopping:
                 self.runs[run_id] = run
                 self._busy.add(run_id)
                 self._evict()
-        if closing:
+        if stopping:
             shutil.rmtree(run_dir, ignore_errors=True)
-            raise OptionError("the service is shutting down")
+            raise StoppingError("the service is stopping: submit the run to the next one")
         self._queue.submit(priority, lambda: self._execute(run, suite, str(run_dir), meta))
         self._changed()
         return run
@@ -176,7 +206,7 @@ class RunManager:
             listeners=[lambda e: self._on_event(run, e)], verify=self.verify,
             priority=run.priority,
         )  # fmt: skip
-        run.coordinator = coord
+        self._attach(run, coord)
         if run.cancel_requested:
             coord.cancel()  # cancelled while queued: recorded as a cancelled run
         blobs: list[str] = []
@@ -186,8 +216,10 @@ class RunManager:
             except Exception as exc:  # workers on this host still read run_dir in place
                 logger.warning("run %s: could not ship the suite to workers: %s", run.run_id, exc)
             result = coord.run(suite, run_id=run.run_id, metadata=meta)
-            run.status = result.status
+            self._ended(run, result.status)
         except Exception as exc:
+            if self._left_open(run, exc):
+                return
             logger.exception("run %s failed inside dtf", run.run_id)
             run.status, run.error = "error", f"{type(exc).__name__}: {exc}"
             with contextlib.suppress(Exception):
@@ -222,7 +254,7 @@ class RunManager:
             unschedulable_timeout=self.unschedulable_timeout,
             listeners=[lambda e: self._on_event(run, e)], verify=self.verify,
         )  # fmt: skip
-        run.coordinator = coord
+        self._attach(run, coord)
         run_dir = self.workdir / run.run_id
         plugin = f"dtf-files-{run.run_id}"
         blobs: list[str] = []
@@ -231,8 +263,10 @@ class RunManager:
                 with contextlib.suppress(Exception):
                     blobs = shipping.ship(self.client, run.run_id, str(run_dir), plugin)
             result = coord.resume(run.run_id)
-            run.status = result.status
+            self._ended(run, result.status)
         except Exception as exc:
+            if self._left_open(run, exc):
+                return
             logger.exception("run %s could not be resumed", run.run_id)
             run.status, run.error = "error", f"{type(exc).__name__}: {exc}"
             self._on_event(run, RunFinished(run.run_id, "error", {}, 0.0))
@@ -256,6 +290,29 @@ class RunManager:
         with self._lock:
             unfinished = {k for k, r in self.runs.items() if not r.finished}
             return unfinished | self._busy | set(self._pending)
+
+    def _attach(self, run: ActiveRun, coord: Coordinator) -> None:
+        run.coordinator = coord
+        grace = self._drain_grace
+        if grace is not None:  # stopping already: a queued run is only written down
+            coord.detach(grace)
+
+    def _ended(self, run: ActiveRun, status: str) -> None:
+        """The run's coordinator returned: finished, or left open by an orderly stop."""
+        if status == "running":
+            run.handed_over = True
+            self._on_event(run, ClusterChanged(run.run_id, "coordinator-stopped", HANDED_OVER))
+        run.status = status
+
+    def _left_open(self, run: ActiveRun, exc: Exception) -> bool:
+        """While stopping in order, a run that fails (its client closing under
+        it) stays open for the next coordinator rather than ending in error."""
+        if not self.stopping:
+            return False
+        logger.warning("run %s left open while stopping: %s: %s", run.run_id,
+                       type(exc).__name__, exc)  # fmt: skip
+        self._ended(run, "running")
+        return True
 
     def _on_event(self, run: ActiveRun, event: Event) -> None:
         # Called on the run's thread: record, then let the HTTP loop wake its waiters.
@@ -299,17 +356,31 @@ class RunManager:
         for k in finished[: max(0, len(finished) - self.keep_finished)]:
             del self.runs[k]
 
-    def shutdown(self, timeout: float = 30.0) -> None:
-        """Cancel every run, and wait (bounded) for their results to be stored."""
+    def drain(self, grace: float) -> None:
+        """Stop in order (returns at once): take no new runs; every run in flight
+        stops within ``grace`` s without ending, recording what finishes
+        meanwhile; queued runs are written down as open runs. A second call
+        (a second SIGTERM) can shorten the grace."""
         with self._lock:
-            self._closing = True
+            self._drain_grace = grace
             runs = list(self.runs.values())
-        for r in runs:
-            if not r.finished:
-                self.cancel(r)
+        active = [r for r in runs if not r.finished]
+        for r in active:
+            coord = r.coordinator
+            if coord is not None:
+                coord.detach(grace)
+        logger.info("stopping in order: %d run(s) in flight get %.0fs", len(active), grace)
+
+    def wait_drained(self, timeout: float) -> bool:
+        """Wait (bounded) until no run's coordinator is working, queued runs
+        included (each is written down as an open run); True if none is."""
+        return self._queue.wait_idle(timeout)
+
+    def shutdown(self, timeout: float = 30.0) -> None:
+        """Stop at once (the end of ``serve``): as :meth:`drain` with no grace,
+        unless a drain is under way; wait (bounded) for the runs to let go."""
+        if not self.stopping:
+            self.drain(0.0)
+        if not self.wait_drained(timeout):
+            logger.warning("runs still working after %.0fs; stopping anyway", timeout)
         self._queue.shutdown()
-        deadline = time.monotonic() + timeout
-        while any(not r.finished and r.status != "queued" for r in runs):
-            if time.monotonic() > deadline:
-                break
-            time.sleep(0.1)

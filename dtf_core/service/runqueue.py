@@ -13,6 +13,7 @@ half is Dask's ``priority=`` on every task of the runs that are executing
 
 from __future__ import annotations
 
+import concurrent.futures
 import heapq
 import itertools
 import threading
@@ -28,16 +29,27 @@ class RunQueue:
         self._lock = threading.Lock()
         self._waiting: list[tuple[int, int, Callable[[], None]]] = []
         self._seq = itertools.count()
+        # One pool item per job submitted (each runs the best job waiting): all of
+        # them done is every job done (see wait_idle).
+        self._items: list[concurrent.futures.Future] = []
 
     def submit(self, priority: int, job: Callable[[], None]) -> None:
         with self._lock:
             heapq.heappush(self._waiting, (-priority, next(self._seq), job))
-        self._pool.submit(self._next)
+            self._items = [f for f in self._items if not f.done()]
+            self._items.append(self._pool.submit(self._next))
 
     def _next(self) -> None:
         with self._lock:
             _, _, job = heapq.heappop(self._waiting)
         job()
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Wait (bounded) until every job submitted so far has finished; True if all have."""
+        with self._lock:
+            items = list(self._items)
+        _, left = concurrent.futures.wait(items, timeout=timeout)
+        return not left
 
     def shutdown(self) -> None:
         """Start nothing more; what runs finishes on its own."""

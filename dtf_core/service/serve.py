@@ -6,9 +6,16 @@ anything starts), then the scheduler (``--start-scheduler`` runs
 Dask client on its own event-loop thread, and last the HTTP server on this
 thread's event loop (HTTPS with ``--api-tls-cert/--api-tls-key``). Upload
 retention (:mod:`~dtf_core.service.retention`) starts once the runs left open
-are resumed, so that their directories are known to be in use. SIGTERM/SIGINT
-cancel the runs in flight (their results so far are stored, each run is marked
-cancelled) and close everything in reverse.
+are resumed, so that their directories are known to be in use.
+
+SIGTERM/SIGINT stop it in order (a deployment being upgraded, ``systemctl
+restart``): new runs are refused (503), the runs in flight get
+``dtf.service.drain-grace`` to record what is finishing and are then left open,
+never cancelled (:meth:`RunManager.drain`); the API answers meanwhile, so that
+clients following a run learn it goes on elsewhere. Then everything closes in
+reverse; letting go of the database is what lets a standby take over and
+resume those runs, as the next start of this service would. A second signal
+cuts the grace short.
 """
 
 from __future__ import annotations
@@ -212,15 +219,42 @@ async def _main(
     observe: Observability,
 ) -> None:
     loop = asyncio.get_running_loop()
-    task = asyncio.current_task()
-    assert task is not None
+    stop = asyncio.Event()
+    grace = config.seconds("service.drain-grace")
+    signals: list[int] = []
+
+    def on_signal(sig: int) -> None:
+        signals.append(sig)
+        if len(signals) == 1:
+            _say(f"{signal.Signals(sig).name}: stopping in order; no new runs, the runs in "
+                 f"flight get {grace:g}s and then stay open for the next coordinator")  # fmt: skip
+            manager.drain(grace)
+            stop.set()
+        else:
+            _say("asked again: leaving the runs in flight now")
+            manager.drain(0.0)
+
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, task.cancel)
-    with contextlib.suppress(asyncio.CancelledError):
-        await serve_forever(
-            manager, secret, host, port, lambda url: _say(f"listening on {url}"), https,
-            routes=observe.routes, on_request=observe.on_request,
-        )  # fmt: skip
+        loop.add_signal_handler(sig, on_signal, sig)
+    close = asyncio.Event()
+    listening = serve_forever(
+        manager, secret, host, port, lambda url: _say(f"listening on {url}"), https,
+        routes=observe.routes, on_request=observe.on_request, until=close,
+    )  # fmt: skip
+    server = asyncio.create_task(listening)
+    done, _ = await asyncio.wait(
+        [server, asyncio.create_task(stop.wait())], return_when=asyncio.FIRST_COMPLETED
+    )
+    if server in done:
+        server.result()  # it could not listen: raise why
+        return
+    # The API keeps answering while the runs let go (reads, 503 for new runs, the
+    # hand-over to clients following a run); the margin covers their last writes.
+    if not await loop.run_in_executor(None, manager.wait_drained, grace + 30.0):
+        _say("runs still working after the grace; stopping anyway")
+    await asyncio.sleep(0.5)  # the waiting followers are answered (woken via the loop)
+    close.set()
+    await server
 
 
 def api_ssl_context(cert: str | None, key: str | None) -> ssl.SSLContext | None:

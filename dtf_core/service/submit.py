@@ -5,6 +5,12 @@ its directory is packed and uploaded; the run's events stream back into the
 same progress view as ``run``, and the reports are rendered by the service
 from its database by the same code, so the files are the ones ``run`` writes.
 Ctrl-C cancels the run on the service.
+
+A run outlives its coordinator: once the run is accepted, when the service
+stops in order (a restart, an upgrade) or a standby takes over, submit
+reconnects with backoff for up to ``--follow-timeout``
+(``dtf.service.follow-timeout``), follows the run at whichever coordinator
+holds it now, and ends with the run's own exit code.
 """
 
 from __future__ import annotations
@@ -66,6 +72,7 @@ def submit(
     ca_file: str | None = None,
     insecure: bool = False,
     priority: int | None = None,
+    follow_timeout: float | None = None,
 ) -> str:
     """Submit and (unless ``no_wait``) follow; the run's final status.
 
@@ -84,6 +91,8 @@ def submit(
     for target in (markdown, junit, json_path, html_path, pr_comment, metrics_report):
         if target and not os.path.isdir(os.path.dirname(os.path.abspath(target))):
             raise OptionError(f"cannot write {target}: its directory does not exist")
+    # The upload fails at once when no coordinator answers (exit 3); only once
+    # the run is accepted does a coordinator going away get --follow-timeout.
     client = CoordinatorClient(url, token, ca_file=ca_file, insecure=insecure)
     limit = int(dask.utils.parse_bytes(str(config.get("service.upload-limit"))))
     archive = bundle.pack(base, limit)
@@ -94,6 +103,9 @@ def submit(
         on_busy=(lambda _: None) if quiet else view.info,
     )  # fmt: skip
     run_id = str(accepted["run_id"])
+    if follow_timeout is None:
+        follow_timeout = config.seconds("service.follow-timeout")
+    client.follow_timeout = follow_timeout  # a restart or a standby taking over: followed
     if not quiet:
         view.info(
             f"submitted run {run_id} to {client.base}: suite '{accepted['suite']}', "

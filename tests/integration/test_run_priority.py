@@ -47,11 +47,15 @@ def _submit(client: CoordinatorClient, root: Path, priority: int | None) -> str:
 def test_a_higher_priority_run_overtakes_the_queued_tasks_of_a_running_one(
     tmp_path: Path,
 ) -> None:
-    secret_file = tmp_path / "secret"
+    secret_file, worker_key = tmp_path / "secret", tmp_path / "worker.key"
     security.write_secret(secret_file)
+    security.write_secret(worker_key)  # the scheduler's own: never serve's API key
     secret = security.read_secret(secret_file)
-    (tmp_path / "worker.jwt").write_text(
-        security.issue_token(secret, role="worker", subject="w", ttl_s=3600)
+    security.write_private(
+        tmp_path / "worker.jwt",
+        security.issue_token(
+            security.read_secret(worker_key), role="worker", subject="w", ttl_s=3600
+        ),
     )
     sport, aport = free_port(), free_port()
     url = f"http://127.0.0.1:{aport}"
@@ -73,7 +77,8 @@ def test_a_higher_priority_run_overtakes_the_queued_tasks_of_a_running_one(
     try:
         start([*DTF, "serve", "--start-scheduler", "--scheduler-port", str(sport),
                "--db", str(tmp_path / "p.duckdb"), "--port", str(aport),
-               "--secret-file", str(secret_file)], "serve.log")  # fmt: skip
+               "--secret-file", str(secret_file), "--worker-key-file", str(worker_key)],
+              "serve.log")  # fmt: skip
         start([PY, "-m", "distributed.cli.dask_worker", f"tcp://127.0.0.1:{sport}",
                "--name", "solo", "--nthreads", "1", "--no-nanny", "--no-dashboard",
                "--preload", "dtf_core.worker_preload",

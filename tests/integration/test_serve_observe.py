@@ -85,12 +85,16 @@ class Service:
 def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
     tmp = tmp_path_factory.mktemp("observe")
     secret_file, key_file = tmp / "secret", tmp / "result.key"
-    security.write_secret(secret_file)
-    security.write_secret(key_file)
+    worker_key = tmp / "worker.key"  # the scheduler's own: never serve's API key
+    for f in (secret_file, key_file, worker_key):
+        security.write_secret(f)
     secret = security.read_secret(secret_file)
     tokens = {r: security.issue_token(secret, role=r, subject=f"{r}-1", ttl_s=3600)
-              for r in ("viewer", "submitter", "worker")}  # fmt: skip
-    (tmp / "worker.jwt").write_text(tokens["worker"])
+              for r in ("viewer", "submitter")}  # fmt: skip
+    tokens["worker"] = security.issue_token(
+        security.read_secret(worker_key), role="worker", subject="worker-1", ttl_s=3600
+    )
+    security.write_private(tmp / "worker.jwt", tokens["worker"])
     sport, dport, aport, bport = (free_port() for _ in range(4))
     d = Service(tmp, f"http://127.0.0.1:{aport}", f"http://127.0.0.1:{bport}",
                 f"127.0.0.1:{dport}", tokens)  # fmt: skip
@@ -103,7 +107,8 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
 
     try:
         start("leader", [*DTF, "serve", "--start-scheduler", "--scheduler-port", str(sport),
-                         "--dashboard", d.dashboard, "--port", str(aport), *common])  # fmt: skip
+                         "--dashboard", d.dashboard, "--port", str(aport),
+                         "--worker-key-file", str(worker_key), *common])  # fmt: skip
         wait_for(lambda: d.get("/v1/health")[0] == 200, 90, "the leader to listen")
         (child,) = [
             c

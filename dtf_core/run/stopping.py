@@ -1,0 +1,102 @@
+"""How a run stops before its end, besides ``--maxfail`` (:mod:`dtf_core.run.maxfail`).
+
+*Cancelled* (Ctrl-C, ``cancel`` on the service): the in-flight Dask work is
+cancelled and every unfinished task ends ``cancelled``; the run ends cancelled.
+
+*Detached* (an orderly stop of ``dtf-core serve``: SIGTERM, a rolling restart):
+nothing new starts (tasks Dask has not started yet are taken back at once),
+what runs may finish within a grace period and is recorded, and then this
+coordinator lets go of the rest, ending nothing: the run stays ``running`` in
+the database, where the next coordinator (a standby taking over, or the same
+service started again) resumes it. Futures are released without ``force``,
+before the database is let go, so that they can never cancel the next
+coordinator's submissions of the same attempts.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from distributed import Client
+
+from dtf_core.errors import Category
+from dtf_core.run.state import TaskState
+
+log = logging.getLogger(__name__)
+
+
+def release(client: Client, inflight: dict[str, tuple[Any, Any]], *, force: bool) -> None:
+    """Cancel every in-flight future of the run and forget them. With ``force``
+    Dask cancels the work even if another client wants it too."""
+    futures = [f for f, _ in inflight.values()]
+    try:
+        client.cancel(futures, force=force)
+    except Exception:
+        log.debug("cancelling %d in-flight future(s) failed", len(futures), exc_info=True)
+    inflight.clear()
+
+
+def end_cancelled(states: dict[str, TaskState], end: Callable[..., None]) -> None:
+    """End every unfinished task as cancelled, each with an attempt of its own."""
+    for st in states.values():
+        if st.final is None:
+            # The in-flight attempt never reported; a waiting one gets a new number.
+            if not st.inflight:
+                st.attempt += 1
+            end(st, "cancelled", Category.CANCELLED, "the run was cancelled")
+
+
+class Detach:
+    """An orderly stop of one run's coordinator, asked for from any thread."""
+
+    def __init__(self) -> None:
+        self.at: float | None = None  # monotonic end of the grace
+        self._unstarted_released = False
+
+    @property
+    def asked(self) -> bool:
+        return self.at is not None
+
+    def ask(self, grace: float) -> None:
+        self.at = time.monotonic() + grace
+
+    def done(self, client: Client, inflight: dict[str, tuple[Any, Any]]) -> bool:
+        """Called by the run loop: whether it should stop now (nothing in flight
+        is worth waiting for any more, or the grace is over)."""
+        if self.at is None:
+            return False
+        if not self._unstarted_released:
+            self._unstarted_released = True
+            release_unstarted(client, inflight)
+        return not inflight or time.monotonic() >= self.at
+
+
+def release_unstarted(client: Client, inflight: dict[str, tuple[Any, Any]]) -> None:
+    """Take back the futures no worker has started: waiting for them would
+    only let the queue run on (the next coordinator starts them)."""
+    rpc = client.scheduler
+    if rpc is None:
+        return
+    try:
+        # Bounded: with the scheduler gone this would wait for the client to give up.
+        processing = client.sync(rpc.processing, workers=None, callback_timeout=5)
+    except Exception:
+        log.debug("asking the scheduler what runs failed; waiting for all", exc_info=True)
+        return
+    running = {str(k) for keys in processing.values() for k in keys}
+    queued = {
+        key: entry
+        for key, entry in inflight.items()
+        if key not in running and entry[0].status == "pending"
+    }
+    for key in queued:
+        inflight.pop(key, None)
+    log.info(
+        "stopping: %d task(s) not started taken back; %d running: %s",
+        len(queued), len(inflight), " ".join(sorted(inflight)[:8]),
+    )  # fmt: skip
+    if queued:
+        release(client, queued, force=False)
