@@ -24,7 +24,7 @@ from dtf_core.events import (
     RunStarted,
     TaskFinished,
 )
-from dtf_core.service.views.storeread import severity_of
+from dtf_core.service.views.storeread import live_worker, severity_of
 from dtf_tui.snapshot import ClusterSnapshot, ErrorEvent, RunInfo, TaskRow, WorkerInfo
 
 HISTORY = 30  # samples of CPU and memory kept per worker (one per poll)
@@ -156,19 +156,7 @@ class LiveState:
                     mem.append(float(w["memory"]))
                 running.update(w.get("processing") or ())
                 old = self._workers.get(address)
-                self._workers[address] = WorkerInfo(
-                    address=address,
-                    name=str(w.get("name") or address),
-                    host=str(w.get("host") or ""),
-                    resources=dict(w.get("resources") or {}),
-                    status=str(w.get("status") or "running"),
-                    nthreads=int(w.get("nthreads") or 0),
-                    cpu=tuple(cpu),
-                    memory=tuple(mem),
-                    memory_limit=int(w.get("memory_limit") or 0),
-                    running=len(w.get("processing") or ()),
-                    hardware=old.hardware if old else "",
-                )
+                self._workers[address] = live_worker(w, cpu, mem, old.hardware if old else "")
             for address, old in self._workers.items():
                 if address not in present and old.status != "gone":
                     self._workers[address] = replace(old, status="gone", running=0)

@@ -222,21 +222,7 @@ class ConsoleFeed:
                 cpu.append(float(w.get("cpu") or 0.0))
                 mem.append(float(w.get("memory") or 0.0))
             old = recorded.get(w["address"])
-            out.append(
-                WorkerInfo(
-                    address=w["address"],
-                    name=str(w.get("name") or w["address"]),
-                    host=str(w.get("host") or ""),
-                    resources=dict(w.get("resources") or {}),
-                    status=str(w.get("status") or "running"),
-                    nthreads=int(w.get("nthreads") or 0),
-                    cpu=tuple(cpu),
-                    memory=tuple(mem),
-                    memory_limit=int(w.get("memory_limit") or 0),
-                    running=len(w.get("processing") or ()),
-                    hardware=old.hardware if old else "",
-                )
-            )
+            out.append(storeread.live_worker(w, cpu, mem, old.hardware if old else ""))
         return tuple(sorted(out, key=lambda w: (w.name, w.address)))
 
     # ---- benchmark history -----------------------------------------------------------

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import statistics
 from collections import defaultdict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from dtf_core.cluster import hardware as hw
@@ -208,4 +208,25 @@ def snapshot(
         tasks=tuple(tasks),
         errors=tuple(errs),
         note="" if rows else "no runs in the database yet",
+    )
+
+
+def live_worker(
+    w: Mapping[str, Any], cpu: Iterable[float], memory: Iterable[float], hardware: str = ""
+) -> WorkerInfo:
+    """A worker as the scheduler describes it now (``current_workers``), with the
+    CPU/memory history the caller keeps; the console's live source and serve's
+    snapshot build workers the same way."""
+    return WorkerInfo(
+        address=w["address"],
+        name=str(w.get("name") or w["address"]),
+        host=str(w.get("host") or ""),
+        resources=dict(w.get("resources") or {}),
+        status=str(w.get("status") or "running"),
+        nthreads=int(w.get("nthreads") or 0),
+        cpu=tuple(cpu),
+        memory=tuple(memory),
+        memory_limit=int(w.get("memory_limit") or 0),
+        running=len(w.get("processing") or ()),
+        hardware=hardware,
     )
