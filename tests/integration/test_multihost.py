@@ -142,7 +142,6 @@ def test_cut_worker_host_every_task_once_gpu_only_on_gpu_host(cut_run: CutRun) -
     assert r.rejoined, "the CPU host did not come back after its link returned"
 
 
-@pytest.mark.xfail(reason="head-of-line blocking: fixed by h-drain", strict=False)
 @pytest.mark.timeout(420)
 def test_coordinator_keeps_recording_during_cut(cut_run: CutRun) -> None:
     done_on_c = sorted(x["finished_at"] for x in cut_run.rows if x["worker"] == "c")
