@@ -157,13 +157,14 @@ async def test_each_screen_attached_to_serve_shows_its_data(served: Served) -> N
 
 
 def _comparable(snap: ClusterSnapshot) -> ClusterSnapshot:
-    """What both sources must agree on: all but the clock, the label, and the
-    workers' live state (the file records who worked; serve adds CPU and status)."""
+    """What both sources must agree on: all but the clock, the label, the
+    workers' live state (the file records who worked; serve adds CPU and status),
+    and what only a service has: who leads, and its scheduler's dashboard."""
     workers = tuple(
         replace(w, status="", nthreads=0, cpu=(), memory=(), memory_limit=0, running=0)
         for w in sorted(snap.workers, key=lambda w: w.address)
     )
-    return replace(snap, source="", taken_at=0.0, workers=workers)
+    return replace(snap, source="", taken_at=0.0, workers=workers, coordinator=None, dashboard="")
 
 
 def test_attached_console_shows_what_the_local_one_shows(served: Served) -> None:
@@ -171,6 +172,8 @@ def test_attached_console_shows_what_the_local_one_shows(served: Served) -> None
     assert d.woken >= 1
     remote = d.source()
     snap = remote.poll()
+    # Attached, the header names the coordinator: the one thing a file cannot say.
+    assert snap.coordinator is not None and snap.coordinator.leader, snap.coordinator
     assert snap.focused_run is not None and snap.focused_run.run_id == d.run_id
     assert snap.workers and snap.workers[0].cpu, "live CPU history from the service"
     bad = next(t for t in snap.tasks if t.task_id == "bad")
