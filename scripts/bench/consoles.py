@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -34,22 +33,13 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 PY = sys.executable
 
+from _measure import free_port, pct  # noqa: E402
+
 from dtf_core.cluster import security  # noqa: E402
 from dtf_core.service import bundle  # noqa: E402
 from dtf_core.service.client import CoordinatorClient  # noqa: E402
 from dtf_tui.app import MIN_POLL_GAP  # noqa: E402
 from dtf_tui.sources.http import HttpSource  # noqa: E402
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))] if ordered else 0.0
 
 
 def cpu_s(pid: int) -> float:

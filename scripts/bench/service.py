@@ -22,7 +22,6 @@ import argparse
 import os
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -34,6 +33,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 PY = sys.executable
 
+from _measure import free_port, pct  # noqa: E402
+
 from dtf_core.cluster import embedded as cluster  # noqa: E402
 from dtf_core.cluster import security  # noqa: E402
 from dtf_core.model import Suite, TaskKind, TaskSpec  # noqa: E402
@@ -41,17 +42,6 @@ from dtf_core.run.coordinator import Coordinator  # noqa: E402
 from dtf_core.service import bundle  # noqa: E402
 from dtf_core.service.client import CoordinatorClient  # noqa: E402
 from dtf_core.store import Store, StoreReader  # noqa: E402
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 def write_suite(root: Path, name: str, n: int) -> None:
