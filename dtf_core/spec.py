@@ -40,7 +40,8 @@ _DURATION_PART = r"(\d+(?:\.\d+)?)(ms|s|m|h|d)"
 _DURATION_RE = re.compile(rf"(?:{_DURATION_PART})+")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 
-_TOP_KEYS = ("suite", "defaults", "cluster", "task")
+_TOP_KEYS = ("suite", "defaults", "cluster", "task", "dtf")
+_DTF_KEYS = ("speculation",)
 _SUITE_KEYS = ("name", "description")
 _CLUSTER_KEYS = ("workers", "threads_per_worker", "worker_resources")
 _DEFAULT_KEYS = (
@@ -407,6 +408,16 @@ def _cluster(file: str, raw: Any) -> ClusterSpec:
     return ClusterSpec(workers=workers, threads_per_worker=threads, worker_resources=resources)
 
 
+def _settings(file: str, raw: Any) -> dict[str, Any]:
+    """The ``[dtf]`` table: dtf settings for this suite's runs."""
+    where = _Where(file, prefix="dtf.")
+    table = _table(_Where(file), "dtf", raw)
+    _check_keys(where, table, _DTF_KEYS)
+    if "speculation" in table and not isinstance(table["speculation"], bool):
+        where.fail("speculation", f"expected true or false, got {_got(table['speculation'])}")
+    return dict(table)
+
+
 def load_suite(path: str | os.PathLike[str], *, run_code: bool = True) -> Suite:
     """Read, validate and expand a suite file. Raises :class:`SpecError` for every bad input.
 
@@ -449,6 +460,7 @@ def load_suite(path: str | os.PathLike[str], *, run_code: bool = True) -> Suite:
     _check_keys(defaults_where, defaults_raw, _DEFAULT_KEYS)
     defaults = _common(defaults_where, defaults_raw)
     cluster = _cluster(file, data["cluster"]) if "cluster" in data else ClusterSpec()
+    settings = _settings(file, data["dtf"]) if "dtf" in data else {}
 
     raw_tasks = data.get("task", [])
     if isinstance(raw_tasks, dict):
@@ -473,5 +485,6 @@ def load_suite(path: str | os.PathLike[str], *, run_code: bool = True) -> Suite:
     finally:
         space.forget()
     return Suite(
-        name=name, path=os.path.abspath(file), tasks=tasks, cluster=cluster, metadata=metadata
-    )
+        name=name, path=os.path.abspath(file), tasks=tasks, cluster=cluster, metadata=metadata,
+        settings=settings,
+    )  # fmt: skip

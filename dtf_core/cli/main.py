@@ -27,6 +27,7 @@ from dtf_core.cli.common import (
     pick_run,
     plan_cluster,
     run_option,
+    speculation_option,
 )
 from dtf_core.cli.deprecation import one_line_deprecations
 from dtf_core.errors import OptionError, exit_code
@@ -56,6 +57,7 @@ def console() -> None:
 @output_options
 @lock_timeout_option
 @failure_options
+@speculation_option
 @click.option(
     "--resume",
     "resume_id",

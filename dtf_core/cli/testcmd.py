@@ -28,6 +28,7 @@ from dtf_core.cli.common import (
     lock_timeout_option,
     output_options,
     plan_cluster,
+    speculation_option,
 )
 from dtf_core.errors import OptionError, exit_code
 
@@ -157,6 +158,7 @@ def _split(
 @output_options
 @lock_timeout_option
 @failure_options
+@speculation_option
 @click.option(
     "--reruns",
     type=int,

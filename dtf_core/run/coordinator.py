@@ -19,8 +19,10 @@ Parts: the loop keeps the I/O (Dask, DuckDB, events) and owns, one per run,
 the parts it hands explicitly what they need: :class:`~dtf_core.run.workers.WorkerView`
 (routing, hardware, distrusted workers), :class:`~dtf_core.run.recovery.SchedulerRecovery`
 (a lost scheduler) and :class:`~dtf_core.run.balance.ChunkBalancer` (splitting a
-running pytest chunk). What a finished attempt leads to is decided by the pure
-:func:`~dtf_core.run.decisions.decide`; the loop applies the answer.
+running pytest chunk) and :class:`~dtf_core.run.adaptive.Adaptive` (worker
+health, quarantine, speculative copies of stragglers). What a finished attempt
+leads to is decided by the pure :func:`~dtf_core.run.decisions.decide`; the
+loop applies the answer.
 """
 
 from __future__ import annotations
@@ -48,7 +50,8 @@ from dtf_core.events import (
     TestsProgress,
 )
 from dtf_core.model import AttemptResult, Suite, TaskKind, TaskPayload
-from dtf_core.run import decisions, intake
+from dtf_core.run import decisions, intake, stopping
+from dtf_core.run.adaptive import Adaptive
 from dtf_core.run.balance import ChunkBalancer
 from dtf_core.run.maxfail import FailureLimit
 from dtf_core.run.recovery import SchedulerRecovery
@@ -87,6 +90,7 @@ class Coordinator:
         estimates: dict[str, float] | None = None,
         verify: Callable[[AttemptResult], str | None] | None = None,
         max_failures: int | None = None,
+        speculation: bool | None = None,
     ) -> None:
         self.client = client
         self.store = store
@@ -114,6 +118,9 @@ class Coordinator:
         self._finished = 0
         self.run_id = ""
         self.states: dict[str, TaskState] = {}
+        # Copies of stragglers: this, else the suite's [dtf] speculation, else dtf.speculation.
+        self.speculation = speculation
+        self._settings: dict[str, Any] = {}
 
     def _start_parts(self) -> None:
         """The parts of the loop, fresh for the run in ``run_id`` / ``states``."""
@@ -135,6 +142,11 @@ class Coordinator:
         self._waiting = WaitingTasks(
             self.states, self._workers, refresh=self._refresh_now, submit=self._submit
         )
+        self._adaptive = Adaptive(
+            self.run_id, self.states, self.store, self._workers, inflight=self._inflight,
+            client=lambda: self.client, copy=self._submit, send=self._send, key_of=self._key_of,
+            emit=self._emit, speculation=(self.speculation, self._settings.get("speculation")),
+        )  # fmt: skip
 
     def _refresh_now(self) -> None:
         self._workers.refresh(self.client, force=True)
@@ -158,6 +170,7 @@ class Coordinator:
         run_id = run_id or new_run_id()
         started = time.time()
         self.code_commit = str((metadata or {}).get("commit") or "")
+        self._settings = dict(suite.settings)
         self.store.create_run(run_id, suite.name, suite.path, metadata or {}, started)
         self.store.add_tasks(run_id, suite.tasks)
         states = {t.task_id: TaskState(t) for t in suite.tasks}
@@ -194,6 +207,7 @@ class Coordinator:
         finally:
             if self._cancelled:
                 self._cancel_everything()
+            self._adaptive.close()
             self.store.flush()
             try:
                 self.client.unsubscribe_topic("dtf-tests")
@@ -222,6 +236,7 @@ class Coordinator:
         subscription to the per-test counts running pytest tasks publish."""
         try:
             client.register_plugin(runner.ProcessGroupReaper(), name="dtf-reaper")
+            self._adaptive.connect(client)
         except Exception as exc:  # an old worker without dtf installed, say
             raise ClusterError(f"could not install dtf's worker plugin: {exc}") from exc
         client.subscribe_topic("dtf-tests", self._on_tests_event)
@@ -246,9 +261,14 @@ class Coordinator:
             size = min(size, int(config.get("batch.max-size")))
             for i in range(0, len(group), size):
                 self._submit(group[i : i + size])
-        self._expire_waiting()
+        self._waiting.expire(self.unschedulable_timeout, self._end)
 
-    def _submit(self, states: list[TaskState], only_nodeids: list[str] | None = None) -> None:
+    def _submit(
+        self,
+        states: list[TaskState],
+        only_nodeids: list[str] | None = None,
+        workers: list[str] | None = None,
+    ) -> None:
         payloads = []
         for st in states:
             st.attempt += 1
@@ -262,14 +282,17 @@ class Coordinator:
             key = f"dtf-{self.run_id}-{first.spec.task_id}-a{first.attempt}"
         else:
             key = f"dtf-{self.run_id}-batch{next(self._seq)}"
+        self._send(key, payloads, workers or self._workers.placement(first.spec.requires))
+
+    def _send(self, key: str, payloads: list[TaskPayload], workers: list[str] | None) -> None:
         for p in payloads:
             p.key = key
         fut = self.client.submit(
             runner.execute_batch_plain,
             payloads,
             key=key,
-            resources=dict(first.spec.requires) or None,
-            workers=self._workers.trusted_addresses(),
+            resources=dict(payloads[0].spec.requires) or None,
+            workers=workers,
             pure=False,
             retries=0,  # dtf decides retries: Dask's retries know nothing of categories
         )
@@ -319,11 +342,12 @@ class Coordinator:
                     self.store.flush()
                 continue
             self._waiting.submit_due()
+            self._adaptive.tick()
             self._balancer.maybe_split()
             if self._waiting.any_waiting():
                 self._workers.refresh(self.client)
                 self._waiting.submit_ready()
-                self._expire_waiting()
+                self._waiting.expire(self.unschedulable_timeout, self._end)
             if self.store.should_flush():
                 self.store.flush()
 
@@ -363,12 +387,14 @@ class Coordinator:
                 return
             results = failed_results(payloads, error)
         fut.release()
-        for res in results:
+        for res in self._adaptive.arbitrate(str(fut.key), results):  # speculative races
             self._on_result(res)
 
     def _on_result(self, res: AttemptResult) -> None:
         st = self.states.get(res.task_id)
-        if st is None or st.final is not None or res.attempt != st.attempt:
+        if st is None or st.final is not None:
+            return
+        if res.attempt != st.attempt and not self._adaptive.accepts(res):
             return  # a stale duplicate of an attempt already decided
         self.store.add_attempt(res)
         self._workers.record_hardware(res)
@@ -402,16 +428,6 @@ class Coordinator:
                 st, decision.status, res,
                 flaky=decision.flaky, category=decision.category, message=decision.message,
             )  # fmt: skip
-
-    def _expire_waiting(self) -> None:
-        now = time.monotonic()
-        for st in self.states.values():
-            if not decisions.waited_too_long(st, now, self.unschedulable_timeout):
-                continue
-            st.attempt += 1
-            st.waiting_since = None
-            message = self._workers.no_worker_message(st.spec.requires)
-            self._end(st, "unschedulable", Category.UNSCHEDULABLE, message, announce=True)
 
     def _end(
         self, st: TaskState, status: str, category: Category, message: str, announce: bool = False
@@ -457,34 +473,12 @@ class Coordinator:
         if self._stopping or not self._limit.reached():
             return
         self._stopping = True
-        for key, (fut, payloads) in list(self._inflight.items()):
-            if all(p.spec.kind is TaskKind.PYTEST for p in payloads) and self._ask_yield(key):
-                continue  # running: it stops after its current test and reports
-            self._inflight.pop(key, None)
-            try:
-                self.client.cancel([fut], force=True)
-            except Exception:
-                log.debug("cancelling %s failed", key, exc_info=True)
-            for p in payloads:
-                st = self.states[p.spec.task_id]
-                if st.final is None:
-                    st.inflight = False
-                    self._end(st, "cancelled", Category.CANCELLED, decisions.STOPPED)
-        for st in self.states.values():
-            if st.final is None and not st.inflight:
-                st.attempt += 1  # a waiting task never started this attempt
-                self._end(st, "cancelled", Category.CANCELLED, decisions.STOPPED)
+        spare = stopping.yielding(self._ask_yield)  # running pytest chunks stop, and report
+        stopping.cancel_all(
+            self.client, self._inflight, self.states, self._end, decisions.STOPPED, spare
+        )
 
     def _cancel_everything(self) -> None:
-        futures = [f for f, _ in self._inflight.values()]
-        try:
-            self.client.cancel(futures, force=True)
-        except Exception:
-            log.debug("cancelling %d in-flight future(s) failed", len(futures), exc_info=True)
-        self._inflight.clear()
-        for st in self.states.values():
-            if st.final is None:
-                # The in-flight attempt never reported; a waiting one gets a new number.
-                if not st.inflight:
-                    st.attempt += 1
-                self._end(st, "cancelled", Category.CANCELLED, "the run was cancelled")
+        stopping.cancel_all(
+            self.client, self._inflight, self.states, self._end, "the run was cancelled"
+        )

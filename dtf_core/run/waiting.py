@@ -3,8 +3,8 @@ tasks that wait for a worker able to run them.
 
 A retry whose time has come goes to Dask only if some trusted worker has the
 resources it needs (Dask would otherwise keep it waiting forever); if none has,
-it joins the tasks waiting for a capable worker, which the run loop ends as
-``unschedulable`` after ``unschedulable-timeout``.
+it joins the tasks waiting for a capable worker, which end as ``unschedulable``
+after ``unschedulable-timeout`` (:meth:`WaitingTasks.expire`).
 
 A part the :class:`~dtf_core.run.coordinator.Coordinator` owns, one per run,
 given the run's task states, its view of the workers and callbacks to refresh
@@ -18,6 +18,8 @@ import itertools
 import time
 from collections.abc import Callable
 
+from dtf_core.errors import Category
+from dtf_core.run.decisions import waited_too_long
 from dtf_core.run.state import Submit, TaskState
 from dtf_core.run.workers import WorkerView
 
@@ -69,3 +71,15 @@ class WaitingTasks:
                 and self._workers.capable(st.spec.requires)
             ):
                 self._submit([st], st.retry_nodeids)
+
+    def expire(self, timeout: float, end: Callable[..., None]) -> None:
+        """End as ``unschedulable`` (through the run loop's ``end``, announced)
+        the tasks that waited ``timeout`` seconds for a capable worker."""
+        now = time.monotonic()
+        for st in self._states.values():
+            if not waited_too_long(st, now, timeout):
+                continue
+            st.attempt += 1
+            st.waiting_since = None
+            message = self._workers.no_worker_message(st.spec.requires)
+            end(st, "unschedulable", Category.UNSCHEDULABLE, message, announce=True)

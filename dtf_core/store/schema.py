@@ -83,6 +83,18 @@ MIGRATIONS: list[str] = [
     # 4: a failing test's traceback as pytest printed it (TestResult.details),
     # for the end-of-run summary and reports. NULL for older rows.
     "ALTER TABLE test_results ADD COLUMN details VARCHAR;",
+    # 5: worker health as a time series (dtf_core/run/monitor.py): one row per
+    # worker every dtf.health.store-interval and one per change of state
+    # (changed = true); thinned and deleted by age (store/health.py). rel_speed:
+    # the median of its tasks' durations over the same tasks' elsewhere.
+    """
+    CREATE TABLE worker_health (
+        run_id VARCHAR, worker VARCHAR NOT NULL, address VARCHAR, ts DOUBLE NOT NULL,
+        state VARCHAR NOT NULL, reason VARCHAR, changed BOOLEAN DEFAULT false,
+        rel_speed DOUBLE, tasks INTEGER, cpu_pct DOUBLE, mem_pct DOUBLE, load1 DOUBLE,
+        ncpu INTEGER, disk_free_bytes BIGINT, heartbeat_age DOUBLE, gpus JSON
+    );
+    """,
 ]
 
 
