@@ -145,10 +145,12 @@ def _register_command_modules() -> None:
     from dtf_core.cli import analysis as cli_analysis
     from dtf_core.cli import cluster as cli_cluster
     from dtf_core.cli import testcmd as cli_pytest
+    from dtf_core.cli import workers as cli_workers
 
     cli_analysis.register(main)
     cli_cluster.register(main)
     cli_pytest.register(main)
+    cli_workers.register(main)
 
 
 _register_command_modules()

@@ -49,6 +49,7 @@ def build_summary(store: StoreReader, run_id: str) -> dict[str, Any]:
         first_start.setdefault(a["task_id"], a["started_at"])
         last_attempt[a["task_id"]] = dict(a)
     workers = store.workers(run_id)
+    health = {str(h["worker"]): dict(h) for h in store.worker_health(run_id)}
     hosts = {w["address"]: w["host"] for w in workers} | {w["name"]: w["host"] for w in workers}
 
     counts: Counter[str] = Counter(dict.fromkeys(COUNT_KEYS, 0))
@@ -131,7 +132,8 @@ def build_summary(store: StoreReader, run_id: str) -> dict[str, Any]:
             {k: t[k] for k in ("task_id", "wall_s", "status", "worker")} for t in ranked[:10]
         ],
         "benchmarks": benchmarks,
-        "workers": workers,
+        # Each with its health as the run left it (worker_health), None when not recorded.
+        "workers": [{**w, "health": health.get(w["name"] or "")} for w in workers],
         "analysis": _analysis(store, run_id) if benchmarks else None,
     }
 

@@ -90,7 +90,8 @@ class Adaptive:
             move=self._move, pinned=self._pinned,
         )  # fmt: skip
         self.speculator = Speculator(
-            run_id, states, store, self.pace, workers, self.monitor, copy=copy, key_of=key_of,
+            run_id, states, store, self.pace, workers, self.monitor, copy=copy, move=self._move,
+            key_of=key_of,
             cancel=self._cancel, emit=emit, pinned=self._pinned,
             enabled=next((c for c in speculation if c is not None),
                          bool(config.get("speculation.enabled"))),
@@ -103,11 +104,11 @@ class Adaptive:
         client.register_plugin(HealthSampler(), name="dtf-health")
         _route(client, STARTED_TOPIC, self._run_id, self._arrived.put)
 
-    def tick(self) -> None:
+    def tick(self, urgent: bool = False) -> None:
         now = time.monotonic()
         self._fold_started(now)
-        health = now - self._health_at >= self._health_every
-        spec = self.speculator.enabled and now - self._spec_at >= self._spec_every
+        health = urgent or now - self._health_at >= self._health_every
+        spec = not urgent and self.speculator.enabled and now - self._spec_at >= self._spec_every
         if not health and not spec:
             return
         asked: list[dict[str, list[str]] | None] = []
@@ -137,6 +138,8 @@ class Adaptive:
             self.monitor.note_result(res, res.worker or (s.worker if s else ""))
         out = self.speculator.arbitrate(key, results, self._started, self._inflight)
         self._started.pop(key, None)
+        if self.monitor.urgent:
+            self.tick(urgent=True)
         return out
 
     def accepts(self, res: AttemptResult) -> bool:

@@ -5,7 +5,8 @@
 * **Slow**: each task a worker ran (or is running, past its expected time: a
   lower bound) gives a ratio, its duration over the same task's elsewhere
   (:mod:`dtf_core.run.pace`). A worker's pace is the median of the logs of its
-  last ratios; it is slow by how much that exceeds its peers' (their median,
+  last ratios, or the ratio of a task it is running now if that is worse; it
+  is slow by how much that exceeds its peers' (their median,
   with 3 scaled MADs of slack once there are three peers) and its own usual
   pace in earlier runs (a worker that is always 2x slower is not degraded for
   it). Degraded from ``slow-factor`` over two tasks (or one still running, or
@@ -138,7 +139,10 @@ def slowness(
         slack = 3 * _MAD_SCALE * mad
     usual = math.log(facts.baseline) if facts.baseline and facts.baseline > 1 else 0.0
     worst = max(facts.observations, key=lambda o: o.ratio)
-    excess = math.exp(own - ref - usual)
+    # A task running far past its time says how the worker is now, whatever
+    # its earlier tasks say: the median would wait for it to be half its tasks.
+    live = [math.log(o.ratio) for o in facts.observations if o.running and o.ratio > 1]
+    excess = math.exp(max([own, *live]) - ref - usual)
     return Slowness(excess, math.exp(own), len(facts.observations), worst, math.exp(slack))
 
 

@@ -11,7 +11,9 @@ and left on the scheduler for ``dtf-core workers --scheduler``.
 Quarantine acts on placement: the worker leaves :attr:`WorkerView.placement
 <dtf_core.run.workers.WorkerView.placement>`, and the run's tasks that have not
 started and that Dask holds for it, or has not placed yet, are moved (same
-attempt, new key) to the others. After ``probation-after`` it is given one
+attempt, new key) to the others. (A worker that is slow but not quarantined
+keeps getting new work; what Dask holds for it behind its straggler is moved
+by :mod:`dtf_core.run.speculation`.) After ``probation-after`` it is given one
 task that has not started; passing at its peers' pace releases it (the moved
 tasks may then go anywhere again), anything else doubles the wait.
 
@@ -84,6 +86,7 @@ class WorkerWatch:
     rel_speed: float | None = None
     slow: bool = False  # its pace is past slow-factor now
     stored_at: float = -1e9
+    recorded: bool = False  # its first row marks when it entered its state
     probation: tuple[str, int] | None = None  # (task id, attempt) on probation there
     probation_due: float = 0.0
     probation_wait: float = 0.0
@@ -117,6 +120,7 @@ class HealthMonitor:
         self.workers: dict[str, WorkerWatch] = {}  # by worker name
         self._moved: set[str] = set()  # keys moved off quarantined workers
         self._store_every = config.seconds("health.store-interval")
+        self.urgent = False  # a result calls for a judgement before the next look
         self._migrate = False  # placement changed: move what has not started
         self._released = False  # ... and a worker came out of quarantine
 
@@ -145,6 +149,8 @@ class HealthMonitor:
         if res.category in INFRA:
             w.infra_streak += 1
             w.last_infra = (res.message or res.category or "").splitlines()[0][:160]
+            # Judge now, not at the next look: its next task would fail the same way.
+            self.urgent |= w.infra_streak >= self.policy.infra_streak and w.state != QUARANTINED
         else:
             w.infra_streak = 0  # the worker did its part: a test failing is the test's
             if expected and res.wall_s > 0 and res.outcome in ("passed", "timed_out"):
@@ -173,6 +179,7 @@ class HealthMonitor:
         inflight: Inflight,
         processing: Callable[[], dict[str, list[str]] | None],
     ) -> None:
+        self.urgent = False
         self._sync(now)
         running = self.running_observations(now, started, inflight)
         facts = {n: self._facts(w, now, running.get(n, [])) for n, w in self.workers.items()}
@@ -181,7 +188,9 @@ class HealthMonitor:
             f = facts[n]
             slow = slowness(f, peers, self.policy)
             w.rel_speed = slow.pace if slow else None
-            w.slow = slow is not None and slow.beyond(self.policy.slow_factor)
+            # Slow from slow-factor on, and until below recover-factor (no flapping).
+            bar = self.policy.recover_factor if w.slow else self.policy.slow_factor
+            w.slow = slow is not None and slow.beyond(bar)
             v = judge(w.state, f, peers, self.policy, now=now, calm_since=w.calm_since,
                       reason=w.reason)  # fmt: skip
             w.calm_since = v.calm_since
@@ -190,8 +199,7 @@ class HealthMonitor:
             else:
                 w.reason = v.reason
         self._store_rows(now)
-        if self._migrate or any(w.state == QUARANTINED for w in self.workers.values()):
-            self._act(now, started, inflight, processing)
+        self._act(now, started, inflight, processing)
 
     def running_observations(
         self, now: float, started: Mapping[str, Started], inflight: Inflight
@@ -353,6 +361,7 @@ class HealthMonitor:
         self._store.add_health([self._row(w, changed)])
 
     def _row(self, w: WorkerWatch, changed: bool) -> dict[str, Any]:
+        changed, w.recorded = changed or not w.recorded, True
         s = w.sample
         age = None if w.seen_at is None else time.monotonic() - w.seen_at
         return {

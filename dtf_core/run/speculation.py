@@ -1,26 +1,31 @@
-"""Straggler mitigation: a speculative copy on an idle worker; the first to finish wins.
+"""Straggler mitigation: move what waits behind a straggler, copy what runs on one.
 
-Dask's work stealing moves tasks that wait, never one that runs: a task on a
-throttled machine holds the run's tail as long as it takes. Twice a second
-(``dtf.speculation.interval``) the :class:`Speculator` looks for
+Dask's work stealing moves tasks that wait, never one that runs, and it needs
+the victim worker to answer: a throttled machine holds the run's tail as long
+as it likes. Twice a second (``dtf.speculation.interval``) the :class:`Speculator`
 
-* a task that has run much longer than expected: more than ``factor`` times
-  its expected time and at least ``min-extra`` beyond it (expected: its
-  history, else its matrix siblings in this run; :mod:`dtf_core.run.pace`);
-* a task held by a worker that is slow or quarantined (:mod:`dtf_core.run.monitor`),
-  running past its expected time, or waiting there behind a straggler;
+* **moves** the tasks Dask holds, not started, for a worker that is slow or
+  quarantined (:mod:`dtf_core.run.monitor`) to workers in good standing; and,
+  near the end, a task held behind others on a busy worker to an idle one
+  (same attempt, new key: nothing runs twice);
+* **copies** a task that has run much longer than expected: more than
+  ``factor`` times its expected time and at least ``min-extra`` beyond it
+  (expected: its history, else its matrix siblings in this run;
+  :mod:`dtf_core.run.pace`), or past its expected time on a slow worker.
 
-and, when no task of the run waits for a place and a worker able to run it,
-neither slow nor quarantined, has a free thread, submits a copy there (the next attempt, pinned to
-that worker). The first of the two to *finish* wins: its result goes on as
-the task's attempt; the other is cancelled (Dask releases it and the worker's
-reaper kills its process group) and stored as a ``cancelled`` attempt naming
-the winner. A twin that breaks (cancelled, or an infrastructure failure) is
-stored as it is and the other goes on alone. Exactly one result counts.
+Copies and the near-the-end moves wait until no task of the run waits for a
+place and a worker in good standing, able to run it, has a free thread. A
+copy is the next attempt, pinned to that worker. The first of the two to
+*finish* wins: its result goes on as the task's attempt; the other is
+cancelled (Dask releases it and the worker's reaper kills its process group)
+and stored as a ``cancelled`` attempt naming the winner. A twin that breaks
+(cancelled, or an infrastructure failure) is stored as it is and the other
+goes on alone. Exactly one result counts.
 
 pytest chunks on healthy workers are left to the chunk balancer
 (:mod:`dtf_core.run.balance`), which splits them without running a test twice.
-Benchmarks are not copied (``kinds``): their numbers must come from one worker.
+Benchmarks are neither moved nor copied (``kinds``): their numbers must come
+from one worker. ``--speculation off`` turns all of this off.
 """
 
 from __future__ import annotations
@@ -69,6 +74,7 @@ class Speculator:
         monitor: HealthMonitor,
         *,
         copy: Copy,
+        move: Callable[[str, list[str] | None], str | None],
         key_of: Callable[[str, int], str | None],
         cancel: Callable[[str], None],
         emit: Callable[[Event], None],
@@ -82,6 +88,7 @@ class Speculator:
         self._view = workers
         self._monitor = monitor
         self._copy = copy
+        self._move = move  # the same attempt again under a new key, restricted to workers
         self._key_of = key_of
         self._cancel = cancel  # drop a key from the run's in-flight work and cancel it
         self._emit = emit
@@ -130,37 +137,65 @@ class Speculator:
             score = self.overdue(now, key, s, entry[1][0])
             if score is not None:
                 late[key] = score
-        unwell = {n for n in self._monitor.workers if self._monitor.unwell(n)}
-        if not late and not unwell:
-            return
+        unwell = {self._address(n) for n in self._monitor.workers if self._monitor.unwell(n)}
+        unwell.discard("")
+        threads = sum(int(w.get("nthreads", 1)) for w in self._view.workers.values())
+        if not late and not unwell and len(inflight) > 2 * threads:
+            return  # mid-run, all well: nothing to ask the scheduler
         assigned = processing()
         if assigned is None:
             return
         where = {k: a for a, keys in assigned.items() for k in keys}
+        held = [
+            k for k, (_, payloads) in inflight.items()
+            if k not in started and k not in self._pinned and len(payloads) == 1
+            and payloads[0].spec.kind in self.kinds and payloads[0].spec.task_id not in self.pairs
+        ]  # fmt: skip
+        self._unblock(held, where, inflight, unwell)
         if any(k not in where for k in inflight):
             return  # work still waits for a place: Dask gives it to the idle workers
-        self._place(self._candidates(late, unwell, started, inflight, where), inflight, assigned)
+        self._place(self._candidates(late, held, where, assigned), inflight, assigned)
+
+    def _address(self, name: str) -> str:
+        return next((a for a, w in self._view.workers.items() if w["name"] == name), "")
+
+    def _good(self, requires: dict[str, float], unwell: set[str]) -> list[str]:
+        return [
+            a for a in self._view.able(requires)
+            if a not in unwell and self._view.workers[a]["name"] not in self._view.quarantined
+        ]  # fmt: skip
+
+    def _unblock(
+        self, held: list[str], where: dict[str, str], inflight: Inflight, unwell: set[str]
+    ) -> None:
+        """What Dask holds for a slow or quarantined worker and has not started
+        goes to the workers in good standing at once: it would wait there
+        behind the straggler (Dask's stealing needs the slow worker to answer)."""
+        for key in held:
+            if where.get(key) in unwell and key in inflight:
+                target = self._good(inflight[key][1][0].spec.requires, unwell)
+                new = self._move(key, target) if target else None
+                if new is not None:
+                    self._pinned.add(new)
 
     def _candidates(
         self,
         late: dict[str, float],
-        unwell: set[str],
-        started: Mapping[str, Started],
-        inflight: Inflight,
+        held: list[str],
         where: dict[str, str],
+        assigned: dict[str, list[str]],
     ) -> list[tuple[float, str]]:
-        names = {a: str(w["name"]) for a, w in self._view.workers.items()}
-        behind = {where.get(k) for k in late}  # workers with a straggler running
-        out = [(score, key) for key, score in late.items()]
-        for key, (_, payloads) in inflight.items():
-            if key in started or key in self._pinned or len(payloads) != 1:
+        """Late running tasks (most overdue first), then tasks a worker holds
+        behind others (its own or a straggler): those move, they do not run twice."""
+        behind = {where.get(k) for k in late}
+        out = sorted(((score, key) for key, score in late.items()), reverse=True)
+        for key in held:
+            at = where.get(key)
+            if at is None:
                 continue
-            p, at = payloads[0], where.get(key)
-            if p.spec.kind not in self.kinds or p.spec.task_id in self.pairs or at is None:
-                continue
-            if names.get(at) in unwell or at in behind:
-                out.append((0.0, key))  # waiting behind a straggler: after the stragglers
-        out.sort(reverse=True)
+            threads = int(self._view.workers.get(at, {}).get("nthreads", 1))
+            if at in behind or len(assigned.get(at, ())) > threads:
+                out.append((0.0, key))
         return out
 
     def _place(
@@ -169,27 +204,28 @@ class Speculator:
         inflight: Inflight,
         assigned: dict[str, list[str]],
     ) -> None:
+        """Each candidate to an idle thread of a worker in good standing."""
         free = {
             a: int(w.get("nthreads", 1)) - len(assigned.get(a, ()))
             for a, w in self._view.workers.items()
             if not self._monitor.unwell(str(w["name"])) and w["name"] not in self._view.distrusted
         }
         where = {k: a for a, keys in assigned.items() for k in keys}
-        for _, key in candidates:
-            if not any(n > 0 for n in free.values()):
-                return
+        for score, key in candidates:
+            if key not in inflight or not any(n > 0 for n in free.values()):
+                continue
             p = inflight[key][1][0]
-            have = self._view.workers
-            spots = [
-                a for a, n in free.items()
-                if n > 0 and a != where.get(key)
-                and all(have[a]["resources"].get(r, 0) >= v for r, v in p.spec.requires.items())
-            ]  # fmt: skip
+            able = set(self._view.able(p.spec.requires))
+            spots = [a for a, n in free.items() if n > 0 and a != where.get(key) and a in able]
             if not spots:
                 continue
-            target = spots[0]
-            free[target] -= 1
-            self._start_copy(key, p, target, where.get(key))
+            free[spots[0]] -= 1
+            if score > 0:
+                self._start_copy(key, p, spots[0], where.get(key))
+            else:
+                new = self._move(key, [spots[0]])
+                if new is not None:
+                    self._pinned.add(new)
 
     def _start_copy(self, key: str, p: TaskPayload, target: str, at: str | None) -> None:
         st = self._states[p.spec.task_id]

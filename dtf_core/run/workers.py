@@ -100,13 +100,17 @@ class WorkerView:
             return None
         return [a for a, w in self.workers.items() if w["name"] not in self.distrusted]
 
+    def able(self, requires: dict[str, float]) -> list[str]:
+        """Addresses of the trusted workers that have every resource ``requires`` names."""
+        return [a for a, w in self.workers.items() if self._can(w, requires)]
+
     def placement(self, requires: dict[str, float]) -> list[str] | None:
         """Where a task needing ``requires`` may go: trusted and not quarantined
         (None: anywhere). Quarantine never starves a task: when every capable
         worker is quarantined, those may run it."""
         if not self.quarantined:
             return self.trusted_addresses()
-        fit = [a for a, w in self.workers.items() if self._can(w, requires)]
+        fit = self.able(requires)
         well = [a for a in fit if self.workers[a]["name"] not in self.quarantined]
         return well or fit or self.trusted_addresses()
 

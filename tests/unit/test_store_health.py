@@ -60,9 +60,7 @@ def test_baselines_and_task_durations(db_path: Path) -> None:
         assert store.worker_baselines(["a", "b"], exclude_run="now") == {"a": 3.0}
         store.create_run("r9", "s", "/s.toml", {}, 1.0)
         for attempt, (outcome, wall) in enumerate([("passed", 1.5), ("failed", 0.1)], 1):
-            store.add_attempt(
-                AttemptResult("r9", "t", attempt, outcome, worker="w1", wall_s=wall)
-            )
+            store.add_attempt(AttemptResult("r9", "t", attempt, outcome, worker="w1", wall_s=wall))
         store.flush()
         df = store.task_durations(["t", "u"])
     assert df.to_dict("records") == [{"task_id": "t", "worker": "w1", "wall_s": 1.5}]
