@@ -77,7 +77,7 @@ def _live(scheduler: str) -> list[dict[str, Any]]:
     now = time.time()
     rows = []
     for address, w in sorted(workers.items(), key=lambda aw: aw[1]["name"]):
-        sample = dict(w.get("health") or {})
+        sample = dict(w.get("sample") or {})
         state = decided.get(w["name"], {})
         health = {
             **sample,

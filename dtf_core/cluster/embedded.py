@@ -230,7 +230,7 @@ def current_workers(client: Client, timeout: float = 5.0) -> dict[str, dict[str,
             "nthreads": int(w.get("nthreads", 1)),
             "host": str(w.get("host", "")),
             # What dtf's worker plugin samples rides the heartbeats (worker/health.py).
-            "health": dict((w.get("metrics") or {}).get(HEALTH_METRIC) or {}),
+            "sample": dict((w.get("metrics") or {}).get(HEALTH_METRIC) or {}),
             "last_seen": float(w.get("last_seen") or 0.0),
         }
         for addr, w in (info.get("workers") or {}).items()

@@ -230,7 +230,7 @@ class HealthMonitor:
         for address, info in self._view.workers.items():
             w = self.watch(str(info["name"]))
             w.address = address
-            w.sample = dict(info.get("health") or {})
+            w.sample = dict(info.get("sample") or {})
             seen = float(info.get("last_seen") or 0.0)
             if seen != w.last_seen or w.seen_at is None:
                 w.last_seen, w.seen_at = seen, now

@@ -23,6 +23,7 @@ from dtf_core.events import (
     RunFinished,
     RunStarted,
     TaskFinished,
+    WorkerHealthChanged,
 )
 from dtf_tui.snapshot import ClusterSnapshot, ErrorEvent, RunInfo, TaskRow, WorkerInfo
 from dtf_tui.sources.storeread import severity_of
@@ -48,6 +49,7 @@ class LiveState:
         self._workers: dict[str, WorkerInfo] = {}
         self._history: dict[str, tuple[deque[float], deque[float]]] = {}
         self._running: set[str] = set()
+        self._health: dict[str, tuple[str, str]] = {}  # worker name -> (state, reason)
         self.note = ""
 
     # ---- events (coordinator thread) -------------------------------------------
@@ -72,6 +74,13 @@ class LiveState:
                     self._runs[event.run_id] = replace(
                         run, status=event.status, finished_at=now, eta_s=None
                     )
+            elif isinstance(event, WorkerHealthChanged):
+                self._health[event.worker] = (event.state, event.reason)
+                for address, w in self._workers.items():
+                    if w.name == event.worker:
+                        self._workers[address] = replace(
+                            w, health=event.state, health_reason=event.reason
+                        )
             elif isinstance(event, ClusterChanged):
                 self.note = event.message
                 self._errors.append(
@@ -156,9 +165,14 @@ class LiveState:
                     mem.append(float(w["memory"]))
                 running.update(w.get("processing") or ())
                 old = self._workers.get(address)
+                name = str(w.get("name") or address)
+                # From the service's /v1/workers; in a run of our own, from its events.
+                if isinstance(w.get("health"), str):
+                    self._health[name] = (str(w["health"]), str(w.get("health_reason") or ""))
+                state, reason = self._health.get(name, ("", ""))
                 self._workers[address] = WorkerInfo(
                     address=address,
-                    name=str(w.get("name") or address),
+                    name=name,
                     host=str(w.get("host") or ""),
                     resources=dict(w.get("resources") or {}),
                     status=str(w.get("status") or "running"),
@@ -168,6 +182,8 @@ class LiveState:
                     memory_limit=int(w.get("memory_limit") or 0),
                     running=len(w.get("processing") or ()),
                     hardware=old.hardware if old else "",
+                    health=state,
+                    health_reason=reason,
                 )
             for address, old in self._workers.items():
                 if address not in present and old.status != "gone":

@@ -85,6 +85,7 @@ def task_rows(store: StoreReader, run_id: str) -> list[TaskRow]:
 
 
 def workers(store: StoreReader, run_id: str) -> list[WorkerInfo]:
+    health = {h["worker"]: h for h in store.worker_health(run_id)}
     return [
         WorkerInfo(
             address=w["address"],
@@ -93,6 +94,8 @@ def workers(store: StoreReader, run_id: str) -> list[WorkerInfo]:
             resources=w.get("resources") or {},
             status="recorded",
             hardware=hardware_label(w.get("hardware")),
+            health=str(health[w["name"]]["state"]) if w.get("name") in health else "",
+            health_reason=str(health[w["name"]]["reason"] or "") if w.get("name") in health else "",
         )
         for w in store.workers(run_id)
     ]
