@@ -85,20 +85,23 @@ def task_rows(store: StoreReader, run_id: str) -> list[TaskRow]:
 
 
 def workers(store: StoreReader, run_id: str) -> list[WorkerInfo]:
-    health = {h["worker"]: h for h in store.worker_health(run_id)}
-    return [
-        WorkerInfo(
-            address=w["address"],
-            name=w.get("name") or w["address"],
-            host=w.get("host") or "",
-            resources=w.get("resources") or {},
-            status="recorded",
-            hardware=hardware_label(w.get("hardware")),
-            health=str(health[w["name"]]["state"]) if w.get("name") in health else "",
-            health_reason=str(health[w["name"]]["reason"] or "") if w.get("name") in health else "",
+    health = {h["worker"]: (h["state"], h["reason"] or "") for h in store.worker_health(run_id)}
+    out = []
+    for w in store.workers(run_id):
+        state, reason = health.get(w.get("name") or "", ("", ""))
+        out.append(
+            WorkerInfo(
+                address=w["address"],
+                name=w.get("name") or w["address"],
+                host=w.get("host") or "",
+                resources=w.get("resources") or {},
+                status="recorded",
+                hardware=hardware_label(w.get("hardware")),
+                health=state,
+                health_reason=reason,
+            )
         )
-        for w in store.workers(run_id)
-    ]
+    return out
 
 
 def error_event(run_id: str, e: Mapping[str, Any], hardware: str = "") -> ErrorEvent:
