@@ -63,12 +63,14 @@ class Adaptive:
         key_of: Callable[[str, int], str | None],
         emit: Callable[[Event], None],
         speculation: tuple[bool | None, ...],
+        stopping: Callable[[], bool] = lambda: False,
     ) -> None:
         self._run_id = run_id
         self._view = workers
         self._inflight = inflight  # the run loop's own dict
         self._client = client
         self._send = send
+        self._stopping = stopping  # --maxfail reached: nothing new starts, not even a copy
         self._started: dict[str, Started] = {}
         self._arrived: queue.Queue[dict[str, Any]] = queue.Queue()
         self._seq = 0
@@ -109,6 +111,7 @@ class Adaptive:
         self._fold_started(now)
         health = urgent or now - self._health_at >= self._health_every
         spec = not urgent and self.speculator.enabled and now - self._spec_at >= self._spec_every
+        spec = spec and not self._stopping()
         if not health and not spec:
             return
         asked: list[dict[str, list[str]] | None] = []

@@ -146,6 +146,7 @@ class Coordinator:
             self.run_id, self.states, self.store, self._workers, inflight=self._inflight,
             client=lambda: self.client, copy=self._submit, send=self._send, key_of=self._key_of,
             emit=self._emit, speculation=(self.speculation, self._settings.get("speculation")),
+            stopping=lambda: self._stopping,
         )  # fmt: skip
 
     def _refresh_now(self) -> None:

@@ -34,7 +34,6 @@ from dtf_core import config
 from dtf_core.events import Event, WorkerHealthChanged
 from dtf_core.model import AttemptResult, TaskKind, TaskPayload
 from dtf_core.run.health import (
-    DEGRADED,
     HEALTHY,
     INFRA,
     QUARANTINED,
@@ -248,7 +247,7 @@ class HealthMonitor:
             self._migrate = self._released = True  # what was moved away may go back
         log.info("worker %s %s: %s", w.name, state, reason)
         self._emit(WorkerHealthChanged(self._run_id, w.name, w.address, state, reason, previous))
-        self._store_row(w, changed=True)
+        self._store.add_health([self._row(w, changed=True)])
         w.stored_at = now
         try:
             self._publish(w.name, {"state": state, "reason": reason, "since": w.since,
@@ -269,9 +268,13 @@ class HealthMonitor:
                          time.monotonic())  # fmt: skip
             return
         why = f"took {res.wall_s:.1f} s, expected {expected:.2f} s" if slow else res.outcome
+        self._probation_failed(w, res.task_id, why)
+
+    def _probation_failed(self, w: WorkerWatch, task_id: str, why: str) -> None:
+        w.probation = None
         w.probation_wait *= 2
         w.probation_due = time.monotonic() + w.probation_wait
-        w.reason = f"{w.reason.split('; probation')[0]}; probation task {res.task_id}: {why}"
+        w.reason = f"{w.reason.split('; probation')[0]}; probation task {task_id}: {why}"
 
     # ---- acting ----------------------------------------------------------------
 
@@ -282,6 +285,11 @@ class HealthMonitor:
         inflight: Inflight,
         processing: Callable[[], dict[str, list[str]] | None],
     ) -> None:
+        running = {(p.spec.task_id, p.attempt) for _, ps in inflight.values() for p in ps}
+        for w in self.workers.values():
+            if w.probation is not None and w.probation not in running:
+                # Gone without a result (a copy won the race, the worker was lost): failed.
+                self._probation_failed(w, w.probation[0], "did not finish")
         due = [
             w for w in self.workers.values()
             if w.state == QUARANTINED and w.probation is None and now >= w.probation_due
@@ -357,9 +365,6 @@ class HealthMonitor:
         if rows:
             self._store.add_health(rows)
 
-    def _store_row(self, w: WorkerWatch, changed: bool) -> None:
-        self._store.add_health([self._row(w, changed)])
-
     def _row(self, w: WorkerWatch, changed: bool) -> dict[str, Any]:
         changed, w.recorded = changed or not w.recorded, True
         s = w.sample
@@ -387,6 +392,3 @@ class HealthMonitor:
         """Quarantined, or running slow: its tasks may be copied, it gets no copies."""
         w = self.workers.get(name)
         return w is not None and (w.state == QUARANTINED or w.slow)
-
-
-__all__ = ["DEGRADED", "HEALTHY", "QUARANTINED", "HealthMonitor", "Started"]
