@@ -76,15 +76,20 @@ def main() -> None:
         ("healthy + slow, without mitigation", 2, True, False),
         ("healthy + slow, with mitigation", 2, True, True),
     ]
-    print(f"{args.tasks} tasks of {args.cpu:g} CPU-s; the slow worker at ~1 % of a CPU\n")
+    # Rounds interleave the rows, so that a machine getting busier or quieter
+    # during the benchmark moves every row alike.
+    walls: list[list[float]] = [[] for _ in rows]
+    for _ in range(args.rounds):
+        for i, (_, workers, slow, spec) in enumerate(rows):
+            walls[i].append(one_run(args.tasks, args.cpu, workers, slow, spec))
+    print(f"{args.tasks} tasks of {args.cpu:g} CPU-s; the slow worker at ~1 % of a CPU; "
+          f"median of {args.rounds} round(s)\n")  # fmt: skip
     print("| scenario | wall (s) | vs healthy alone |")
     print("|---|---:|---:|")
-    base = None
-    for label, workers, slow, spec in rows:
-        walls = [one_run(args.tasks, args.cpu, workers, slow, spec) for _ in range(args.rounds)]
-        wall = statistics.median(walls)
-        base = base or wall
-        print(f"| {label} | {wall:.1f} | {wall / base:.2f}x |", flush=True)
+    base = statistics.median(walls[0])
+    for (label, *_), w in zip(rows, walls, strict=True):
+        wall = statistics.median(w)
+        print(f"| {label} | {wall:.1f} | {wall / base:.2f}x |")
 
 
 if __name__ == "__main__":
