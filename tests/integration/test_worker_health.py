@@ -162,3 +162,13 @@ def test_infrastructure_failures_quarantine_and_probation_releases(
     changes = [r["state"] for r in series if r["changed"]]
     assert "healthy" in changes[changes.index("quarantined") + 1 :], changes
     assert series[-1]["state"] == "healthy"
+    # The live view: what the heartbeats carry now, and the state the run left on the scheduler.
+    out = subprocess.run(
+        [sys.executable, "-m", "dtf_core.cli", "workers", "--format", "json",
+         "--scheduler", two_workers.cluster.scheduler_address],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    live = {w["name"]: w["health"] for w in json.loads(out.stdout)["workers"]}
+    assert live["dtf-1"]["state"] == "healthy" and "released" in live["dtf-1"]["reason"]
+    assert live["dtf-0"]["disk_free_bytes"] > 0
