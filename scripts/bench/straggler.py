@@ -2,9 +2,9 @@
 them throttled to about 1 % of a CPU and still heart-beating.
 
 Each task is a command that spins for ``--cpu`` seconds of CPU time (CPU, not
-wall time: a sleeping task is not slowed by a throttled CPU). The slow worker
-is throttled by stop/continue cycles of its process tree at real-time priority
-(``tests/support/throttle.py``), so that it still answers the scheduler.
+wall time: a sleeping task is not slowed by a throttled CPU). The slow worker's
+tasks are held to ~1 % of a CPU by stop/continue cycles at real-time priority
+(``tests/support/throttle.py``); the worker itself still answers the scheduler.
 
 Rows (wall time of the run, and its ratio to the first row):
 
