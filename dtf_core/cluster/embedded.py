@@ -27,6 +27,7 @@ from dtf_core.cluster import hardware, safepickle
 from dtf_core.errors import ClusterError, OptionError
 
 HEALTH_METRIC = "dtf-health"  # the worker metric dtf_core.worker.health fills
+
 HEALTH_KEY = "dtf-health"  # scheduler metadata: worker name -> state, reason, since
 
 

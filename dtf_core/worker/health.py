@@ -28,8 +28,8 @@ import psutil
 from distributed import WorkerPlugin
 
 from dtf_core import config
+from dtf_core.cluster.embedded import HEALTH_METRIC as METRIC
 
-METRIC = "dtf-health"
 STARTED_TOPIC = "dtf-started"
 _SMI_QUERY = "utilization.gpu,memory.used,memory.total,temperature.gpu"
 
