@@ -68,6 +68,30 @@ class ClusterChanged:
 
 
 @dataclass(frozen=True)
+class WorkerHealthChanged:
+    """A worker's health state changed (``healthy``, ``degraded``, ``quarantined``)."""
+
+    run_id: str
+    worker: str
+    address: str
+    state: str
+    reason: str
+    previous: str
+
+
+@dataclass(frozen=True)
+class TaskSpeculated:
+    """A straggling task got a copy on an idle worker; the first to finish wins."""
+
+    run_id: str
+    task_id: str
+    attempt: int  # the copy's attempt
+    worker: str  # where the copy runs
+    straggler: str  # where the original runs
+    reason: str
+
+
+@dataclass(frozen=True)
 class RunFinished:
     run_id: str
     status: str
@@ -75,5 +99,14 @@ class RunFinished:
     duration_s: float
 
 
-Event = RunStarted | AttemptFailed | TaskFinished | TestsProgress | ClusterChanged | RunFinished
+Event = (
+    RunStarted
+    | AttemptFailed
+    | TaskFinished
+    | TestsProgress
+    | ClusterChanged
+    | WorkerHealthChanged
+    | TaskSpeculated
+    | RunFinished
+)
 Listener = Callable[[Event], None]

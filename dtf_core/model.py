@@ -109,6 +109,8 @@ class Suite:
     tasks: list[TaskSpec]
     cluster: ClusterSpec = field(default_factory=ClusterSpec)
     metadata: dict[str, Any] = field(default_factory=dict)
+    # The suite's [dtf] table: dtf settings for its runs (``speculation``).
+    settings: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass

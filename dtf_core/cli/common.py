@@ -340,6 +340,18 @@ def failure_options(fn: F) -> F:
     return fn
 
 
+def speculation_option(fn: F) -> F:
+    """--speculation on|off: copies of straggling tasks on idle workers (docs/cli.md)."""
+    return click.option(
+        "--speculation", type=click.Choice(["on", "off"]), default=None,
+        help=(
+            "Run a copy of a task that runs far past its expected time on an idle worker; "
+            "the first to finish counts (default: the suite's [dtf] speculation, else "
+            "dtf.speculation.enabled: on; benchmarks are never copied)."
+        ),
+    )(fn)  # fmt: skip
+
+
 @dataclass
 class RunOptions:
     workers: int | None = None
@@ -362,6 +374,7 @@ class RunOptions:
     tb: str | None = None
     baseline: BaselineSpec | None = None
     priority: int | None = None
+    speculation: str | None = None  # on | off | None (the suite's, else the config's)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def files(self) -> tuple[str | None, ...]:
@@ -429,6 +442,7 @@ def execute(
                 estimates=estimates,
                 max_failures=opts.max_failures,
                 priority=opts.priority or 0,
+                speculation={"on": True, "off": False}.get(opts.speculation or ""),
             )
             with view:
                 if suite is None:

@@ -31,6 +31,7 @@ from dtf_core.cli.common import (
     pick_run,
     priority_option,
     run_option,
+    speculation_option,
 )
 from dtf_core.cli.deprecation import one_line_deprecations
 from dtf_core.errors import OptionError, exit_code
@@ -65,6 +66,7 @@ def console() -> None:
 @failure_options
 @baseline_option
 @priority_option
+@speculation_option
 @click.option(
     "--resume",
     "resume_id",
@@ -168,6 +170,7 @@ def _register_command_modules() -> None:
     from dtf_core.cli import deploy as cli_deploy
     from dtf_core.cli import plan as cli_plan
     from dtf_core.cli import testcmd as cli_pytest
+    from dtf_core.cli import workers as cli_workers
 
     cli_analysis.register(main)
     cli_badge.register(main)
@@ -175,6 +178,7 @@ def _register_command_modules() -> None:
     cli_deploy.register(main)
     cli_plan.register(main)
     cli_pytest.register(main)
+    cli_workers.register(main)
 
 
 _register_command_modules()

@@ -29,6 +29,7 @@ from dtf_core.cli.common import (
     lock_timeout_option,
     output_options,
     priority_option,
+    speculation_option,
 )
 from dtf_core.errors import OptionError, exit_code
 
@@ -159,6 +160,7 @@ def _split(
 @lock_timeout_option
 @failure_options
 @priority_option
+@speculation_option
 @click.option(
     "--reruns",
     type=int,

@@ -27,6 +27,10 @@ from dtf_core.cluster import hardware, safepickle
 from dtf_core.cluster.scheduler_preload import KEY_ID_HANDLER
 from dtf_core.errors import ClusterError, OptionError
 
+HEALTH_METRIC = "dtf-health"  # the worker metric dtf_core.worker.health fills
+
+HEALTH_KEY = "dtf-health"  # scheduler metadata: worker name -> state, reason, since
+
 
 @dataclass
 class WorkerPlan:
@@ -260,6 +264,8 @@ def current_workers(client: Client, timeout: float = 5.0) -> dict[str, dict[str,
             "cpu": float((w.get("metrics") or {}).get("cpu") or 0.0),
             "memory": int((w.get("metrics") or {}).get("memory") or 0),
             "memory_limit": int(w.get("memory_limit") or 0),
+            # What dtf's worker plugin samples rides the heartbeats (worker/health.py).
+            "sample": dict((w.get("metrics") or {}).get(HEALTH_METRIC) or {}),
         }
         for addr, w in (info.get("workers") or {}).items()
     }
@@ -286,3 +292,48 @@ def dashboard_needs_bokeh() -> str | None:
         "Dask's dashboard draws its pages with bokeh, which is not installed: "
         "pip install 'dtf[dashboard]' (its /info pages work without it)"
     )
+
+
+def processing(client: Client, timeout: float = 5.0) -> dict[str, list[str]]:
+    """Worker address -> the keys assigned to it (running, or waiting there to run)."""
+
+    async def _processing() -> dict[str, Any]:
+        assert client.scheduler is not None
+        info: dict[str, Any] = await client.scheduler.processing()
+        return info
+
+    try:
+        info = client.sync(_processing, callback_timeout=timeout)
+    except Exception as exc:
+        raise ClusterError(f"could not ask the scheduler what its workers run: {exc}") from exc
+    return {str(a): [str(k) for k in keys] for a, keys in (info or {}).items()}
+
+
+def publish_health(
+    client: Client, worker: str, value: dict[str, Any], timeout: float = 2.0
+) -> None:
+    """Leave a worker's health state on the scheduler (``dtf-core workers
+    --scheduler`` reads it); display only: any client could write there."""
+
+    async def _set() -> None:
+        assert client.scheduler is not None
+        await client.scheduler.set_metadata(keys=[HEALTH_KEY, worker], value=value)
+
+    try:
+        client.sync(_set, callback_timeout=timeout)
+    except Exception as exc:
+        raise ClusterError(f"could not publish the health of {worker}: {exc}") from exc
+
+
+def published_health(client: Client, timeout: float = 5.0) -> dict[str, dict[str, Any]]:
+    """Worker name -> the health state coordinators left on the scheduler."""
+
+    async def _get() -> Any:
+        assert client.scheduler is not None
+        return await client.scheduler.get_metadata(keys=[HEALTH_KEY], default={})
+
+    try:
+        found = client.sync(_get, callback_timeout=timeout)
+    except Exception as exc:
+        raise ClusterError(f"could not read worker health from the scheduler: {exc}") from exc
+    return {str(k): dict(v) for k, v in (found or {}).items() if isinstance(v, dict)}

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from html import escape
 from typing import Any
 
-from dtf_core.reporting import render, svg
+from dtf_core.reporting import render, svg, workers
 from dtf_core.reporting.format import humanize, params_label, when
 from dtf_core.reporting.jsonout import jsonable
 from dtf_core.reporting.syscontext import context_rows
@@ -100,6 +100,8 @@ def render_html(summary: dict[str, Any]) -> str:
         ]  # fmt: skip
         head = ["benchmark", "params", "hardware", "n", "median", "95% CI"]
         parts += ["<h2>Benchmarks</h2>", _table(head, rows)]
+    if s.get("workers"):
+        parts += ["<h2>Workers</h2>", _table(workers.HEAD, workers.rows(s["workers"]))]
     parts += _analysis(s.get("analysis"))
     parts.append("</body></html>")
     return "\n".join(parts) + "\n"

@@ -1,12 +1,13 @@
 """The Markdown report of one run (also the GitHub step summary): counts, failures, flaky
-tests, the slowest tasks, benchmarks per hardware, workers, then the analysis sections."""
+tests, the slowest tasks, benchmarks per hardware, workers and their health, then the analysis
+sections."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from dtf_core.cluster.hardware import label
-from dtf_core.reporting import render
+from dtf_core.reporting import render, workers
 from dtf_core.reporting.counts import COUNT_KEYS
 from dtf_core.reporting.format import humanize, params_label, pct, table, when
 from dtf_core.reporting.syscontext import context_lines
@@ -80,14 +81,12 @@ def render_markdown(summary: dict[str, Any]) -> str:
                 w["address"],
                 _resources(w["resources"]),
                 label(w["hardware"]) if w["hardware"] else "",
+                *_health(w.get("health")),
             ]
             for w in s["workers"]
         ]
-        out += [
-            "## Workers",
-            "",
-            *table(["name", "host", "address", "resources", "hardware"], rows),
-        ]
+        head = ["name", "host", "address", "resources", "hardware", "health", "speed", "reason"]
+        out += ["## Workers", "", *table(head, rows)]
     out += _analysis(s.get("analysis"))
     return "\n".join(out)
 
@@ -129,6 +128,12 @@ def _benchmarks(benchmarks: list[dict[str, Any]]) -> list[str]:
         head = ["benchmark", "params", "n", "median", "95% CI", "±"]
         out += [f"### {hw}", "", *table(head, rows)]
     return out
+
+
+def _health(h: dict[str, Any] | None) -> list[str]:
+    """State, relative speed (its tasks' time over the same tasks' elsewhere), reason."""
+    c = workers.cells("", h)
+    return [c[1], c[3], c[-1]] if h else ["", "", ""]
 
 
 def _resources(d: dict[str, Any] | None) -> str:

@@ -66,6 +66,7 @@ def build_summary(
         if a.get("context"):
             snapshots[(a["task_id"], int(a["attempt"]))] = a["context"] or {}
     workers = store.workers(run_id)
+    health = {str(h["worker"]): dict(h) for h in store.worker_health(run_id)}
     hosts = {w["address"]: w["host"] for w in workers} | {w["name"]: w["host"] for w in workers}
 
     counts: Counter[str] = Counter(dict.fromkeys(COUNT_KEYS, 0))
@@ -151,7 +152,8 @@ def build_summary(
             {k: t[k] for k in ("task_id", "wall_s", "status", "worker")} for t in ranked[:10]
         ],
         "benchmarks": measured,
-        "workers": workers,
+        # Each with its health as the run left it (worker_health), None when not recorded.
+        "workers": [{**w, "health": health.get(w["name"] or "")} for w in workers],
         "analysis": _analysis(store, run_id, baseline) if measured else None,
     }
 

@@ -21,8 +21,10 @@ Parts: the loop keeps the I/O (Dask, DuckDB, events) and owns, one per run,
 the parts it hands explicitly what they need: :class:`~dtf_core.run.workers.WorkerView`
 (routing, hardware, distrusted workers), :class:`~dtf_core.run.recovery.SchedulerRecovery`
 (a lost scheduler) and :class:`~dtf_core.run.balance.ChunkBalancer` (splitting a
-running pytest chunk). What a finished attempt leads to is decided by the pure
-:func:`~dtf_core.run.decisions.decide`; the loop applies the answer.
+running pytest chunk) and :class:`~dtf_core.run.adaptive.Adaptive` (worker
+health, quarantine, speculative copies of stragglers). What a finished attempt
+leads to is decided by the pure :func:`~dtf_core.run.decisions.decide`; the
+loop applies the answer.
 """
 
 from __future__ import annotations
@@ -47,8 +49,9 @@ from dtf_core.events import (
     TaskFinished,
     TestsProgress,
 )
-from dtf_core.model import AttemptResult, Suite, TaskKind, TaskPayload
+from dtf_core.model import AttemptResult, Suite, TaskPayload
 from dtf_core.run import batching, decisions, intake, stopping
+from dtf_core.run.adaptive import Adaptive
 from dtf_core.run.balance import ChunkBalancer
 from dtf_core.run.fetch import Fetched, ResultFetcher
 from dtf_core.run.maxfail import FailureLimit
@@ -90,6 +93,7 @@ class Coordinator:
         verify: Callable[[AttemptResult], str | None] | None = None,
         max_failures: int | None = None,
         priority: int = 0,
+        speculation: bool | None = None,
     ) -> None:
         self.client = client
         self.store = store
@@ -119,6 +123,9 @@ class Coordinator:
         self._finished = 0
         self.run_id = ""
         self.states: dict[str, TaskState] = {}
+        # Copies of stragglers: this, else the suite's [dtf] speculation, else dtf.speculation.
+        self.speculation = speculation
+        self._settings: dict[str, Any] = {}
 
     def _start_parts(self) -> None:
         """The parts of the loop, fresh for the run in ``run_id`` / ``states``."""
@@ -141,6 +148,12 @@ class Coordinator:
         self._waiting = WaitingTasks(
             self.states, self._workers, refresh=self._refresh_now, submit=self._submit,
             end=self._end, timeout=self.unschedulable_timeout,
+        )  # fmt: skip
+        self._adaptive = Adaptive(
+            self.run_id, self.states, self.store, self._workers, inflight=self._inflight,
+            client=lambda: self.client, copy=self._submit, send=self._send, key_of=self._key_of,
+            emit=self._emit, speculation=(self.speculation, self._settings.get("speculation")),
+            stopping=lambda: self._stopping or self._detach.asked,
         )  # fmt: skip
 
     def _refresh_now(self) -> None:
@@ -171,6 +184,7 @@ class Coordinator:
         run_id = run_id or new_run_id()
         started = time.time()
         self.code_commit = str((metadata or {}).get("commit") or "")
+        self._settings = dict(suite.settings)
         if self.priority:  # stored, so that --resume schedules it the same
             metadata = {**(metadata or {}), "priority": self.priority}
         self.store.create_run(run_id, suite.name, suite.path, metadata or {}, started)
@@ -213,6 +227,7 @@ class Coordinator:
             if self._cancelled:
                 stopping.end_cancelled(self.states, self._end)
             self._fetcher.close()
+            self._adaptive.close()
             self.store.flush()
             try:
                 self.client.unsubscribe_topic("dtf-tests")
@@ -243,6 +258,7 @@ class Coordinator:
         subscription to the per-test counts running pytest tasks publish."""
         try:
             client.register_plugin(runner.ProcessGroupReaper(), name="dtf-reaper")
+            self._adaptive.connect(client)
         except Exception as exc:  # an old worker without dtf installed, say
             raise ClusterError(f"could not install dtf's worker plugin: {exc}") from exc
         client.subscribe_topic("dtf-tests", self._on_tests_event)
@@ -259,7 +275,12 @@ class Coordinator:
             self._submit(group)
         self._waiting.expire()
 
-    def _submit(self, states: list[TaskState], only_nodeids: list[str] | None = None) -> None:
+    def _submit(
+        self,
+        states: list[TaskState],
+        only_nodeids: list[str] | None = None,
+        workers: list[str] | None = None,
+    ) -> None:
         if self._detach.asked:
             return  # detaching: the next coordinator starts it (resume)
         payloads = []
@@ -275,15 +296,19 @@ class Coordinator:
             key = f"dtf-{self.run_id}-{first.spec.task_id}-a{first.attempt}"
         else:
             key = f"dtf-{self.run_id}-batch{next(self._seq)}"
+        self._send(key, payloads, workers or self._workers.placement(first.spec.requires))
+
+    def _send(self, key: str, payloads: list[TaskPayload], workers: list[str] | None) -> None:
         for p in payloads:
             p.key = key
+        spec = payloads[0].spec
         fut = self.client.submit(
             runner.execute_batch_plain,
             payloads,
             key=key,
-            resources=dict(first.spec.requires) or None,
-            workers=self._workers.trusted_addresses(),
-            priority=dask_priority(self.priority, first.spec.priority),
+            resources=dict(spec.requires) or None,
+            workers=workers,
+            priority=dask_priority(self.priority, spec.priority),
             pure=False,
             retries=0,  # dtf decides retries: Dask's retries know nothing of categories
         )
@@ -335,6 +360,7 @@ class Coordinator:
                     self.store.flush()
                 continue
             self._waiting.submit_due()
+            self._adaptive.tick()
             self._balancer.maybe_split()
             if self._waiting.any_waiting():
                 self._workers.refresh(self.client)
@@ -380,12 +406,14 @@ class Coordinator:
                 return
             results = failed_results(payloads, error)
         fut.release()
-        for res in results:
+        for res in self._adaptive.arbitrate(str(fut.key), results):  # speculative races
             self._on_result(res)
 
     def _on_result(self, res: AttemptResult) -> None:
         st = self.states.get(res.task_id)
-        if st is None or st.final is not None or res.attempt != st.attempt:
+        if st is None or st.final is not None:
+            return
+        if res.attempt != st.attempt and not self._adaptive.accepts(res):
             return  # a stale duplicate of an attempt already decided
         self.store.add_attempt(res)
         self._workers.record_hardware(res)
@@ -466,22 +494,4 @@ class Coordinator:
         if self._stopping or not self._limit.reached():
             return
         self._stopping = True
-        for key, (fut, payloads) in list(self._inflight.items()):
-            if fut.status == "finished":
-                continue  # done, its result on the way (run/fetch.py): recorded as it is
-            if all(p.spec.kind is TaskKind.PYTEST for p in payloads) and self._ask_yield(key):
-                continue  # running: it stops after its current test and reports
-            self._inflight.pop(key, None)
-            try:
-                self.client.cancel([fut], force=True)
-            except Exception:
-                log.debug("cancelling %s failed", key, exc_info=True)
-            for p in payloads:
-                st = self.states[p.spec.task_id]
-                if st.final is None:
-                    st.inflight = False
-                    self._end(st, "cancelled", Category.CANCELLED, decisions.STOPPED)
-        for st in self.states.values():
-            if st.final is None and not st.inflight:
-                st.attempt += 1  # a waiting task never started this attempt
-                self._end(st, "cancelled", Category.CANCELLED, decisions.STOPPED)
+        stopping.stop_early(self.client, self._inflight, self.states, self._end, self._ask_yield)

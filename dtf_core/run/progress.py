@@ -25,7 +25,9 @@ from dtf_core.events import (
     RunFinished,
     RunStarted,
     TaskFinished,
+    TaskSpeculated,
     TestsProgress,
+    WorkerHealthChanged,
 )
 
 _STYLE = {
@@ -127,6 +129,17 @@ class ProgressView:
             text = f"cluster: {event.message}"
             if self.progress is not None:
                 self.progress.console.print(f"[yellow]{text}[/]")
+            else:
+                self.info(text)
+        elif isinstance(event, WorkerHealthChanged | TaskSpeculated):
+            if isinstance(event, WorkerHealthChanged):
+                text = f"worker {event.worker} {event.state}" + (
+                    f": {event.reason}" if event.reason else ""
+                )
+            else:
+                text = f"copy   {event.task_id} on {event.worker} ({event.reason})"
+            if self.progress is not None:
+                self.progress.console.print(text, markup=False)
             else:
                 self.info(text)
         elif isinstance(event, RunFinished):

@@ -1,4 +1,9 @@
-"""How a run stops before its end, besides ``--maxfail`` (:mod:`dtf_core.run.maxfail`).
+"""How a run stops before its end.
+
+*Stopped early* (``--maxfail`` reached, :mod:`dtf_core.run.maxfail`): nothing
+new starts, running pytest chunks stop after their current test (their
+results, failures included, are recorded), other running work is cancelled
+and every task not final ends ``cancelled``.
 
 *Cancelled* (Ctrl-C, ``cancel`` on the service): the in-flight Dask work is
 cancelled and every unfinished task ends ``cancelled``; the run ends cancelled.
@@ -23,6 +28,8 @@ from typing import Any
 from distributed import Client
 
 from dtf_core.errors import Category
+from dtf_core.model import TaskKind
+from dtf_core.run.decisions import STOPPED
 from dtf_core.run.state import TaskState
 
 log = logging.getLogger(__name__)
@@ -37,6 +44,37 @@ def release(client: Client, inflight: dict[str, tuple[Any, Any]], *, force: bool
     except Exception:
         log.debug("cancelling %d in-flight future(s) failed", len(futures), exc_info=True)
     inflight.clear()
+
+
+def stop_early(
+    client: Client,
+    inflight: dict[str, tuple[Any, Any]],
+    states: dict[str, TaskState],
+    end: Callable[..., None],
+    ask_yield: Callable[[str], bool],
+) -> None:
+    """``--maxfail`` reached: cancel what runs, except finished work (its result
+    is on the way, run/fetch.py) and pytest chunks that agree to stop after
+    their current test; end every task not final, and not spared, cancelled."""
+    for key, (fut, payloads) in list(inflight.items()):
+        if fut.status == "finished":
+            continue  # done, its result on the way: recorded as it is
+        if all(p.spec.kind is TaskKind.PYTEST for p in payloads) and ask_yield(key):
+            continue  # running: it stops after its current test and reports
+        inflight.pop(key, None)
+        try:
+            client.cancel([fut], force=True)
+        except Exception:
+            log.debug("cancelling %s failed", key, exc_info=True)
+        for p in payloads:
+            st = states[p.spec.task_id]
+            if st.final is None:
+                st.inflight = False
+                end(st, "cancelled", Category.CANCELLED, STOPPED)
+    for st in states.values():
+        if st.final is None and not st.inflight:
+            st.attempt += 1  # a waiting task never started this attempt
+            end(st, "cancelled", Category.CANCELLED, STOPPED)
 
 
 def end_cancelled(states: dict[str, TaskState], end: Callable[..., None]) -> None:

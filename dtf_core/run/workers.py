@@ -31,6 +31,8 @@ class WorkerView:
         self._known: set[str] = set()  # addresses already in the workers table
         self._hardware_known: set[str] = set()  # worker names whose hardware is stored
         self.distrusted: set[str] = set()  # worker names whose results were rejected
+        # Worker names the health monitor quarantined (run/monitor.py): no new tasks.
+        self.quarantined: set[str] = set()
 
     def refresh(self, client: Client, force: bool = False) -> None:
         """Ask the scheduler again (at most once a second unless ``force``);
@@ -68,12 +70,12 @@ class WorkerView:
 
     def capable(self, requires: dict[str, float]) -> list[dict[str, Any]]:
         """The trusted workers that have every resource ``requires`` names."""
-        return [
-            w
-            for w in self.workers.values()
-            if all(w["resources"].get(k, 0) >= v for k, v in requires.items())
-            and w["name"] not in self.distrusted
-        ]
+        return [w for w in self.workers.values() if self._can(w, requires)]
+
+    def _can(self, w: dict[str, Any], requires: dict[str, float]) -> bool:
+        return w["name"] not in self.distrusted and all(
+            w["resources"].get(k, 0) >= v for k, v in requires.items()
+        )
 
     def threads(self) -> int:
         return sum(int(w.get("nthreads", 1)) for w in self.workers.values())
@@ -97,6 +99,20 @@ class WorkerView:
         if not self.distrusted:
             return None
         return [a for a, w in self.workers.items() if w["name"] not in self.distrusted]
+
+    def able(self, requires: dict[str, float]) -> list[str]:
+        """Addresses of the trusted workers that have every resource ``requires`` names."""
+        return [a for a, w in self.workers.items() if self._can(w, requires)]
+
+    def placement(self, requires: dict[str, float]) -> list[str] | None:
+        """Where a task needing ``requires`` may go: trusted and not quarantined
+        (None: anywhere). Quarantine never starves a task: when every capable
+        worker is quarantined, those may run it."""
+        if not self.quarantined:
+            return self.trusted_addresses()
+        fit = self.able(requires)
+        well = [a for a in fit if self.workers[a]["name"] not in self.quarantined]
+        return well or fit or self.trusted_addresses()
 
     def no_worker_message(self, requires: dict[str, float]) -> str:
         """Why a task is unschedulable: what it needs and what every worker has."""

@@ -270,12 +270,28 @@ class RunDataHandler(Handler):
 
 class WorkersHandler(Handler):
     async def get(self) -> None:
+        """Connected workers, each with what it sampled last (``sample``) and the
+        health its runs decided last (``health``, ``health_reason``, ``health_since``,
+        ``rel_speed``; ``unknown`` before any run judged it)."""
         self.auth("viewer")
         try:
             workers = await self.blocking(cluster.current_workers, self.manager.client)
         except ClusterError as exc:
             raise ApiError(503, str(exc)) from None
-        self.send({"workers": [{"address": a, **w} for a, w in sorted(workers.items())]})
+        judged = {h["worker"]: h for h in await self.blocking(self.manager.store.worker_health)}
+        out = []
+        for a, w in sorted(workers.items()):
+            h = judged.get(w["name"])
+            out.append(
+                {
+                    "address": a, **w,
+                    "health": h["state"] if h else "unknown",
+                    "health_reason": (h["reason"] or "") if h else "",
+                    "health_since": h["since"] if h else None,
+                    "rel_speed": h["rel_speed"] if h else None,
+                }
+            )  # fmt: skip
+        self.send({"workers": out})
 
 
 class TokensHandler(Handler):

@@ -19,6 +19,7 @@ from dtf_core.store.rows import (
     RunSummaryRecord,
     SampleRecord,
     TaskRecord,
+    WorkerHealthRecord,
     WorkerRecord,
 )
 from dtf_core.store.schema import MIGRATIONS
@@ -37,6 +38,7 @@ __all__ = [
     "Store",
     "StoreReader",
     "TaskRecord",
+    "WorkerHealthRecord",
     "WorkerRecord",
     "read_table_file",
 ]

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from dtf_core import config, model
-from dtf_core.store import baselines, history, imports, reads, schema
+from dtf_core.store import baselines, health, history, imports, reads, schema
 from dtf_core.store.connection import Connection, Notify, to_stderr
 from dtf_core.store.rows import (
     AttemptRecord,
@@ -32,6 +32,7 @@ from dtf_core.store.rows import (
     RunRecord,
     RunSummaryRecord,
     TaskRecord,
+    WorkerHealthRecord,
     WorkerRecord,
 )
 from dtf_core.store.writer import Writer
@@ -118,6 +119,23 @@ class StoreReader:
 
     def unfinished_tasks(self, run_id: str) -> list[str]:
         return reads.unfinished_tasks(self._db, run_id)
+
+    # ---- worker health (health.py) ---------------------------------------------
+
+    def worker_health(self, run_id: str | None = None) -> list[WorkerHealthRecord]:
+        """Each worker's last health row (of ``run_id``, else of any run)."""
+        return health.latest(self._db, run_id)
+
+    def health_series(self, run_id: str, worker: str | None = None) -> list[WorkerHealthRecord]:
+        return health.series(self._db, run_id, worker)
+
+    def worker_baselines(self, workers: Sequence[str], exclude_run: str) -> dict[str, float]:
+        """Each worker's usual relative speed in earlier runs (its own history)."""
+        return health.baselines(self._db, workers, exclude_run)
+
+    def task_durations(self, task_ids: Sequence[str]) -> pd.DataFrame:
+        """Passed attempts of these tasks in recent runs: task_id, worker, wall_s."""
+        return health.task_durations(self._db, task_ids)
 
     # ---- across runs (history.py) ----------------------------------------------
 
@@ -241,6 +259,13 @@ class Store(StoreReader):
 
     def finish_run(self, run_id: str, status: str, finished_at: float) -> None:
         self._writer.finish_run(run_id, status, finished_at)
+
+    def add_health(self, rows: Iterable[dict[str, Any]]) -> None:
+        """Append worker health rows (written at once: a few per worker a minute)."""
+        health.append(self._db, rows)
+
+    def prune_health(self, now: float, downsample_after: float, retain: float) -> int:
+        return health.prune(self._db, now, downsample_after, retain)
 
     # ---- history files (imports.py) --------------------------------------------
 

@@ -119,6 +119,29 @@ class WorkerRecord(TypedDict):
     first_seen: float | None
 
 
+class WorkerHealthRecord(TypedDict):
+    """A row of ``worker_health`` (``gpus`` parsed JSON); ``since``: when the
+    worker entered ``state`` (for a series row, the row's own time)."""
+
+    run_id: str | None
+    worker: str
+    address: str | None
+    ts: float
+    state: str  # healthy | degraded | quarantined
+    reason: str | None
+    changed: bool  # the state changed with this row
+    rel_speed: float | None  # its tasks' durations / the same tasks' elsewhere (median)
+    tasks: int | None  # observations behind rel_speed
+    cpu_pct: float | None
+    mem_pct: float | None
+    load1: float | None
+    ncpu: int | None
+    disk_free_bytes: int | None
+    heartbeat_age: float | None
+    gpus: list[dict[str, Any]] | None
+    since: float
+
+
 class SampleRecord(TypedDict):
     """A column of :meth:`StoreReader.benchmark_samples` (one benchmark sample)."""
 

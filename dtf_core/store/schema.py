@@ -102,6 +102,18 @@ MIGRATIONS: list[str] = [
     # host, OS, Python, packages, load, memory, disk, GPU, env, log), JSON.
     # NULL for attempts that did not fail, and for older rows.
     "ALTER TABLE attempts ADD COLUMN context JSON;",
+    # 7: worker health as a time series (dtf_core/run/monitor.py): one row per
+    # worker every dtf.health.store-interval and one per change of state
+    # (changed = true); thinned and deleted by age (store/health.py). rel_speed:
+    # the median of its tasks' durations over the same tasks' elsewhere.
+    """
+    CREATE TABLE worker_health (
+        run_id VARCHAR, worker VARCHAR NOT NULL, address VARCHAR, ts DOUBLE NOT NULL,
+        state VARCHAR NOT NULL, reason VARCHAR, changed BOOLEAN DEFAULT false,
+        rel_speed DOUBLE, tasks INTEGER, cpu_pct DOUBLE, mem_pct DOUBLE, load1 DOUBLE,
+        ncpu INTEGER, disk_free_bytes BIGINT, heartbeat_age DOUBLE, gpus JSON
+    );
+    """,
 ]
 
 

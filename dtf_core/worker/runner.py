@@ -47,7 +47,7 @@ from dtf_core.cluster import hardware, security
 from dtf_core.errors import Category, classify_exit
 from dtf_core.testing import junitxml
 from dtf_core.testing import stream as pyteststream
-from dtf_core.worker import benchmark, procgroup, snapshot, wire
+from dtf_core.worker import benchmark, health, procgroup, snapshot, wire
 
 _RELEASED_STATES = frozenset({"cancelled", "released", "forgotten"})
 # Attempts that get a system snapshot (dtf_core.worker.snapshot): not passed,
@@ -71,6 +71,8 @@ def execute_batch(payloads: list[model.TaskPayload]) -> list[model.AttemptResult
     not started and come back ``cancelled``.
     """
     results = []
+    if payloads:  # the coordinator times stragglers from here (dtf_core.run.speculation)
+        health.announce_started(payloads[0].run_id, payloads[0].key)
     for p in payloads:
         if procgroup.was_reaped(p.key):
             res = _base(p)

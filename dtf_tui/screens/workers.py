@@ -1,5 +1,6 @@
-"""Workers: resources, status, CPU and memory sparklines, running tasks and
-the errors seen on each; the link to Dask's dashboard when one is on."""
+"""Workers: resources, status, health (healthy / degraded / quarantined and
+why), CPU and memory sparklines, running tasks and the errors seen on each;
+the link to Dask's dashboard when one is on."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from dtf_tui.widgets.spark import human_bytes, sparkline
 from dtf_tui.widgets.vtable import Cell, Column, VirtualTable
 
 _WORKER_STATUS = {"running": "green", "gone": "bold red", "recorded": "dim", "paused": "yellow"}
+_HEALTH = {"healthy": "green", "degraded": "yellow", "quarantined": "bold red"}
 
 
 class WorkersScreen(SnapshotScreen):
@@ -29,14 +31,16 @@ class WorkersScreen(SnapshotScreen):
         yield VirtualTable(
             [
                 Column("name", "name", 12),
-                Column("address", "address", 22, hide_below=110),
+                Column("address", "address", 22, hide_below=130),
                 Column("resources", "resources", 0),
                 Column("status", "status", 8),
+                Column("health", "health", 11),
                 Column("cpu", "cpu", 15),
                 Column("memory", "memory", 17),
                 Column("running", "run", 3, right=True),
                 Column("errors", "err", 4, right=True),
                 Column("last", "last error", 0, hide_below=120),
+                Column("health_reason", "why", 0, hide_below=140),
             ],
             self._cells,
             row_key=lambda w: w.address,
@@ -52,6 +56,7 @@ class WorkersScreen(SnapshotScreen):
             w.address,
             w.resources_text or "—",
             (w.status, _WORKER_STATUS.get(w.status, "")),
+            (w.health or "—", _HEALTH.get(w.health, "dim")),
             (sparkline(w.cpu, 10, 100.0) + ("  —" if cpu is None else f"{cpu:3.0f}%"), "cyan"),
             (
                 sparkline(w.memory, 10, float(w.memory_limit) or None)
@@ -61,6 +66,7 @@ class WorkersScreen(SnapshotScreen):
             str(w.running),
             (str(len(errors)), "red" if errors else "dim"),
             errors[-1].message if errors else "",
+            w.health_reason,
         ]
 
     def show_snapshot(self, snapshot: ClusterSnapshot) -> None:
@@ -76,7 +82,9 @@ class WorkersScreen(SnapshotScreen):
         table.set_items(workers)
         states = Counter(w.status for w in workers)
         text = ", ".join(f"{n} {s}" for s, n in sorted(states.items()))
-        summary = f"{len(workers)} workers ({text or 'none yet'}) · s sorts, S reverses"
+        unwell = [w for w in workers if w.health in ("degraded", "quarantined")]
+        flagged = "".join(f" · {w.name} {w.health}: {w.health_reason}" for w in unwell[:3])
+        summary = f"{len(workers)} workers ({text or 'none yet'}){flagged} · s sorts, S reverses"
         if snapshot.dashboard:  # a plain URL: terminals and the browser console link it
             summary += f"\nDask dashboard: {snapshot.dashboard}"
         self.query_one("#workers-summary", Static).update(Content(summary))

@@ -23,6 +23,7 @@ from dtf_core.events import (
     RunFinished,
     RunStarted,
     TaskFinished,
+    WorkerHealthChanged,
 )
 from dtf_core.service.views.storeread import live_worker, severity_of
 from dtf_tui.snapshot import ClusterSnapshot, ErrorEvent, RunInfo, TaskRow, WorkerInfo
@@ -48,6 +49,7 @@ class LiveState:
         self._workers: dict[str, WorkerInfo] = {}
         self._history: dict[str, tuple[deque[float], deque[float]]] = {}
         self._running: set[str] = set()
+        self._health: dict[str, tuple[str, str]] = {}  # worker name -> (state, reason)
         self.note = ""
 
     # ---- events (coordinator thread) -------------------------------------------
@@ -72,6 +74,13 @@ class LiveState:
                     self._runs[event.run_id] = replace(
                         run, status=event.status, finished_at=now, eta_s=None
                     )
+            elif isinstance(event, WorkerHealthChanged):
+                self._health[event.worker] = (event.state, event.reason)
+                for address, w in self._workers.items():
+                    if w.name == event.worker:
+                        self._workers[address] = replace(
+                            w, health=event.state, health_reason=event.reason
+                        )
             elif isinstance(event, ClusterChanged):
                 self.note = event.message
                 self._errors.append(
@@ -156,7 +165,13 @@ class LiveState:
                     mem.append(float(w["memory"]))
                 running.update(w.get("processing") or ())
                 old = self._workers.get(address)
-                self._workers[address] = live_worker(w, cpu, mem, old.hardware if old else "")
+                name = str(w.get("name") or address)
+                # From the service's /v1/workers; in a run of our own, from its events.
+                if isinstance(w.get("health"), str):
+                    self._health[name] = (str(w["health"]), str(w.get("health_reason") or ""))
+                self._workers[address] = live_worker(
+                    w, cpu, mem, old.hardware if old else "", self._health.get(name, ("", ""))
+                )
             for address, old in self._workers.items():
                 if address not in present and old.status != "gone":
                     self._workers[address] = replace(old, status="gone", running=0)

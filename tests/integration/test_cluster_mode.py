@@ -167,6 +167,12 @@ def test_submit_from_another_process_routes_gpu_tasks_and_reports(deployment: De
     run = d.client("viewer").run(summary["run_id"])
     assert run["metadata"]["submitted_by"] == "submitter-1"
     assert d.client("viewer").analysis(summary["run_id"])["benchmarks"][0]["n"] == 3
+    # Worker health: judged by the run, in its report and in /v1/workers.
+    assert {w["name"]: w["health"]["state"] for w in summary["workers"]} == {
+        "cpu": "healthy", "gpu": "healthy"}  # fmt: skip
+    for w in d.client("viewer").workers():
+        assert w["health"] == "healthy" and w["health_reason"] == ""
+        assert w["sample"]["disk_free_bytes"] > 0  # sampled on the worker, sent with heartbeats
 
 
 @pytest.mark.timeout(120)

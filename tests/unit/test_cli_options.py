@@ -48,7 +48,8 @@ def test_every_db_is_the_one_shared_option() -> None:
     assert set(dbs) == {
         "dtf-core run", "dtf-core test", "dtf-core report", "dtf-core runs", "dtf-core serve",
         "dtf-core compare", "dtf-core regressions", "dtf-core trends", "dtf-core stats",
-        "dtf-core best", "dtf-core import", "dtf-core badge", "dtf-tui", "dtf-tui run",
+        "dtf-core best", "dtf-core import", "dtf-core badge", "dtf-core workers", "dtf-tui",
+        "dtf-tui run",
     }  # fmt: skip
     for path, opt in dbs.items():
         assert opt.help == common.DB_HELP, path

@@ -37,6 +37,8 @@ class WorkerInfo:
     memory_limit: int = 0
     running: int = 0  # tasks executing on it now
     hardware: str = ""  # short hardware label, when known
+    health: str = ""  # healthy | degraded | quarantined, as a run judged it ("" unknown)
+    health_reason: str = ""
 
     @property
     def resources_text(self) -> str:

@@ -88,17 +88,23 @@ def task_rows(store: StoreReader, run_id: str) -> list[TaskRow]:
 
 
 def workers(store: StoreReader, run_id: str) -> list[WorkerInfo]:
-    return [
-        WorkerInfo(
-            address=w["address"],
-            name=w.get("name") or w["address"],
-            host=w.get("host") or "",
-            resources=w.get("resources") or {},
-            status="recorded",
-            hardware=hardware_label(w.get("hardware")),
+    health = {h["worker"]: (h["state"], h["reason"] or "") for h in store.worker_health(run_id)}
+    out = []
+    for w in store.workers(run_id):
+        state, reason = health.get(w.get("name") or "", ("", ""))
+        out.append(
+            WorkerInfo(
+                address=w["address"],
+                name=w.get("name") or w["address"],
+                host=w.get("host") or "",
+                resources=w.get("resources") or {},
+                status="recorded",
+                hardware=hardware_label(w.get("hardware")),
+                health=state,
+                health_reason=reason,
+            )
         )
-        for w in store.workers(run_id)
-    ]
+    return out
 
 
 def error_event(run_id: str, e: Mapping[str, Any], hardware: str = "") -> ErrorEvent:
@@ -212,7 +218,11 @@ def snapshot(
 
 
 def live_worker(
-    w: Mapping[str, Any], cpu: Iterable[float], memory: Iterable[float], hardware: str = ""
+    w: Mapping[str, Any],
+    cpu: Iterable[float],
+    memory: Iterable[float],
+    hardware: str = "",
+    health: tuple[str, str] = ("", ""),
 ) -> WorkerInfo:
     """A worker as the scheduler describes it now (``current_workers``), with the
     CPU/memory history the caller keeps; the console's live source and serve's
@@ -229,4 +239,6 @@ def live_worker(
         memory_limit=int(w.get("memory_limit") or 0),
         running=len(w.get("processing") or ()),
         hardware=hardware,
+        health=health[0],
+        health_reason=health[1],
     )

@@ -11,21 +11,33 @@ The format is documented in ``docs/suite-format.md``.
 
 from __future__ import annotations
 
-import difflib
 import importlib
 import importlib.util
 import itertools
 import math
 import os
-import re
-import shlex
 import tomllib
-from collections.abc import Iterable
-from typing import Any, NoReturn
+from typing import Any
 
 from dtf_core import codeload
-from dtf_core.errors import SpecError
-from dtf_core.model import PRIORITY_LIMIT, ClusterSpec, Suite, TaskKind, TaskSpec
+from dtf_core.model import ClusterSpec, Suite, TaskKind, TaskSpec
+from dtf_core.spec.fields import (
+    FUNCTION_RE,
+    IDENT_RE,
+    TOML_TYPES,
+    Where,
+    as_env,
+    as_int,
+    as_name,
+    as_priority,
+    as_resources,
+    as_str,
+    as_str_list,
+    as_table,
+    check_keys,
+    got,
+    parse_duration,
+)
 
 __all__ = ["MAX_EXPANSION", "load_suite", "parse_duration"]
 
@@ -33,14 +45,8 @@ MAX_EXPANSION = 10_000  # per [[task]] entry: a typo in a matrix should not queu
 DEFAULT_TIMEOUT = 600.0
 DEFAULT_RETRIES = 2
 
-_NAME_RE = re.compile(r"[A-Za-z0-9_.-]+")
-_IDENT_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_FUNCTION_RE = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_][\w.]*")
-_DURATION_PART = r"(\d+(?:\.\d+)?)(ms|s|m|h|d)"
-_DURATION_RE = re.compile(rf"(?:{_DURATION_PART})+")
-_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
-
-_TOP_KEYS = ("suite", "defaults", "cluster", "task")
+_TOP_KEYS = ("suite", "defaults", "cluster", "task", "dtf")
+_DTF_KEYS = ("speculation",)
 _SUITE_KEYS = ("name", "description")
 _CLUSTER_KEYS = ("workers", "threads_per_worker", "worker_resources")
 _DEFAULT_KEYS = (
@@ -56,166 +62,38 @@ _KIND_KEYS: dict[str, tuple[str, ...]] = {
     "benchmark": ("function", "params", "tune", "repeat", "warmup", "unit", "higher_is_better"),
     "command": ("command", "params"),
 }
-_TOML_TYPES = {bool: "boolean", int: "integer", float: "float", str: "string", list: "array"}
 
 
-class _Where:
-    """Where an error is: the file, the task label and a key prefix like ``defaults.``."""
-
-    def __init__(self, file: str, task: str | None = None, prefix: str = "") -> None:
-        self.file, self.task, self.prefix = file, task, prefix
-
-    def fail(self, key: str | None, message: str) -> NoReturn:
-        one_line = " ".join(message.split())  # exception texts may span lines; errors must not
-        full_key = f"{self.prefix}{key}" if key else (self.prefix.rstrip(".") or None)
-        raise SpecError(self.file, one_line, task=self.task, key=full_key)
-
-
-def _type_name(value: Any) -> str:
-    return (
-        "table" if isinstance(value, dict) else _TOML_TYPES.get(type(value), type(value).__name__)
-    )
-
-
-def _got(value: Any) -> str:
-    return f"{_type_name(value)} {value!r}"
-
-
-def parse_duration(
-    value: Any, *, file: str = "<input>", task: str | None = None, key: str | None = "timeout"
-) -> float:
-    """Seconds from ``30``, ``1.5``, ``"60s"``, ``"1.5m"``, ``"2h"``, ``"500ms"`` or ``"1h30m"``."""
-    where = _Where(file, task)
-    hint = "expected a positive duration like '60s', '2m', '1h30m' or a number of seconds"
-    if isinstance(value, bool):
-        where.fail(key, f"{hint}, got {_got(value)}")
-    if isinstance(value, int | float):
-        seconds = float(value)
-    elif isinstance(value, str):
-        text = value.strip().lower().replace(" ", "")
-        if _DURATION_RE.fullmatch(text):
-            parts = re.findall(_DURATION_PART, text)
-            seconds = sum(float(num) * _UNIT_SECONDS[unit] for num, unit in parts)
-        else:
-            try:
-                seconds = float(text)
-            except ValueError:
-                where.fail(key, f"{hint}, got {value!r}")
-    else:
-        where.fail(key, f"{hint}, got {_got(value)}")
-    if not math.isfinite(seconds) or seconds <= 0:
-        where.fail(key, f"{hint}, got {value!r} (it must be greater than zero)")
-    return seconds
-
-
-def _check_keys(where: _Where, table: dict[str, Any], allowed: Iterable[str]) -> None:
-    allowed = tuple(allowed)
-    for key in table:
-        if key not in allowed:
-            close = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
-            hint = f"did you mean '{close[0]}'?" if close else f"valid keys: {', '.join(allowed)}"
-            where.fail(key, f"unknown key '{key}'; {hint}")
-
-
-def _table(where: _Where, key: str, value: Any) -> dict[str, Any]:
-    if not isinstance(value, dict):
-        where.fail(key, f"expected a table like {key} = {{ ... }}, got {_got(value)}")
-    return value
-
-
-def _int(where: _Where, key: str, value: Any, minimum: int) -> int:
-    if isinstance(value, int) and not isinstance(value, bool) and value >= minimum:
-        return value
-    what = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
-    fix = "; remove the quotes" if isinstance(value, str) and value.strip().isdigit() else ""
-    where.fail(key, f"expected {what} like {key} = {max(minimum, 2)}, got {_got(value)}{fix}")
-
-
-def _priority(where: _Where, key: str, value: Any) -> int:
-    if isinstance(value, int) and not isinstance(value, bool) and abs(value) <= PRIORITY_LIMIT:
-        return value
-    span = f"from -{PRIORITY_LIMIT} to {PRIORITY_LIMIT}"
-    where.fail(key, f"expected an integer {span} like {key} = 10 (higher first), got {_got(value)}")
-
-
-def _str(where: _Where, key: str, value: Any) -> str:
-    if not isinstance(value, str) or not value:
-        where.fail(key, f'expected a non-empty string like {key} = "...", got {_got(value)}')
-    return value
-
-
-def _name(where: _Where, key: str, value: Any) -> str:
-    name = _str(where, key, value)
-    if not _NAME_RE.fullmatch(name):
-        where.fail(key, f"{name!r} has characters outside [A-Za-z0-9_.-]; rename it")
-    return name
-
-
-def _str_list(where: _Where, key: str, value: Any) -> list[str]:
-    if isinstance(value, str):
-        # A plain string is a convenience: split it the way a shell would.
-        try:
-            return shlex.split(value)
-        except ValueError as exc:
-            where.fail(key, f"cannot split {value!r} like a shell would ({exc}); use a list")
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        where.fail(key, f'expected a list of strings like {key} = ["a", "b"], got {_got(value)}')
-    return list(value)
-
-
-def _env(where: _Where, key: str, value: Any) -> dict[str, str]:
-    table = _table(where, key, value)
-    for name, val in table.items():
-        if not isinstance(val, str):
-            where.fail(key, f'{name} must be a string, got {_got(val)}; quote it: {name} = "{val}"')
-    return dict(table)
-
-
-def _resources(where: _Where, key: str, value: Any) -> dict[str, float]:
-    table = _table(where, key, value)
-    out: dict[str, float] = {}
-    for name, amount in table.items():
-        if not _IDENT_RE.fullmatch(name):
-            where.fail(key, f"resource name {name!r} must match [A-Za-z_][A-Za-z0-9_]*")
-        number = isinstance(amount, int | float) and not isinstance(amount, bool)
-        if not number or not math.isfinite(amount) or amount <= 0:
-            where.fail(key, f"{name} must be a positive number like {name} = 1, got {_got(amount)}")
-        out[name] = float(amount)
-    return out
-
-
-def _common(where: _Where, table: dict[str, Any]) -> dict[str, Any]:
+def _common(where: Where, table: dict[str, Any]) -> dict[str, Any]:
     """Validate the keys that may sit in [defaults] as well as in a task."""
     checks: dict[str, Any] = {
         "timeout": lambda k, v: parse_duration(
             v, file=where.file, task=where.task, key=where.prefix + k
         ),
-        "retries": lambda k, v: _int(where, k, v, 0),
-        "rerun_failures": lambda k, v: _int(where, k, v, 0),
-        "requires": lambda k, v: _resources(where, k, v),
-        "env": lambda k, v: _env(where, k, v),
-        "pytest_args": lambda k, v: _str_list(where, k, v),
-        "repeat": lambda k, v: _int(where, k, v, 1),
-        "warmup": lambda k, v: _int(where, k, v, 0),
-        "priority": lambda k, v: _priority(where, k, v),
+        "retries": lambda k, v: as_int(where, k, v, 0),
+        "rerun_failures": lambda k, v: as_int(where, k, v, 0),
+        "requires": lambda k, v: as_resources(where, k, v),
+        "env": lambda k, v: as_env(where, k, v),
+        "pytest_args": lambda k, v: as_str_list(where, k, v),
+        "repeat": lambda k, v: as_int(where, k, v, 1),
+        "warmup": lambda k, v: as_int(where, k, v, 0),
+        "priority": lambda k, v: as_priority(where, k, v),
     }
     return {k: checks[k](k, v) for k, v in table.items() if k in checks}
 
 
-def _params(where: _Where, value: Any, key: str = "params") -> dict[str, list[Any]]:
-    table = _table(where, key, value)
+def _params(where: Where, value: Any, key: str = "params") -> dict[str, list[Any]]:
+    table = as_table(where, key, value)
     out: dict[str, list[Any]] = {}
     for name, values in table.items():
-        if not _IDENT_RE.fullmatch(name):
+        if not IDENT_RE.fullmatch(name):
             where.fail(key, f"parameter name {name!r} must be a Python identifier")
         values = values if isinstance(values, list) else [values]
         if not values:
             where.fail(key, f"{name} is an empty list; give at least one value")
         for v in values:
-            if isinstance(v, dict | list) or type(v) not in _TOML_TYPES:
-                where.fail(
-                    key, f"{name} values must be strings, numbers or booleans, got {_got(v)}"
-                )
+            if isinstance(v, dict | list) or type(v) not in TOML_TYPES:
+                where.fail(key, f"{name} values must be strings, numbers or booleans, got {got(v)}")
         out[name] = values
     return out
 
@@ -224,7 +102,7 @@ def _fmt(value: Any) -> str:
     return ("true" if value else "false") if isinstance(value, bool) else str(value)
 
 
-def _expand(where: _Where, name: str, params: dict[str, list[Any]]) -> list[tuple[str, dict]]:
+def _expand(where: Where, name: str, params: dict[str, list[Any]]) -> list[tuple[str, dict]]:
     """Every combination of ``params`` (measured inputs, then tuned settings: the order given)."""
     if not params:
         return [(name, {})]
@@ -252,12 +130,12 @@ def _substitute(text: str, params: dict[str, Any]) -> str:
     return text
 
 
-def _check_function(where: _Where, space: codeload.CodeSpace, target: str, run_code: bool) -> None:
+def _check_function(where: Where, space: codeload.CodeSpace, target: str, run_code: bool) -> None:
     """Without ``run_code``: locate and parse the module, run nothing
     (:func:`dtf_core.codeload.check_static`). With it: import the module into ``space`` (the
     suite's code under throwaway names, dropped when loading ends: no global
     ``sys.path`` or ``sys.modules`` change)."""
-    if not _FUNCTION_RE.fullmatch(target):
+    if not FUNCTION_RE.fullmatch(target):
         where.fail(
             "function", f"expected 'module:callable' like 'demo.bench:matmul', got {target!r}"
         )
@@ -297,8 +175,8 @@ def _check_function(where: _Where, space: codeload.CodeSpace, target: str, run_c
         where.fail("function", f"{target!r} is a {type(obj).__name__}, not a callable")
 
 
-def _existing(where: _Where, key: str, root: str, value: Any, want_dir: bool) -> str:
-    raw = _str(where, key, value)
+def _existing(where: Where, key: str, root: str, value: Any, want_dir: bool) -> str:
+    raw = as_str(where, key, value)
     # pytest accepts node ids (file.py::test_x); only the file part has to exist.
     file_part, sep, node = raw.partition("::") if key == "path" else (raw, "", "")
     full = os.path.normpath(os.path.join(root, file_part))
@@ -319,17 +197,17 @@ def _task(
 ) -> list[TaskSpec]:
     root = space.root
     label = raw.get("name") if isinstance(raw, dict) and isinstance(raw.get("name"), str) else None
-    where = _Where(file, label or f"#{index + 1}")
+    where = Where(file, label or f"#{index + 1}")
     if not isinstance(raw, dict):
-        where.fail(None, f"each [[task]] must be a table, got {_got(raw)}")
+        where.fail(None, f"each [[task]] must be a table, got {got(raw)}")
     if "name" not in raw:
         where.fail("name", 'missing required key; add name = "..." to this [[task]]')
-    name = _name(where, "name", raw["name"])
+    name = as_name(where, "name", raw["name"])
     if "kind" not in raw:
         where.fail("kind", 'missing required key; add kind = "pytest", "benchmark" or "command"')
     kind = raw["kind"]
     if not isinstance(kind, str) or kind not in _KIND_KEYS:
-        where.fail("kind", f"expected one of 'pytest', 'benchmark', 'command', got {_got(kind)}")
+        where.fail("kind", f"expected one of 'pytest', 'benchmark', 'command', got {got(kind)}")
     mine = _COMMON_KEYS + _KIND_KEYS[kind]
     for key in raw:
         owners = [k for k, keys in _KIND_KEYS.items() if key in keys and key not in mine]
@@ -338,7 +216,7 @@ def _task(
             where.fail(
                 key, f"'{key}' only applies to {only} tasks; remove it from this {kind} task"
             )
-    _check_keys(where, raw, mine)
+    check_keys(where, raw, mine)
 
     values = {k: v for k, v in defaults.items() if k in mine}
     values.update(_common(where, raw))
@@ -365,21 +243,21 @@ def _task(
     elif kind == "benchmark":
         if "function" not in raw:
             where.fail("function", 'missing required key; add function = "module:callable"')
-        fields["function"] = _str(where, "function", raw["function"])
+        fields["function"] = as_str(where, "function", raw["function"])
         _check_function(where, space, fields["function"], run_code)
         if "unit" in raw:
-            fields["unit"] = _str(where, "unit", raw["unit"])
+            fields["unit"] = as_str(where, "unit", raw["unit"])
         if "higher_is_better" in raw:
             if not isinstance(raw["higher_is_better"], bool):
                 where.fail(
                     "higher_is_better",
-                    f"expected true or false, got {_got(raw['higher_is_better'])}",
+                    f"expected true or false, got {got(raw['higher_is_better'])}",
                 )
             fields["higher_is_better"] = raw["higher_is_better"]
     else:
         if "command" not in raw:
             where.fail("command", 'missing required key; add command = ["program", "arg"]')
-        fields["command"] = _str_list(where, "command", raw["command"])
+        fields["command"] = as_str_list(where, "command", raw["command"])
         if not fields["command"] or not fields["command"][0]:
             where.fail("command", 'is empty; give the program and its arguments: ["python", "-V"]')
 
@@ -401,21 +279,21 @@ def _task(
 
 
 def _cluster(file: str, raw: Any) -> ClusterSpec:
-    where = _Where(file, prefix="cluster.")
-    table = _table(_Where(file), "cluster", raw)
-    _check_keys(where, table, _CLUSTER_KEYS)
-    workers = _int(where, "workers", table["workers"], 1) if "workers" in table else None
+    where = Where(file, prefix="cluster.")
+    table = as_table(Where(file), "cluster", raw)
+    check_keys(where, table, _CLUSTER_KEYS)
+    workers = as_int(where, "workers", table["workers"], 1) if "workers" in table else None
     threads = table.get("threads_per_worker")
-    threads = _int(where, "threads_per_worker", threads, 1) if threads is not None else None
+    threads = as_int(where, "threads_per_worker", threads, 1) if threads is not None else None
     resources: list[dict[str, float]] = []
     raw_res = table.get("worker_resources", [])
     if not isinstance(raw_res, list):
         where.fail(
             "worker_resources",
-            f"expected a list of tables like [{{}}, {{ GPU = 1 }}], got {_got(raw_res)}",
+            f"expected a list of tables like [{{}}, {{ GPU = 1 }}], got {got(raw_res)}",
         )
     for i, entry in enumerate(raw_res):
-        resources.append(_resources(where, f"worker_resources[{i}]", entry))
+        resources.append(as_resources(where, f"worker_resources[{i}]", entry))
     if workers is not None and len(resources) > workers:
         where.fail(
             "worker_resources",
@@ -423,6 +301,16 @@ def _cluster(file: str, raw: Any) -> ClusterSpec:
             "give at most one table per worker or raise workers",
         )
     return ClusterSpec(workers=workers, threads_per_worker=threads, worker_resources=resources)
+
+
+def _settings(file: str, raw: Any) -> dict[str, Any]:
+    """The ``[dtf]`` table: dtf settings for this suite's runs."""
+    where = Where(file, prefix="dtf.")
+    table = as_table(Where(file), "dtf", raw)
+    check_keys(where, table, _DTF_KEYS)
+    if "speculation" in table and not isinstance(table["speculation"], bool):
+        where.fail("speculation", f"expected true or false, got {got(table['speculation'])}")
+    return dict(table)
 
 
 def load_suite(path: str | os.PathLike[str], *, run_code: bool = True) -> Suite:
@@ -433,7 +321,7 @@ def load_suite(path: str | os.PathLike[str], *, run_code: bool = True) -> Suite:
     (every service path: the suite is someone else's) only reads files and
     parses them; nothing of the suite executes in this process."""
     file = os.fspath(path)
-    where = _Where(file)
+    where = Where(file)
     try:
         with open(file, "rb") as fh:
             data = tomllib.loads(fh.read().decode("utf-8"))
@@ -449,30 +337,31 @@ def load_suite(path: str | os.PathLike[str], *, run_code: bool = True) -> Suite:
         where.fail(None, f"invalid TOML: {exc}; fix the syntax there")
 
     root = os.path.dirname(os.path.abspath(file))
-    _check_keys(where, data, _TOP_KEYS)
+    check_keys(where, data, _TOP_KEYS)
     if "suite" not in data:
         where.fail("suite", 'missing [suite] table; add [suite] with name = "my-suite"')
-    suite = _table(where, "suite", data["suite"])
-    suite_where = _Where(file, prefix="suite.")
-    _check_keys(suite_where, suite, _SUITE_KEYS)
+    suite = as_table(where, "suite", data["suite"])
+    suite_where = Where(file, prefix="suite.")
+    check_keys(suite_where, suite, _SUITE_KEYS)
     if "name" not in suite:
         suite_where.fail("name", 'missing required key; add name = "my-suite" under [suite]')
-    name = _name(suite_where, "name", suite["name"])
+    name = as_name(suite_where, "name", suite["name"])
     metadata: dict[str, Any] = {}
     if "description" in suite:
-        metadata["description"] = _str(suite_where, "description", suite["description"])
+        metadata["description"] = as_str(suite_where, "description", suite["description"])
 
-    defaults_raw = _table(where, "defaults", data.get("defaults", {}))
-    defaults_where = _Where(file, prefix="defaults.")
-    _check_keys(defaults_where, defaults_raw, _DEFAULT_KEYS)
+    defaults_raw = as_table(where, "defaults", data.get("defaults", {}))
+    defaults_where = Where(file, prefix="defaults.")
+    check_keys(defaults_where, defaults_raw, _DEFAULT_KEYS)
     defaults = _common(defaults_where, defaults_raw)
     cluster = _cluster(file, data["cluster"]) if "cluster" in data else ClusterSpec()
+    settings = _settings(file, data["dtf"]) if "dtf" in data else {}
 
     raw_tasks = data.get("task", [])
     if isinstance(raw_tasks, dict):
         where.fail("task", "found [task]; write [[task]] (double brackets) for each task")
     if not isinstance(raw_tasks, list):
-        where.fail("task", f"expected [[task]] tables, got {_got(raw_tasks)}")
+        where.fail("task", f"expected [[task]] tables, got {got(raw_tasks)}")
     if not raw_tasks:
         where.fail("task", "the suite has no tasks; add at least one [[task]] table")
     tasks: list[TaskSpec] = []
@@ -483,7 +372,7 @@ def load_suite(path: str | os.PathLike[str], *, run_code: bool = True) -> Suite:
             expanded = _task(file, space, index, raw, defaults, run_code)
             task_name = expanded[0].name
             if task_name in seen:
-                _Where(file, task_name).fail(
+                Where(file, task_name).fail(
                     "name", "duplicate task name; give each [[task]] a unique name"
                 )
             seen.add(task_name)
@@ -491,5 +380,6 @@ def load_suite(path: str | os.PathLike[str], *, run_code: bool = True) -> Suite:
     finally:
         space.forget()
     return Suite(
-        name=name, path=os.path.abspath(file), tasks=tasks, cluster=cluster, metadata=metadata
-    )
+        name=name, path=os.path.abspath(file), tasks=tasks, cluster=cluster, metadata=metadata,
+        settings=settings,
+    )  # fmt: skip
