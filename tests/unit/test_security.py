@@ -47,6 +47,9 @@ def test_token_roundtrip_roles_and_audiences() -> None:
         (security.issue_token(OTHER, role="admin", subject="x", ttl_s=60), "invalid token"),
         (security.issue_token(SECRET, role="admin", subject="x", ttl_s=60, now=1000), "expired"),
     ],
+    # Stable ids: the tokens differ per process (jti, iat), and pytest-xdist needs
+    # every worker to collect the same test names.
+    ids=["missing", "not-a-jwt", "other-key", "expired"],
 )
 def test_bad_tokens_are_401_and_never_echoed(token: str | None, reason: str) -> None:
     with pytest.raises(AuthError) as exc:
