@@ -20,9 +20,7 @@ from __future__ import annotations
 import logging
 import queue
 import re
-import threading
 import time
-import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -33,6 +31,7 @@ from dtf_core.cluster import embedded as cluster_mod
 from dtf_core.errors import ClusterError
 from dtf_core.events import Event
 from dtf_core.model import AttemptResult, TaskPayload
+from dtf_core.run import topics
 from dtf_core.run.monitor import HealthMonitor, Started
 from dtf_core.run.pace import Pace
 from dtf_core.run.speculation import Copy, Speculator
@@ -104,7 +103,7 @@ class Adaptive:
     def connect(self, client: Client) -> None:
         """What a (re)started scheduler must be told (a failure here is the caller's)."""
         client.register_plugin(HealthSampler(), name="dtf-health")
-        _route(client, STARTED_TOPIC, self._run_id, self._arrived.put)
+        topics.route(client, STARTED_TOPIC, self._run_id, self._arrived.put)
 
     def tick(self, urgent: bool = False) -> None:
         now = time.monotonic()
@@ -154,7 +153,7 @@ class Adaptive:
             self.monitor.close()
         except Exception:
             log.warning("storing the workers' last health rows failed", exc_info=True)
-        _unroute(self._client(), STARTED_TOPIC, self._run_id)
+        topics.unroute(self._client(), STARTED_TOPIC, self._run_id)
 
     # ---- for the parts ---------------------------------------------------------
 
@@ -195,41 +194,3 @@ class Adaptive:
 
     def _publish(self, worker: str, value: dict[str, Any]) -> None:
         cluster_mod.publish_health(self._client(), worker, value)
-
-
-# ---- one subscription per client and topic, shared by the runs on it ---------------
-# (Dask keeps one handler per topic and client; ``serve`` runs many coordinators
-# on one client.)
-
-_routes: weakref.WeakKeyDictionary[Client, dict[str, dict[str, Callable[[Any], None]]]] = (
-    weakref.WeakKeyDictionary()
-)
-_routes_lock = threading.Lock()
-
-
-def _route(client: Client, topic: str, run_id: str, handler: Callable[[Any], None]) -> None:
-    with _routes_lock:
-        table = _routes.setdefault(client, {}).setdefault(topic, {})
-        table[run_id] = handler
-
-    def dispatch(event: tuple[float, Any]) -> None:
-        msg = event[1]
-        if isinstance(msg, dict):
-            target = table.get(str(msg.get("run_id")))
-            if target is not None:
-                target(msg)
-
-    # Every connect: a scheduler that came back knows no subscriptions.
-    client.subscribe_topic(topic, dispatch)
-
-
-def _unroute(client: Client, topic: str, run_id: str) -> None:
-    with _routes_lock:
-        table = _routes.get(client, {}).get(topic, {})
-        table.pop(run_id, None)
-        last = not table
-    if last:
-        try:
-            client.unsubscribe_topic(topic)
-        except Exception:
-            log.debug("unsubscribing from %s failed", topic, exc_info=True)

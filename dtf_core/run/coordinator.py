@@ -50,7 +50,7 @@ from dtf_core.events import (
     TestsProgress,
 )
 from dtf_core.model import AttemptResult, Suite, TaskPayload
-from dtf_core.run import batching, decisions, intake, stopping
+from dtf_core.run import batching, decisions, intake, stopping, topics
 from dtf_core.run.adaptive import Adaptive
 from dtf_core.run.balance import ChunkBalancer
 from dtf_core.run.fetch import Fetched, ResultFetcher
@@ -229,10 +229,7 @@ class Coordinator:
             self._fetcher.close()
             self._adaptive.close()
             self.store.flush()
-            try:
-                self.client.unsubscribe_topic("dtf-tests")
-            except Exception:
-                log.debug("unsubscribing from dtf-tests failed", exc_info=True)
+            topics.unroute(self.client, "dtf-tests", run_id)
             # The run's suite modules leave long-lived workers (codeload).
             if not self.embedded and not self._recovery.down:
                 try:
@@ -261,7 +258,7 @@ class Coordinator:
             self._adaptive.connect(client)
         except Exception as exc:  # an old worker without dtf installed, say
             raise ClusterError(f"could not install dtf's worker plugin: {exc}") from exc
-        client.subscribe_topic("dtf-tests", self._on_tests_event)
+        topics.route(client, "dtf-tests", self.run_id, self._progress.put)
 
     def _submit_initial(self, states: list[TaskState]) -> None:
         ready: list[TaskState] = []
@@ -368,12 +365,6 @@ class Coordinator:
                 self._waiting.expire()
             if self.store.should_flush():
                 self.store.flush()
-
-    def _on_tests_event(self, event: tuple[float, Any]) -> None:
-        # Runs on the client's event loop: hand over, decide nothing here.
-        msg = event[1]
-        if isinstance(msg, dict) and msg.get("run_id") == self.run_id:
-            self._progress.put(msg)
 
     def _drain_progress(self) -> None:
         while True:
