@@ -64,7 +64,7 @@ def console() -> None:
         quick_exit(exc.code)
 
 
-def quick_exit(code: object) -> None:
+def quick_exit(code: str | int | None) -> None:
     """Exit once the command is done, without the interpreter's teardown.
 
     Everything a command opens is closed by then (the store, the cluster, files);
