@@ -1,6 +1,7 @@
 """The embedded cluster starts while `dtf-core run` opens its database (cluster.Starting):
-when the database cannot be opened, the cluster that was starting is closed again, no
-worker process left behind, and the error is the store's (exit 3)."""
+when the database cannot be opened, the error is the store's (exit 3, one line) and no
+worker process is left behind. This checks the outcome a user sees; it does not single out
+``Starting.close`` (distributed's workers also end once their nanny's process is gone)."""
 
 from __future__ import annotations
 
