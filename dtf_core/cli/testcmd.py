@@ -22,7 +22,6 @@ from dtf_core.cli.common import (
     db_option,
     default_db,
     emit,
-    execute,
     failure_options,
     format_option,
     handle_errors,
@@ -31,6 +30,7 @@ from dtf_core.cli.common import (
     priority_option,
     speculation_option,
 )
+from dtf_core.cli.execution import execute
 from dtf_core.errors import OptionError, exit_code
 
 if TYPE_CHECKING:

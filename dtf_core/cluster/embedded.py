@@ -13,6 +13,7 @@ import contextlib
 import logging
 import os
 import sys
+import threading
 import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -151,8 +152,11 @@ def open_cluster(
     connect_timeout: float = 10.0,
     security: Security | None = None,
     dashboard: str | None = None,
+    starting: Starting | None = None,
 ) -> Iterator[ClusterHandle]:
     """Yield a connected cluster; close what we started on the way out.
+    ``starting``: an embedded cluster already on its way (:class:`Starting`), used
+    instead of starting one here (``plans`` and ``dashboard`` are then its own).
     ``security`` (mutual TLS, docs/cluster.md) applies to ``scheduler`` only.
     ``dashboard`` (HOST:PORT) turns on Dask's dashboard of the embedded
     scheduler; an external scheduler's dashboard is its own (its link is
@@ -177,7 +181,18 @@ def open_cluster(
             handle.close()
         return
 
-    plans = plans or plan_workers(2, 1, [])
+    if starting is not None:
+        handle = starting.take()
+    else:
+        handle = _start_embedded(plans or plan_workers(2, 1, []), dashboard)
+    try:
+        yield handle
+    finally:
+        handle.close()
+
+
+def _start_embedded(plans: list[WorkerPlan], dashboard: str | None) -> ClusterHandle:
+    """Start the embedded cluster and wait for every worker (closed again on failure)."""
     dask.config.set(_embedded_config())
     workers = {
         p.name: {
@@ -212,9 +227,51 @@ def open_cluster(
         handle.dashboard = dashboard_link(client)
     try:
         client.wait_for_workers(len(plans), timeout=60)
-        yield handle
-    finally:
+    except BaseException:
         handle.close()
+        raise
+    return handle
+
+
+class Starting:
+    """An embedded cluster starting in a background thread, so that the command can
+    import the store and open its database meanwhile: the workers' start (each a new
+    interpreter importing distributed) is most of a short run's wait, and the command's
+    own imports (pandas, DuckDB) fit in it. :func:`open_cluster` takes it over
+    (``starting=``); :meth:`close` ends one nobody took (the database was locked, say).
+    """
+
+    def __init__(self, plans: list[WorkerPlan], dashboard: str | None = None) -> None:
+        self._plans, self._dashboard = plans, dashboard
+        self._handle: ClusterHandle | None = None
+        self._error: BaseException | None = None
+        self._taken = False
+        self._thread = threading.Thread(target=self._start, name="dtf-cluster-start", daemon=True)
+        self._thread.start()
+
+    def _start(self) -> None:
+        try:
+            self._handle = _start_embedded(self._plans, self._dashboard)
+        except BaseException as exc:  # handed to the thread that takes it
+            self._error = exc
+
+    def take(self) -> ClusterHandle:
+        """The started cluster (waits for it); its errors are raised here."""
+        self._thread.join()
+        self._taken = True
+        if self._error is not None:
+            raise self._error
+        assert self._handle is not None
+        return self._handle
+
+    def close(self) -> None:
+        """Close the cluster unless :func:`open_cluster` took it (it closes it then)."""
+        if self._taken:
+            return
+        self._thread.join()
+        self._taken = True
+        if self._handle is not None:
+            self._handle.close()
 
 
 def scheduler_key_id(client: Client, timeout: float = 5.0) -> str | None:

@@ -23,6 +23,13 @@ import pandas as pd
 
 SIBLING_SPREAD = 1.5
 
+# Past this many siblings the yardstick is computed again only when their number has
+# grown by REFRESH_GROWTH: every result asks for it, and a median over all siblings
+# each time made a run quadratic in its tasks (2,000 tiny benchmarks: ~1 s of the
+# coordinator's CPU). A yardstick a few per cent behind moves a 3x threshold by nothing.
+EXACT_UPTO = 32
+REFRESH_GROWTH = 1.1
+
 
 class Pace:
     def __init__(self, history: pd.DataFrame | None = None) -> None:
@@ -30,6 +37,9 @@ class Pace:
         self._history: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
         self._run: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
         self._siblings: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+        self._sibling_count: dict[str, int] = defaultdict(int)
+        # (name, worker left out) -> (siblings counted, yardstick then)
+        self._sibling_cache: dict[tuple[str, str | None], tuple[int, float | None]] = {}
         if history is not None and not history.empty:
             for task_id, worker, wall in history[["task_id", "worker", "wall_s"]].itertuples(
                 index=False
@@ -41,6 +51,7 @@ class Pace:
         if wall_s > 0:
             self._run[task_id][worker].append(wall_s)
             self._siblings[name][worker].append(wall_s)
+            self._sibling_count[name] += 1
 
     def expected(self, task_id: str, name: str, elsewhere: str | None = None) -> float | None:
         """Seconds ``task_id`` should take, judged without ``elsewhere``'s own; None: unknown."""
@@ -51,8 +62,21 @@ class Pace:
         own = self._history.get(task_id, {}).get(elsewhere or "")
         if own:
             return statistics.median(own)
-        siblings = _without(self._siblings.get(name), elsewhere)
-        return statistics.median(siblings) if _alike(siblings) else None
+        return self._sibling_yardstick(name, elsewhere)
+
+    def _sibling_yardstick(self, name: str, elsewhere: str | None) -> float | None:
+        by_worker = self._siblings.get(name)
+        if not by_worker:
+            return None
+        left_out = by_worker.get(elsewhere, ()) if elsewhere is not None else ()
+        n = self._sibling_count[name] - len(left_out)
+        seen, value = self._sibling_cache.get((name, elsewhere), (-1, None))
+        if n == seen or (EXACT_UPTO < seen <= n < seen * REFRESH_GROWTH):
+            return value
+        siblings = _without(by_worker, elsewhere)
+        value = statistics.median(siblings) if _alike(siblings) else None
+        self._sibling_cache[(name, elsewhere)] = (n, value)
+        return value
 
 
 def _without(by_worker: dict[str, list[float]] | None, worker: str | None) -> list[float]:

@@ -4,7 +4,9 @@ What a user waits for from pressing Enter to the prompt. Both sides are fresh Py
 processes that start a 2-process cluster (1 thread each) on 127.0.0.1, run one command task
 (`python -c pass` in a subprocess) and close. dtf also opens its DuckDB file, stores the
 run and prints its line; the raw script does nothing else. Rounds alternate so that both
-sides see the same machine; medians with the range.
+sides see the same machine; medians with the range. CPU s is each process's CPU with
+every process it waited for (its workers, the task's subprocess): what a busy machine
+does not stretch.
 
     .venv/bin/python scripts/bench/startup.py [--rounds 5] [--workers 2]
 """
@@ -14,10 +16,11 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _measure import spread, timed_process
 
 SUITE = """
 [suite]
@@ -47,19 +50,6 @@ if __name__ == "__main__":
 """
 
 
-def timed(cmd: list[str], cwd: str) -> float:
-    t0 = time.perf_counter()
-    out = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=300)
-    wall = time.perf_counter() - t0
-    if out.returncode != 0 or "PASSED" not in out.stdout:
-        sys.exit(f"{' '.join(cmd)} failed (rc {out.returncode}):\n{out.stdout}\n{out.stderr}")
-    return wall
-
-
-def spread(xs: list[float]) -> str:
-    return f"{statistics.median(xs):.2f} ({min(xs):.2f}-{max(xs):.2f})"
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=5)
@@ -80,26 +70,35 @@ def main() -> None:
             "dtf-core run (one-task suite)": dtf_cmd,
         }
         times: dict[str, list[float]] = {name: [] for name in sides}
+        cpus: dict[str, list[float]] = {name: [] for name in sides}
         for cmd in sides.values():  # warm the file cache; not counted
-            timed(cmd, tmp)
+            timed_process(cmd, tmp)
         for r in range(args.rounds):
             order = list(sides.items())
             if r % 2:
                 order.reverse()
             for name, cmd in order:
-                times[name].append(timed(cmd, tmp))
-    raw_med = statistics.median(times["raw LocalCluster script"])
+                wall, cpu = timed_process(cmd, tmp)
+                times[name].append(wall)
+                cpus[name].append(cpu)
+    raw = "raw LocalCluster script"
+    raw_med, raw_cpu = statistics.median(times[raw]), statistics.median(cpus[raw])
     print(
         f"startup: {args.workers} worker processes x 1 thread, one command task, "
         f"median (min-max) of {args.rounds} alternated rounds"
     )
-    print(f"| {'process':<36} | {'wall s':>18} | {'vs raw':>6} |")
-    print(f"|{'-' * 38}|{'-' * 20}|{'-' * 8}|")
+    print(f"| {'process':<36} | {'wall s':>18} | {'vs raw':>6} | {'CPU s':>18} | {'vs raw':>6} |")
+    print(f"|{'-' * 38}|{'-' * 20}|{'-' * 8}|{'-' * 20}|{'-' * 8}|")
     for name, xs in times.items():
         ratio = statistics.median(xs) / raw_med
-        print(f"| {name:<36} | {spread(xs):>18} | {ratio:6.2f} |")
+        cpu_ratio = statistics.median(cpus[name]) / raw_cpu
+        print(
+            f"| {name:<36} | {spread(xs):>18} | {ratio:6.2f} "
+            f"| {spread(cpus[name]):>18} | {cpu_ratio:6.2f} |"
+        )
     for name, xs in times.items():
-        print(f"{name}: " + ", ".join(f"{t:.2f}" for t in xs))
+        print(f"{name}: wall " + ", ".join(f"{t:.2f}" for t in xs))
+        print(f"{name}: CPU  " + ", ".join(f"{t:.2f}" for t in cpus[name]))
 
 
 if __name__ == "__main__":
