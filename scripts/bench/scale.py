@@ -146,12 +146,12 @@ def role_drive(args: argparse.Namespace) -> None:
         with Store(args.db) as store:
             coord = Coordinator(client, store, estimates=estimates)
             c0, s0, t0 = proc.cpu_times(), sched.cpu_times(), time.perf_counter()
-            if args.profile:
+            if args.profile_out:
                 import cProfile
 
                 prof = cProfile.Profile()
                 result = prof.runcall(coord.run, suite)
-                prof.dump_stats(args.profile)
+                prof.dump_stats(args.profile_out)
             else:
                 result = coord.run(suite)
             wall = time.perf_counter() - t0
@@ -235,7 +235,7 @@ def drive(cluster: SimCluster, tmp: str, mode: str, n: int, args, profile: str =
     cmd = [sys.executable, os.path.abspath(__file__), "--role", "drive", "--mode", mode]
     cmd += ["--n", str(n), "--address", cluster.address, "--db", db]
     cmd += ["--scheduler-pid", str(cluster.scheduler_pid)]
-    cmd += ["--estimates"] * args.estimates + (["--profile", profile] if profile else [])
+    cmd += ["--estimates"] * args.estimates + (["--profile-out", profile] if profile else [])
     try:
         out = subprocess.run(
             cmd, env=child_env(), capture_output=True, text=True, timeout=args.limit
@@ -302,7 +302,7 @@ def main() -> None:
     ap.add_argument("--profile", type=int, default=0, help="cProfile dtf at N tasks, 2 workers")
     ap.add_argument("--estimates", action="store_true", help="give dtf an estimate per task")
     ap.add_argument("--role", help=argparse.SUPPRESS)
-    for hidden in ("--addr-file", "--address", "--db", "--mode"):
+    for hidden in ("--addr-file", "--address", "--db", "--mode", "--profile-out"):
         ap.add_argument(hidden, help=argparse.SUPPRESS)
     ap.add_argument("--n", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--ttl", type=float, default=3600.0, help=argparse.SUPPRESS)
@@ -320,7 +320,7 @@ def main() -> None:
     plan += [(args.worker_tasks, w) for w in parse_sizes(args.workers)]
     ttl = args.limit * 4 * (len(plan) + 1) + 600
     print(f"load before: {os.getloadavg()}", flush=True)
-    print(HEADER + "\n|" + "|".join("-" * (len(c) + 2) for c in HEADER.split("|")[1:-1]) + "|")
+    print(HEADER + "\n|" + "|".join("-" * len(c) for c in HEADER.split("|")[1:-1]) + "|")
     tables: list[str] = []
     with tempfile.TemporaryDirectory() as tmp:
         by_workers: dict[int, list[tuple[int, int]]] = {}
