@@ -15,11 +15,12 @@ straggler, and a worker that drew it is not slow.
 
 from __future__ import annotations
 
-import math
 import statistics
 from collections import defaultdict
 
 import pandas as pd
+
+from dtf_core.run.siblings import Siblings
 
 SIBLING_SPREAD = 1.5
 
@@ -29,7 +30,8 @@ class Pace:
         # task id -> worker -> durations (s); from the store, then this run
         self._history: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
         self._run: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
-        self._siblings: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+        # name -> sorted durations: asked once per finished task, so no sorting per question
+        self._siblings: dict[str, Siblings] = defaultdict(Siblings)
         if history is not None and not history.empty:
             for task_id, worker, wall in history[["task_id", "worker", "wall_s"]].itertuples(
                 index=False
@@ -40,7 +42,7 @@ class Pace:
         """A passed attempt of ``task_id`` (matrix entry ``name``) took ``wall_s`` on ``worker``."""
         if wall_s > 0:
             self._run[task_id][worker].append(wall_s)
-            self._siblings[name][worker].append(wall_s)
+            self._siblings[name].add(worker, wall_s)
 
     def expected(self, task_id: str, name: str, elsewhere: str | None = None) -> float | None:
         """Seconds ``task_id`` should take, judged without ``elsewhere``'s own; None: unknown."""
@@ -51,8 +53,8 @@ class Pace:
         own = self._history.get(task_id, {}).get(elsewhere or "")
         if own:
             return statistics.median(own)
-        siblings = _without(self._siblings.get(name), elsewhere)
-        return statistics.median(siblings) if _alike(siblings) else None
+        siblings = self._siblings.get(name)
+        return siblings.yardstick(elsewhere, SIBLING_SPREAD) if siblings is not None else None
 
 
 def _without(by_worker: dict[str, list[float]] | None, worker: str | None) -> list[float]:
@@ -62,15 +64,3 @@ def _without(by_worker: dict[str, list[float]] | None, worker: str | None) -> li
 def _median_without(by_worker: dict[str, list[float]] | None, worker: str | None) -> float | None:
     values = _without(by_worker, worker)
     return statistics.median(values) if values else None
-
-
-def _alike(durations: list[float]) -> bool:
-    """Siblings are a yardstick only when they take about as long as each other
-    (a matrix over sizes is not): two or more, their spread (scaled MAD of the
-    logs) within a factor of SIBLING_SPREAD."""
-    if len(durations) < 2:
-        return False
-    logs = [math.log(d) for d in durations]
-    mid = statistics.median(logs)
-    spread = 1.4826 * statistics.median(abs(x - mid) for x in logs)
-    return spread <= math.log(SIBLING_SPREAD)

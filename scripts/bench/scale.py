@@ -196,10 +196,10 @@ class SimCluster:
         self.procs: list[subprocess.Popen] = []
         addr_file = os.path.join(tmp, f"sched-{n}.addr")
         me = [sys.executable, os.path.abspath(__file__), "--role"]
-        self._start(me + ["scheduler", "--addr-file", addr_file, "--ttl", str(ttl)])
+        self._start([*me, "scheduler", "--addr-file", addr_file, "--ttl", str(ttl)])
         self.scheduler_pid = self.procs[0].pid
         self.address = self._wait_file(addr_file, 60)
-        self._start(me + ["workers", "--address", self.address, "--n", str(n), "--ttl", str(ttl)])
+        self._start([*me, "workers", "--address", self.address, "--n", str(n), "--ttl", str(ttl)])
         from distributed import Client
 
         t0 = time.perf_counter()
@@ -273,8 +273,14 @@ def fmt_row(label: str, workers: int, r: dict, results: dict) -> str:
             f"{r['db_bytes'] / 2**20:.1f}" if "db_bytes" in r else "-", *ratios,
         ]  # fmt: skip
     cells = [label, str(r["n"]), str(workers), *cells]
-    return "| " + " | ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in
-                              enumerate(zip(cells, widths, strict=True))) + " |"
+    return (
+        "| "
+        + " | ".join(
+            c.rjust(w) if i else c.ljust(w)
+            for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+        )
+        + " |"
+    )
 
 
 def measure(cluster: SimCluster, tmp: str, n: int, workers: int, args) -> list[str]:
