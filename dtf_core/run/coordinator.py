@@ -50,10 +50,9 @@ from dtf_core.events import (
     TestsProgress,
 )
 from dtf_core.model import AttemptResult, Suite, TaskPayload
-from dtf_core.run import batching, decisions, intake, stopping
+from dtf_core.run import batching, decisions, eta, intake, stopping
 from dtf_core.run.adaptive import Adaptive
 from dtf_core.run.balance import ChunkBalancer
-from dtf_core.run.eta import Eta
 from dtf_core.run.fetch import Fetched, ResultFetcher
 from dtf_core.run.maxfail import FailureLimit
 from dtf_core.run.priority import dask_priority, of_metadata
@@ -143,7 +142,7 @@ class Coordinator:
             submit=self._submit, stopping=lambda: self._stopping,
         )  # fmt: skip
         self._limit = FailureLimit(self.max_failures)
-        self._eta = Eta(self.states, self.estimates)  # O(1) per finished task
+        self._eta = eta.Eta(self.states, self.estimates)  # O(1) per finished task
         self._stopping = False
         self._fetcher = ResultFetcher(lambda: self.client, wake=lambda: self._done.put(None))
         self._waiting = WaitingTasks(
@@ -478,14 +477,13 @@ class Coordinator:
         final = st.finish(status, res, flaky=flaky, category=category, message=message)
         self.store.finish_task(self.run_id, final)
         self._finished += 1
-        self._eta.finished(st)
         bad = sum(1 for _, o in st.tests.values() if o in BAD_TESTS)
         self._limit.note_final(st.spec.task_id, status, bad)
         self._emit(
             TaskFinished(
                 self.run_id, st.spec.task_id, status, final.category, final.message,
                 st.wall_s, res.worker, flaky, self._finished, len(self.states),
-                self._eta.seconds(self._workers.threads),
+                self._eta.finished(st, self._workers.threads),
             )
         )  # fmt: skip
 

@@ -32,13 +32,14 @@ class Eta:
                     self._done_est += est
                     self._done_real += st.wall_s
 
-    def finished(self, st: TaskState) -> None:
-        """``st`` just became final (called once per task)."""
+    def finished(self, st: TaskState, slots: Callable[[], int]) -> float | None:
+        """``st`` just became final (once per task): the ETA now."""
         if self._estimates:
             est = self._estimates.get(st.spec.task_id, 0.0)
             self._left -= est
             self._done_est += est
             self._done_real += st.wall_s
+        return self.seconds(slots)
 
     def seconds(self, slots: Callable[[], int]) -> float | None:
         """``slots()`` (worker threads) is asked only when there are estimates:

@@ -148,6 +148,8 @@ def role_drive(args: argparse.Namespace) -> None:
     client = Client(args.address, timeout=30, set_as_default=False)
     threads = sum(w["nthreads"] for w in client.scheduler_info(n_workers=-1)["workers"].values())
     sched = psutil.Process(args.scheduler_pid)
+    # The simulated workers' process (0: not told): where the tasks' own cost shows.
+    workers = psutil.Process(args.workers_pid or args.scheduler_pid)
     proc = psutil.Process()
     out: dict = {"mode": mode, "n": n}
     if mode == "dtf":
@@ -159,6 +161,7 @@ def role_drive(args: argparse.Namespace) -> None:
         with Store(args.db) as store:
             coord = Coordinator(client, store, estimates=estimates)
             c0, s0, t0 = proc.cpu_times(), sched.cpu_times(), time.perf_counter()
+            w0 = workers.cpu_times()
             if args.profile_out:
                 import cProfile
 
@@ -168,7 +171,7 @@ def role_drive(args: argparse.Namespace) -> None:
             else:
                 result = coord.run(suite)
             wall = time.perf_counter() - t0
-            c1, s1 = proc.cpu_times(), sched.cpu_times()
+            c1, s1, w1 = proc.cpu_times(), sched.cpu_times(), workers.cpu_times()
         rss = peak.stop()  # before the check below reads the file
         import duckdb
 
@@ -185,9 +188,10 @@ def role_drive(args: argparse.Namespace) -> None:
         fn = dispatch._tiny.tiny_batch if mode == "rawb" else dispatch._tiny.tiny
         client.gather(client.map(fn, [[0]] if mode == "rawb" else [0], pure=False))  # warm
         c0, s0, t0 = proc.cpu_times(), sched.cpu_times(), time.perf_counter()
+        w0 = workers.cpu_times()
         got = client.gather(client.map(fn, items, pure=False))
         wall = time.perf_counter() - t0
-        c1, s1 = proc.cpu_times(), sched.cpu_times()
+        c1, s1, w1 = proc.cpu_times(), sched.cpu_times(), workers.cpu_times()
         rss = peak.stop()
         assert len(got) == len(items)
     client.close()
@@ -195,6 +199,7 @@ def role_drive(args: argparse.Namespace) -> None:
         wall_s=wall,
         cpu_s=(c1.user + c1.system) - (c0.user + c0.system),
         sched_cpu_s=(s1.user + s1.system) - (s0.user + s0.system),
+        workers_cpu_s=(w1.user + w1.system) - (w0.user + w0.system),
         rss=rss,
         threads=threads,
     )
@@ -218,6 +223,7 @@ class SimCluster:
         # ten times a second, which at hundreds of workers keeps the scheduler
         # too busy to register them.
         t0 = time.perf_counter()
+        self.workers_pid = self.procs[1].pid
         self._wait_file(os.path.join(tmp, f"scratch-{n}", "ready"), max(120, n * 1.0))
         self.start_s = time.perf_counter() - t0
 
@@ -248,7 +254,12 @@ def drive(cluster: SimCluster, tmp: str, mode: str, n: int, args, profile: str =
     db = os.path.join(tmp, f"{mode}-{n}-{time.monotonic_ns()}.duckdb")
     cmd = [sys.executable, os.path.abspath(__file__), "--role", "drive", "--mode", mode]
     cmd += ["--n", str(n), "--address", cluster.address, "--db", db]
-    cmd += ["--scheduler-pid", str(cluster.scheduler_pid)]
+    cmd += [
+        "--scheduler-pid",
+        str(cluster.scheduler_pid),
+        "--workers-pid",
+        str(cluster.workers_pid),
+    ]
     cmd += ["--estimates"] * args.estimates + (["--profile-out", profile] if profile else [])
     try:
         out = subprocess.run(
@@ -268,14 +279,14 @@ def drive(cluster: SimCluster, tmp: str, mode: str, n: int, args, profile: str =
 
 HEADER = (
     "| path              |   tasks | workers |  wall s | tasks/s | peak RSS MiB | CPU s "
-    "| CPU us/task | sched CPU s | DB MiB | wall vs rawb | wall vs raw1 |"
+    "| CPU us/task | sched CPU s | workers CPU s | DB MiB | wall vs rawb | wall vs raw1 |"
 )
 
 
 def fmt_row(label: str, workers: int, r: dict, results: dict) -> str:
     widths = [len(c) - 2 for c in HEADER.split("|")[1:-1]]
     if "timeout" in r:
-        cells = [f"did not finish in {r['timeout']:g} s"] + [""] * 8
+        cells = [f"did not finish in {r['timeout']:g} s"] + [""] * 9
     else:
         ratios = []
         for base in (results.get("rawb"), results.get("raw1")):
@@ -284,6 +295,7 @@ def fmt_row(label: str, workers: int, r: dict, results: dict) -> str:
         cells = [
             f"{r['wall_s']:.2f}", f"{r['n'] / r['wall_s']:.0f}", f"{r['rss'] / 2**20:.0f}",
             f"{r['cpu_s']:.2f}", f"{r['cpu_s'] / r['n'] * 1e6:.0f}", f"{r['sched_cpu_s']:.2f}",
+            f"{r.get('workers_cpu_s', 0.0):.2f}",
             f"{r['db_bytes'] / 2**20:.1f}" if "db_bytes" in r else "-", *ratios,
         ]  # fmt: skip
     cells = [label, str(r["n"]), str(workers), *cells]
@@ -327,6 +339,7 @@ def main() -> None:
     ap.add_argument("--n", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--ttl", type=float, default=3600.0, help=argparse.SUPPRESS)
     ap.add_argument("--scheduler-pid", type=int, help=argparse.SUPPRESS)
+    ap.add_argument("--workers-pid", type=int, default=0, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.role == "drive":
         return role_drive(args)

@@ -58,8 +58,8 @@ def test_matches_the_sum_over_every_task_as_tasks_finish() -> None:
     for i, st in enumerate(sts.values()):
         if st.final is None:
             finish(st, 0.25 * (i % 5))
-            eta.finished(st)
-            assert eta.seconds(lambda: 3) == pytest.approx(by_sum(sts, est, 3), abs=1e-9)
+            got = eta.finished(st, lambda: 3)
+            assert got == pytest.approx(by_sum(sts, est, 3), abs=1e-9)
     assert eta.seconds(lambda: 3) == pytest.approx(0.0, abs=1e-9)
 
 
@@ -70,8 +70,7 @@ def test_one_lookup_per_finished_task() -> None:
     assert est.lookups == 2000  # the starting sums: once
     for st in list(sts.values())[:500]:
         finish(st, 1.0)
-        eta.finished(st)
-        eta.seconds(lambda: 2)
+        eta.finished(st, lambda: 2)
     assert est.lookups == 2500
 
 
@@ -83,5 +82,5 @@ def test_no_estimates_no_eta_and_no_worker_count() -> None:
 
     eta = Eta(sts, {})
     finish(sts["t0"], 1.0)
-    eta.finished(sts["t0"])
+    assert eta.finished(sts["t0"], slots) is None
     assert eta.seconds(slots) is None
