@@ -20,7 +20,7 @@ Sizes: --tasks (default 1000,10000,100000) on 2 workers; --workers (default 10,1
 that does not finish is a row saying so. Everything this script starts it stops, also when
 interrupted; the cluster processes exit by themselves if this script dies.
 
---profile N runs dtf once more at N tasks (2 workers) under cProfile and prints where the
+--profile N runs dtf once more at N tasks (--profile-workers, 2) under cProfile and prints where the
 coordinator's main thread spends its time. --estimates gives the Coordinator a duration
 estimate for every task, as a run with history has (`dtf-core test` passes them).
 
@@ -331,7 +331,8 @@ def main() -> None:
     ap.add_argument("--worker-tasks", type=int, default=10000, help="tasks per run by workers")
     ap.add_argument("--limit", type=float, default=900, help="seconds one measured run may take")
     ap.add_argument("--raw1-max", type=int, default=10000, help="largest raw 1-per-task run")
-    ap.add_argument("--profile", type=int, default=0, help="cProfile dtf at N tasks, 2 workers")
+    ap.add_argument("--profile", type=int, default=0, help="cProfile dtf at N tasks")
+    ap.add_argument("--profile-workers", type=int, default=2, help="... on this many workers")
     ap.add_argument("--estimates", action="store_true", help="give dtf an estimate per task")
     ap.add_argument("--role", help=argparse.SUPPRESS)
     for hidden in ("--addr-file", "--address", "--db", "--mode", "--profile-out"):
@@ -360,14 +361,14 @@ def main() -> None:
         for n, w in plan:
             by_workers.setdefault(w, []).append((n, w))
         if args.profile:
-            by_workers.setdefault(2, [])
+            by_workers.setdefault(args.profile_workers, [])
         for w, sizes in by_workers.items():
             cluster = SimCluster(tmp, w, ttl)
             try:
                 print(f"(cluster of {w} workers up in {cluster.start_s:.1f} s)", flush=True)
                 for n, _ in sizes:
                     tables += measure(cluster, tmp, n, w, args)
-                if args.profile and w == 2:
+                if args.profile and w == args.profile_workers:
                     path = os.path.join(tmp, "coord.prof")
                     drive(cluster, tmp, "dtf", args.profile, args, profile=path)
                     import pstats
