@@ -50,7 +50,7 @@ from dtf_core.events import (
     TestsProgress,
 )
 from dtf_core.model import AttemptResult, Suite, TaskPayload
-from dtf_core.run import batching, decisions, intake, stopping, topics
+from dtf_core.run import batching, decisions, eta, intake, stopping, topics
 from dtf_core.run.adaptive import Adaptive
 from dtf_core.run.balance import ChunkBalancer
 from dtf_core.run.fetch import Fetched, ResultFetcher
@@ -63,7 +63,6 @@ from dtf_core.run.state import (
     RunResult,
     TaskState,
     decided_attempt,
-    eta,
     exception_of,
     failed_results,
     load_states,
@@ -143,6 +142,7 @@ class Coordinator:
             submit=self._submit, stopping=lambda: self._stopping,
         )  # fmt: skip
         self._limit = FailureLimit(self.max_failures)
+        self._eta = eta.Eta(self.states, self.estimates)  # O(1) per finished task
         self._stopping = False
         self._fetcher = ResultFetcher(lambda: self.client, wake=lambda: self._done.put(None))
         self._waiting = WaitingTasks(
@@ -474,7 +474,7 @@ class Coordinator:
             TaskFinished(
                 self.run_id, st.spec.task_id, status, final.category, final.message,
                 st.wall_s, res.worker, flaky, self._finished, len(self.states),
-                eta(self.states, self.estimates, self._workers.threads()),
+                self._eta.finished(st, self._workers.threads),
             )
         )  # fmt: skip
 

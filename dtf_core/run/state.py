@@ -103,23 +103,6 @@ def rerun_nodeids(st: TaskState) -> list[str] | None:
     return bad or None
 
 
-def eta(states: dict[str, TaskState], estimates: dict[str, float], slots: int) -> float | None:
-    """Seconds left by the estimates (from history), scaled by how the finished
-    ones went, over ``slots`` worker threads; None without estimates."""
-    if not estimates:
-        return None
-    done_est = done_real = left = 0.0
-    for task_id, st in states.items():
-        est = estimates.get(task_id, 0.0)
-        if st.final is None:
-            left += est
-        else:
-            done_est += est
-            done_real += st.wall_s
-    scale = done_real / done_est if done_est > 0 and done_real > 0 else 1.0
-    return left * scale / (slots or 1)
-
-
 def decided_attempt(
     run_id: str, task_id: str, attempt: int, outcome: str, category: Category, message: str
 ) -> AttemptResult:
