@@ -66,7 +66,8 @@ class WorkerView:
         self._hardware_known.add(res.worker)
         for address, w in self.workers.items():
             if w["name"] == res.worker:
-                self._store.record_workers(self._run_id, [_row(address, w, res.worker_info)])
+                row = _row(address, w, res.worker_info)
+                self._store.record_workers(self._run_id, [row], buffered=True)
 
     def capable(self, requires: dict[str, float]) -> list[dict[str, Any]]:
         """The trusted workers that have every resource ``requires`` names."""

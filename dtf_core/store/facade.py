@@ -254,8 +254,10 @@ class Store(StoreReader):
         self.on_flush(time.perf_counter() - started, stored)
         return stored
 
-    def record_workers(self, run_id: str, workers: Iterable[dict[str, Any]]) -> None:
-        self._writer.record_workers(run_id, workers)
+    def record_workers(
+        self, run_id: str, workers: Iterable[dict[str, Any]], *, buffered: bool = False
+    ) -> None:
+        self._writer.record_workers(run_id, workers, buffered=buffered)
 
     def finish_run(self, run_id: str, status: str, finished_at: float) -> None:
         self._writer.finish_run(run_id, status, finished_at)

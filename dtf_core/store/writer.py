@@ -65,6 +65,7 @@ class Writer:
         self._lock = db.lock
         self._attempts: list[model.AttemptResult] = []
         self._finals: list[tuple[str, model.TaskFinal]] = []
+        self._workers: list[tuple[Any, ...]] = []  # rows of table workers
         self._buffer_rows = 0
         self._buffer_since: float | None = None
 
@@ -97,21 +98,27 @@ class Writer:
                     " SELECT *, 'pending' FROM _src ON CONFLICT DO NOTHING"
                 )
 
-    def record_workers(self, run_id: str, workers: Iterable[dict[str, Any]]) -> None:
+    def record_workers(
+        self, run_id: str, workers: Iterable[dict[str, Any]], *, buffered: bool = False
+    ) -> None:
+        """Store workers as seen; ``buffered``: with the next flush (a worker's
+        hardware arrives with its first result: one transaction per worker cost
+        a 500-worker run most of its time, docs/benchmarks.md "Scale")."""
         now = time.time()
         rows = [
             (run_id, w["address"], w.get("name"), w.get("host"), canonical(w.get("resources")),
              canonical(w.get("hardware")), now)
             for w in workers
         ]  # fmt: skip
-        if rows:
-            # first_seen is kept from the first sighting; the rest follows the worker.
-            with self._db.session() as con, registered(con, _src=pd.DataFrame(rows)):
-                con.execute(
-                    "INSERT INTO workers SELECT * FROM _src ON CONFLICT (run_id, address)"
-                    " DO UPDATE SET name = excluded.name, host = excluded.host,"
-                    " resources = excluded.resources, hardware = excluded.hardware"
-                )
+        if not rows:
+            return
+        if buffered:
+            with self._lock:
+                self._workers.extend(rows)
+                self._note_buffered(len(rows))
+            return
+        with self._db.session() as con:
+            _upsert_workers(con, rows)
 
     def finish_run(self, run_id: str, status: str, finished_at: float) -> None:
         with self._lock:
@@ -145,7 +152,7 @@ class Writer:
     @property
     def pending(self) -> bool:
         with self._lock:
-            return bool(self._attempts or self._finals)
+            return bool(self._attempts or self._finals or self._workers)
 
     def should_flush(self) -> bool:
         with self._lock:
@@ -158,18 +165,30 @@ class Writer:
     def flush(self) -> int:
         """Write everything buffered in one transaction; return attempts newly stored."""
         with self._lock:
-            if not self._attempts and not self._finals:
+            if not self._attempts and not self._finals and not self._workers:
                 return 0
             with self._db.transaction() as con:
-                fresh = _fresh_attempts(con, self._attempts)
+                fresh = _fresh_attempts(con, self._attempts) if self._attempts else []
                 if fresh:
                     _insert_attempts(con, fresh)
                 if self._finals:
                     _upsert_finals(con, self._finals)
+                if self._workers:
+                    _upsert_workers(con, self._workers)
             # Cleared only after the commit: a failed flush keeps its rows for the next try.
-            self._attempts, self._finals = [], []
+            self._attempts, self._finals, self._workers = [], [], []
             self._buffer_rows, self._buffer_since = 0, None
             return len(fresh)
+
+
+def _upsert_workers(con: duckdb.DuckDBPyConnection, rows: list[tuple[Any, ...]]) -> None:
+    # first_seen is kept from the first sighting; the rest follows the worker.
+    with registered(con, _src=pd.DataFrame(rows)):
+        con.execute(
+            "INSERT INTO workers SELECT * FROM _src ON CONFLICT (run_id, address)"
+            " DO UPDATE SET name = excluded.name, host = excluded.host,"
+            " resources = excluded.resources, hardware = excluded.hardware"
+        )
 
 
 def _fresh_attempts(

@@ -157,6 +157,17 @@ def test_workers_upsert(store):
     assert rows[0]["resources"] == {"GPU": 1}
 
 
+def test_buffered_worker_rows_land_with_the_next_flush(store):
+    # A worker's hardware comes with its first result: one transaction per worker
+    # was most of a 500-worker run's time, so those rows wait for the flush.
+    w = {"address": "tcp://2", "name": "w2", "host": "h", "resources": {}, "hardware": {"cpu": "x"}}
+    store.record_workers("r1", [w], buffered=True)
+    assert store.workers("r1") == []
+    store.flush()
+    rows = store.workers("r1")
+    assert [r["name"] for r in rows] == ["w2"] and rows[0]["hardware"] == {"cpu": "x"}
+
+
 def test_task_history_median(tmp_path):
     with Store(tmp_path / "h.duckdb") as s:
         for i, wall in enumerate([1.0, 2.0, 10.0]):
