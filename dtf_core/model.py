@@ -10,7 +10,7 @@ Everything here pickles cheaply, because it crosses the Dask wire.
 from __future__ import annotations
 
 import enum
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 
@@ -88,7 +88,10 @@ class TaskSpec:
     priority: int = 0
 
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
+        """The fields as they are (shared, not copied: the one caller serialises
+        them at once, and ``asdict``'s deep copy was a fifth of a 10k-task run's
+        coordinator time)."""
+        d = {f.name: getattr(self, f.name) for f in fields(self)}
         d["kind"] = self.kind.value
         return d
 
