@@ -160,6 +160,13 @@ class HealthMonitor:
         if w.probation == (res.task_id, res.attempt):
             self._judge_probation(w, res, expected)
 
+    def stranded(self, task_id: str, attempt: int) -> None:
+        """That attempt waited for workers that left the cluster: a probation
+        with it has failed (its worker is gone; it runs elsewhere now)."""
+        for w in self.workers.values():
+            if w.probation == (task_id, attempt):
+                self._probation_failed(w, task_id, "its worker left the cluster")
+
     def note_cancelled(self, task_id: str, worker: str, seconds: float) -> None:
         """A copy finished first; the attempt on ``worker`` had run ``seconds``."""
         st = self._states.get(task_id)
