@@ -123,21 +123,18 @@ def cut_once(c: BedCluster, run_id: str) -> Cut:
 
 
 def recording_gaps(cut: Cut, done_on_c: list[float]) -> tuple[float, list[tuple[float, float]]]:
-    """The longest time without a newly recorded task during ``cut`` while the GPU
-    host had finished tasks in it (0 when it finished none), and the stretches of
-    STALL_S or more in which it finished two or more that nobody recorded."""
+    """The longest time in ``cut`` between two polls that saw a newly recorded
+    task (from the cut's start for the first), and the stretches of STALL_S or
+    more without one in which the GPU host finished two or more tasks."""
     worst, stalls = 0.0, []
     if len(cut.progress) < 2:
         return worst, stalls
-    since = cut.progress[0][0]
+    since = cut.start
     for (_, n0), (t1, n1) in itertools.pairwise(cut.progress):
+        worst = max(worst, t1 - since)
         if n1 > n0:
             since = t1
-            continue
-        finished = sum(since <= t <= t1 - 1 for t in done_on_c)
-        if finished:
-            worst = max(worst, t1 - since)
-        if t1 - since >= STALL_S and finished >= 2:
+        elif t1 - since >= STALL_S and sum(since <= t <= t1 - 1 for t in done_on_c) >= 2:
             stalls.append((round(since - cut.start, 1), round(t1 - cut.start, 1)))
     return worst, stalls
 
