@@ -246,7 +246,7 @@ def test_restart_without_standby_resumes_the_run_and_submit_follows(tmp_path: Pa
             assert row["status"] == "running"  # left open, not cancelled
         # `systemctl restart`: the same service, port and database again.
         d.serve(port, "serve-a.log")
-        wait_for(lambda: _listening(port), 90, "serve to listen again")
+        wait_for(lambda: _listening(port), 240, "serve to listen again")
         # A follower's long-poll numbered by the stopped process is answered at
         # once (else it waits out `wait` for events this numbering never reaches).
         run_id = re.search(r"submitted run (\S+)", "".join(seen)).group(1)  # type: ignore[union-attr]
