@@ -33,7 +33,7 @@ from dtf_core.cluster import embedded as cluster_mod
 from dtf_core.errors import ClusterError
 from dtf_core.events import Event
 from dtf_core.model import AttemptResult, TaskPayload
-from dtf_core.run.monitor import HealthMonitor, Started
+from dtf_core.run.monitor import REHOME_PER_LOOK, HealthMonitor, Started
 from dtf_core.run.pace import Pace
 from dtf_core.run.speculation import Copy, Speculator
 from dtf_core.run.state import TaskState
@@ -199,7 +199,7 @@ class Adaptive:
         (same attempt, new key), pinned or not: a probation on a worker that
         left has failed. A speculative copy stays: its twin goes on regardless."""
         copies = {pair.copy.key for pair in self.speculator.pairs.values()}
-        for key in self._view.stranded(self._inflight):
+        for key in self._view.stranded(self._inflight)[:REHOME_PER_LOOK]:  # the rest next time
             if key in copies or key not in self._inflight:
                 continue
             payloads = self._inflight[key][1]

@@ -13,6 +13,7 @@ import pytest
 
 from dtf_core.model import TaskKind, TaskPayload, TaskSpec
 from dtf_core.run.adaptive import Adaptive
+from dtf_core.run.monitor import REHOME_PER_LOOK
 from dtf_core.run.speculation import Pair, Twin
 from dtf_core.run.state import TaskState
 from dtf_core.run.workers import WorkerView
@@ -83,3 +84,27 @@ def test_without_a_view_of_the_cluster_nothing_moves(parts) -> None:  # type: ig
     assert not sent
     del inflight["k-probe"]
     assert view.stranded(inflight) == [] and not view.held  # finished keys are forgotten
+
+
+def test_rehoming_a_long_queue_moves_a_bounded_number_per_look_and_none_twice(parts) -> None:  # type: ignore[no-untyped-def]
+    adaptive, view, inflight, sent = parts
+    queue = REHOME_PER_LOOK + 30
+    inflight.clear()
+    for i in range(queue):
+        p = TaskPayload("r", spec(f"q{i}"), 1, f"k-q{i}")
+        inflight[f"k-q{i}"] = (None, [p])
+    view.workers = {
+        GONE: {"name": "b", "resources": {}, "nthreads": 2},
+        HERE: {"name": "c", "resources": {}, "nthreads": 2},
+    }
+    view.quarantined.add("b")  # nothing Dask has not placed may go to b now
+    monitor = adaptive.monitor
+
+    monitor._rehome(list(inflight), {}, inflight)
+    assert len(sent) == REHOME_PER_LOOK and monitor._migrate  # the rest at the next look
+    assert all(w == [HERE] for _, w in sent)
+    monitor._migrate = False
+    monitor._rehome(list(inflight), {}, inflight)
+    # Only the 30 left moved; the ones already held to c were not moved again.
+    assert len(sent) == queue and not monitor._migrate
+    assert len({t for t, _ in sent}) == queue and all(view.held[k] == [HERE] for k in inflight)
