@@ -82,9 +82,8 @@ def bed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestBed]:
 CUTS = max(1, int(os.environ.get("DTF_TESTBED_CUTS", "3")))
 CUT_S = float(os.environ.get("DTF_TESTBED_CUT_S", "20"))
 STALL_S = 8.0  # no increase of `done` for this long while the GPU host finished work
-CUT_RUN_S = 240 + CUTS * (
-    CUT_S + 120
-)  # bound of the whole scenario (a rejoin took 67 s at load 25)
+# The bound of the whole scenario (a rejoin took 67 s at load 25 on 2 cores).
+CUT_RUN_S = 240 + CUTS * (CUT_S + 120)
 
 
 @dataclass
