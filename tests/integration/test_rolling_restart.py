@@ -30,7 +30,7 @@ from support.testbed import TestBed, make_bed
 
 pytestmark = [pytest.mark.slow, pytest.mark.multihost]
 
-RESTARTS = max(1, int(os.environ.get("DTF_TESTBED_RESTARTS", "3")))
+RESTARTS = max(1, int(os.environ.get("DTF_TESTBED_RESTARTS", "2")))  # CI: 2
 # One thread per worker: about a task a second, so that the run outlasts every
 # restart even while a standby takes a minute to start (load 25 on 2 cores).
 TASKS = 40 + 60 * RESTARTS
