@@ -143,13 +143,14 @@ def recording_gaps(cut: Cut, done_on_c: list[float]) -> tuple[float, list[tuple[
 @pytest.fixture(scope="module")
 def cut_run(bed: TestBed, tmp_path_factory: pytest.TempPathFactory) -> CutRun:
     """a: scheduler + serve, b: CPU worker, c: GPU-tagged worker; a suite of
-    100 tasks a cut submitted; b's link cut for CUT_S, CUTS times, waiting for b
+    140 tasks a cut submitted; b's link cut for CUT_S, CUTS times, waiting for b
     to rejoin (and take work again) in between."""
     d = tmp_path_factory.mktemp("cut")
     c = up(bed, "a", {"b": [], "c": ["GPU=1"]}, d)
     quick = d / "cuts-over"
-    suite = suite_file(d / "suite", cpu=84 * CUTS + 40, gpu=16 * CUTS, nap=0.6, quick=quick)
-    total = 100 * CUTS + 40
+    # About 100 tasks are recorded per cut and rejoin; more when rejoins are slow.
+    suite = suite_file(d / "suite", cpu=124 * CUTS + 40, gpu=16 * CUTS, nap=0.6, quick=quick)
+    total = 140 * CUTS + 40
     sub = c.submit(suite, "--json", str(d / "summary.json"))
     cuts: list[Cut] = []
     try:
@@ -163,7 +164,7 @@ def cut_run(bed: TestBed, tmp_path_factory: pytest.TempPathFactory) -> CutRun:
             print(f"\ncut {k + 1}/{CUTS}: recorded {counts[0] if counts else '?'} -> "
                   f"{counts[-1] if counts else '?'} in {len(counts)} polls; "
                   f"rejoined after {cut.rejoin_s if cut.rejoin_s is None else round(cut.rejoin_s, 1)} s")  # fmt: skip
-            if cut.rejoin_s is None:
+            if cut.rejoin_s is None or k == CUTS - 1:
                 break
             left = total - int(c.api("run", run_id).get("done", 0))
             assert left > 60, f"the suite ran out after {k + 1} cuts: make it longer"
