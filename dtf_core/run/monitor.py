@@ -52,9 +52,10 @@ from dtf_core.store import Store
 log = logging.getLogger(__name__)
 
 OBSERVATIONS = 20  # a worker's recent tasks its pace is the median of
-# Tasks moved per look (a cancel and a submit each, on the run loop's thread): a
-# queue of 1500 moved at once held up recording for minutes (test bed, issue 17).
-REHOME_PER_LOOK = 100
+# Tasks moved per look, and seconds spent moving them (a cancel and a submit
+# each, on the run loop's thread): a queue of 1500 moved at once held up the
+# recording of results for minutes on a loaded machine (test bed, issue 17).
+REHOME_PER_LOOK, REHOME_S = 100, 0.2
 Inflight = Mapping[str, tuple[Any, list[TaskPayload]]]
 # move(key, workers): submit that in-flight Dask task again, same attempt,
 # restricted to ``workers`` (None: anywhere); answers the new key, or None.
@@ -327,7 +328,7 @@ class HealthMonitor:
         released, the ones moved earlier go where placement now allows."""
         released, self._released = self._released, False
         bad = {a for a, i in self._view.workers.items() if i["name"] in self._view.quarantined}
-        budget = REHOME_PER_LOOK
+        budget, until = REHOME_PER_LOOK, time.monotonic() + REHOME_S
         for key in waiting:
             target = self._view.placement(inflight[key][1][0].spec.requires)
             at = where.get(key)
@@ -340,7 +341,7 @@ class HealthMonitor:
                 continue  # nobody to avoid, or held by a worker in good standing
             elif target is not None and at is not None and at in target:
                 continue  # every worker able to run it is quarantined: it stays
-            if budget == 0:  # the rest at the next look: the loop records results meanwhile
+            if budget == 0 or time.monotonic() > until:  # the rest at the next look
                 self._migrate, self._released = True, released
                 return
             budget -= 1
