@@ -32,7 +32,7 @@ from dtf_core.errors import ClusterError
 from dtf_core.events import Event
 from dtf_core.model import AttemptResult, TaskPayload
 from dtf_core.run import topics
-from dtf_core.run.monitor import HealthMonitor, Started
+from dtf_core.run.monitor import REHOME_PER_LOOK, HealthMonitor, Started
 from dtf_core.run.pace import Pace
 from dtf_core.run.speculation import Copy, Speculator
 from dtf_core.run.state import TaskState
@@ -127,6 +127,7 @@ class Adaptive:
         if health:
             self._health_at = now
             self._view.refresh(self._client())
+            self._unstrand()
             self.monitor.tick(now, self._started, self._inflight, processing)
         if spec:
             self._spec_at = now
@@ -191,6 +192,22 @@ class Adaptive:
         new = f"{_MOVED.sub('', key)}-m{self._seq}"
         self._send(new, entry[1], workers)
         return new
+
+    def _unstrand(self) -> None:
+        """Tasks held to workers that have all left go where placement says now
+        (same attempt, new key), pinned or not: a probation on a worker that
+        left has failed. A speculative copy stays: its twin goes on regardless."""
+        copies = {pair.copy.key for pair in self.speculator.pairs.values()}
+        for key in self._view.stranded(self._inflight)[:REHOME_PER_LOOK]:  # the rest next time
+            if key in copies or key not in self._inflight:
+                continue
+            payloads = self._inflight[key][1]
+            del self._view.held[key]
+            self._pinned.discard(key)
+            for p in payloads:
+                self.monitor.stranded(p.spec.task_id, p.attempt)
+            new = self._move(key, self._view.placement(payloads[0].spec.requires))
+            log.info("%s was held to workers that left the cluster; now %s", key, new)
 
     def _publish(self, worker: str, value: dict[str, Any]) -> None:
         cluster_mod.publish_health(self._client(), worker, value)

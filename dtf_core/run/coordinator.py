@@ -310,6 +310,7 @@ class Coordinator:
             retries=0,  # dtf decides retries: Dask's retries know nothing of categories
         )
         self._inflight[key] = (fut, payloads)
+        self._workers.hold(key, workers)
         fut.add_done_callback(self._done.put)
 
     def _key_of(self, task_id: str, attempt: int) -> str | None:

@@ -52,6 +52,10 @@ from dtf_core.store import Store
 log = logging.getLogger(__name__)
 
 OBSERVATIONS = 20  # a worker's recent tasks its pace is the median of
+# Tasks moved per look, and seconds spent moving them (a cancel and a submit
+# each, on the run loop's thread): a queue of 1500 moved at once held up the
+# recording of results for minutes on a loaded machine (test bed, issue 17).
+REHOME_PER_LOOK, REHOME_S = 100, 0.2
 Inflight = Mapping[str, tuple[Any, list[TaskPayload]]]
 # move(key, workers): submit that in-flight Dask task again, same attempt,
 # restricted to ``workers`` (None: anywhere); answers the new key, or None.
@@ -159,6 +163,13 @@ class HealthMonitor:
                 )
         if w.probation == (res.task_id, res.attempt):
             self._judge_probation(w, res, expected)
+
+    def stranded(self, task_id: str, attempt: int) -> None:
+        """That attempt waited for workers that left the cluster: a probation
+        with it has failed (its worker is gone; it runs elsewhere now)."""
+        for w in self.workers.values():
+            if w.probation == (task_id, attempt):
+                self._probation_failed(w, task_id, "its worker left the cluster")
 
     def note_cancelled(self, task_id: str, worker: str, seconds: float) -> None:
         """A copy finished first; the attempt on ``worker`` had run ``seconds``."""
@@ -317,15 +328,23 @@ class HealthMonitor:
         released, the ones moved earlier go where placement now allows."""
         released, self._released = self._released, False
         bad = {a for a, i in self._view.workers.items() if i["name"] in self._view.quarantined}
+        budget, until = REHOME_PER_LOOK, time.monotonic() + REHOME_S
         for key in waiting:
             target = self._view.placement(inflight[key][1][0].spec.requires)
             at = where.get(key)
+            held = self._view.held.get(key)
+            if (held and target and set(held) == set(target)) or (held is None and target is None):
+                continue  # already restricted as placement says now (moved before)
             if released and key in self._moved:
                 pass  # restricted while some worker was quarantined: placement has changed
             elif not bad or (at is not None and at not in bad):
                 continue  # nobody to avoid, or held by a worker in good standing
             elif target is not None and at is not None and at in target:
                 continue  # every worker able to run it is quarantined: it stays
+            if budget == 0 or time.monotonic() > until:  # the rest at the next look
+                self._migrate, self._released = True, released
+                return
+            budget -= 1
             new = self._move(key, target)
             self._moved.discard(key)
             if new is not None and target is not None:

@@ -10,7 +10,7 @@ from a worker's first result), and the workers whose results were rejected
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from distributed import Client
@@ -33,6 +33,9 @@ class WorkerView:
         self.distrusted: set[str] = set()  # worker names whose results were rejected
         # Worker names the health monitor quarantined (run/monitor.py): no new tasks.
         self.quarantined: set[str] = set()
+        # Dask keys submitted restricted to these worker addresses (placement, moves,
+        # probation): run/adaptive.py moves them on when those workers have all left.
+        self.held: dict[str, list[str]] = {}
 
     def refresh(self, client: Client, force: bool = False) -> None:
         """Ask the scheduler again (at most once a second unless ``force``);
@@ -50,6 +53,21 @@ class WorkerView:
         if new:
             self._known.update(w["address"] for w in new)
             self._store.record_workers(self._run_id, [_row(w["address"], w, {}) for w in new])
+
+    def hold(self, key: str, workers: list[str] | None) -> None:
+        """Dask task ``key`` was submitted restricted to ``workers`` (None: anywhere)."""
+        if workers:
+            self.held[key] = list(workers)
+
+    def stranded(self, inflight: Mapping[str, Any]) -> list[str]:
+        """Keys in flight held to workers that have all left the cluster (a cut
+        link, a restart: a worker that comes back has a new address). Dask would
+        keep them waiting until its ``no-workers-timeout`` and then fail them."""
+        for key in [k for k in self.held if k not in inflight]:
+            del self.held[key]
+        if not self.workers:
+            return []  # no view of the cluster now: nothing to judge by
+        return [k for k, addrs in self.held.items() if not any(a in self.workers for a in addrs)]
 
     def probe(self, client: Client, timeout: float) -> bool:
         """Whether the scheduler answers within ``timeout`` (the view is updated if so)."""

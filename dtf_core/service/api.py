@@ -194,6 +194,10 @@ class EventsHandler(Handler):
             await self._stream(run, after)
             return
         wait = min(float(self.get_query_argument("wait", "25")), MAX_WAIT_S)
+        # ``after`` numbered by another process (a restart, a standby): answer at
+        # once, so that the client starts again from 0 instead of waiting here.
+        if self.get_query_argument("instance", self.manager.instance) != self.manager.instance:
+            wait = 0.0
         deadline = time.monotonic() + wait
         cond = _condition(run)
         while len(run.events) <= after and not run.finished and not run.handed_over:

@@ -137,9 +137,15 @@ class CoordinatorClient:
     def cancel(self, run_id: str) -> dict[str, Any]:
         return dict(self._json("POST", f"/v1/runs/{_q(run_id)}/cancel", {}))
 
-    def events(self, run_id: str, after: int = 0, wait: float = 25.0) -> dict[str, Any]:
-        """One long-poll: events after sequence ``after``, waiting up to ``wait`` s."""
+    def events(
+        self, run_id: str, after: int = 0, wait: float = 25.0, instance: str | None = None
+    ) -> dict[str, Any]:
+        """One long-poll: events after sequence ``after``, waiting up to ``wait`` s.
+        ``instance``: the service process that numbered ``after``; another one
+        answers at once (its numbering starts afresh)."""
         path = f"/v1/runs/{_q(run_id)}/events?after={after}&wait={wait:g}"
+        if instance:
+            path += f"&instance={_q(instance)}"
         return dict(self._json("GET", path, timeout=wait + self.timeout))
 
     def follow(self, run_id: str, after: int = 0) -> Iterator[dict[str, Any]]:
@@ -149,7 +155,8 @@ class CoordinatorClient:
         seen = None  # the coordinator instance that numbered ``after``
         while True:
             switches = self.switches
-            page = self.events(run_id, after)
+            # A restart between two polls: the next process answers at once.
+            page = self.events(run_id, after, instance=seen if after else None)
             instance = page.get("instance")  # None from a service before instances
             moved = self.switches != switches if instance is None else seen not in (None, instance)
             if moved and after:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -32,6 +33,7 @@ from dtf_core.cluster import embedded as cluster
 from dtf_core.cluster import security
 from dtf_core.events import Event, TaskFinished
 from dtf_core.run.coordinator import Coordinator
+from dtf_core.service.client import CoordinatorClient
 from dtf_core.store import Store, StoreReader
 
 PY = sys.executable
@@ -231,8 +233,10 @@ def test_restart_without_standby_resumes_the_run_and_submit_follows(tmp_path: Pa
     try:
         serve = d.serve(port, "serve-a.log")
         wait_for(lambda: _listening(port), 90, "serve to listen")
-        submit = d.submit(f"http://127.0.0.1:{port}")
+        url = f"http://127.0.0.1:{port}"
+        submit = d.submit(url)
         seen = _follow_until(submit, f"[4/{TASKS}]")
+        first = CoordinatorClient(url, d.token).health()["instance"]
         took = d.stop_in_order(serve, port)
         assert took < GRACE + 30, took
         log = d.log("serve-a.log")
@@ -242,6 +246,14 @@ def test_restart_without_standby_resumes_the_run_and_submit_follows(tmp_path: Pa
             assert row["status"] == "running"  # left open, not cancelled
         # `systemctl restart`: the same service, port and database again.
         d.serve(port, "serve-a.log")
+        wait_for(lambda: _listening(port), 240, "serve to listen again")
+        # A follower's long-poll numbered by the stopped process is answered at
+        # once (else it waits out `wait` for events this numbering never reaches).
+        run_id = re.search(r"submitted run (\S+)", "".join(seen)).group(1)  # type: ignore[union-attr]
+        asked = time.monotonic()
+        page = CoordinatorClient(url, d.token).events(run_id, 10**6, wait=20, instance=first)
+        assert time.monotonic() - asked < 10 and not page["finished"], page
+        assert page["instance"] != first and not page["events"]
         output = _check_every_task_passed_once(d, submit, seen)
         assert "resuming run" in d.log("serve-a.log")
         assert output.count("submitted run") == 1

@@ -74,15 +74,23 @@ class BedCluster:
             "scheduler.log", env=self.env,
         )  # fmt: skip
 
-    def start_serve(self) -> subprocess.Popen[bytes]:
+    def url_of(self, host: str, port: int = API_PORT) -> str:
+        return f"http://{self.bed.ip(host)}:{port}"
+
+    def start_serve(
+        self, host: str | None = None, *extra: str, port: int = API_PORT, log: str = "serve.log"
+    ) -> subprocess.Popen[bytes]:
+        """``dtf-core serve`` on ``host`` (default: the head) over the one database
+        (the hosts share a filesystem); ``extra``: ``--standby``, say."""
+        host = host or self.head
         return self.bed.start(
-            self.head,
+            host,
             [*DTF, "serve", "--scheduler", self.scheduler, "--db", str(self.db),
-             "--host", self.bed.ip(self.head), "--port", str(API_PORT),
+             "--host", self.bed.ip(host), "--port", str(port),
              "--secret-file", str(self.files["secret"]),
              "--result-key-file", str(self.files["result.key"]),
-             "--workdir", str(self.uploads)],
-            "serve.log", env=self.env,
+             "--workdir", str(self.uploads), *extra],
+            log, env=self.env,
         )  # fmt: skip
 
     def start_worker(
@@ -103,11 +111,15 @@ class BedCluster:
         cache = {"DASK_DTF__WORKER__FILE_CACHE": str(self.dir / f"cache-{host}")}
         self.bed.start(host, argv, f"worker-{host}.log", env={**self.env, **cache})
 
-    def api(self, method: str, *args: Any) -> Any:
-        """A :class:`CoordinatorClient` call made from inside the head host."""
+    def api(self, method: str, *args: Any, url: str | None = None) -> Any:
+        """A :class:`CoordinatorClient` call made from inside the head host (to
+        serve on the head, or at ``url``)."""
 
         def call() -> Any:
-            client = CoordinatorClient(self.url, self.tokens["viewer"], timeout=10, insecure=True)
+            client = CoordinatorClient(
+                url or self.url, self.tokens["viewer"], timeout=10, insecure=True,
+                failover_wait=0,
+            )  # fmt: skip
             return getattr(client, method)(*args)
 
         return call_in(self.bed, self.head, call)
@@ -119,11 +131,12 @@ class BedCluster:
         wait_for(lambda: names <= self.worker_names(), timeout, f"workers {sorted(names)}")
 
     def submit(self, suite: Path, *extra: str, timeout: float = 300,
-               host: str | None = None) -> subprocess.Popen[bytes]:  # fmt: skip
-        """``dtf-core submit`` on ``host`` (default: the head), in the background."""
+               host: str | None = None, urls: str | None = None) -> subprocess.Popen[bytes]:  # fmt: skip
+        """``dtf-core submit`` on ``host`` (default: the head), in the background;
+        to serve on the head, or to ``urls`` (comma-separated)."""
         return self.bed.start(
             host or self.head,
-            [*DTF, "submit", str(suite), "--coordinator", self.url, "--insecure", *extra],
+            [*DTF, "submit", str(suite), "--coordinator", urls or self.url, "--insecure", *extra],
             "submit.log", env={**self.env, "DTF_TOKEN": self.tokens["submitter"]},
         )  # fmt: skip
 

@@ -167,6 +167,7 @@ PATHS: dict[str, dict[str, Any]] = {
                 RUN_ID,
                 _query("after", "integer", "last sequence seen"),
                 _query("wait", "number", "seconds to wait (max 30)"),
+                _query("instance", "string", "who numbered after: others answer at once"),
             ],
             errors=("404",),
         )
