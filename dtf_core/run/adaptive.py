@@ -28,7 +28,7 @@ from distributed import Client
 
 from dtf_core import config
 from dtf_core.cluster import embedded as cluster_mod
-from dtf_core.errors import ClusterError
+from dtf_core.errors import ClusterError, StoreError
 from dtf_core.events import Event
 from dtf_core.model import AttemptResult, TaskPayload
 from dtf_core.run import topics
@@ -152,6 +152,10 @@ class Adaptive:
     def close(self) -> None:
         try:
             self.monitor.close()
+        except StoreError:
+            # The database is failing (a full disk, say): the run reports that
+            # once, as its one error line; this write is display data.
+            log.debug("storing the workers' last health rows failed", exc_info=True)
         except Exception:
             log.warning("storing the workers' last health rows failed", exc_info=True)
         topics.unroute(self._client(), STARTED_TOPIC, self._run_id)
