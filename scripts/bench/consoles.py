@@ -33,9 +33,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 PY = sys.executable
 
-from _measure import free_port, pct  # noqa: E402
+from _measure import Keys, free_port, pct  # noqa: E402
 
-from dtf_core.cluster import security  # noqa: E402
 from dtf_core.service import bundle  # noqa: E402
 from dtf_core.service.client import CoordinatorClient  # noqa: E402
 from dtf_tui.app import MIN_POLL_GAP  # noqa: E402
@@ -123,14 +122,8 @@ def main() -> None:
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="dtf-bench-consoles-"))
     procs: list[subprocess.Popen] = []
-    secret_f, key_f = tmp / "secret", tmp / "result.key"
-    security.write_secret(secret_f)
-    security.write_secret(key_f)
-    secret = security.read_secret(secret_f)
-    for name in ("w0", "w1"):  # a token admits one live worker at a time
-        token_text = security.issue_token(secret, role="worker", subject=name, ttl_s=3600)
-        (tmp / f"{name}.jwt").write_text(token_text)
-    token = security.issue_token(secret, role="submitter", subject="bench", ttl_s=3600)
+    keys = Keys(tmp)
+    token = keys.token("submitter")
     sport, aport = free_port(), free_port()
     scheduler, url = f"tcp://127.0.0.1:{sport}", f"http://127.0.0.1:{aport}"
     log = open(tmp / "processes.log", "wb")  # noqa: SIM115
@@ -143,16 +136,16 @@ def main() -> None:
     finished = False
     try:
         start([PY, "-m", "dtf_core.cli", "scheduler", "--port", str(sport),
-               "--dashboard-address", "none", "--secret-file", str(secret_f)])  # fmt: skip
+               "--dashboard-address", "none", "--secret-file", str(keys.worker_key)])  # fmt: skip
         for name in ("w0", "w1"):
             start([PY, "-m", "distributed.cli.dask_worker", scheduler, "--name", name,
                    "--nthreads", "1", "--no-nanny", "--no-dashboard",
                    "--preload", "dtf_core.worker_preload",
-                   "--dtf-token-file", str(tmp / f"{name}.jwt"),
-                   "--dtf-result-key-file", str(key_f)])  # fmt: skip
+                   "--dtf-token-file", str(keys.worker_token_file(name)),
+                   "--dtf-result-key-file", str(keys.result_key)])  # fmt: skip
         serve = start([PY, "-m", "dtf_core.cli", "serve", "--scheduler", scheduler,
                        "--db", str(tmp / "dtf.duckdb"), "--port", str(aport), "--secret-file",
-                       str(secret_f), "--result-key-file", str(key_f)])  # fmt: skip
+                       str(keys.secret), "--result-key-file", str(keys.result_key)])  # fmt: skip
         client = CoordinatorClient(url, token, timeout=60)
         deadline = time.monotonic() + 120
         while True:

@@ -27,6 +27,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -79,6 +80,8 @@ class ConsoleFeed:
         self._errors: dict[str, list[ErrorEvent]] = {}  # finished runs' errors
         self._series: tuple[object, float, dict[SeriesKey, TrendSeries]] | None = None
         self._series_lock = threading.Lock()
+        # Its own thread: a build never waits behind the API's reads or reports.
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="dtf-console")
         manager.on_change.append(self.changed)
 
     # ---- changes -------------------------------------------------------------------
@@ -149,8 +152,7 @@ class ConsoleFeed:
             if gap > 0:
                 await asyncio.sleep(gap)
             generation = self.generation
-            loop = asyncio.get_running_loop()
-            body = await loop.run_in_executor(None, self._encode, generation)
+            body = await asyncio.wrap_future(self._pool.submit(self._encode, generation))
             self._built = _Built(generation, time.monotonic(), body)
             self.bind().notify_all()
             return body
