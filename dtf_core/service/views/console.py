@@ -224,7 +224,9 @@ class ConsoleFeed:
                 cpu.append(float(w.get("cpu") or 0.0))
                 mem.append(float(w.get("memory") or 0.0))
             old = recorded.get(w["address"])
-            out.append(storeread.live_worker(w, cpu, mem, old.hardware if old else ""))
+            # The health its run judged, as the local console shows it from the file.
+            judged = (old.health, old.health_reason) if old else ("", "")
+            out.append(storeread.live_worker(w, cpu, mem, old.hardware if old else "", judged))
         return tuple(sorted(out, key=lambda w: (w.name, w.address)))
 
     # ---- benchmark history -----------------------------------------------------------
