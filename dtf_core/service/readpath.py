@@ -127,4 +127,3 @@ class ReadPath:
     def shutdown(self) -> None:
         for pool in (self.quick, self.heavy):
             pool.shutdown(wait=False, cancel_futures=True)
-

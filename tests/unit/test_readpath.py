@@ -45,7 +45,7 @@ def test_concurrent_askers_share_one_build(path: Any) -> None:
 
 
 def test_a_run_in_flight_is_built_again_and_once_more_when_it_ends(path: Any) -> None:
-    rp, b = path
+    rp, _ = path
     assert rp.summary("r1", final=False).result(10)["build"] == 1
     assert rp.summary("r1", final=False).result(10)["build"] == 2  # it moved on meanwhile
     rp.run_ended("r1")  # what the run manager does on RunFinished
