@@ -33,7 +33,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 PY = sys.executable
 
-from _measure import Keys, free_port, pct  # noqa: E402
+from _measure import Keys, api_histogram, api_p99, free_port, pct  # noqa: E402
 
 from dtf_core.service import bundle  # noqa: E402
 from dtf_core.service.client import CoordinatorClient  # noqa: E402
@@ -173,7 +173,9 @@ def main() -> None:
                 c.refresh.clear()
                 c.polls = 0
             woken0 = sum(c.source.changes_seen for c in consoles)
+            hist0 = api_histogram(url, token)
             attached.append(one_run(client, root, serve.pid))
+            hist1 = api_histogram(url, token)
             wall = attached[-1][0]
             polls = sum(c.polls for c in consoles)
             woken = sum(c.source.changes_seen for c in consoles) - woken0
@@ -195,6 +197,12 @@ def main() -> None:
               f"{1000 * pct(lat, 0.5):.1f} / {1000 * pct(lat, 0.99):.1f} |")  # fmt: skip
         print(f"| wake to refreshed p50 / p99, ms | | "
               f"{1000 * pct(refresh, 0.5):.1f} / {1000 * pct(refresh, 0.99):.1f} |")  # fmt: skip
+        n_console, p99_console = api_p99(hist0, hist1, skip=("/events", "/changes", "/v1/runs"))
+        n_all, p99_all = api_p99(hist0, hist1, skip=("/events", "/changes"))
+        print(f"| serve's own time: /v1/console p99 (bucket), ms, n | | "
+              f"<= {p99_console:.0f} ({n_console}) |")  # fmt: skip
+        print(f"| serve's own time: every non-waiting call p99 (bucket), ms, n | | "
+              f"<= {p99_all:.0f} ({n_all}) |")  # fmt: skip
         per = (polls + woken) / max(wall, 1e-9) / max(args.consoles, 1)
         print(f"| requests per second per console | | {per:.1f} |")
         finished = True

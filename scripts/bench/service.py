@@ -33,7 +33,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 PY = sys.executable
 
-from _measure import Keys, free_port, pct  # noqa: E402
+from _measure import Keys, api_histogram, api_p99, free_port, pct  # noqa: E402
 
 from dtf_core.cluster import embedded as cluster  # noqa: E402
 from dtf_core.model import Suite, TaskKind, TaskSpec  # noqa: E402
@@ -166,7 +166,7 @@ def main() -> None:
         threads = [
             threading.Thread(
                 target=submitter,
-                args=(CoordinatorClient(url, token, timeout=60), r, latencies, outcomes, ended),
+                args=(CoordinatorClient(url, token, timeout=300), r, latencies, outcomes, ended),
             )
             for r in roots
         ]
@@ -174,6 +174,7 @@ def main() -> None:
         watch = threading.Thread(
             target=watcher, args=(CoordinatorClient(url, token), latencies, stop)
         )
+        hist0 = api_histogram(url, token)
         t0 = time.perf_counter()
         watch.start()
         for t in threads:
@@ -182,6 +183,7 @@ def main() -> None:
             t.join()
         stop.set()
         watch.join()
+        hist1 = api_histogram(url, token)
         service_s = max(ended) - t0
         bad = {k: v for k, v in outcomes.items() if v != ("passed", args.tasks)}
         if len(outcomes) != args.submitters or bad:
@@ -223,6 +225,11 @@ def main() -> None:
     ms = [x * 1000 for x in every]
     print(f"API latency: p50 {pct(ms, 0.5):.1f} ms, p99 {pct(ms, 0.99):.1f} ms, "
           f"max {max(ms):.1f} ms, mean {statistics.mean(ms):.1f} ms")  # fmt: skip
+    n_all, p99_all = api_p99(hist0, hist1, skip=("/events",))
+    n_reads, p99_reads = api_p99(hist0, hist1, skip=("/events", "/results", "/report"))
+    print(f"serve's own time (its /metrics, bucket bounds): p99 <= {p99_all:.0f} ms over "
+          f"{n_all} calls; without results/report (a run's summary) <= {p99_reads:.0f} ms "
+          f"over {n_reads}")  # fmt: skip
     for name, values in sorted(latencies.items()):
         call = [x * 1000 for x in values]
         print(f"  {name:<18} n={len(call):<4} p50 {pct(call, 0.5):7.1f} ms  "
