@@ -209,10 +209,12 @@ class ReadView(Connection):
 
     def __init__(self, owner: Connection) -> None:  # no super().__init__: opens nothing
         self.path, self.read_only, self.run_id = owner.path, owner.read_only, None
-        self.lock = threading.RLock()  # guards the list of cursors only
-        self._owner = owner
+        self.lock = threading.RLock()  # guards the cursors' list and their root only
+        # Threads' cursors come from this one, not from the owner: a thread's first
+        # read must not wait for the owner's lock either.
+        self._root = owner.cursor()
         self._local = threading.local()
-        self._cursors: list[duckdb.DuckDBPyConnection] = []
+        self._cursors: list[duckdb.DuckDBPyConnection] = [self._root]
         self._con = None
         self._reads = None
         self._open = True
@@ -235,11 +237,10 @@ class ReadView(Connection):
     def _cursor(self) -> duckdb.DuckDBPyConnection:
         cur: duckdb.DuckDBPyConnection | None = getattr(self._local, "cursor", None)
         if cur is None:
-            cur = self._owner.cursor()
             with self.lock:
                 if not self._open:
-                    cur.close()
                     raise errs.StoreError(f"{self.path} is already closed")
+                cur = self._root.cursor()
                 self._cursors.append(cur)
             self._local.cursor = cur
         return cur
