@@ -63,4 +63,5 @@ def test_each_thread_reads_on_its_own_cursor(tmp_path: Path) -> None:
         for t in threads:
             t.join(30)
         assert not errors
-        assert len(store._rdb._cursors) == 1 + 6  # the root, one per thread  # type: ignore[attr-defined]
+        # The root cursor, then one per thread.
+        assert len(store._rdb._cursors) == 1 + 6  # type: ignore[attr-defined]
