@@ -14,9 +14,9 @@ when twenty ask at once). So:
   (unpacking an upload, building a summary, rendering a report: CPU under the
   GIL, so one thread does them as fast as several and leaves the GIL to the
   others more often). A read never waits behind a computation.
-* **A run's summary, once.** Built when the run ends (before anyone asks) on
-  the heavy pool, then reused by ``results``, ``analysis`` and every
-  ``report`` format; concurrent askers share one build. A finished run's
+* **A run's summary, once.** Built on the heavy pool when first asked for,
+  then reused by ``results``, ``analysis`` and every ``report`` format;
+  concurrent askers share one build. A finished run's
   summary is kept until another run has finished and it is older than
   :data:`SUMMARY_REUSE_S` (the trends in it look at the whole history); a run
   in flight gets a fresh one, shared only with requests made during its build.
@@ -92,11 +92,12 @@ class ReadPath:
         return not others_ended or time.monotonic() - have.started < SUMMARY_REUSE_S
 
     def run_ended(self, run_id: str) -> None:
-        """A run ended (its results are all stored): build its summary now, before
-        its submitter asks for the reports."""
+        """A run ended: summaries built before it are older than the history now.
+        Nothing is built until someone asks: most runs' reports are never read
+        through the API (a console does not, ``submit`` only with report options),
+        and a 1,000-benchmark run's summary is seconds of CPU the next runs need."""
         with self._lock:
             self._ended_runs += 1
-        self.summary(run_id, final=True)
 
     # ---- workers -------------------------------------------------------------------
 

@@ -326,7 +326,7 @@ class RunManager:
             run.total, run.status = event.total, "running"
         elif isinstance(event, RunFinished) and run.status == "running":
             run.status = event.status
-        if isinstance(event, RunFinished):  # stored by now: its reports are asked for next
+        if isinstance(event, RunFinished):  # the history moved: older summaries are dated
             self.readpath.run_ended(run.run_id)
         run.events.append(event_to_dict(event, len(run.events) + 1))
         for listener in self.listeners:
