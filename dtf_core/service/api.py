@@ -8,8 +8,8 @@ run and issues tokens. 401 = token missing, invalid or expired; 403 = valid but
 the role is not enough. Tokens travel only in the ``Authorization`` header, so
 the access log (method, path, status, time) never holds one.
 
-Store reads run on a thread pool: a run flushing results holds the Store's lock
-for a moment, and the event loop must keep serving long-polls meanwhile. The
+Store reads and computations run on thread pools (:mod:`dtf_core.service.readpath`):
+the event loop must keep serving long-polls meanwhile. The
 plumbing every handler shares (token checks, errors as statuses) is in
 :mod:`dtf_core.service.handler`; what an upload may be, in
 :mod:`dtf_core.service.limits`; the console's endpoints, in
@@ -244,7 +244,7 @@ class RunDataHandler(Handler):
         active = self.manager.get(run_id)
         if active is not None and active.status == "queued":
             raise ApiError(409, f"run {run_id} is queued: nothing to show yet")
-        await self.stored_run(run_id)
+        stored = await self.stored_run(run_id)
         if what == "tasks":
             self.send({"tasks": await self.blocking(store.tasks, run_id)})
         elif what == "errors":  # ?context=1: with each attempt's system snapshot
@@ -255,19 +255,22 @@ class RunDataHandler(Handler):
             task = self.get_query_argument("task", None)
             self.send({"attempts": await self.blocking(store.attempts, run_id, task)})
         elif what in ("results", "analysis", "report"):
-            summary = await self.blocking(reporting.build_summary, store, run_id)
+            # One summary per run, built when it ended and shared (service/readpath.py).
+            final = stored["status"] != "running"
+            summary = await self.pending(self.manager.readpath.summary(run_id, final))
+            fmt = "json" if what != "report" else self.get_query_argument("format", "md")
+            render = reporting.RENDERERS.get(fmt)
+            if render is None:
+                raise ApiError(400, f"format {fmt!r} is not md, json, junit or html")
+            text = await self.heavy(render, summary)
+            if what == "analysis":
+                self.send({"benchmarks": json.loads(text)["benchmarks"]})
+                return
+            kind = "text/html" if fmt == "html" else "text/plain"
             if what == "results":
-                self.send(json.loads(reporting.render_json(summary)))
-            elif what == "analysis":
-                self.send({"benchmarks": json.loads(reporting.render_json(summary))["benchmarks"]})
-            else:
-                fmt = self.get_query_argument("format", "md")
-                render = reporting.RENDERERS.get(fmt)
-                if render is None:
-                    raise ApiError(400, f"format {fmt!r} is not md, json, junit or html")
-                kind = "text/html" if fmt == "html" else "text/plain"
-                self.set_header("Content-Type", f"{kind}; charset=utf-8")
-                self.finish(render(summary))
+                kind = "application/json"
+            self.set_header("Content-Type", f"{kind}; charset=utf-8")
+            self.finish(text)
         else:
             raise ApiError(404, f"no such resource: {what}")
 
@@ -276,26 +279,33 @@ class WorkersHandler(Handler):
     async def get(self) -> None:
         """Connected workers, each with what it sampled last (``sample``) and the
         health its runs decided last (``health``, ``health_reason``, ``health_since``,
-        ``rel_speed``; ``unknown`` before any run judged it)."""
+        ``rel_speed``; ``unknown`` before any run judged it). Read at most every
+        half second, whoever asks (service/readpath.py)."""
         self.auth("viewer")
+        manager = self.manager
         try:
-            workers = await self.blocking(cluster.current_workers, self.manager.client)
+            out = await self.pending(manager.readpath.workers(lambda: _workers(manager)))
         except ClusterError as exc:
             raise ApiError(503, str(exc)) from None
-        judged = {h["worker"]: h for h in await self.blocking(self.manager.store.worker_health)}
-        out = []
-        for a, w in sorted(workers.items()):
-            h = judged.get(w["name"])
-            out.append(
-                {
-                    "address": a, **w,
-                    "health": h["state"] if h else "unknown",
-                    "health_reason": (h["reason"] or "") if h else "",
-                    "health_since": h["since"] if h else None,
-                    "rel_speed": h["rel_speed"] if h else None,
-                }
-            )  # fmt: skip
         self.send({"workers": out})
+
+
+def _workers(manager: RunManager) -> list[dict[str, Any]]:
+    workers = cluster.current_workers(manager.client)
+    judged = {h["worker"]: h for h in manager.store.worker_health()}
+    out = []
+    for a, w in sorted(workers.items()):
+        h = judged.get(w["name"])
+        out.append(
+            {
+                "address": a, **w,
+                "health": h["state"] if h else "unknown",
+                "health_reason": (h["reason"] or "") if h else "",
+                "health_since": h["since"] if h else None,
+                "rel_speed": h["rel_speed"] if h else None,
+            }
+        )  # fmt: skip
+    return out
 
 
 class TokensHandler(Handler):

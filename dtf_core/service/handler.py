@@ -2,22 +2,24 @@
 token checks, JSON answers, and dtf's errors as HTTP statuses, in the one JSON
 shape ``{"error": "...", "status": N}`` (docs/cluster.md).
 
-Blocking work (Store reads, unpacking an upload) runs on a thread pool through
-:meth:`Handler.blocking`, which maps dtf's errors: a run not found 404, an
+Blocking work runs off the event loop: Store reads and unpacking an upload
+through :meth:`Handler.blocking`, computations (a summary, a rendered report)
+through :meth:`Handler.heavy`, on the pools of :mod:`~dtf_core.service.readpath`
+(a read never queues behind a computation). Both map dtf's errors: a run not found 404, an
 upload above a limit 413, other bad input 400, a full queue 429 with
 ``Retry-After``, a service stopping in order 503 with ``Retry-After``.
 """
 
 from __future__ import annotations
 
-import functools
+import asyncio
+import concurrent.futures
 import json
 import math
 from collections.abc import Callable
 from typing import Any
 
 import tornado.web
-from tornado.ioloop import IOLoop
 
 from dtf_core.cluster import security
 from dtf_core.errors import (
@@ -77,8 +79,17 @@ class Handler(tornado.web.RequestHandler):
         self.finish(json.dumps(obj, default=_json_default))
 
     async def blocking(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """``fn(*args)`` on the pool of quick reads."""
+        return await self.pending(self.manager.readpath.quick.submit(fn, *args))
+
+    async def heavy(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """``fn(*args)`` on the pool of computations (one thread: CPU under the GIL)."""
+        return await self.pending(self.manager.readpath.heavy.submit(fn, *args))
+
+    async def pending(self, future: concurrent.futures.Future[Any]) -> Any:
+        """Wait for ``future`` (made on a pool) on the loop, with dtf's errors as statuses."""
         try:
-            return await IOLoop.current().run_in_executor(None, functools.partial(fn, *args))
+            return await asyncio.wrap_future(future)
         except RunNotFoundError as exc:
             raise ApiError(404, str(exc)) from None
         except UploadTooLargeError as exc:

@@ -44,7 +44,7 @@ from typing import Any
 
 from distributed import Client
 
-from dtf_core import spec
+from dtf_core import reporting, spec
 from dtf_core.errors import OptionError
 from dtf_core.events import ClusterChanged, Event, RunFinished, RunStarted, TaskFinished
 from dtf_core.model import AttemptResult
@@ -53,6 +53,7 @@ from dtf_core.run.priority import of_metadata
 from dtf_core.run.state import new_run_id
 from dtf_core.service import bundle, limits, shipping
 from dtf_core.service.limits import UploadLimits
+from dtf_core.service.readpath import ReadPath
 from dtf_core.service.runqueue import RunQueue
 from dtf_core.store import Store
 
@@ -138,6 +139,8 @@ class RunManager:
         self._drain_grace: float | None = None
         # Names this process's numbering of run events (a restart numbers afresh).
         self.instance = secrets.token_hex(8)
+        # The API's threads and what it shares between requests (service/readpath.py).
+        self.readpath = ReadPath(functools.partial(reporting.build_summary, store))
 
     @property
     def stopping(self) -> bool:
@@ -323,6 +326,8 @@ class RunManager:
             run.total, run.status = event.total, "running"
         elif isinstance(event, RunFinished) and run.status == "running":
             run.status = event.status
+        if isinstance(event, RunFinished):  # the history moved: older summaries are dated
+            self.readpath.run_ended(run.run_id)
         run.events.append(event_to_dict(event, len(run.events) + 1))
         for listener in self.listeners:
             try:
@@ -384,3 +389,4 @@ class RunManager:
         if not self.wait_drained(timeout):
             logger.warning("runs still working after %.0fs; stopping anyway", timeout)
         self._queue.shutdown()
+        self.readpath.shutdown()

@@ -98,13 +98,31 @@ class Connection:
         self._con: duckdb.DuckDBPyConnection | None = connect(
             self.path, read_only=read_only, wait_s=wait_s, on_wait=on_wait
         )
+        self._reads: ReadView | None = None
 
     @property
     def closed(self) -> bool:
         return self._con is None
 
+    def reads(self) -> Connection:
+        """The same database for reads that must not wait behind this connection's
+        lock (a flush, another thread's statement): see :class:`ReadView`."""
+        with self.lock:
+            if self._reads is None:
+                self._reads = ReadView(self)
+            return self._reads
+
+    def cursor(self) -> duckdb.DuckDBPyConnection:
+        """A new connection to the same open database (DuckDB's ``cursor``)."""
+        with self.lock:
+            if self._con is None:
+                raise errs.StoreError(f"{self.path} is already closed")
+            return self._con.cursor()
+
     def close(self) -> None:
         with self.lock:
+            if self._reads is not None:
+                self._reads.close()
             con, self._con = self._con, None
             if con is not None:
                 try:
@@ -176,6 +194,68 @@ class Connection:
                 if isinstance(d.get(c), str):
                     d[c] = json.loads(d[c])
         return out
+
+
+class ReadView(Connection):
+    """Reads of one open database, each thread on a cursor of its own.
+
+    Why: the writer's connection is one object behind one lock, so a reader
+    waited for every flush and every other thread's statement (the service's
+    API behind twenty runs' writes). DuckDB's cursors are further connections
+    to the same database; each sees what was committed when its statement
+    began (MVCC), and they run beside each other and beside the writer. Reads
+    here therefore never see a write transaction still open on the owner:
+    nothing reads inside one (the writer reads through its own connection)."""
+
+    def __init__(self, owner: Connection) -> None:  # no super().__init__: opens nothing
+        self.path, self.read_only, self.run_id = owner.path, owner.read_only, None
+        self.lock = threading.RLock()  # guards the cursors' list and their root only
+        # Threads' cursors come from this one, not from the owner: a thread's first
+        # read must not wait for the owner's lock either.
+        self._root = owner.cursor()
+        self._local = threading.local()
+        self._cursors: list[duckdb.DuckDBPyConnection] = [self._root]
+        self._con = None
+        self._reads = None
+        self._open = True
+
+    @property
+    def closed(self) -> bool:
+        return not self._open
+
+    def reads(self) -> Connection:
+        return self
+
+    def close(self) -> None:
+        with self.lock:
+            self._open = False
+            cursors, self._cursors = self._cursors, []
+        for cur in cursors:
+            with contextlib.suppress(duckdb.Error):
+                cur.close()
+
+    def _cursor(self) -> duckdb.DuckDBPyConnection:
+        cur: duckdb.DuckDBPyConnection | None = getattr(self._local, "cursor", None)
+        if cur is None:
+            with self.lock:
+                if not self._open:
+                    raise errs.StoreError(f"{self.path} is already closed")
+                cur = self._root.cursor()
+                self._cursors.append(cur)
+            self._local.cursor = cur
+        return cur
+
+    @contextlib.contextmanager
+    def session(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        if not self._open:
+            raise errs.StoreError(f"{self.path} is already closed")
+        try:
+            yield self._cursor()
+        except duckdb.Error as exc:
+            mapped = self._mapped(exc)
+            if mapped is exc:
+                raise
+            raise mapped from exc
 
 
 @contextlib.contextmanager

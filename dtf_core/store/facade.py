@@ -49,6 +49,8 @@ class StoreReader:
 
     def _attach(self, db: Connection) -> None:
         self._db = db
+        # Reads on cursors of their own: never behind a flush (connection.ReadView).
+        self._rdb = db.reads()
         self.path = db.path
         try:
             schema.migrate(db)
@@ -72,98 +74,98 @@ class StoreReader:
     # ---- one run (reads.py) ----------------------------------------------------
 
     def schema_version(self) -> int:
-        return schema.version(self._db)
+        return schema.version(self._rdb)
 
     def latest_run_id(self, suite: str | None = None, branch: str | None = None) -> str | None:
         """The newest run (of ``suite`` and on ``branch``, when given)."""
-        return reads.latest_run_id(self._db, suite, branch)
+        return reads.latest_run_id(self._rdb, suite, branch)
 
     def list_runs(self, limit: int = 20) -> list[RunSummaryRecord]:
         """Newest first, with task counts (``tasks``, ``failed``: not passed/skipped)."""
-        return reads.list_runs(self._db, limit)
+        return reads.list_runs(self._rdb, limit)
 
     def run_counts(self) -> dict[str, int]:
-        return reads.run_counts(self._db)
+        return reads.run_counts(self._rdb)
 
     def get_run(self, run_id: str) -> RunRecord:
         """The run, or :class:`~dtf_core.errors.RunNotFoundError`."""
-        return reads.get_run(self._db, run_id)
+        return reads.get_run(self._rdb, run_id)
 
     def tasks(self, run_id: str) -> list[TaskRecord]:
-        return reads.tasks(self._db, run_id)
+        return reads.tasks(self._rdb, run_id)
 
     def task_spec(self, run_id: str, task_id: str) -> dict[str, Any] | None:
         """The stored ``TaskSpec.to_dict()`` of a task (for resume)."""
-        return reads.task_spec(self._db, run_id, task_id)
+        return reads.task_spec(self._rdb, run_id, task_id)
 
     def attempts(self, run_id: str, task_id: str | None = None) -> list[AttemptRecord]:
-        return reads.attempts(self._db, run_id, task_id)
+        return reads.attempts(self._rdb, run_id, task_id)
 
     def final_tests(self, run_id: str) -> list[FinalTestRecord]:
         """The rows of the last attempt that ran each (task_id, nodeid)."""
-        return reads.final_tests(self._db, run_id)
+        return reads.final_tests(self._rdb, run_id)
 
     def benchmark_samples(self, run_id: str) -> pd.DataFrame:
         """Samples of each benchmark task's last attempt (columns: ``SampleRecord``)."""
-        return reads.benchmark_samples(self._db, run_id)
+        return reads.benchmark_samples(self._rdb, run_id)
 
     def errors(self, run_id: str) -> list[ErrorRecord]:
-        return reads.errors(self._db, run_id)
+        return reads.errors(self._rdb, run_id)
 
     def errors_with_context(self, run_id: str) -> list[ErrorContextRecord]:
         """:meth:`errors` with each attempt's system snapshot (``context``)."""
-        return reads.errors_with_context(self._db, run_id)
+        return reads.errors_with_context(self._rdb, run_id)
 
     def workers(self, run_id: str) -> list[WorkerRecord]:
-        return reads.workers(self._db, run_id)
+        return reads.workers(self._rdb, run_id)
 
     def unfinished_tasks(self, run_id: str) -> list[str]:
-        return reads.unfinished_tasks(self._db, run_id)
+        return reads.unfinished_tasks(self._rdb, run_id)
 
     # ---- worker health (health.py) ---------------------------------------------
 
     def worker_health(self, run_id: str | None = None) -> list[WorkerHealthRecord]:
         """Each worker's last health row (of ``run_id``, else of any run)."""
-        return health.latest(self._db, run_id)
+        return health.latest(self._rdb, run_id)
 
     def health_series(self, run_id: str, worker: str | None = None) -> list[WorkerHealthRecord]:
-        return health.series(self._db, run_id, worker)
+        return health.series(self._rdb, run_id, worker)
 
     def worker_baselines(self, workers: Sequence[str], exclude_run: str) -> dict[str, float]:
         """Each worker's usual relative speed in earlier runs (its own history)."""
-        return health.baselines(self._db, workers, exclude_run)
+        return health.baselines(self._rdb, workers, exclude_run)
 
     def task_durations(self, task_ids: Sequence[str]) -> pd.DataFrame:
         """Passed attempts of these tasks in recent runs: task_id, worker, wall_s."""
-        return health.task_durations(self._db, task_ids)
+        return health.task_durations(self._rdb, task_ids)
 
     # ---- across runs (history.py) ----------------------------------------------
 
     def task_history(self, names: Sequence[str] | None = None) -> dict[str, float]:
         """Median ``wall_s`` per task name over every stored run (tasks that ran)."""
-        return history.task_history(self._db, names)
+        return history.task_history(self._rdb, names)
 
     def test_durations(self, recent_runs: int = 10) -> dict[str, float]:
         """Median duration per pytest node id over its last ``recent_runs`` runs."""
-        return history.test_durations(self._db, recent_runs)
+        return history.test_durations(self._rdb, recent_runs)
 
     def run_branches(self, run_id: str) -> dict[str, Any] | None:
         """``run_id``, ``suite``, ``started_at``, ``branch``, ``target_branch``,
         ``default_branch`` of one run (None when there is no such run)."""
-        return baselines.run_branches(self._db, run_id)
+        return baselines.run_branches(self._rdb, run_id)
 
     def baseline_candidates(self, run_id: str) -> list[dict[str, Any]]:
         """The newest earlier passed run of the same suite per branch that measured
         one of the run's benchmarks on the same hardware (``analysis.baseline`` chooses)."""
-        return baselines.baseline_candidates(self._db, run_id)
+        return baselines.baseline_candidates(self._rdb, run_id)
 
     def tuned_settings(self, run_ids: Sequence[str]) -> dict[str, list[str]]:
         """Per benchmark name: the parameter names its suite marks as tuned (``tune``)."""
-        return history.tuned_settings(self._db, run_ids)
+        return history.tuned_settings(self._rdb, run_ids)
 
     def samples_of_runs(self, run_ids: Sequence[str]) -> pd.DataFrame:
         """Every sample of the given runs (columns: ``RunSampleRecord``)."""
-        return history.samples_of_runs(self._db, run_ids)
+        return history.samples_of_runs(self._rdb, run_ids)
 
     def aggregate_samples(
         self,
@@ -175,7 +177,7 @@ class StoreReader:
     ) -> pd.DataFrame:
         """n, mean, median, stdev, mad, p5, p95, ci_low, ci_high per group of ``by``."""
         return history.aggregate_samples(
-            self._db, by, ci_ranks, run_ids=run_ids, benchmark=benchmark
+            self._rdb, by, ci_ranks, run_ids=run_ids, benchmark=benchmark
         )
 
     def benchmark_history(
@@ -186,10 +188,10 @@ class StoreReader:
         branch: str | None = None,
     ) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, np.ndarray]]:
         """Per-run medians of every series, as ``(keys, runs, points)``."""
-        return history.benchmark_history(self._db, benchmark=benchmark, since=since, branch=branch)
+        return history.benchmark_history(self._rdb, benchmark=benchmark, since=since, branch=branch)
 
     def existing_run_ids(self, run_ids: Sequence[str]) -> list[str]:
-        return history.existing_run_ids(self._db, run_ids)
+        return history.existing_run_ids(self._rdb, run_ids)
 
 
 class Store(StoreReader):

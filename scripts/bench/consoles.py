@@ -33,9 +33,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 PY = sys.executable
 
-from _measure import free_port, pct  # noqa: E402
+from _measure import Keys, api_histogram, api_p99, free_port, pct  # noqa: E402
 
-from dtf_core.cluster import security  # noqa: E402
 from dtf_core.service import bundle  # noqa: E402
 from dtf_core.service.client import CoordinatorClient  # noqa: E402
 from dtf_tui.app import MIN_POLL_GAP  # noqa: E402
@@ -123,14 +122,8 @@ def main() -> None:
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="dtf-bench-consoles-"))
     procs: list[subprocess.Popen] = []
-    secret_f, key_f = tmp / "secret", tmp / "result.key"
-    security.write_secret(secret_f)
-    security.write_secret(key_f)
-    secret = security.read_secret(secret_f)
-    for name in ("w0", "w1"):  # a token admits one live worker at a time
-        token_text = security.issue_token(secret, role="worker", subject=name, ttl_s=3600)
-        (tmp / f"{name}.jwt").write_text(token_text)
-    token = security.issue_token(secret, role="submitter", subject="bench", ttl_s=3600)
+    keys = Keys(tmp)
+    token = keys.token("submitter")
     sport, aport = free_port(), free_port()
     scheduler, url = f"tcp://127.0.0.1:{sport}", f"http://127.0.0.1:{aport}"
     log = open(tmp / "processes.log", "wb")  # noqa: SIM115
@@ -143,16 +136,16 @@ def main() -> None:
     finished = False
     try:
         start([PY, "-m", "dtf_core.cli", "scheduler", "--port", str(sport),
-               "--dashboard-address", "none", "--secret-file", str(secret_f)])  # fmt: skip
+               "--dashboard-address", "none", "--secret-file", str(keys.worker_key)])  # fmt: skip
         for name in ("w0", "w1"):
             start([PY, "-m", "distributed.cli.dask_worker", scheduler, "--name", name,
                    "--nthreads", "1", "--no-nanny", "--no-dashboard",
                    "--preload", "dtf_core.worker_preload",
-                   "--dtf-token-file", str(tmp / f"{name}.jwt"),
-                   "--dtf-result-key-file", str(key_f)])  # fmt: skip
+                   "--dtf-token-file", str(keys.worker_token_file(name)),
+                   "--dtf-result-key-file", str(keys.result_key)])  # fmt: skip
         serve = start([PY, "-m", "dtf_core.cli", "serve", "--scheduler", scheduler,
                        "--db", str(tmp / "dtf.duckdb"), "--port", str(aport), "--secret-file",
-                       str(secret_f), "--result-key-file", str(key_f)])  # fmt: skip
+                       str(keys.secret), "--result-key-file", str(keys.result_key)])  # fmt: skip
         client = CoordinatorClient(url, token, timeout=60)
         deadline = time.monotonic() + 120
         while True:
@@ -180,7 +173,9 @@ def main() -> None:
                 c.refresh.clear()
                 c.polls = 0
             woken0 = sum(c.source.changes_seen for c in consoles)
+            hist0 = api_histogram(url, token)
             attached.append(one_run(client, root, serve.pid))
+            hist1 = api_histogram(url, token)
             wall = attached[-1][0]
             polls = sum(c.polls for c in consoles)
             woken = sum(c.source.changes_seen for c in consoles) - woken0
@@ -202,6 +197,12 @@ def main() -> None:
               f"{1000 * pct(lat, 0.5):.1f} / {1000 * pct(lat, 0.99):.1f} |")  # fmt: skip
         print(f"| wake to refreshed p50 / p99, ms | | "
               f"{1000 * pct(refresh, 0.5):.1f} / {1000 * pct(refresh, 0.99):.1f} |")  # fmt: skip
+        n_console, p99_console = api_p99(hist0, hist1, skip=("/events", "/changes", "/v1/runs"))
+        n_all, p99_all = api_p99(hist0, hist1, skip=("/events", "/changes"))
+        print(f"| serve's own time: /v1/console p99 (bucket), ms, n | | "
+              f"<= {p99_console:.0f} ({n_console}) |")  # fmt: skip
+        print(f"| serve's own time: every non-waiting call p99 (bucket), ms, n | | "
+              f"<= {p99_all:.0f} ({n_all}) |")  # fmt: skip
         per = (polls + woken) / max(wall, 1e-9) / max(args.consoles, 1)
         print(f"| requests per second per console | | {per:.1f} |")
         finished = True

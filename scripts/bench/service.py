@@ -33,10 +33,9 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 PY = sys.executable
 
-from _measure import free_port, pct  # noqa: E402
+from _measure import Keys, api_histogram, api_p99, free_port, pct  # noqa: E402
 
 from dtf_core.cluster import embedded as cluster  # noqa: E402
-from dtf_core.cluster import security  # noqa: E402
 from dtf_core.model import Suite, TaskKind, TaskSpec  # noqa: E402
 from dtf_core.run.coordinator import Coordinator  # noqa: E402
 from dtf_core.service import bundle  # noqa: E402
@@ -53,34 +52,37 @@ def write_suite(root: Path, name: str, n: int) -> None:
     )
 
 
-def submitter(
-    client: CoordinatorClient, root: Path, lat: list[float], out: dict, ended: list[float]
-) -> None:
-    def timed(fn, *args):  # type: ignore[no-untyped-def]
-        t0 = time.perf_counter()
-        value = fn(*args)
-        lat.append(time.perf_counter() - t0)
-        return value
+Latencies = dict[str, list[float]]  # API call -> seconds of each
 
+
+def timed(lat: Latencies, name: str, fn, *args):  # type: ignore[no-untyped-def]
+    t0 = time.perf_counter()
+    value = fn(*args)
+    lat.setdefault(name, []).append(time.perf_counter() - t0)
+    return value
+
+
+def submitter(
+    client: CoordinatorClient, root: Path, lat: Latencies, out: dict, ended: list[float]
+) -> None:
     # What `dtf-core submit` does: upload, follow the events (long-poll: not
     # timed, it waits on purpose), then read the outcome and the reports.
-    run = timed(client.submit, "suite.toml", bundle.pack(root, 10**7), {})
+    run = timed(lat, "submit", client.submit, "suite.toml", bundle.pack(root, 10**7), {})
     run_id = run["run_id"]
     for _ in client.follow(run_id):
         pass
     ended.append(time.perf_counter())
-    out[run_id] = (timed(client.run, run_id)["status"], len(timed(client.tasks, run_id)))
-    timed(client.results, run_id)
-    timed(client.report, run_id, "junit")
+    status = timed(lat, "run", client.run, run_id)["status"]
+    out[run_id] = (status, len(timed(lat, "tasks", client.tasks, run_id)))
+    timed(lat, "results", client.results, run_id)
+    timed(lat, "report", client.report, run_id, "junit")
 
 
-def watcher(client: CoordinatorClient, lat: list[float], stop: threading.Event) -> None:
+def watcher(client: CoordinatorClient, lat: Latencies, stop: threading.Event) -> None:
     """A dashboard user during the load: the run list and the workers, 10 times a second."""
     while not stop.is_set():
-        for fn in (client.runs, client.workers):
-            t0 = time.perf_counter()
-            fn()
-            lat.append(time.perf_counter() - t0)
+        timed(lat, "runs (watcher)", client.runs)
+        timed(lat, "workers (watcher)", client.workers)
         stop.wait(0.1)
 
 
@@ -112,18 +114,13 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--submitters", type=int, default=20)
     ap.add_argument("--tasks", type=int, default=50)
+    ap.add_argument("--no-baselines", action="store_true", help="the service only (profiling)")
     args = ap.parse_args()
     total = args.submitters * args.tasks
     tmp = Path(tempfile.mkdtemp(prefix="dtf-bench-service-"))
     procs: list[subprocess.Popen] = []
-    secret_f, key_f = tmp / "secret", tmp / "result.key"
-    security.write_secret(secret_f)
-    security.write_secret(key_f)
-    secret = security.read_secret(secret_f)
-    (tmp / "w.jwt").write_text(
-        security.issue_token(secret, role="worker", subject="bench", ttl_s=3600)
-    )
-    token = security.issue_token(secret, role="submitter", subject="bench", ttl_s=3600)
+    keys = Keys(tmp)
+    token = keys.token("submitter")
     sport, aport = free_port(), free_port()
     scheduler = f"tcp://127.0.0.1:{sport}"
     url = f"http://127.0.0.1:{aport}"
@@ -135,15 +132,16 @@ def main() -> None:
 
     try:
         start([PY, "-m", "dtf_core.cli", "scheduler", "--port", str(sport),
-               "--dashboard-address", "none", "--secret-file", str(secret_f)])  # fmt: skip
-        for name in ("w0", "w1"):
+               "--dashboard-address", "none", "--secret-file", str(keys.worker_key)])  # fmt: skip
+        for name in ("w0", "w1"):  # a token admits one live worker at a time
             start([PY, "-m", "distributed.cli.dask_worker", scheduler, "--name", name,
                    "--nthreads", "1", "--no-nanny", "--no-dashboard",
-                   "--preload", "dtf_core.worker_preload", "--dtf-token-file", str(tmp / "w.jwt"),
-                   "--dtf-result-key-file", str(key_f)])  # fmt: skip
+                   "--preload", "dtf_core.worker_preload",
+                   "--dtf-token-file", str(keys.worker_token_file(name)),
+                   "--dtf-result-key-file", str(keys.result_key)])  # fmt: skip
         start([PY, "-m", "dtf_core.cli", "serve", "--scheduler", scheduler, "--db", db,
-               "--port", str(aport), "--secret-file", str(secret_f),
-               "--result-key-file", str(key_f)])  # fmt: skip
+               "--port", str(aport), "--secret-file", str(keys.secret),
+               "--result-key-file", str(keys.result_key)])  # fmt: skip
         client = CoordinatorClient(url, token, timeout=60)
         deadline = time.monotonic() + 60
         while True:
@@ -161,14 +159,14 @@ def main() -> None:
             roots.append(tmp / f"suite{s}")
         warm = tmp / "warm"
         write_suite(warm, "warm", args.tasks)
-        submitter(client, warm, [], {}, [])  # imports on the workers, connections
-        latencies: list[float] = []
+        submitter(client, warm, {}, {}, [])  # imports on the workers, connections
+        latencies: Latencies = {}
         outcomes: dict[str, tuple[str, int]] = {}
         ended: list[float] = []
         threads = [
             threading.Thread(
                 target=submitter,
-                args=(CoordinatorClient(url, token, timeout=60), r, latencies, outcomes, ended),
+                args=(CoordinatorClient(url, token, timeout=300), r, latencies, outcomes, ended),
             )
             for r in roots
         ]
@@ -176,6 +174,7 @@ def main() -> None:
         watch = threading.Thread(
             target=watcher, args=(CoordinatorClient(url, token), latencies, stop)
         )
+        hist0 = api_histogram(url, token)
         t0 = time.perf_counter()
         watch.start()
         for t in threads:
@@ -184,6 +183,7 @@ def main() -> None:
             t.join()
         stop.set()
         watch.join()
+        hist1 = api_histogram(url, token)
         service_s = max(ended) - t0
         bad = {k: v for k, v in outcomes.items() if v != ("passed", args.tasks)}
         if len(outcomes) != args.submitters or bad:
@@ -197,7 +197,11 @@ def main() -> None:
             keys = {(a["run_id"], a["task_id"]) for a in rows}
             samples = sum(len(store.benchmark_samples(r)) for r in run_ids)
         once = len(rows) == total and len(keys) == total and samples == total
-        one_s, many_s = baselines(scheduler, args.submitters, args.tasks, str(tmp / "base.duckdb"))
+        one_s, many_s = (
+            (1.0, 1.0)
+            if args.no_baselines
+            else baselines(scheduler, args.submitters, args.tasks, str(tmp / "base.duckdb"))
+        )
     finally:
         for p in reversed(procs):
             if p.poll() is None:
@@ -207,7 +211,8 @@ def main() -> None:
     print(f"service: {args.submitters} submitters x {args.tasks} tiny tasks = {total}")
     print(f"results in DuckDB: {len(rows)} attempts, {len(keys)} distinct tasks, "
           f"{samples} samples -> exactly once: {'yes' if once else 'NO'}")  # fmt: skip
-    print(f"API calls timed: {len(latencies)} (submit, status, tasks, results, report; "
+    every = [x for v in latencies.values() for x in v]
+    print(f"API calls timed: {len(every)} (submit, status, tasks, results, report; "
           "a watcher listing runs and workers at 10 Hz)")  # fmt: skip
     print(f"| {'path':<44} | {'wall s':>7} | {'tasks/s':>8} | {'ratio':>6} |")
     print(f"|{'-' * 46}|{'-' * 9}|{'-' * 10}|{'-' * 8}|")
@@ -217,9 +222,18 @@ def main() -> None:
         (f"serve, {args.submitters} concurrent submits (signed+verified)", service_s),
     ):
         print(f"| {name:<44} | {wall:7.2f} | {total / wall:8.0f} | {wall / one_s:6.2f} |")
-    ms = [x * 1000 for x in latencies]
+    ms = [x * 1000 for x in every]
     print(f"API latency: p50 {pct(ms, 0.5):.1f} ms, p99 {pct(ms, 0.99):.1f} ms, "
           f"max {max(ms):.1f} ms, mean {statistics.mean(ms):.1f} ms")  # fmt: skip
+    n_all, p99_all = api_p99(hist0, hist1, skip=("/events",))
+    n_reads, p99_reads = api_p99(hist0, hist1, skip=("/events", "/results", "/report"))
+    print(f"serve's own time (its /metrics, bucket bounds): p99 <= {p99_all:.0f} ms over "
+          f"{n_all} calls; without results/report (a run's summary) <= {p99_reads:.0f} ms "
+          f"over {n_reads}")  # fmt: skip
+    for name, values in sorted(latencies.items()):
+        call = [x * 1000 for x in values]
+        print(f"  {name:<18} n={len(call):<4} p50 {pct(call, 0.5):7.1f} ms  "
+              f"p99 {pct(call, 0.99):7.1f} ms")  # fmt: skip
     shutil.rmtree(tmp, ignore_errors=True)
     if not once:
         sys.exit(1)

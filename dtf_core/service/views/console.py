@@ -8,7 +8,8 @@ built by the same code as the console's local database source
 (:func:`~dtf_core.service.views.storeread.snapshot`), with the live cluster laid
 over it (workers' CPU and memory, the totals of runs in flight), on a worker
 thread, at most once every :data:`MIN_BUILD_GAP`, and only while a console is
-attached. A change (any run event, a submission) schedules a build; when it is
+attached (and at most a quarter of the time: :data:`BUILD_GAP_FACTOR`).
+A change (any run event, a submission) schedules a build; when it is
 done, its generation is published to ``/v1/changes`` and every console then
 fetches the same encoded bytes from ``/v1/console`` at once. A burst of events
 is one build, and one refresh per console.
@@ -27,6 +28,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -45,6 +47,9 @@ from dtf_core.service.views.snapshot import (
 )
 
 MIN_BUILD_GAP = 0.1  # s between two snapshot builds, however many consoles ask
+# ... and at least this many times the last build's duration: a slow build (a big
+# run, a busy machine) must not take the CPU the runs it shows need.
+BUILD_GAP_FACTOR = 3.0
 MAX_AGE = 1.0  # s before a request also schedules a rebuild (worker CPU moves on its own)
 INTEREST_S = 60.0  # s after the last console request during which changes trigger builds
 SAMPLE_GAP = 1.0  # s between two CPU/memory samples kept per worker
@@ -72,6 +77,7 @@ class ConsoleFeed:
         self._loop: IOLoop | None = None
         self._cond: Condition | None = None
         self._built: _Built | None = None
+        self._build_s = 0.0  # how long the last build took
         self._building: asyncio.Future[bytes] | None = None
         self._history: dict[str, tuple[deque[float], deque[float]]] = {}
         self._sampled_at = 0.0
@@ -79,6 +85,8 @@ class ConsoleFeed:
         self._errors: dict[str, list[ErrorEvent]] = {}  # finished runs' errors
         self._series: tuple[object, float, dict[SeriesKey, TrendSeries]] | None = None
         self._series_lock = threading.Lock()
+        # Its own thread: a build never waits behind the API's reads or reports.
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="dtf-console")
         manager.on_change.append(self.changed)
 
     # ---- changes -------------------------------------------------------------------
@@ -140,7 +148,8 @@ class ConsoleFeed:
     def _schedule(self) -> asyncio.Future[bytes]:
         if self._building is None:
             built = self._built
-            gap = built.at + MIN_BUILD_GAP - time.monotonic() if built else 0.0
+            rest = max(MIN_BUILD_GAP, BUILD_GAP_FACTOR * self._build_s)
+            gap = built.at + rest - time.monotonic() if built else 0.0
             self._building = asyncio.ensure_future(self._build(gap))
         return self._building
 
@@ -149,8 +158,9 @@ class ConsoleFeed:
             if gap > 0:
                 await asyncio.sleep(gap)
             generation = self.generation
-            loop = asyncio.get_running_loop()
-            body = await loop.run_in_executor(None, self._encode, generation)
+            started = time.monotonic()
+            body = await asyncio.wrap_future(self._pool.submit(self._encode, generation))
+            self._build_s = time.monotonic() - started
             self._built = _Built(generation, time.monotonic(), body)
             self.bind().notify_all()
             return body
@@ -222,7 +232,9 @@ class ConsoleFeed:
                 cpu.append(float(w.get("cpu") or 0.0))
                 mem.append(float(w.get("memory") or 0.0))
             old = recorded.get(w["address"])
-            out.append(storeread.live_worker(w, cpu, mem, old.hardware if old else ""))
+            # The health its run judged, as the local console shows it from the file.
+            judged = (old.health, old.health_reason) if old else ("", "")
+            out.append(storeread.live_worker(w, cpu, mem, old.hardware if old else "", judged))
         return tuple(sorted(out, key=lambda w: (w.name, w.address)))
 
     # ---- benchmark history -----------------------------------------------------------

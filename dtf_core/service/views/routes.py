@@ -108,7 +108,7 @@ class SeriesHandler(FeedHandler):
         found = (await self.blocking(self.feed.all_series)).get(key)
         if found is None:
             raise ApiError(404, f"no benchmark history for {key.label}")
-        view = await self.blocking(trend.analyse, found)
+        view = await self.heavy(trend.analyse, found)
         self.send({"series": wire.encode(found), "analysis": wire.encode(view)})
 
 
