@@ -337,9 +337,7 @@ def _after_run(
             if "problem" in r or r["nodeid"] in seen:
                 continue
             seen.add(str(r["nodeid"]))
-            items.append(
-                testsplit.TestItem(str(r["nodeid"]), str(r["file"]), dict(r.get("resources") or {}))
-            )
+            items.append(testsplit.item_of(r))
         testsplit.save_collection(cache, items, split.files)
 
 
