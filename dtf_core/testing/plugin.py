@@ -353,7 +353,8 @@ def _collected(session: pytest.Session) -> list[dict[str, Any]]:
         {"nodeid": file, "file": file, "resources": {}, "problem": problem, "message": why}
         for file, problem, why in session.config.stash.get(_collect_problems_key, [])
     ]
-    times = dict(session.config.stash.get(_collect_times_key, {}))
+    recorded: dict[str, float] | None = session.config.stash.get(_collect_times_key, None)
+    times = dict(recorded or {})
     for item in session.items:
         resources: dict[str, float] = {}
         for mark in item.iter_markers("dtf"):
@@ -361,7 +362,7 @@ def _collected(session: pytest.Session) -> list[dict[str, Any]]:
                 resources[k] = max(float(v), resources.get(k, 0.0))
         nodeid = _rerunnable_nodeid(item)
         file = nodeid.partition("::")[0]
-        record = {"nodeid": nodeid, "file": file, "resources": resources}
+        record: dict[str, Any] = {"nodeid": nodeid, "file": file, "resources": resources}
         if file in times:  # on the file's first item only (split.plan reads it per file)
             record["collect_s"] = round(times.pop(file), 4)
         records.append(record)
