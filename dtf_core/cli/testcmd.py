@@ -10,6 +10,8 @@ import json
 import os
 import shlex
 import sys
+import threading
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -87,6 +89,29 @@ def _stop_on_collection_errors(collection: Any, pytest_args: list[str]) -> None:
             err=True,
         )
         sys.exit(EXIT_BAD_INPUT)
+
+
+class _Background:
+    """A call run on a thread from now on; :meth:`result` waits for it and
+    returns its value or raises what it raised (``SystemExit`` included)."""
+
+    def __init__(self, fn: Callable[..., Any], *args: Any) -> None:
+        self._value: Any = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, args=(fn, args), daemon=True)
+        self._thread.start()
+
+    def _run(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
+        try:
+            self._value = fn(*args)
+        except BaseException as exc:  # re-raised in the caller's thread
+            self._error = exc
+
+    def result(self) -> Any:
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self._value
 
 
 class _Split:
@@ -220,13 +245,19 @@ def pytest_cmd(
     if test_timeout is not None and test_timeout <= 0:
         raise OptionError("--timeout must be a positive number of seconds")
     opts = RunOptions.from_kwargs(kwargs)
-    plans = plan_cluster(opts, None)
     cwd = os.getcwd()
+    _check_paths(paths, pytest_args, cwd)
     cache_dir = os.path.join(os.path.dirname(os.path.abspath(opts.db or default_db())), "cache")
     # The cache key leaves out what only changes how failures end the run.
     cache = testsplit.cache_file(paths, pytest_args, cwd, cache_dir)
     pytest_args = _failure_args(opts, pytest_args)
-    split = _split(paths, pytest_args, cwd, cache, not no_cache)
+    # pytest lists the files (a process that imports the suite's conftest
+    # files: ~2 s on networkx) while this process imports Dask. Waited for
+    # before the database is opened and the cluster started: bad input it
+    # finds ends the run with nothing started and nothing written.
+    listing = _Background(_split, paths, pytest_args, cwd, cache, not no_cache)
+    plans = plan_cluster(opts, None)
+    split: _Split = listing.result()
     collection = split.collection
     if not collection.items and not split.whole:
         click.echo("no tests collected", err=True)
@@ -337,9 +368,7 @@ def _after_run(
             if "problem" in r or r["nodeid"] in seen:
                 continue
             seen.add(str(r["nodeid"]))
-            items.append(
-                testsplit.TestItem(str(r["nodeid"]), str(r["file"]), dict(r.get("resources") or {}))
-            )
+            items.append(testsplit.item_of(r))
         testsplit.save_collection(cache, items, split.files)
 
 

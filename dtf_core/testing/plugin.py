@@ -43,6 +43,7 @@ from dtf_core.testing.junitxml import NODEID_PROPERTY, OUTCOME_PROPERTY
 def pytest_configure(config: pytest.Config) -> None:
     if config.getoption("dtf_collect", None) or config.getoption("dtf_stream", None):
         config.pluginmanager.register(_CollectProblems(config), "dtf-collect-problems")
+        config.pluginmanager.register(_CollectTimes(config), "dtf-collect-times")
     if config.getoption("dtf_list_files", None):
         config.pluginmanager.register(_ListFiles(config), "dtf-list-files")
     if config.getoption("dtf_select", None):
@@ -321,21 +322,50 @@ class _CollectProblems:
         self.config.stash.setdefault(_collect_problems_key, []).append((rel, problem, why))
 
 
+_collect_times_key = pytest.StashKey[dict[str, float]]()
+
+
+class _CollectTimes:
+    """Seconds each test file took to collect (importing the module, making
+    its items): a chunk pays them before its first test, and history of test
+    durations alone cannot see them (networkx: a quarter of the suite's CPU
+    time), so the next run packs chunks by both. Registered with the options
+    that record a collection."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.times = config.stash.setdefault(_collect_times_key, {})
+        self.invocation = str(config.invocation_params.dir)
+
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_make_collect_report(self, collector: pytest.Collector) -> Generator[None, Any, None]:
+        if not isinstance(collector, pytest.File):
+            yield
+            return
+        t0 = time.perf_counter()
+        yield
+        rel = os.path.relpath(str(collector.path), self.invocation).replace(os.sep, "/")
+        self.times[rel] = self.times.get(rel, 0.0) + time.perf_counter() - t0
+
+
 def _collected(session: pytest.Session) -> list[dict[str, Any]]:
     """What this session collected, as dtf's splitter and runner read it."""
     records: list[dict[str, Any]] = [
         {"nodeid": file, "file": file, "resources": {}, "problem": problem, "message": why}
         for file, problem, why in session.config.stash.get(_collect_problems_key, [])
     ]
+    recorded: dict[str, float] | None = session.config.stash.get(_collect_times_key, None)
+    times = dict(recorded or {})
     for item in session.items:
         resources: dict[str, float] = {}
         for mark in item.iter_markers("dtf"):
             for k, v in mark.kwargs.items():
                 resources[k] = max(float(v), resources.get(k, 0.0))
         nodeid = _rerunnable_nodeid(item)
-        records.append(
-            {"nodeid": nodeid, "file": nodeid.partition("::")[0], "resources": resources}
-        )
+        file = nodeid.partition("::")[0]
+        record: dict[str, Any] = {"nodeid": nodeid, "file": file, "resources": resources}
+        if file in times:  # on the file's first item only (split.plan reads it per file)
+            record["collect_s"] = round(times.pop(file), 4)
+        records.append(record)
     return records
 
 

@@ -17,7 +17,9 @@
    ``cupy`` ... -> ``GPU=1``): many GPU suites carry no marker.
 3. :func:`plan` packs the tests into chunks, longest processing time first, by
    historical durations from DuckDB when there are some and a cheap estimate
-   when not, so that every worker slot finishes at about the same time: one
+   when not, plus what collecting each file cost the last time (its import,
+   which test durations do not include), so that every worker slot finishes at
+   about the same time: one
    chunk per worker thread when history knows the tests, two when not. Whole
    files stay together (one import of the module per chunk) unless one file
    alone is more than a slot's share; then it is split by test id.
@@ -65,6 +67,9 @@ class TestItem:
     nodeid: str
     file: str
     resources: dict[str, float] = field(default_factory=dict)
+    # Seconds pytest took to collect this test's file (importing the module),
+    # recorded on the file's first test only; 0 when not known.
+    collect_s: float = 0.0
 
 
 @dataclass
@@ -105,11 +110,21 @@ def _collect_only(
     return [json.loads(line) for line in lines], proc
 
 
+def item_of(record: dict[str, Any]) -> TestItem:
+    """A test as dtf's plugin recorded it (``--dtf-collect``, ``--dtf-stream``)."""
+    return TestItem(
+        str(record["nodeid"]),
+        str(record["file"]),
+        dict(record.get("resources") or {}),
+        float(record.get("collect_s") or 0.0),
+    )
+
+
 def collect(paths: list[str], pytest_args: list[str], cwd: str, timeout: float = 600) -> Collection:
     records, proc = _collect_only(
         paths, pytest_args, cwd, "--dtf-collect", timeout, "collecting tests"
     )
-    items = [TestItem(r["nodeid"], r["file"], r.get("resources") or {}) for r in records]
+    items = [item_of(r) for r in records]
     text = proc.stdout + proc.stderr
     m = re.search(r"(\d+) errors?\b", text.strip().splitlines()[-1] if text.strip() else "")
     return Collection(items, proc.returncode, text, int(m.group(1)) if m else 0)
@@ -387,10 +402,17 @@ def plan(
         res = (requires or {}).get(it.nodeid, it.resources)
         groups[_requires_key(res)].append(it)
 
+    # What collecting each file costs (its module's import: history of test
+    # durations cannot see it), paid once by each chunk that holds the file.
+    collect: dict[str, float] = defaultdict(float)
+    for it in items:
+        collect[it.file] = max(collect[it.file], it.collect_s)
+
     order = {i.nodeid: n for n, i in enumerate(items)}
     chunks: list[Chunk] = []
     for key, group in sorted(groups.items()):
-        total = sum(cost(i.nodeid) for i in group)
+        files = {i.file for i in group}
+        total = sum(cost(i.nodeid) for i in group) + sum(collect[f] for f in files)
         # Never so many chunks that process start-up dominates the work.
         n_chunks = max(1, min(slots * chunks_per_slot, int(total / PROCESS_S) or 1, len(group)))
         share = total / n_chunks
@@ -399,10 +421,11 @@ def plan(
         for i in group:
             by_file[i.file].append(i)
         units: list[tuple[float, list[TestItem]]] = []
-        for tests in by_file.values():
-            file_cost = sum(cost(t.nodeid) for t in tests)
+        for file, tests in by_file.items():
+            file_cost = sum(cost(t.nodeid) for t in tests) + collect[file]
             if file_cost > share and len(tests) > 1:
-                units.extend((cost(t.nodeid), [t]) for t in tests)
+                # Each chunk that gets some of its tests collects it whole.
+                units.extend((cost(t.nodeid) + collect[file] / len(tests), [t]) for t in tests)
             else:
                 units.append((file_cost, tests))
         # Longest processing time first onto the least loaded bin.

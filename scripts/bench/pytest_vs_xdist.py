@@ -15,7 +15,8 @@ and the table shows the median wall time of each, with the range.
 
 --subset networkx/algorithms runs only that part of the suite (a quick look on
 a busy machine); --keep-db PATH keeps the last round's database, to see per
-chunk where the time went (attempts.wall_s against the sum of its tests).
+chunk where the time went (attempts.wall_s against the sum of its tests);
+--timeline PATH prints that from a kept database and exits.
 """
 
 from __future__ import annotations
@@ -52,6 +53,35 @@ def timed(argv: list[str], cwd: str) -> tuple[float, subprocess.CompletedProcess
     return time.perf_counter() - t0, out
 
 
+def timeline(db: str) -> None:
+    """Per run of a kept database: each chunk's start and end (from the run's
+    start), wall time, tests, the sum of their durations, and the rest (process
+    start, conftest imports, collection, teardown); then per worker the time
+    no chunk ran between the run's start and end."""
+    import duckdb
+
+    con = duckdb.connect(db, read_only=True)
+    runs = con.execute("SELECT run_id, started_at, finished_at FROM runs ORDER BY started_at")
+    for run_id, r0, r1 in runs.fetchall():
+        rows = con.execute(
+            """SELECT a.task_id, a.worker, a.started_at, a.finished_at, a.wall_s,
+                      count(t.nodeid), coalesce(sum(t.duration_s), 0)
+               FROM attempts a LEFT JOIN test_results t USING (run_id, task_id, attempt)
+               WHERE a.run_id = ? GROUP BY ALL ORDER BY a.started_at""",
+            [run_id],
+        ).fetchall()
+        print(f"run {run_id}: {r1 - r0:.1f} s, {len(rows)} pytest processes")
+        print("| chunk | worker | start s | end s | wall s | tests | tests s | rest s |")
+        print("|---|---|---:|---:|---:|---:|---:|---:|")
+        busy: dict[str, float] = {}
+        for task, worker, t0, t1, wall, n, dur in rows:
+            busy[worker] = busy.get(worker, 0.0) + (t1 - t0)
+            print(f"| {task} | {worker} | {t0 - r0:.1f} | {t1 - r0:.1f} | {wall:.1f} | {n} "
+                  f"| {dur:.1f} | {wall - dur:.1f} |")  # fmt: skip
+        idle = ", ".join(f"{w} {r1 - r0 - b:.1f} s" for w, b in sorted(busy.items()))
+        print(f"no chunk running: {idle}\n")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--package", default="networkx")
@@ -64,7 +94,11 @@ def main() -> None:
         help="a path inside the package's directory, e.g. networkx/algorithms (a quick look)",
     )
     ap.add_argument("--keep-db", default=None, help="keep the last round's database here")
+    ap.add_argument("--timeline", default=None, help="per chunk, from a kept database")
     args = ap.parse_args()
+    if args.timeline:
+        timeline(args.timeline)
+        return
     spec = importlib.util.find_spec(args.package)
     if spec is None or not spec.submodule_search_locations:
         sys.exit(f"{args.package} is not installed: pip install {args.package}")

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from dtf_core.model import TaskKind, TaskSpec
@@ -76,4 +77,41 @@ def test_given_tests_start_once_from_the_event_or_the_result(tmp_path: Path) -> 
     stopping[0] = True
     balancer.give("pytest-1", 1, ids[2:4])
     assert submitted == [(["pytest-1.s1"], None)] and "pytest-1.s2" not in states
+    store.close()
+
+
+def test_a_split_is_asked_only_when_it_can_pay_for_its_process(tmp_path: Path) -> None:
+    """What the last split cost (its submission to its process having
+    collected) is measured; a chunk is asked to yield only when what it has
+    ahead is at least twice that, else the new process ends no sooner."""
+    store = Store(tmp_path / "dtf.duckdb")
+    store.create_run("r1", "demo", "/suite", {}, 1000.0)
+    ids = [f"a.py::t{i}" for i in range(40)]
+    st = TaskState(_spec(ids), attempt=1)
+    st.inflight = True
+    states = {"pytest-1": st}
+    asked: list[str] = []
+    balancer = ChunkBalancer(
+        "r1", states, store, threads=lambda: 2, key_of=lambda t, a: f"key-{t}",
+        ask_yield=asked.append, submit=lambda sts, only: None, split_min_s=0.01,
+    )  # fmt: skip
+    balancer.note_progress({"task_id": "pytest-1", "attempt": 1, "counts": {}, "collected": 40})
+    time.sleep(0.05)
+    balancer.note_progress({"task_id": "pytest-1", "attempt": 1, "counts": {"passed": 2}})
+    balancer.maybe_split()  # one thread idles, 38 tests ahead at ~25 ms each
+    assert asked == ["key-pytest-1"]
+    balancer.note_progress({"task_id": "pytest-1", "attempt": 1, "counts": {}, "gave": ids[21:]})
+    states["pytest-1.s1"].inflight = True
+    time.sleep(0.3)  # the given half takes this long to start and collect
+    balancer.note_progress({"task_id": "pytest-1.s1", "attempt": 0, "counts": {}, "collected": 19})
+    assert balancer.split_cost_s >= 0.3
+    del states["pytest-1.s1"]  # it ended
+    balancer.note_progress({"task_id": "pytest-1", "attempt": 1, "counts": {"passed": 17}})
+    balancer._checked = 0.0  # the half-second pacing is not under test
+    balancer.maybe_split()  # 2 tests ahead, ~0.05 s; a split costs 0.3 s: not asked
+    assert asked == ["key-pytest-1"]
+    balancer.split_cost_s = 0.0  # the same chunk with no split measured yet: asked
+    balancer._checked = 0.0
+    balancer.maybe_split()
+    assert asked == ["key-pytest-1"] * 2
     store.close()

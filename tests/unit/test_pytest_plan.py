@@ -65,3 +65,24 @@ def test_plan_one_chunk_per_thread_with_history_two_without() -> None:
     assert len(testsplit.plan(items, 2, dict(list(history.items())[:110]))) == 2
     # ...but history for under 90 % of the tests does.
     assert len(testsplit.plan(items, 2, dict(list(history.items())[:100]))) == 4
+
+
+def test_plan_counts_what_collecting_a_file_costs() -> None:
+    """Test durations leave out a module's import; the collection time the
+    plugin recorded (on a file's first test) is packed with them."""
+    items = _items({"a.py": 4, "b.py": 4, "c.py": 4})
+    history = {i.nodeid: 1.0 for i in items}
+    assert [len(c.files) for c in testsplit.plan(items, 2, history, chunks_per_slot=1)] == [2, 1]
+    heavy = [
+        testsplit.TestItem(i.nodeid, i.file, collect_s=4.0 if i.nodeid == "a.py::t0" else 0.0)
+        for i in items
+    ]
+    chunks = testsplit.plan(heavy, 2, history, chunks_per_slot=1)
+    assert [c.files for c in chunks] == [["a.py"], ["b.py", "c.py"]]
+    assert [c.estimate_s for c in chunks] == [8.0 + testsplit.PROCESS_S] * 2
+
+
+def test_item_of_reads_the_recorded_collection_time() -> None:
+    rec = {"nodeid": "a.py::t0", "file": "a.py", "resources": {}, "collect_s": 1.5}
+    assert testsplit.item_of(rec) == testsplit.TestItem("a.py::t0", "a.py", {}, 1.5)
+    assert testsplit.item_of({"nodeid": "b.py::t", "file": "b.py"}).collect_s == 0.0
