@@ -34,7 +34,7 @@ from dtf_tui.widgets.vtable import VirtualTable
 BASE = 1_767_225_600.0  # 2026-01-01 00:00 UTC
 NOW = BASE + 40 * 86_400.0
 RUNS, SHIFT_AT = 24, 12  # the change-point scan needs enough runs on each side
-SIZE = (200, 50)  # wide enough that every column (messages, last error) shows
+SIZE = (270, 50)  # wide enough that every column (messages, last error, why) shows whole
 
 # Every kind of thing Textual's markup parser trips on or swallows.
 MATMUL = "matmul[dtype=f32,n=1024]"
@@ -164,11 +164,14 @@ async def test_every_screen_shows_the_names_literally(db: Path, tmp_path: Path) 
         text = screen_text(app)  # Overview
         assert RUN in text and SUITE in text and f"{RESOURCE}=1" in text
 
+        # A screen draws its table a frame or two after the key: wait for its rows.
         await pilot.press("2")
+        await wait_until(pilot, lambda: WORKER in screen_text(app))
         text = screen_text(app)
         assert WORKER in text and f"{RESOURCE}=1" in text and MESSAGE in text
 
         await pilot.press("3")
+        await wait_until(pilot, lambda: TASK in screen_text(app))
         text = screen_text(app)
         assert TASK in text and WORKER in text and MESSAGE in text and f"run {RUN}" in text
         await pilot.press("slash", "left_square_bracket")  # the filter echoes what was typed
@@ -186,6 +189,7 @@ async def test_every_screen_shows_the_names_literally(db: Path, tmp_path: Path) 
         await pilot.press("escape")
 
         await pilot.press("4")
+        await wait_until(pilot, lambda: MESSAGE in screen_text(app))
         text = screen_text(app)
         assert WORKER in text and "expected [bold]x[/] got [link=x]y" in text
 
