@@ -27,6 +27,7 @@ import shutil
 import socket
 import subprocess
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -81,8 +82,10 @@ def detect_gpus() -> list[dict[str, Any]]:
     return gpus or []
 
 
-def nvml_gpus() -> list[dict[str, Any]] | None:
-    """GPUs via NVML; None when pynvml is missing or NVML cannot start (no driver)."""
+def nvml_devices(read: Callable[[Any, Any], dict[str, Any]]) -> list[dict[str, Any]] | None:
+    """``read(pynvml, handle)`` for each GPU via NVML; None when pynvml is missing,
+    NVML cannot start (no driver) or a read fails. Hardware detection and the
+    workers' health samples both walk the devices this way."""
     try:
         import pynvml
     except ImportError:
@@ -92,19 +95,27 @@ def nvml_gpus() -> list[dict[str, Any]] | None:
     except Exception:
         return None
     try:
-        out = []
-        for i in range(pynvml.nvmlDeviceGetCount()):
-            h = pynvml.nvmlDeviceGetHandleByIndex(i)
-            name = pynvml.nvmlDeviceGetName(h)
-            if isinstance(name, bytes):  # older bindings return bytes
-                name = name.decode()
-            out.append({"name": name, "memory_bytes": int(pynvml.nvmlDeviceGetMemoryInfo(h).total)})
-        return out
+        return [
+            read(pynvml, pynvml.nvmlDeviceGetHandleByIndex(i))
+            for i in range(pynvml.nvmlDeviceGetCount())
+        ]
     except Exception:
         return None
     finally:
         with contextlib.suppress(Exception):
             pynvml.nvmlShutdown()
+
+
+def nvml_gpus() -> list[dict[str, Any]] | None:
+    """GPUs via NVML; None when pynvml is missing or NVML cannot start (no driver)."""
+
+    def read(pynvml: Any, h: Any) -> dict[str, Any]:
+        name = pynvml.nvmlDeviceGetName(h)
+        if isinstance(name, bytes):  # older bindings return bytes
+            name = name.decode()
+        return {"name": name, "memory_bytes": int(pynvml.nvmlDeviceGetMemoryInfo(h).total)}
+
+    return nvml_devices(read)
 
 
 def nvidia_smi_gpus(timeout: float = 5.0) -> list[dict[str, Any]] | None:

@@ -28,6 +28,7 @@ import psutil
 from distributed import WorkerPlugin
 
 from dtf_core import config
+from dtf_core.cluster import hardware
 from dtf_core.cluster.embedded import HEALTH_METRIC as METRIC
 
 STARTED_TOPIC = "dtf-started"
@@ -103,33 +104,17 @@ def host_sample(directory: str) -> dict[str, Any]:
 
 def nvml_sample() -> list[dict[str, Any]] | None:
     """Utilisation %, memory and temperature per GPU via NVML; None without it."""
-    try:
-        import pynvml
-    except ImportError:
-        return None
-    try:
-        pynvml.nvmlInit()
-    except Exception:
-        return None
-    try:
-        out = []
-        for i in range(pynvml.nvmlDeviceGetCount()):
-            h = pynvml.nvmlDeviceGetHandleByIndex(i)
-            mem = pynvml.nvmlDeviceGetMemoryInfo(h)
-            out.append(
-                {
-                    "util_pct": float(pynvml.nvmlDeviceGetUtilizationRates(h).gpu),
-                    "mem_used_bytes": int(mem.used),
-                    "mem_total_bytes": int(mem.total),
-                    "temp_c": float(pynvml.nvmlDeviceGetTemperature(h, 0)),  # 0: the GPU die
-                }
-            )
-        return out
-    except Exception:
-        return None
-    finally:
-        with contextlib.suppress(Exception):
-            pynvml.nvmlShutdown()
+
+    def read(pynvml: Any, h: Any) -> dict[str, Any]:
+        mem = pynvml.nvmlDeviceGetMemoryInfo(h)
+        return {
+            "util_pct": float(pynvml.nvmlDeviceGetUtilizationRates(h).gpu),
+            "mem_used_bytes": int(mem.used),
+            "mem_total_bytes": int(mem.total),
+            "temp_c": float(pynvml.nvmlDeviceGetTemperature(h, 0)),  # 0: the GPU die
+        }
+
+    return hardware.nvml_devices(read)
 
 
 def smi_sample(timeout: float = 5.0) -> list[dict[str, Any]] | None:
