@@ -13,6 +13,7 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 from dtf_core.cluster import security
 
@@ -118,3 +119,18 @@ def api_p99(before: Histogram, after: Histogram, skip: tuple[str, ...] = ()) -> 
         if total and merged[bound] >= 0.99 * total:
             return int(total), 1000 * bound
     return int(total), 0.0
+
+
+def wait_for_workers(client: Any, n: int, timeout: float, log: Path) -> None:
+    """Until serve (``client``: a CoordinatorClient) sees ``n`` workers; exits
+    naming the processes' log when it does not within ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if len(client.workers()) == n:
+                return
+        except Exception:
+            pass  # not listening yet
+        if time.monotonic() > deadline:
+            sys.exit(f"service did not come up; see {log}")
+        time.sleep(0.2)

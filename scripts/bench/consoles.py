@@ -33,7 +33,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 PY = sys.executable
 
-from _measure import Keys, api_histogram, api_p99, free_port, pct  # noqa: E402
+from _measure import Keys, api_histogram, api_p99, free_port, pct, wait_for_workers  # noqa: E402
 
 from dtf_core.service import bundle  # noqa: E402
 from dtf_core.service.client import CoordinatorClient  # noqa: E402
@@ -147,16 +147,7 @@ def main() -> None:
                        "--db", str(tmp / "dtf.duckdb"), "--port", str(aport), "--secret-file",
                        str(keys.secret), "--result-key-file", str(keys.result_key)])  # fmt: skip
         client = CoordinatorClient(url, token, timeout=60)
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if len(client.workers()) == 2:
-                    break
-            except Exception:
-                pass
-            if time.monotonic() > deadline:
-                sys.exit(f"service did not come up; see {tmp / 'processes.log'}")
-            time.sleep(0.2)
+        wait_for_workers(client, 2, 120, tmp / "processes.log")
         root = tmp / "suite"
         write_suite(root, args.tasks)
         one_run(client, root, serve.pid)  # warm-up: imports on the workers, connections

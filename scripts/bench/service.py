@@ -33,7 +33,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 PY = sys.executable
 
-from _measure import Keys, api_histogram, api_p99, free_port, pct  # noqa: E402
+from _measure import Keys, api_histogram, api_p99, free_port, pct, wait_for_workers  # noqa: E402
 
 from dtf_core.cluster import embedded as cluster  # noqa: E402
 from dtf_core.model import Suite, TaskKind, TaskSpec  # noqa: E402
@@ -143,16 +143,7 @@ def main() -> None:
                "--port", str(aport), "--secret-file", str(keys.secret),
                "--result-key-file", str(keys.result_key)])  # fmt: skip
         client = CoordinatorClient(url, token, timeout=60)
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if len(client.workers()) == 2:
-                    break
-            except Exception:
-                pass
-            if time.monotonic() > deadline:
-                sys.exit(f"service did not come up; see {tmp / 'processes.log'}")
-            time.sleep(0.2)
+        wait_for_workers(client, 2, 60, tmp / "processes.log")
         roots = []
         for s in range(args.submitters):
             write_suite(tmp / f"suite{s}", f"load-{s}", args.tasks)
