@@ -188,7 +188,7 @@ def main() -> None:
     )
     args = ap.parse_args()
     if args.serve_with:
-        SERVE[1:] = [args.serve_with]
+        SERVE[1:] = [str(Path(args.serve_with).resolve())]
     if args.whole_process:
         whole_process(args.tasks, args.rounds)
     else:
