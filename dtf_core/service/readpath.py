@@ -196,7 +196,9 @@ class SharedAnswer:
             with self._lock:
                 if self._reading is not None and self._reading[1] is f:
                     self._reading = None
-                if f.exception() is None and (self._held is None or self._held[0] <= now):
+                # Reads may land out of order: keep the one that began after more moves.
+                newer = self._held is None or begun[1::-1] >= self._held[1::-1]
+                if f.exception() is None and newer:
                     self._held = (*begun, f)
 
         fut.add_done_callback(done)

@@ -35,6 +35,8 @@ _samples = 0
 
 
 def _on_gc(phase: str, info: dict) -> None:
+    if phase == "stop" and info["generation"] == 2:
+        print(f"probe: gen2 GC at {time.time():.3f}", file=sys.stderr)
     if phase == "start":
         _gc_start["t"] = time.perf_counter()
     else:
@@ -93,6 +95,7 @@ def _pct(xs: list[float], q: float) -> float:
 def _report() -> None:
     out = open(os.environ["DTF_PROBE_OUT"], "w") if "DTF_PROBE_OUT" in os.environ else sys.stderr  # noqa: SIM115
     p = lambda *a: print(*a, file=out)  # noqa: E731
+    p(f"switch interval {1000 * sys.getswitchinterval():g} ms; frozen {gc.get_freeze_count()}")
     p(f"loop lag: n={len(_lag)} p50 {1000 * _pct(_lag, 0.5):.1f} ms p99 "
       f"{1000 * _pct(_lag, 0.99):.1f} ms max {1000 * max(_lag, default=0):.1f} ms; "
       f"late (> {1000 * LATE_S:.0f} ms) {len(_late)} times, {_samples} samples")  # fmt: skip
@@ -176,6 +179,8 @@ def main() -> None:
     serve_mod._main = probed  # type: ignore[assignment]
     _time_blocking()
     gc.callbacks.append(_on_gc)
+    if "DTF_PROBE_SWITCH_MS" in os.environ:  # an A/B of the GIL's switch interval
+        sys.setswitchinterval(float(os.environ["DTF_PROBE_SWITCH_MS"]) / 1000)
     atexit.register(_report)
     cli()
 
