@@ -165,15 +165,22 @@ class SharedAnswer:
         # (begun, progress, structure) when its read began, and the answer
         self._held: tuple[float, int, int, Future[Any]] | None = None
         self._reading: tuple[int, Future[Any]] | None = None  # (structure, read in flight)
+        self._last_read: Callable[[], Any] | None = None
 
     def moved(self, *, structural: bool) -> None:
+        """Something the answer shows moved; a structural move also starts the
+        read at once (the last asker's ``read``), so that the next poller finds
+        it done or under way instead of starting it and waiting for all of it."""
         with self._lock:
             self._progress += 1
             self._structure += int(structural)
+            if structural and self._last_read is not None:
+                self._read(self._last_read, self._clock())
 
     def get(self, read: Callable[[], Any]) -> Future[Any]:
         now = self._clock()
         with self._lock:
+            self._last_read = read
             held, reading = self._held, self._reading
             if held is not None and held[2] == self._structure:
                 begun, progress, _, answer = held

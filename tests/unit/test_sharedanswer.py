@@ -87,6 +87,19 @@ def test_a_run_beginning_or_ending_is_never_missed(pool: Any) -> None:
     assert answer.get(read).result(10) == 2
 
 
+def test_a_run_beginning_or_ending_starts_the_read_at_once(pool: Any) -> None:
+    clock, read = Clock(), Reader()
+    answer = SharedAnswer(pool, fresh_s=0.5, idle_s=5.0, clock=clock)
+    answer.moved(structural=True)  # nobody asked yet: nothing to read
+    assert read.n == 0
+    answer.get(read).result(10)
+    answer.moved(structural=True)
+    pool.shutdown(wait=True)  # the read it started has landed
+    assert read.n == 2
+    held = answer.get(read)
+    assert held.done() and held.result() == 2
+
+
 def test_a_read_begun_before_a_run_ended_is_not_served_after_it(pool: Any) -> None:
     clock, read = Clock(), Reader()
     answer = SharedAnswer(pool, fresh_s=0.5, idle_s=5.0, clock=clock)
@@ -103,16 +116,23 @@ def test_a_read_begun_before_a_run_ended_is_not_served_after_it(pool: Any) -> No
 
 
 def test_a_read_landing_late_does_not_replace_a_newer_one(pool: Any) -> None:
-    clock = Clock()
-    answer = SharedAnswer(pool, fresh_s=0.5, idle_s=5.0, clock=clock)
+    answer = SharedAnswer(pool, fresh_s=0.5, idle_s=5.0, clock=Clock())
     slow = threading.Event()
-    early = answer.get(lambda: "early" if slow.wait(10) else "timeout")
+    calls: list[int] = []
+
+    def read() -> str:
+        calls.append(1)
+        if len(calls) == 1:  # the first read is slow and lands last
+            return "early" if slow.wait(10) else "timeout"
+        return "late"
+
+    early = answer.get(read)
     answer.moved(structural=True)
-    assert answer.get(lambda: "late").result(10) == "late"
+    assert answer.get(read).result(10) == "late"
     slow.set()
     assert early.result(10) == "early"
     pool.shutdown(wait=True)  # every read's done-callback has run
-    assert answer.get(lambda: "again").result(10) == "late"
+    assert answer.get(read).result(10) == "late"
 
 
 def test_a_failed_read_is_not_kept(pool: Any) -> None:
@@ -128,12 +148,21 @@ def test_a_failed_read_is_not_kept(pool: Any) -> None:
 
 def test_the_readpath_keeps_one_list_per_limit_and_moves_them_all() -> None:
     rp = ReadPath(lambda run_id: {})
+    reads = {20: 0, 5: 0}
+
+    def lister(limit: int) -> Any:
+        def read() -> list[int]:
+            reads[limit] += 1
+            return [limit, reads[limit]]
+
+        return read
+
     try:
-        assert rp.runs(20, lambda: ["a"]).result(10) == ["a"]
-        assert rp.runs(5, lambda: ["b"]).result(10) == ["b"]
-        assert rp.runs(20, lambda: ["c"]).result(10) == ["a"]  # from memory
+        assert rp.runs(20, lister(20)).result(10) == [20, 1]
+        assert rp.runs(5, lister(5)).result(10) == [5, 1]
+        assert rp.runs(20, lister(20)).result(10) == [20, 1]  # from memory
         rp.runs_moved(rows=True)
-        assert rp.runs(20, lambda: ["d"]).result(10) == ["d"]
-        assert rp.runs(5, lambda: ["e"]).result(10) == ["e"]
+        assert rp.runs(20, lister(20)).result(10) == [20, 2]
+        assert rp.runs(5, lister(5)).result(10) == [5, 2]
     finally:
         rp.shutdown()
