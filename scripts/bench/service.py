@@ -14,6 +14,11 @@ once. Baselines, on the same scheduler and workers: the in-process Coordinator
 and running the S suites one after another.
 
     .venv/bin/python scripts/bench/service.py [--submitters 20] [--tasks 50]
+
+``--whole-process --tasks 1000 --rounds 3``: instead, one suite through
+`dtf-core submit` against `dtf-core run --scheduler` as whole processes on the
+same cluster, alternated rounds, with the 10 Hz viewer during each submit.
+``--serve-with scripts/bench/_serveprobe.py`` starts serve with probes inside it.
 """
 
 from __future__ import annotations
