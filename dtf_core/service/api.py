@@ -105,7 +105,11 @@ class RunsHandler(Handler):
     async def get(self) -> None:
         self.auth("viewer")
         limit = int(self.get_query_argument("limit", "20"))
-        stored = await self.blocking(self.manager.store.list_runs, limit)
+        store = self.manager.store
+        # Shared by every poller until a run begins or ends (service/readpath.py).
+        stored = await self.shared(
+            self.manager.readpath.runs(limit, lambda: store.list_runs(limit))
+        )
         seen = {r["run_id"] for r in stored}
         queued = [r.describe() for r in self.manager.active() if r.run_id not in seen]
         self.send({"runs": queued + stored})
@@ -284,7 +288,7 @@ class WorkersHandler(Handler):
         self.auth("viewer")
         manager = self.manager
         try:
-            out = await self.pending(manager.readpath.workers(lambda: _workers(manager)))
+            out = await self.shared(manager.readpath.workers(lambda: _workers(manager)))
         except ClusterError as exc:
             raise ApiError(503, str(exc)) from None
         self.send({"workers": out})

@@ -86,6 +86,13 @@ class Handler(tornado.web.RequestHandler):
         """``fn(*args)`` on the pool of computations (one thread: CPU under the GIL)."""
         return await self.pending(self.manager.readpath.heavy.submit(fn, *args))
 
+    async def shared(self, future: concurrent.futures.Future[Any]) -> Any:
+        """A shared answer (service/readpath.py): one held in memory is used on
+        the spot, without waiting for another turn of the loop; else awaited."""
+        if future.done() and future.exception() is None:
+            return future.result()
+        return await self.pending(future)
+
     async def pending(self, future: concurrent.futures.Future[Any]) -> Any:
         """Wait for ``future`` (made on a pool) on the loop, with dtf's errors as statuses."""
         try:

@@ -25,6 +25,10 @@ when twenty ask at once). So:
   answer is reused for :data:`WORKERS_FRESH_S`; once it is half that old the
   next request refreshes it in the background, so a poller is answered from
   memory while a one-off request still gets an answer at most that old.
+* **The run list, once per change.** ``/v1/runs`` is answered from memory
+  (:class:`SharedAnswer`) until a run begins or ends, or for
+  :data:`RUNS_FRESH_S` while tasks end: a viewer polling at 10 Hz during a
+  1,000-task run no longer reads DuckDB ten times a second.
 """
 
 from __future__ import annotations
@@ -40,6 +44,9 @@ from typing import Any
 SUMMARY_REUSE_S = 10.0  # a finished run's summary, when other runs ended since
 SUMMARIES_KEPT = 64  # finished runs' summaries kept (the newest)
 WORKERS_FRESH_S = 0.5  # /v1/workers answered from memory while this young
+RUNS_FRESH_S = 0.5  # /v1/runs from memory while this young, when tasks ended since
+RUNS_IDLE_S = 5.0  # ... and while this young when nothing happened since
+RUN_LISTS_KEPT = 8  # run lists of different limits held at once
 QUICK_THREADS = 4
 
 
@@ -61,8 +68,8 @@ class ReadPath:
         self._lock = threading.RLock()  # a done-callback may run inside it
         self._summaries: OrderedDict[str, _Summary] = OrderedDict()
         self._ended_runs = 0
-        self._workers: tuple[float, Future[Any]] | None = None  # (begun, answered)
-        self._reading: Future[Any] | None = None
+        self.worker_list = SharedAnswer(self.quick, WORKERS_FRESH_S)
+        self._runs: dict[int, SharedAnswer] = {}  # limit -> the run list
 
     # ---- summaries -----------------------------------------------------------------
 
@@ -99,32 +106,107 @@ class ReadPath:
         with self._lock:
             self._ended_runs += 1
 
-    # ---- workers -------------------------------------------------------------------
+    # ---- shared answers: workers, the run list ----------------------------------------
 
     def workers(self, read: Callable[[], Any]) -> Future[Any]:
         """``read()`` (the workers as the API answers them), begun at most
         :data:`WORKERS_FRESH_S` ago; refreshed in the background once half that."""
-        now = time.monotonic()
+        return self.worker_list.get(read)
+
+    def runs(self, limit: int, read: Callable[[], Any]) -> Future[Any]:
+        """``read()`` (the newest ``limit`` stored runs), shared: see :class:`SharedAnswer`."""
         with self._lock:
-            held, reading = self._workers, self._reading
-            if held is not None and now - held[0] < WORKERS_FRESH_S:
-                if reading is None and now - held[0] >= WORKERS_FRESH_S / 2:
-                    self._read_workers(read, now)
-                return held[1]
-            return reading if reading is not None else self._read_workers(read, now)
+            answer = self._runs.get(limit)
+            if answer is None:
+                if len(self._runs) >= RUN_LISTS_KEPT:
+                    self._runs.clear()  # a client walking through many limits
+                answer = self._runs[limit] = SharedAnswer(self.quick, RUNS_FRESH_S, RUNS_IDLE_S)
+        return answer.get(read)
 
-    def _read_workers(self, read: Callable[[], Any], now: float) -> Future[Any]:
-        fut = self._reading = self.quick.submit(read)
-
-        def done(f: Future[Any]) -> None:
-            with self._lock:
-                self._reading = None
-                if f.exception() is None:
-                    self._workers = (now, f)
-
-        fut.add_done_callback(done)
-        return fut
+    def runs_moved(self, *, rows: bool) -> None:
+        """A run event: progress (a task's counts in the run list may have moved), or
+        with ``rows`` a run began or ended (its row did): no list read before is served."""
+        with self._lock:
+            for answer in self._runs.values():
+                answer.moved(structural=rows)
 
     def shutdown(self) -> None:
         for pool in (self.quick, self.heavy):
             pool.shutdown(wait=False, cancel_futures=True)
+
+
+class SharedAnswer:
+    """One read answered to every poller, from memory, on the caller's thread.
+
+    Why: each ``/v1/runs`` read went to the quick pool and to DuckDB (a join over
+    every task of the history: 14 ms median, 92 ms p99 while a 1,000-task run
+    went on), and each of the two thread hops waited for the GIL behind the run's
+    thread (p99 ~20 ms each); docs/benchmarks.md "Service". A held answer is
+    returned as a done future, which the API hands out without leaving the loop.
+
+    An answer is served while younger than ``fresh_s``, or ``idle_s`` when
+    nothing moved since its read began (:meth:`moved` without ``structural``);
+    past half that age a request still gets it while one read refreshes it
+    behind. A structural move (a run began or ended) is never missed: no answer
+    or read in flight begun before it is served after it.
+    """
+
+    def __init__(
+        self,
+        pool: ThreadPoolExecutor,
+        fresh_s: float,
+        idle_s: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.fresh_s, self.idle_s = fresh_s, idle_s
+        self._pool, self._clock = pool, clock
+        self._lock = threading.RLock()  # a done-callback may run inside it
+        self._progress = self._structure = 0
+        # (begun, progress, structure) when its read began, and the answer
+        self._held: tuple[float, int, int, Future[Any]] | None = None
+        self._reading: tuple[int, Future[Any]] | None = None  # (structure, read in flight)
+        self._last_read: Callable[[], Any] | None = None
+
+    def moved(self, *, structural: bool) -> None:
+        """Something the answer shows moved; a structural move also starts the
+        read at once (the last asker's ``read``), so that the next poller finds
+        it done or under way instead of starting it and waiting for all of it."""
+        with self._lock:
+            self._progress += 1
+            self._structure += int(structural)
+            if structural and self._last_read is not None:
+                self._read(self._last_read, self._clock())
+
+    def get(self, read: Callable[[], Any]) -> Future[Any]:
+        now = self._clock()
+        with self._lock:
+            self._last_read = read
+            held, reading = self._held, self._reading
+            if held is not None and held[2] == self._structure:
+                begun, progress, _, answer = held
+                unmoved = progress == self._progress
+                limit = self.idle_s if unmoved and self.idle_s is not None else self.fresh_s
+                if now - begun < limit:
+                    if reading is None and now - begun >= limit / 2:
+                        self._read(read, now)
+                    return answer
+            if reading is not None and reading[0] == self._structure:
+                return reading[1]
+            return self._read(read, now)
+
+    def _read(self, read: Callable[[], Any], now: float) -> Future[Any]:
+        begun = (now, self._progress, self._structure)
+        fut = self._pool.submit(read)
+        self._reading = (self._structure, fut)
+
+        def done(f: Future[Any]) -> None:
+            with self._lock:
+                if self._reading is not None and self._reading[1] is f:
+                    self._reading = None
+                # Reads may land out of order: keep the one that began after more moves.
+                newer = self._held is None or begun[1::-1] >= self._held[1::-1]
+                if f.exception() is None and newer:
+                    self._held = (*begun, f)
+
+        fut.add_done_callback(done)
+        return fut

@@ -328,6 +328,8 @@ class RunManager:
             run.status = event.status
         if isinstance(event, RunFinished):  # the history moved: older summaries are dated
             self.readpath.run_ended(run.run_id)
+        # Its row was written (begun, ended) before the event: no list read before is served.
+        self.readpath.runs_moved(rows=isinstance(event, (RunStarted, RunFinished)))
         run.events.append(event_to_dict(event, len(run.events) + 1))
         for listener in self.listeners:
             try:

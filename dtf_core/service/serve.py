@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import signal
@@ -206,8 +207,19 @@ def serve(opts: ServeOptions) -> None:
         _say(bounds.describe())
         if handle.dashboard:
             _say(f"Dask dashboard: {handle.dashboard}")
+        _settle_heap()
         asyncio.run(_main(manager, secret, opts.host, opts.port, https, observe))
     _say("stopped")
+
+
+def _settle_heap() -> None:
+    """Keep what start-up made (the libraries, the client: most of the heap) out of
+    the cyclic GC's full collections, which walk every tracked object with the GIL
+    held: one took 213-378 ms in serve during a 1,000-task run, and the API's
+    loop stood still that long (docs/benchmarks.md "Service"). Frozen objects are
+    still freed by reference counting; only cycles among them stay."""
+    gc.collect()
+    gc.freeze()
 
 
 async def _main(

@@ -14,11 +14,17 @@ once. Baselines, on the same scheduler and workers: the in-process Coordinator
 and running the S suites one after another.
 
     .venv/bin/python scripts/bench/service.py [--submitters 20] [--tasks 50]
+
+``--whole-process --tasks 1000 --rounds 3``: instead, one suite through
+`dtf-core submit` against `dtf-core run --scheduler` as whole processes on the
+same cluster, alternated rounds, with the 10 Hz viewer during each submit.
+``--serve-with scripts/bench/_serveprobe.py`` starts serve with probes inside it.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
 import signal
@@ -28,12 +34,26 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 HERE = Path(__file__).resolve().parent
 PY = sys.executable
+# How serve is started; --serve-with puts a profiling wrapper in front of the CLI.
+SERVE = [PY, "-m", "dtf_core.cli"]
 
-from _measure import Keys, api_histogram, api_p99, free_port, pct, wait_for_workers  # noqa: E402
+from _measure import (  # noqa: E402
+    Keys,
+    api_histogram,
+    api_p99,
+    free_port,
+    pct,
+    spread,
+    timed_process,
+    wait_for_workers,
+)
 
 from dtf_core.cluster import embedded as cluster  # noqa: E402
 from dtf_core.model import Suite, TaskKind, TaskSpec  # noqa: E402
@@ -110,22 +130,13 @@ def baselines(scheduler: str, runs: int, n: int, db: str) -> tuple[float, float]
     return t1 - t0, t2 - t1
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--submitters", type=int, default=20)
-    ap.add_argument("--tasks", type=int, default=50)
-    ap.add_argument("--no-baselines", action="store_true", help="the service only (profiling)")
-    args = ap.parse_args()
-    total = args.submitters * args.tasks
-    tmp = Path(tempfile.mkdtemp(prefix="dtf-bench-service-"))
+@contextlib.contextmanager
+def external_cluster(tmp: Path, keys: Keys, log: IO[bytes]) -> Iterator[Deployment]:
+    """scheduler + 2 workers + serve as real processes; stopped (by pid) on the way out."""
     procs: list[subprocess.Popen] = []
-    keys = Keys(tmp)
-    token = keys.token("submitter")
     sport, aport = free_port(), free_port()
-    scheduler = f"tcp://127.0.0.1:{sport}"
-    url = f"http://127.0.0.1:{aport}"
-    db = str(tmp / "service.duckdb")
-    log = open(tmp / "processes.log", "wb")  # noqa: SIM115
+    dep = Deployment(f"tcp://127.0.0.1:{sport}", f"http://127.0.0.1:{aport}",
+                     str(tmp / "service.duckdb"), procs)  # fmt: skip
 
     def start(argv: list[str]) -> None:
         procs.append(subprocess.Popen(argv, stdout=log, stderr=log, cwd=tmp))
@@ -134,73 +145,128 @@ def main() -> None:
         start([PY, "-m", "dtf_core.cli", "scheduler", "--port", str(sport),
                "--dashboard-address", "none", "--secret-file", str(keys.worker_key)])  # fmt: skip
         for name in ("w0", "w1"):  # a token admits one live worker at a time
-            start([PY, "-m", "distributed.cli.dask_worker", scheduler, "--name", name,
+            start([PY, "-m", "distributed.cli.dask_worker", dep.scheduler, "--name", name,
                    "--nthreads", "1", "--no-nanny", "--no-dashboard",
                    "--preload", "dtf_core.worker_preload",
                    "--dtf-token-file", str(keys.worker_token_file(name)),
                    "--dtf-result-key-file", str(keys.result_key)])  # fmt: skip
-        start([PY, "-m", "dtf_core.cli", "serve", "--scheduler", scheduler, "--db", db,
+        start([*SERVE, "serve", "--scheduler", dep.scheduler, "--db", dep.db,
                "--port", str(aport), "--secret-file", str(keys.secret),
                "--result-key-file", str(keys.result_key)])  # fmt: skip
-        client = CoordinatorClient(url, token, timeout=60)
-        wait_for_workers(client, 2, 60, tmp / "processes.log")
-        roots = []
-        for s in range(args.submitters):
-            write_suite(tmp / f"suite{s}", f"load-{s}", args.tasks)
-            roots.append(tmp / f"suite{s}")
-        warm = tmp / "warm"
-        write_suite(warm, "warm", args.tasks)
-        submitter(client, warm, {}, {}, [])  # imports on the workers, connections
-        latencies: Latencies = {}
-        outcomes: dict[str, tuple[str, int]] = {}
-        ended: list[float] = []
-        threads = [
-            threading.Thread(
-                target=submitter,
-                args=(CoordinatorClient(url, token, timeout=300), r, latencies, outcomes, ended),
-            )
-            for r in roots
-        ]
-        stop = threading.Event()
-        watch = threading.Thread(
-            target=watcher, args=(CoordinatorClient(url, token), latencies, stop)
-        )
-        hist0 = api_histogram(url, token)
-        t0 = time.perf_counter()
-        watch.start()
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        stop.set()
-        watch.join()
-        hist1 = api_histogram(url, token)
-        service_s = max(ended) - t0
-        bad = {k: v for k, v in outcomes.items() if v != ("passed", args.tasks)}
-        if len(outcomes) != args.submitters or bad:
-            sys.exit(f"runs did not all pass: {bad or outcomes}")
-        run_ids = list(outcomes)
-        serve = procs.pop()
-        os.kill(serve.pid, signal.SIGTERM)  # it releases the database
-        serve.wait(timeout=30)
-        with StoreReader(db) as store:
-            rows = [a for r in run_ids for a in store.attempts(r)]
-            keys = {(a["run_id"], a["task_id"]) for a in rows}
-            samples = sum(len(store.benchmark_samples(r)) for r in run_ids)
-        once = len(rows) == total and len(keys) == total and samples == total
-        one_s, many_s = (
-            (1.0, 1.0)
-            if args.no_baselines
-            else baselines(scheduler, args.submitters, args.tasks, str(tmp / "base.duckdb"))
-        )
+        wait_for_workers(CoordinatorClient(dep.url, keys.token("viewer")), 2, 60, Path(log.name))
+        yield dep
     finally:
         for p in reversed(procs):
             if p.poll() is None:
                 os.kill(p.pid, signal.SIGTERM)
                 p.wait(timeout=30)
+
+
+@dataclass
+class Deployment:
+    scheduler: str
+    url: str
+    db: str
+    procs: list[subprocess.Popen]
+
+    def stop_serve(self) -> None:
+        serve = self.procs.pop()
+        os.kill(serve.pid, signal.SIGTERM)  # it releases the database
+        serve.wait(timeout=30)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--submitters", type=int, default=20)
+    ap.add_argument("--tasks", type=int, default=50)
+    ap.add_argument("--no-baselines", action="store_true", help="the service only (profiling)")
+    ap.add_argument(
+        "--whole-process",
+        action="store_true",
+        help="`dtf-core submit` against `dtf-core run --scheduler`, as processes",
+    )
+    ap.add_argument("--rounds", type=int, default=3, help="with --whole-process")
+    ap.add_argument(
+        "--serve-with",
+        metavar="SCRIPT",
+        help="start serve as `python SCRIPT serve ...` (a profiling wrapper)",
+    )
+    args = ap.parse_args()
+    if args.serve_with:
+        SERVE[1:] = [str(Path(args.serve_with).resolve())]
+    if args.whole_process:
+        whole_process(args.tasks, args.rounds)
+    else:
+        concurrent_load(args)
+
+
+def concurrent_load(args: argparse.Namespace) -> None:
+    total = args.submitters * args.tasks
+    tmp = Path(tempfile.mkdtemp(prefix="dtf-bench-service-"))
+    keys = Keys(tmp)
+    token = keys.token("submitter")
+    log = open(tmp / "processes.log", "wb")  # noqa: SIM115
+    try:
+        with external_cluster(tmp, keys, log) as dep:
+            url, scheduler, db = dep.url, dep.scheduler, dep.db
+            client = CoordinatorClient(url, token, timeout=60)
+            roots = []
+            for s in range(args.submitters):
+                write_suite(tmp / f"suite{s}", f"load-{s}", args.tasks)
+                roots.append(tmp / f"suite{s}")
+            warm = tmp / "warm"
+            write_suite(warm, "warm", args.tasks)
+            submitter(client, warm, {}, {}, [])  # imports on the workers, connections
+            latencies: Latencies = {}
+            outcomes: dict[str, tuple[str, int]] = {}
+            ended: list[float] = []
+            threads = [
+                threading.Thread(
+                    target=submitter,
+                    args=(
+                        CoordinatorClient(url, token, timeout=300),
+                        r,
+                        latencies,
+                        outcomes,
+                        ended,
+                    ),
+                )
+                for r in roots
+            ]
+            stop = threading.Event()
+            watch = threading.Thread(
+                target=watcher, args=(CoordinatorClient(url, token), latencies, stop)
+            )
+            hist0 = api_histogram(url, token)
+            t0 = time.perf_counter()
+            watch.start()
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            stop.set()
+            watch.join()
+            hist1 = api_histogram(url, token)
+            service_s = max(ended) - t0
+            bad = {k: v for k, v in outcomes.items() if v != ("passed", args.tasks)}
+            if len(outcomes) != args.submitters or bad:
+                sys.exit(f"runs did not all pass: {bad or outcomes}")
+            run_ids = list(outcomes)
+            dep.stop_serve()
+            with StoreReader(db) as store:
+                rows = [a for r in run_ids for a in store.attempts(r)]
+                distinct = {(a["run_id"], a["task_id"]) for a in rows}
+                samples = sum(len(store.benchmark_samples(r)) for r in run_ids)
+            once = len(rows) == total and len(distinct) == total and samples == total
+            one_s, many_s = (
+                (1.0, 1.0)
+                if args.no_baselines
+                else baselines(scheduler, args.submitters, args.tasks, str(tmp / "base.duckdb"))
+            )
+    finally:
         log.close()
     print(f"service: {args.submitters} submitters x {args.tasks} tiny tasks = {total}")
-    print(f"results in DuckDB: {len(rows)} attempts, {len(keys)} distinct tasks, "
+    print(f"results in DuckDB: {len(rows)} attempts, {len(distinct)} distinct tasks, "
           f"{samples} samples -> exactly once: {'yes' if once else 'NO'}")  # fmt: skip
     every = [x for v in latencies.values() for x in v]
     print(f"API calls timed: {len(every)} (submit, status, tasks, results, report; "
@@ -228,6 +294,71 @@ def main() -> None:
     shutil.rmtree(tmp, ignore_errors=True)
     if not once:
         sys.exit(1)
+
+
+def whole_process(n: int, rounds: int) -> None:
+    """One suite of ``n`` tiny tasks through `dtf-core submit` and through
+    `dtf-core run --scheduler` (its own DuckDB file), both whole processes on the
+    same scheduler and workers, alternated round by round (AB, BA, ...); a viewer
+    polls /v1/runs and /v1/workers at 10 Hz during every submit."""
+    tmp = Path(tempfile.mkdtemp(prefix="dtf-bench-whole-"))
+    keys = Keys(tmp)
+    token_file = tmp / "submitter.jwt"
+    token_file.write_text(keys.token("submitter"))
+    token_file.chmod(0o600)
+    suite = tmp / "suite"
+    write_suite(suite, "whole", n)
+    latencies: Latencies = {}
+    walls: dict[str, list[float]] = {"submit": [], "run": []}
+    cpus: dict[str, list[float]] = {"submit": [], "run": []}
+    log = open(tmp / "processes.log", "wb")  # noqa: SIM115
+    try:
+        with external_cluster(tmp, keys, log) as dep:
+            cmds = {
+                "submit": [PY, "-m", "dtf_core.cli", "submit", str(suite / "suite.toml"),
+                           "--coordinator", dep.url, "--token-file", str(token_file), "-q"],
+                "run": [PY, "-m", "dtf_core.cli", "run", str(suite / "suite.toml"),
+                        "--scheduler", dep.scheduler, "--db", str(tmp / "run.duckdb"), "-q"],
+            }  # fmt: skip
+            viewer = CoordinatorClient(dep.url, keys.token("viewer"))
+            for cmd in cmds.values():  # imports on the workers, both databases made
+                timed_process(cmd, str(tmp))
+            hist0 = api_histogram(dep.url, keys.token("viewer"))
+            for r in range(rounds):
+                for which in ("submit", "run") if r % 2 == 0 else ("run", "submit"):
+                    stop = threading.Event()
+                    watch = threading.Thread(target=watcher, args=(viewer, latencies, stop))
+                    if which == "submit":
+                        watch.start()
+                    wall, cpu = timed_process(cmds[which], str(tmp))
+                    stop.set()
+                    if which == "submit":
+                        watch.join()
+                    walls[which].append(wall)
+                    cpus[which].append(cpu)
+            hist1 = api_histogram(dep.url, keys.token("viewer"))
+    finally:
+        log.close()
+    ratios = [s / r for s, r in zip(walls["submit"], walls["run"], strict=True)]
+    print(f"whole processes: one suite of {n} tiny tasks, {rounds} rounds alternated; "
+          "scheduler + 2 workers + serve as processes")  # fmt: skip
+    print(f"| {'command':<26} | {'wall s, median (range)':>24} | {'CPU s (client)':>16} |")
+    print(f"|{'-' * 28}|{'-' * 26}|{'-' * 18}|")
+    for which, name in (("run", "dtf-core run --scheduler"), ("submit", "dtf-core submit")):
+        print(f"| {name:<26} | {spread(walls[which]):>24} | {spread(cpus[which]):>16} |")
+    print(f"submit / run, per round: {spread(ratios)} (goal <= 1.5)")
+    print("viewer at 10 Hz during the submits (client side, ms):")
+    for name, values in sorted(latencies.items()):
+        call = [x * 1000 for x in values]
+        print(f"  {name:<18} n={len(call):<4} p50 {pct(call, 0.5):7.1f}  "
+              f"p99 {pct(call, 0.99):7.1f}  max {max(call):7.1f}")  # fmt: skip
+    for route in ("/v1/runs", "/v1/workers"):
+        pick = {k: v for k, v in hist1.items() if k == route}
+        n_calls, p99 = api_p99({k: v for k, v in hist0.items() if k == route}, pick)
+        print(f"serve's own {route}: p99 <= {p99:.0f} ms over {n_calls} calls (bucket bound)")
+    n_all, p99_all = api_p99(hist0, hist1, skip=("/events",))
+    print(f"serve's own, every non-waiting call: p99 <= {p99_all:.0f} ms over {n_all}")
+    shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -94,11 +94,9 @@ def test_a_failed_build_is_tried_again(path: Any) -> None:
         rp.shutdown()
 
 
-def test_workers_are_read_once_per_interval_and_refreshed_in_the_background(
-    path: Any, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_workers_are_read_once_per_interval_and_refreshed_in_the_background(path: Any) -> None:
     rp, _ = path
-    monkeypatch.setattr(readpath, "WORKERS_FRESH_S", 0.4)
+    rp.worker_list.fresh_s = 0.4
     reads: list[float] = []
 
     def read() -> list[int]:
