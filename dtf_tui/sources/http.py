@@ -3,7 +3,9 @@
 
 The service builds the console's snapshot with the same code as the local
 database source (:mod:`dtf_core.service.views`) and sends it whole from
-``/v1/console``; attempts with their output come from ``/v1/runs/{id}/attempts``
+``/v1/console`` (after the first, only the rows changed since the snapshot
+held: ``?since=``, merged here by :func:`wire.apply_delta`); attempts with their
+output come from ``/v1/runs/{id}/attempts``
 and benchmark history from ``/v1/benchmarks``. So every screen shows attached
 what it shows locally. ``/v1/coordinator`` says who leads (the header).
 
@@ -73,6 +75,9 @@ class HttpSource:
         self._legacy_until = 0.0  # monotonic: until then, the older service's routes
         self._seen = 0  # the newest change the follower saw
         self._epoch = ""
+        # The last snapshot from /v1/console as sent (before the header's
+        # additions), its epoch and generation: what the next delta applies to.
+        self._held: tuple[str, int, ClusterSnapshot] | None = None
         self._wakes: list[Callable[[], None]] = []
         self._stop = threading.Event()
         self._follower: threading.Thread | None = None
@@ -131,13 +136,12 @@ class HttpSource:
     def poll(self) -> ClusterSnapshot:
         if time.monotonic() >= self._legacy_until:
             try:
-                data = self._call(self.client.console, self._seen)
+                snap = self._console()
             except SourceError as exc:
                 if not isinstance(exc.__cause__, EndpointMissingError):
                     raise
                 self._legacy_until = time.monotonic() + RETRY_NEW_API
             else:
-                snap = wire.snapshot(data)
                 coordinator, dashboard = self._coordinator()
                 return replace(
                     snap,
@@ -146,6 +150,26 @@ class HttpSource:
                     dashboard=dashboard or snap.dashboard,
                 )
         return self._legacy_poll()
+
+    def _console(self) -> ClusterSnapshot:
+        """The service's snapshot: the changes since the one held, merged into it,
+        or a whole one (the first, after a restart, or when it fell behind)."""
+        held = self._held
+        since, epoch = (held[1], held[0]) if held else (0, "")
+        data = self._call(self.client.console, self._seen, since, epoch)
+        snap = None
+        if "delta" in data and held is not None and data["delta"] == since:
+            try:
+                snap = wire.apply_delta(held[2], data)
+            except (ValueError, KeyError, IndexError, TypeError) as exc:
+                logger.debug("a delta from %s did not apply (%s): a whole one", self.url, exc)
+        elif "delta" not in data:
+            snap = wire.snapshot(data)
+        if snap is None:  # a delta for another base: ask for everything
+            data = self._call(self.client.console, self._seen)
+            snap = wire.snapshot(data)
+        self._held = (str(data.get("epoch") or ""), int(data.get("generation") or 0), snap)
+        return snap
 
     def _legacy_poll(self) -> ClusterSnapshot:
         """An older service: the snapshot from its per-resource routes."""

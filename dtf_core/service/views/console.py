@@ -11,8 +11,10 @@ thread, at most once every :data:`MIN_BUILD_GAP`, and only while a console is
 attached (and at most a quarter of the time: :data:`BUILD_GAP_FACTOR`).
 A change (any run event, a submission) schedules a build; when it is
 done, its generation is published to ``/v1/changes`` and every console then
-fetches the same encoded bytes from ``/v1/console`` at once. A burst of events
-is one build, and one refresh per console.
+fetches the same build from ``/v1/console`` at once: the rows changed since the
+generation it holds (``?since=``), or the whole snapshot
+(:mod:`~dtf_core.service.views.delta`). A burst of events is one build, and one
+refresh per console.
 
 The event loop is the only place the published snapshot and the building
 future are touched; run threads only bump the counter and schedule a wake-up.
@@ -22,14 +24,13 @@ Errors of finished runs never change: they are read once and kept.
 from __future__ import annotations
 
 import asyncio
-import json
 import secrets
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 from tornado.ioloop import IOLoop
@@ -37,7 +38,8 @@ from tornado.locks import Condition
 
 from dtf_core.cluster.workermetrics import identity_metrics
 from dtf_core.service.runmanager import RunManager
-from dtf_core.service.views import storeread, wire
+from dtf_core.service.views import storeread
+from dtf_core.service.views.delta import Build, Publisher
 from dtf_core.service.views.snapshot import (
     ClusterSnapshot,
     ErrorEvent,
@@ -58,13 +60,6 @@ SERIES_TTL = 5.0  # s the benchmark series are reused while a run is in flight
 RUNS = 20  # runs in a snapshot, as the local console shows
 
 
-@dataclass(frozen=True)
-class _Built:
-    generation: int
-    at: float  # monotonic
-    body: bytes
-
-
 class ConsoleFeed:
     def __init__(self, manager: RunManager, *, clock: Callable[[], float] = time.time) -> None:
         self.manager = manager
@@ -76,9 +71,11 @@ class ConsoleFeed:
         self._count_lock = threading.Lock()
         self._loop: IOLoop | None = None
         self._cond: Condition | None = None
-        self._built: _Built | None = None
+        self._built: Build | None = None
+        self._built_at = 0.0  # monotonic
         self._build_s = 0.0  # how long the last build took
-        self._building: asyncio.Future[bytes] | None = None
+        self._building: asyncio.Future[Build] | None = None
+        self._publisher = Publisher()  # the builder's thread only
         self._history: dict[str, tuple[deque[float], deque[float]]] = {}
         self._sampled_at = 0.0
         self._interest = 0.0  # monotonic: the last console request
@@ -129,50 +126,52 @@ class ConsoleFeed:
 
     # ---- the snapshot --------------------------------------------------------------
 
-    async def snapshot_body(self, want: int = 0) -> bytes:
+    async def snapshot_body(self, want: int = 0, since: int = 0, epoch: str = "") -> bytes:
         """The published snapshot as JSON bytes: at once when it reflects change
         ``want`` (what ``/v1/changes`` announced; 0: every change so far), else
-        after the next build."""
+        after the next build; only what changed after generation ``since`` of
+        ``epoch`` when that is right and worth it (:meth:`Build.body`)."""
+        return (await self.published(want)).body(since, epoch)
+
+    async def published(self, want: int = 0) -> Build:
+        """The newest build, once it reflects change ``want``."""
         self.bind()
         self._interest = time.monotonic()
         built = self._built
         # No generation asked (a one-off reader): the newest state, built if need be.
         target = min(want, self.generation) if want > 0 else self.generation
         if built is not None and built.generation >= target:
-            if built.generation < self.generation or time.monotonic() - built.at > MAX_AGE:
+            if built.generation < self.generation or time.monotonic() - self._built_at > MAX_AGE:
                 self._schedule()  # the next request gets a fresher one
-            return built.body
+            return built
         building = self._schedule()
         return await asyncio.shield(building)
 
-    def _schedule(self) -> asyncio.Future[bytes]:
+    def _schedule(self) -> asyncio.Future[Build]:
         if self._building is None:
-            built = self._built
             rest = max(MIN_BUILD_GAP, BUILD_GAP_FACTOR * self._build_s)
-            gap = built.at + rest - time.monotonic() if built else 0.0
+            gap = self._built_at + rest - time.monotonic() if self._built else 0.0
             self._building = asyncio.ensure_future(self._build(gap))
         return self._building
 
-    async def _build(self, gap: float) -> bytes:
+    async def _build(self, gap: float) -> Build:
         try:
             if gap > 0:
                 await asyncio.sleep(gap)
             generation = self.generation
             started = time.monotonic()
-            body = await asyncio.wrap_future(self._pool.submit(self._encode, generation))
+            built = await asyncio.wrap_future(self._pool.submit(self._publish, generation))
             self._build_s = time.monotonic() - started
-            self._built = _Built(generation, time.monotonic(), body)
+            self._built, self._built_at = built, time.monotonic()
             self.bind().notify_all()
-            return body
+            return built
         finally:
             self._building = None
             if self._built is not None and self.generation > self._built.generation:
                 self._on_change()  # changes while it was built: one more, after the gap
 
-    def _encode(self, generation: int) -> bytes:
-        snap = self.build()
-        out = {**wire.encode(snap), "generation": generation, "epoch": self.epoch}
-        return json.dumps(out).encode()
+    def _publish(self, generation: int) -> Build:
+        return self._publisher.build(self.build(), generation, self.epoch)
 
     def _errors_of(self, store: Any, row: Mapping[str, Any]) -> list[ErrorEvent]:
         """A run's errors; a finished run's from the cache (they no longer change)."""

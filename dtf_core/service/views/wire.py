@@ -43,6 +43,15 @@ def encode(obj: Any) -> Any:
     return _plain(obj)
 
 
+def fields(obj: Any) -> tuple[str, ...]:
+    """The field names of a snapshot dataclass (or its type), cached."""
+    cls = obj if isinstance(obj, type) else type(obj)
+    names = _FIELDS.get(cls)
+    if names is None:
+        names = _FIELDS[cls] = tuple(f.name for f in dataclasses.fields(cls))
+    return names
+
+
 def _plain(obj: Any) -> Any:
     if isinstance(obj, _PLAIN):
         return obj
@@ -86,6 +95,29 @@ def snapshot(data: Mapping[str, Any]) -> ClusterSnapshot:
 
 
 _NESTED = ("workers", "runs", "tasks", "errors", "coordinator")
+_ROWS: dict[str, type] = {"tasks": TaskRow, "errors": ErrorEvent}
+
+
+def apply_delta(base: ClusterSnapshot, data: Mapping[str, Any]) -> ClusterSnapshot:
+    """``base`` (the snapshot of generation ``data["delta"]``) brought to the
+    generation of ``data``: what :meth:`dtf_core.service.views.delta.Build.body`
+    sends. The short parts come whole; each long list comes as its new length
+    and the rows changed since, by position (or whole, when a key holds it)."""
+    head = snapshot({k: v for k, v in data.items() if k not in _ROWS})
+    lists: dict[str, tuple[Any, ...]] = {}
+    for name, cls in _ROWS.items():
+        if name in data:
+            lists[name] = tuple(_flat(cls, r) for r in data[name] or ())
+            continue
+        length = int(data[f"{name}_length"])
+        rows: list[Any] = list(getattr(base, name))[:length]
+        rows += [None] * (length - len(rows))
+        for i, row in data.get(f"{name}_changed") or ():
+            rows[i] = _flat(cls, row)
+        if None in rows:  # not the base this delta was made from
+            raise ValueError(f"a delta of {name} left rows unknown")
+        lists[name] = tuple(rows)
+    return dataclasses.replace(head, **lists)
 
 
 def attempts(data: list[Mapping[str, Any]]) -> list[AttemptInfo]:

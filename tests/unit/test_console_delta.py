@@ -1,0 +1,92 @@
+"""The console snapshot's deltas (service/views/delta.py, wire.apply_delta):
+a delta applied to the snapshot a console holds gives the full snapshot of the
+same build, and a delta is refused whenever it could not be right."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+from dtf_core.service.views import wire
+from dtf_core.service.views.delta import Publisher
+from dtf_core.service.views.snapshot import (
+    ClusterSnapshot,
+    ErrorEvent,
+    RunInfo,
+    TaskRow,
+    WorkerInfo,
+)
+
+N = 200
+
+
+def _snap(done: int, errors: int = 0, run_id: str = "r1", at: float = 0.0) -> ClusterSnapshot:
+    tasks = tuple(
+        TaskRow(run_id, f"t{i:04d}", "benchmark", "passed" if i < done else "pending",
+                attempts=int(i < done), wall_s=0.01 * (i < done), worker="w0" * (i < done))
+        for i in range(N)
+    )  # fmt: skip
+    errs = tuple(
+        ErrorEvent(run_id, f"t{i:04d}", 1, 100.0 + i, "test-failure", "error", f"boom {i}")
+        for i in range(errors)
+    )
+    run = RunInfo(run_id, "suite", "running", 1.0, total=N, done=done, passed=done)
+    worker = WorkerInfo("tcp://w0", "w0", cpu=(at,), memory=(1.0,))
+    return ClusterSnapshot("serve", at, workers=(worker,), runs=(run,), tasks=tasks, errors=errs)
+
+
+def _decode(body: bytes) -> dict:
+    return json.loads(body)
+
+
+def test_a_delta_applied_to_the_held_snapshot_is_the_full_one() -> None:
+    pub = Publisher()
+    first = pub.build(_snap(10), 5, "e1")
+    held = wire.snapshot(_decode(first.body()))
+    assert held == _snap(10)
+    for gen, (done, errs) in enumerate([(25, 0), (40, 2), (40, 3), (70, 3)], start=6):
+        build = pub.build(_snap(done, errs, at=gen), gen * 3, "e1")
+        data = _decode(build.body(held_gen := int(_decode(first.body())["generation"]), "e1"))
+        assert data["delta"] == held_gen
+        # only the rows that changed travel, and they are fewer than the whole
+        assert len(data["tasks_changed"]) == done - 10
+        assert "tasks" not in data and len(build.body(held_gen, "e1")) < len(build.full()) / 2
+        assert wire.apply_delta(held, data) == wire.snapshot(_decode(build.full()))
+        assert wire.apply_delta(held, data) == _snap(done, errs, at=gen)
+    # and step by step, each delta on the one before
+    pub, held_gen = Publisher(), 1
+    held = wire.snapshot(_decode(pub.build(_snap(0), 1, "e").full()))
+    for gen, done in enumerate([1, 2, 50, 51, 51, 99], start=2):
+        build = pub.build(_snap(done, done // 30, at=gen), gen, "e")
+        data = _decode(build.body(held_gen, "e"))
+        assert "delta" in data, gen
+        held, held_gen = wire.apply_delta(held, data), gen
+        assert held == _snap(done, done // 30, at=gen)
+
+
+def test_a_delta_is_refused_when_it_could_not_be_right() -> None:
+    pub = Publisher()
+    pub.build(_snap(10, 2), 5, "e1")
+    build = pub.build(_snap(20, 3), 9, "e1")
+    assert "delta" in _decode(build.body(5, "e1"))
+    assert "delta" not in _decode(build.body(0, "e1"))  # an old client, or the first ask
+    assert "delta" not in _decode(build.body(5, "e0"))  # another epoch: a restart
+    assert "delta" not in _decode(build.body(10, "e1"))  # newer than this build
+    # fell behind: more than half the rows changed since
+    assert "delta" not in _decode(pub.build(_snap(150, 3), 12, "e1").body(9, "e1"))
+    # another focused run, an error dropped: the lists' layout moved
+    assert "delta" not in _decode(pub.build(_snap(150, 3, "r2"), 13, "e1").body(12, "e1"))
+    assert "delta" not in _decode(pub.build(_snap(150, 2, "r2"), 14, "e1").body(13, "e1"))
+    assert "delta" in _decode(pub.build(_snap(151, 2, "r2"), 15, "e1").body(14, "e1"))
+
+
+def test_a_delta_on_another_base_does_not_apply() -> None:
+    pub = Publisher()
+    pub.build(_snap(10), 1, "e")
+    data = _decode(pub.build(_snap(12), 2, "e").body(1, "e"))
+    short = replace(_snap(10), tasks=_snap(10).tasks[:50])
+    try:
+        wire.apply_delta(short, data)
+    except ValueError:
+        return
+    raise AssertionError("a delta on a shorter base must not apply")
