@@ -201,7 +201,8 @@ class CoordinatorClient:
     # ------------------------------------------- what attached consoles read
     def console(self, generation: int = 0, since: int = 0, epoch: str = "") -> dict[str, Any]:
         """The shared console snapshot, reflecting at least change ``generation``;
-        with ``since``/``epoch`` (the one held), maybe only what changed after it
+        with ``since``/``epoch`` (the ``build`` and ``epoch`` of the one held),
+        maybe only what changed after it
         (:func:`dtf_core.service.views.wire.apply_delta`)."""
         path = f"/v1/console?generation={generation}"
         if since:

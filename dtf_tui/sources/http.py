@@ -76,7 +76,8 @@ class HttpSource:
         self._seen = 0  # the newest change the follower saw
         self._epoch = ""
         # The last snapshot from /v1/console as sent (before the header's
-        # additions), its epoch and generation: what the next delta applies to.
+        # additions), its epoch and build number: what the next delta applies to
+        # (an older service numbers no builds: 0, never a delta).
         self._held: tuple[str, int, ClusterSnapshot] | None = None
         self._wakes: list[Callable[[], None]] = []
         self._stop = threading.Event()
@@ -168,7 +169,7 @@ class HttpSource:
         if snap is None:  # a delta for another base: ask for everything
             data = self._call(self.client.console, self._seen)
             snap = wire.snapshot(data)
-        self._held = (str(data.get("epoch") or ""), int(data.get("generation") or 0), snap)
+        self._held = (str(data.get("epoch") or ""), int(data.get("build") or 0), snap)
         return snap
 
     def _legacy_poll(self) -> ClusterSnapshot:

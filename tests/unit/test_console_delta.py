@@ -46,7 +46,7 @@ def test_a_delta_applied_to_the_held_snapshot_is_the_full_one() -> None:
     assert held == _snap(10)
     for gen, (done, errs) in enumerate([(25, 0), (40, 2), (40, 3), (70, 3)], start=6):
         build = pub.build(_snap(done, errs, at=gen), gen * 3, "e1")
-        data = _decode(build.body(held_gen := int(_decode(first.body())["generation"]), "e1"))
+        data = _decode(build.body(held_gen := int(_decode(first.body())["build"]), "e1"))
         assert data["delta"] == held_gen
         # only the rows that changed travel, and they are fewer than the whole
         assert len(data["tasks_changed"]) == done - 10
@@ -57,7 +57,7 @@ def test_a_delta_applied_to_the_held_snapshot_is_the_full_one() -> None:
     pub, held_gen = Publisher(), 1
     held = wire.snapshot(_decode(pub.build(_snap(0), 1, "e").full()))
     for gen, done in enumerate([1, 2, 50, 51, 51, 99], start=2):
-        build = pub.build(_snap(done, done // 30, at=gen), gen, "e")
+        build = pub.build(_snap(done, done // 30, at=gen), 7, "e")  # one generation: see below
         data = _decode(build.body(held_gen, "e"))
         assert "delta" in data, gen
         held, held_gen = wire.apply_delta(held, data), gen
@@ -66,24 +66,26 @@ def test_a_delta_applied_to_the_held_snapshot_is_the_full_one() -> None:
 
 def test_a_delta_is_refused_when_it_could_not_be_right() -> None:
     pub = Publisher()
-    pub.build(_snap(10, 2), 5, "e1")
-    build = pub.build(_snap(20, 3), 9, "e1")
-    assert "delta" in _decode(build.body(5, "e1"))
+    pub.build(_snap(10, 2), 5, "e1")  # build 1
+    build = pub.build(_snap(20, 3), 9, "e1")  # build 2
+    assert _decode(build.body(1, "e1"))["delta"] == 1
+    assert _decode(build.body(1, "e1"))["build"] == 2
     assert "delta" not in _decode(build.body(0, "e1"))  # an old client, or the first ask
-    assert "delta" not in _decode(build.body(5, "e0"))  # another epoch: a restart
-    assert "delta" not in _decode(build.body(10, "e1"))  # newer than this build
+    assert "delta" not in _decode(build.body(1, "e0"))  # another epoch: a restart
+    assert "delta" not in _decode(build.body(3, "e1"))  # newer than this build
     # fell behind: more than half the rows changed since
-    assert "delta" not in _decode(pub.build(_snap(150, 3), 12, "e1").body(9, "e1"))
+    assert "delta" not in _decode(pub.build(_snap(150, 3), 12, "e1").body(2, "e1"))
     # another focused run, an error dropped: the lists' layout moved
-    assert "delta" not in _decode(pub.build(_snap(150, 3, "r2"), 13, "e1").body(12, "e1"))
-    assert "delta" not in _decode(pub.build(_snap(150, 2, "r2"), 14, "e1").body(13, "e1"))
-    assert "delta" in _decode(pub.build(_snap(151, 2, "r2"), 15, "e1").body(14, "e1"))
+    assert "delta" not in _decode(pub.build(_snap(150, 3, "r2"), 13, "e1").body(3, "e1"))
+    assert "delta" not in _decode(pub.build(_snap(150, 2, "r2"), 14, "e1").body(4, "e1"))
+    assert "delta" in _decode(pub.build(_snap(151, 2, "r2"), 15, "e1").body(5, "e1"))
 
 
 def test_a_delta_on_another_base_does_not_apply() -> None:
     pub = Publisher()
     pub.build(_snap(10), 1, "e")
     data = _decode(pub.build(_snap(12), 2, "e").body(1, "e"))
+    assert "delta" in data
     short = replace(_snap(10), tasks=_snap(10).tasks[:50])
     try:
         wire.apply_delta(short, data)

@@ -1,18 +1,19 @@
 """The console snapshot as published builds that answer "what changed since
-generation N" (``/v1/console?since=N&epoch=E``) as well as "everything".
+build N" (``/v1/console?since=N&epoch=E``) as well as "everything".
 
 Why: a snapshot of a 1,000-task run is ~180 kB; twenty consoles each took it,
 and decoded it, on every change (a run moves tens of tasks between two builds).
 A build now remembers, for each row of its two long lists (the focused run's
-tasks, the listed runs' errors), the generation at which that row last changed;
-a console that holds generation N gets only the rows changed after N, by
-position, and merges them into the snapshot it holds
+tasks, the listed runs' errors), the build at which that row last changed (builds
+are numbered, ``build``: the change counter alone does not say, as a build that
+only takes in what the database caught up with keeps its generation); a console
+that holds build N gets only the rows changed after N, by position, and merges them into the snapshot it holds
 (:func:`dtf_core.service.views.wire.apply_delta`). The short parts (runs,
 workers, the header's figures) always come whole.
 
 A console gets the full snapshot instead when a delta cannot be right or is not
 worth it: no ``since``, another epoch (a restart, a standby that took over), a
-``since`` newer than the build, a list whose rows were not only changed in
+``since`` newer than this build, a list whose rows were not only changed in
 place or appended since (another focused run, an error inserted or dropped),
 or more than :data:`BEHIND` of the rows changed (a console that fell behind).
 """
@@ -31,15 +32,15 @@ LISTS = ("tasks", "errors")  # the lists sent by row; the rest of a snapshot goe
 
 
 class Column:
-    """One list of one build: encoded rows, each with the generation it last changed."""
+    """One list of one build: encoded rows, each with the build it last changed in."""
 
     __slots__ = ("changed", "layout", "rows")
 
     def __init__(self, rows: tuple[Any, ...], changed: tuple[int, ...], layout: int) -> None:
         self.rows, self.changed, self.layout = rows, changed, layout
 
-    def since(self, generation: int) -> list[list[Any]]:
-        return [[i, self.rows[i]] for i, g in enumerate(self.changed) if g > generation]
+    def since(self, build: int) -> list[list[Any]]:
+        return [[i, self.rows[i]] for i, b in enumerate(self.changed) if b > build]
 
 
 class Tracker:
@@ -54,20 +55,20 @@ class Tracker:
         self._changed: tuple[int, ...] = ()
         self._layout = 0
 
-    def update(self, generation: int, items: Sequence[Any]) -> Column:
+    def update(self, build: int, items: Sequence[Any]) -> Column:
         keys = tuple(self.key(i) for i in items)
         n = len(self._keys)
         if keys[:n] != self._keys:  # not the same rows in the same order: start afresh
-            self._layout, n = generation, 0
+            self._layout, n = build, 0
         rows = list(self._rows[:n])
         changed = list(self._changed[:n])
         old = self._items
         for i in range(n):
             if items[i] != old[i]:  # dataclass equality: one tuple comparison per row
-                rows[i], changed[i] = wire.encode(items[i]), generation
+                rows[i], changed[i] = wire.encode(items[i]), build
         for item in items[n:]:
             rows.append(wire.encode(item))
-            changed.append(generation)
+            changed.append(build)
         self._items, self._keys = tuple(items), keys
         self._rows, self._changed = tuple(rows), tuple(changed)
         return Column(self._rows, self._changed, self._layout)
@@ -77,9 +78,14 @@ class Build:
     """One published snapshot; its bodies are made on the event loop when first asked."""
 
     def __init__(
-        self, generation: int, epoch: str, head: dict[str, Any], columns: dict[str, Column]
+        self,
+        serial: int,
+        generation: int,
+        epoch: str,
+        head: dict[str, Any],
+        columns: dict[str, Column],
     ) -> None:
-        self.generation, self.epoch = generation, epoch
+        self.serial, self.generation, self.epoch = serial, generation, epoch
         self.head, self.columns = head, columns
         self._full: bytes | None = None
         self._deltas: dict[int, bytes] = {}  # by ``since``: twenty consoles ask the same
@@ -91,9 +97,9 @@ class Build:
         return self._full
 
     def body(self, since: int = 0, epoch: str = "") -> bytes:
-        """The delta from ``since`` (of ``epoch``), or the full snapshot when a
-        delta cannot be right or is not worth it."""
-        if since <= 0 or epoch != self.epoch or since > self.generation:
+        """The delta from build ``since`` (of ``epoch``), or the full snapshot
+        when a delta cannot be right or is not worth it."""
+        if since <= 0 or epoch != self.epoch or since > self.serial:
             return self.full()
         found = self._deltas.get(since)
         if found is None:
@@ -118,6 +124,7 @@ class Publisher:
     """Turns each new snapshot into a :class:`Build` (the builder's thread)."""
 
     def __init__(self) -> None:
+        self._serial = 0
         self._trackers = {
             "tasks": Tracker(lambda t: (t.run_id, t.task_id)),
             "errors": Tracker(lambda e: e.key),
@@ -125,6 +132,7 @@ class Publisher:
 
     def build(self, snap: ClusterSnapshot, generation: int, epoch: str) -> Build:
         head = {n: wire.encode(getattr(snap, n)) for n in wire.fields(snap) if n not in LISTS}
-        head.update(generation=generation, epoch=epoch)
-        columns = {k: t.update(generation, getattr(snap, k)) for k, t in self._trackers.items()}
-        return Build(generation, epoch, head, columns)
+        self._serial += 1
+        head.update(generation=generation, epoch=epoch, build=self._serial)
+        columns = {k: t.update(self._serial, getattr(snap, k)) for k, t in self._trackers.items()}
+        return Build(self._serial, generation, epoch, head, columns)

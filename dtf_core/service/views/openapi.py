@@ -193,8 +193,9 @@ PATHS: dict[str, dict[str, Any]] = {
     "/v1/console": {
         "get": _op(
             "What the console shows, built once for every attached console: the newest runs, "
-            "the focused run's tasks, errors, live workers with CPU and memory history. With "
-            "since and epoch (the generation and epoch of the snapshot the console holds), the "
+            "the focused run's tasks, errors, live workers with CPU and memory history, and the "
+            "build's number (build). With since and epoch (the build and epoch of the snapshot "
+            "the console holds), the "
             "answer may be a delta: it has 'delta' (= since), the short parts whole, and for "
             "tasks and errors their new length (tasks_length, errors_length) and the rows "
             "changed since, by position (tasks_changed, errors_changed: [[index, row], ...]). "
@@ -202,7 +203,7 @@ PATHS: dict[str, dict[str, Any]] = {
             "snapshot.",
             params=[
                 _query("generation", "integer", "a change the snapshot must reflect"),
-                _query("since", "integer", "the generation of the snapshot the console holds"),
+                _query("since", "integer", "the build of the snapshot the console holds"),
                 _query("epoch", "string", "the epoch of the snapshot the console holds"),
             ],
             answer=_ref("ClusterSnapshot"),

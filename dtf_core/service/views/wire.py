@@ -99,8 +99,8 @@ _ROWS: dict[str, type] = {"tasks": TaskRow, "errors": ErrorEvent}
 
 
 def apply_delta(base: ClusterSnapshot, data: Mapping[str, Any]) -> ClusterSnapshot:
-    """``base`` (the snapshot of generation ``data["delta"]``) brought to the
-    generation of ``data``: what :meth:`dtf_core.service.views.delta.Build.body`
+    """``base`` (the snapshot of build ``data["delta"]``) brought to the build
+    of ``data``: what :meth:`dtf_core.service.views.delta.Build.body`
     sends. The short parts come whole; each long list comes as its new length
     and the rows changed since, by position (or whole, when a key holds it)."""
     head = snapshot({k: v for k, v in data.items() if k not in _ROWS})
