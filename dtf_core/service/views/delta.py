@@ -4,12 +4,12 @@ build N" (``/v1/console?since=N&epoch=E``) as well as "everything".
 Why: a snapshot of a 1,000-task run is ~180 kB; twenty consoles each took it,
 and decoded it, on every change (a run moves tens of tasks between two builds).
 A build now remembers, for each row of its two long lists (the focused run's
-tasks, the listed runs' errors), the build at which that row last changed (builds
-are numbered, ``build``: the change counter alone does not say, as a build that
-only takes in what the database caught up with keeps its generation); a console
-that holds build N gets only the rows changed after N, by position, and merges them into the snapshot it holds
-(:func:`dtf_core.service.views.wire.apply_delta`). The short parts (runs,
-workers, the header's figures) always come whole.
+tasks, the listed runs' errors), the build at which that row last changed.
+Builds are numbered (``build``) apart from the change counter: a build that only
+takes in what the database caught up with keeps its generation. A console that
+holds build N gets only the rows changed after N, by position, and merges them
+into the snapshot it holds (:func:`dtf_core.service.views.wire.apply_delta`).
+The short parts (runs, workers, the header's figures) always come whole.
 
 A console gets the full snapshot instead when a delta cannot be right or is not
 worth it: no ``since``, another epoch (a restart, a standby that took over), a

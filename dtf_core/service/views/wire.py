@@ -104,7 +104,7 @@ def apply_delta(base: ClusterSnapshot, data: Mapping[str, Any]) -> ClusterSnapsh
     sends. The short parts come whole; each long list comes as its new length
     and the rows changed since, by position (or whole, when a key holds it)."""
     head = snapshot({k: v for k, v in data.items() if k not in _ROWS})
-    lists: dict[str, tuple[Any, ...]] = {}
+    lists: dict[str, Any] = {}
     for name, cls in _ROWS.items():
         if name in data:
             lists[name] = tuple(_flat(cls, r) for r in data[name] or ())
