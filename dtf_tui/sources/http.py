@@ -43,6 +43,11 @@ ERRORS_RUNS = 5  # runs whose errors are read each poll (the newest ones), older
 FOLLOW_GAP = 0.1  # s between two long-polls of /v1/changes: one wake-up per burst
 FOLLOW_WAIT = 25.0  # s one long-poll waits
 RETRY_NEW_API = 30.0  # s before an older service is asked again for /v1/console
+# s the coordinator's description is reused while the same process answers (the
+# same URL and epoch): leadership moving changes one of them at once, standbys
+# coming and going show within this. Asked on every poll, it was half of a
+# console's requests.
+COORDINATOR_TTL = 5.0
 logger = logging.getLogger("dtf.tui")
 
 
@@ -79,6 +84,9 @@ class HttpSource:
         # additions), its epoch and build number: what the next delta applies to
         # (an older service numbers no builds: 0, never a delta).
         self._held: tuple[str, int, ClusterSnapshot] | None = None
+        # (monotonic, URL, epoch) of the last /v1/coordinator answer, and what it said
+        self._described: tuple[float, str, str] = (0.0, "", "")
+        self._description: tuple[CoordinatorInfo | None, str] = (None, "")
         self._wakes: list[Callable[[], None]] = []
         self._stop = threading.Event()
         self._follower: threading.Thread | None = None
@@ -216,6 +224,11 @@ class HttpSource:
         ``/v1/coordinator`` answers 404: the header then shows only the URL)."""
         if not self._has_coordinator_route:
             return None, ""
+        at, url, epoch = self._described
+        now_epoch = self._held[0] if self._held else ""
+        fresh = time.monotonic() - at < COORDINATOR_TTL
+        if fresh and (url, epoch) == (self.client.base, now_epoch):
+            return self._description
         try:
             body = self.client.coordinator()
         except (EndpointMissingError, OptionError):  # 404: not offered by this service
@@ -231,7 +244,9 @@ class HttpSource:
             standbys=tuple(str(s.get("url")) for s in body.get("standbys") or ()),
             database=str(body.get("database") or ""),
         )
-        return info, str(body.get("dashboard") or "")
+        self._described = (time.monotonic(), self.client.base, now_epoch)
+        self._description = (info, str(body.get("dashboard") or ""))
+        return self._description
 
     def _offered(self, what: str, fn: Callable[..., Any], *args: Any) -> Any:
         try:
