@@ -40,6 +40,7 @@ from dtf_core.cluster.workermetrics import identity_metrics
 from dtf_core.service.runmanager import RunManager
 from dtf_core.service.views import storeread
 from dtf_core.service.views.delta import Build, Publisher
+from dtf_core.service.views.readcache import FocusedTasks, ListedRuns
 from dtf_core.service.views.snapshot import (
     ClusterSnapshot,
     ErrorEvent,
@@ -58,7 +59,6 @@ SAMPLE_GAP = 1.0  # s between two CPU/memory samples kept per worker
 HISTORY = 30  # samples kept per worker, as the local console keeps
 SERIES_TTL = 5.0  # s the benchmark series are reused while a run is in flight
 RUNS = 20  # runs in a snapshot, as the local console shows
-RUNS_TTL = 5.0  # s the listed runs are reused while the runs in flight stay the same
 
 
 class ConsoleFeed:
@@ -81,7 +81,8 @@ class ConsoleFeed:
         self._sampled_at = 0.0
         self._interest = 0.0  # monotonic: the last console request
         self._errors: dict[str, list[ErrorEvent]] = {}  # finished runs' errors
-        self._listed: tuple[float, list[Any]] | None = None  # (monotonic, store.list_runs)
+        # The builder's thread only: reads reused while they cannot have changed.
+        self._tasks, self._listed = FocusedTasks(), ListedRuns(RUNS)
         self._series: tuple[object, float, dict[SeriesKey, TrendSeries]] | None = None
         self._series_lock = threading.Lock()
         # Its own thread: a build never waits behind the API's reads or reports.
@@ -192,7 +193,9 @@ class ConsoleFeed:
         """Worker thread: the Store's view of the newest runs, with the cluster's."""
         now = self.clock()
         store = self.manager.store
-        snap = storeread.snapshot(store, label, now, RUNS, self._errors_of, self._runs(store))
+        running = {r.run_id for r in self.manager.active() if r.status == "running"}
+        rows = self._listed(store, running)
+        snap = storeread.snapshot(store, label, now, RUNS, self._errors_of, rows, self._tasks)
         listed = {r.run_id for r in snap.runs}
         for gone in [k for k in self._errors if k not in listed]:
             del self._errors[gone]
@@ -213,22 +216,6 @@ class ConsoleFeed:
             throughput=sum(r.throughput(now) for r in runs if r.in_flight),
             problem=problem,
         )
-
-    def _runs(self, store: Any) -> list[Any]:
-        """``store.list_runs``, read again only when the file's runs in flight are
-        not the service's (a run started or ended, or the file has not caught up
-        with it yet) or after :data:`RUNS_TTL`: the runs a snapshot lists change
-        only then, and the running one's counts come from its tasks (with two
-        in flight, the other's counts come from this read: read each time)."""
-        running = {r.run_id for r in self.manager.active() if r.status == "running"}
-        listed = self._listed
-        if listed is not None and len(running) <= 1 and time.monotonic() - listed[0] < RUNS_TTL:
-            still = {r["run_id"] for r in listed[1] if r["status"] == "running"}
-            if still == running:
-                return listed[1]
-        rows = store.list_runs(limit=RUNS)
-        self._listed = (time.monotonic(), rows)
-        return rows
 
     def _with_live_total(self, run: Any) -> Any:
         active = self.manager.get(run.run_id)

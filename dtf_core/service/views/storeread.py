@@ -189,7 +189,12 @@ def all_series(store: StoreReader, max_runs: int = 100) -> dict[SeriesKey, Trend
     return out
 
 
+TasksOf = Callable[[StoreReader, Mapping[str, Any]], list[TaskRow]]
 ErrorsOf = Callable[[StoreReader, Mapping[str, Any], "Mapping[str, str] | None"], list[ErrorEvent]]
+
+
+def _run_tasks(store: StoreReader, row: Mapping[str, Any]) -> list[TaskRow]:
+    return task_rows(store, row["run_id"])
 
 
 def _run_errors(
@@ -205,15 +210,17 @@ def snapshot(
     runs: int = 20,
     errors_of: ErrorsOf = _run_errors,
     rows: list[Any] | None = None,
+    tasks_of: TasksOf = _run_tasks,
 ) -> ClusterSnapshot:
     """The newest ``runs`` runs (``rows``: ``store.list_runs(runs)`` when the
-    caller knows it); tasks and recorded workers of the focused one (the run in
-    flight, else the newest); every listed run's errors (through ``errors_of``,
-    which serve gives a cache of finished runs; the focused run's with the
-    hardware of the workers just read)."""
+    caller knows it); tasks (through ``tasks_of``, which serve gives a cache)
+    and recorded workers of the focused one (the run in flight, else the
+    newest); every listed run's errors (through ``errors_of``, which serve
+    gives a cache of finished runs; the focused run's with the hardware of the
+    workers just read)."""
     rows = store.list_runs(limit=runs) if rows is None else rows
     focused = next((r for r in rows if r["status"] == "running"), rows[0] if rows else None)
-    tasks = task_rows(store, focused["run_id"]) if focused else []
+    tasks = tasks_of(store, focused) if focused else []
     infos = tuple(run_info(r, tasks if r is focused else None) for r in rows)
     recorded = workers(store, focused["run_id"]) if focused else []
     hardware = {w.name: w.hardware for w in recorded}
