@@ -92,3 +92,16 @@ def test_a_delta_on_another_base_does_not_apply() -> None:
     except ValueError:
         return
     raise AssertionError("a delta on a shorter base must not apply")
+
+
+def test_a_build_that_shows_nothing_new_is_not_published() -> None:
+    pub = Publisher()
+    first = pub.build(_snap(10, 1, at=1.0), 3, "e")
+    assert first is not None
+    # Only the clock moved: nothing to wake twenty consoles for.
+    assert pub.build(replace(_snap(10, 1, at=1.0), taken_at=9.0, throughput=2.5), 4, "e") is None
+    later = pub.build(_snap(11, 1, at=1.0), 5, "e")  # a task finished
+    assert later is not None and later.serial == first.serial + 1
+    data = _decode(later.body(first.serial, "e"))
+    assert [i for i, _ in data["tasks_changed"]] == [10]
+    assert wire.apply_delta(wire.snapshot(_decode(first.full())), data) == _snap(11, 1, at=1.0)

@@ -10,7 +10,9 @@ over it (workers' CPU and memory, the totals of runs in flight), on a worker
 thread, at most once every :data:`MIN_BUILD_GAP`, and only while a console is
 attached (and at most a quarter of the time: :data:`BUILD_GAP_FACTOR`).
 A change (any run event, a submission) schedules a build; when it is
-done, its generation is published to ``/v1/changes`` and every console then
+done and shows something new (most events change nothing a console shows until
+the run's next flush reaches the database), its generation is published to
+``/v1/changes`` and every console then
 fetches the same build from ``/v1/console`` at once: the rows changed since the
 generation it holds (``?since=``), or the whole snapshot
 (:mod:`~dtf_core.service.views.delta`). A burst of events is one build, and one
@@ -72,8 +74,9 @@ class ConsoleFeed:
         self._count_lock = threading.Lock()
         self._loop: IOLoop | None = None
         self._cond: Condition | None = None
-        self._built: Build | None = None
-        self._built_at = 0.0  # monotonic
+        self._built: Build | None = None  # the published build
+        self._covered = 0  # the newest generation a build has taken in (published or not)
+        self._built_at = 0.0  # monotonic: the last build, published or not
         self._build_s = 0.0  # how long the last build took
         self._building: asyncio.Future[Build] | None = None
         self._publisher = Publisher()  # the builder's thread only
@@ -118,7 +121,7 @@ class ConsoleFeed:
         ``timeout`` s."""
         cond = self.bind()
         self._interest = time.monotonic()
-        if self._built is None or self.generation > self._built.generation:
+        if self._built is None or self.generation > self._covered:
             self._schedule()
         deadline = time.monotonic() + timeout
         while self.mark()["generation"] <= after:
@@ -143,8 +146,8 @@ class ConsoleFeed:
         built = self._built
         # No generation asked (a one-off reader): the newest state, built if need be.
         target = min(want, self.generation) if want > 0 else self.generation
-        if built is not None and built.generation >= target:
-            if built.generation < self.generation or time.monotonic() - self._built_at > MAX_AGE:
+        if built is not None and self._covered >= target:
+            if self._covered < self.generation or time.monotonic() - self._built_at > MAX_AGE:
                 self._schedule()  # the next request gets a fresher one
             return built
         building = self._schedule()
@@ -165,15 +168,19 @@ class ConsoleFeed:
             started = time.monotonic()
             built = await asyncio.wrap_future(self._pool.submit(self._publish, generation))
             self._build_s = time.monotonic() - started
-            self._built, self._built_at = built, time.monotonic()
+            self._built_at, self._covered = time.monotonic(), generation
+            if built is None:  # nothing new to show: no console is woken for it
+                assert self._built is not None
+                return self._built
+            self._built = built
             self.bind().notify_all()
             return built
         finally:
             self._building = None
-            if self._built is not None and self.generation > self._built.generation:
+            if self._built is not None and self.generation > self._covered:
                 self._on_change()  # changes while it was built: one more, after the gap
 
-    def _publish(self, generation: int) -> Build:
+    def _publish(self, generation: int) -> Build | None:
         return self._publisher.build(self.build(), generation, self.epoch)
 
     def _errors_of(

@@ -29,6 +29,7 @@ from dtf_core.service.views.snapshot import ClusterSnapshot
 
 BEHIND = 0.5  # share of the rows changed past which the full snapshot is sent
 LISTS = ("tasks", "errors")  # the lists sent by row; the rest of a snapshot goes whole
+MOVING = ("taken_at", "throughput")  # move with the clock alone: not worth a new build
 
 
 class Column:
@@ -125,14 +126,23 @@ class Publisher:
 
     def __init__(self) -> None:
         self._serial = 0
+        self._head: dict[str, Any] | None = None  # the last build's, less what moves with the clock
         self._trackers = {
             "tasks": Tracker(lambda t: (t.run_id, t.task_id)),
             "errors": Tracker(lambda e: e.key),
         }
 
-    def build(self, snap: ClusterSnapshot, generation: int, epoch: str) -> Build:
+    def build(self, snap: ClusterSnapshot, generation: int, epoch: str) -> Build | None:
+        """The next build, or None when it would show nothing new: the same
+        rows and the same short parts, but for the clock's (``taken_at``, and
+        ``throughput``, which the next real change brings up to date)."""
+        serial = self._serial + 1
         head = {n: wire.encode(getattr(snap, n)) for n in wire.fields(snap) if n not in LISTS}
-        self._serial += 1
-        head.update(generation=generation, epoch=epoch, build=self._serial)
-        columns = {k: t.update(self._serial, getattr(snap, k)) for k, t in self._trackers.items()}
-        return Build(self._serial, generation, epoch, head, columns)
+        columns = {k: t.update(serial, getattr(snap, k)) for k, t in self._trackers.items()}
+        steady = {k: v for k, v in head.items() if k not in MOVING}
+        moved = any(c.layout == serial or serial in c.changed for c in columns.values())
+        if not moved and steady == self._head:
+            return None
+        self._serial, self._head = serial, steady
+        head.update(generation=generation, epoch=epoch, build=serial)
+        return Build(serial, generation, epoch, head, columns)
