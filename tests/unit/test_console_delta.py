@@ -105,3 +105,16 @@ def test_a_build_that_shows_nothing_new_is_not_published() -> None:
     data = _decode(later.body(first.serial, "e"))
     assert [i for i, _ in data["tasks_changed"]] == [10]
     assert wire.apply_delta(wire.snapshot(_decode(first.full())), data) == _snap(11, 1, at=1.0)
+
+
+def test_the_workers_live_figures_go_out_with_other_changes_or_when_due() -> None:
+    pub = Publisher()
+    assert pub.build(_snap(10, at=1.0), 1, "e") is not None
+    busy = _snap(10, at=2.0)  # a new CPU sample, and a task running on the worker
+    busy = replace(busy, workers=(replace(busy.workers[0], running=1),))
+    assert pub.build(busy, 2, "e", live_due=False) is None
+    due = pub.build(busy, 2, "e", live_due=True)
+    assert due is not None and wire.snapshot(_decode(due.full())).workers == busy.workers
+    gone = replace(busy, workers=(replace(busy.workers[0], status="gone"),))
+    assert pub.build(gone, 3, "e", live_due=False) is not None  # not a live figure
+    assert pub.build(replace(_snap(11, at=3.0), workers=gone.workers), 4, "e", False) is not None

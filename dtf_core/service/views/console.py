@@ -77,6 +77,7 @@ class ConsoleFeed:
         self._built: Build | None = None  # the published build
         self._covered = 0  # the newest generation a build has taken in (published or not)
         self._built_at = 0.0  # monotonic: the last build, published or not
+        self._published_at = 0.0  # monotonic: the last build published
         self._build_s = 0.0  # how long the last build took
         self._building: asyncio.Future[Build] | None = None
         self._publisher = Publisher()  # the builder's thread only
@@ -172,7 +173,7 @@ class ConsoleFeed:
             if built is None:  # nothing new to show: no console is woken for it
                 assert self._built is not None
                 return self._built
-            self._built = built
+            self._built, self._published_at = built, time.monotonic()
             self.bind().notify_all()
             return built
         finally:
@@ -181,7 +182,10 @@ class ConsoleFeed:
                 self._on_change()  # changes while it was built: one more, after the gap
 
     def _publish(self, generation: int) -> Build | None:
-        return self._publisher.build(self.build(), generation, self.epoch)
+        # The workers' CPU and running tasks move on every build during a run:
+        # they ride along with the run's flushes, else go out once a second.
+        due = time.monotonic() - self._published_at >= MAX_AGE
+        return self._publisher.build(self.build(), generation, self.epoch, due)
 
     def _errors_of(
         self, store: Any, row: Mapping[str, Any], hardware: Mapping[str, str] | None

@@ -30,6 +30,9 @@ from dtf_core.service.views.snapshot import ClusterSnapshot
 BEHIND = 0.5  # share of the rows changed past which the full snapshot is sent
 LISTS = ("tasks", "errors")  # the lists sent by row; the rest of a snapshot goes whole
 MOVING = ("taken_at", "throughput")  # move with the clock alone: not worth a new build
+# What moves on every build while a run is in flight, and that the local console
+# refreshes once a second (its poll): published when the rest moves too, or when due.
+LIVE = ("cpu", "memory", "running")
 
 
 class Column:
@@ -132,17 +135,32 @@ class Publisher:
             "errors": Tracker(lambda e: e.key),
         }
 
-    def build(self, snap: ClusterSnapshot, generation: int, epoch: str) -> Build | None:
+    def build(
+        self, snap: ClusterSnapshot, generation: int, epoch: str, live_due: bool = True
+    ) -> Build | None:
         """The next build, or None when it would show nothing new: the same
         rows and the same short parts, but for the clock's (``taken_at``, and
-        ``throughput``, which the next real change brings up to date)."""
+        ``throughput``, which the next real change brings up to date), and for
+        the workers' live figures (:data:`LIVE`) unless ``live_due``."""
         serial = self._serial + 1
         head = {n: wire.encode(getattr(snap, n)) for n in wire.fields(snap) if n not in LISTS}
         columns = {k: t.update(serial, getattr(snap, k)) for k, t in self._trackers.items()}
         steady = {k: v for k, v in head.items() if k not in MOVING}
         moved = any(c.layout == serial or serial in c.changed for c in columns.values())
-        if not moved and steady == self._head:
+        if not moved and steady != self._head and not live_due:
+            moved = _still(steady) != _still(self._head)
+        elif not moved:
+            moved = steady != self._head
+        if not moved:
             return None
         self._serial, self._head = serial, steady
         head.update(generation=generation, epoch=epoch, build=serial)
         return Build(serial, generation, epoch, head, columns)
+
+
+def _still(head: dict[str, Any] | None) -> Any:
+    """``head`` without the workers' live figures."""
+    if head is None:
+        return None
+    workers = [{k: v for k, v in w.items() if k not in LIVE} for w in head.get("workers") or ()]
+    return {**head, "workers": workers}
