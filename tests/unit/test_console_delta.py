@@ -8,7 +8,7 @@ import json
 from dataclasses import replace
 
 from dtf_core.service.views import wire
-from dtf_core.service.views.delta import Publisher
+from dtf_core.service.views.delta import KEEP, Publisher
 from dtf_core.service.views.snapshot import (
     ClusterSnapshot,
     ErrorEvent,
@@ -132,3 +132,22 @@ def test_the_workers_live_figures_go_out_with_other_changes_or_when_due() -> Non
     gone = replace(busy, workers=(replace(busy.workers[0], status="gone"),))
     assert pub.build(gone, 3, "e", live_due=False) is not None  # not a live figure
     assert pub.build(replace(_snap(11, at=3.0), workers=gone.workers), 4, "e", False) is not None
+
+
+def test_rows_appended_are_news_and_a_console_64_builds_behind_gets_everything() -> None:
+    pub = Publisher()
+    empty = pub.build(replace(_snap(0), tasks=()), 1, "e")  # a run created, no tasks yet
+    assert empty is not None
+    held = wire.snapshot(_decode(empty.full()))
+    added = pub.build(_snap(0), 2, "e")  # its 200 tasks: appended, all new
+    assert added is not None
+    data = _decode(added.body(empty.serial, "e"))
+    assert len(data["tasks_changed"]) == N
+    assert wire.apply_delta(held, data) == _snap(0)
+    last = added
+    for i in range(KEEP):
+        found = pub.build(_snap(0, at=float(i + 10)), 3 + i, "e")
+        assert found is not None
+        last = found
+    assert "delta" in _decode(last.body(last.serial - KEEP + 1, "e"))
+    assert "delta" not in _decode(last.body(last.serial - KEEP, "e"))  # fell too far behind

@@ -16,7 +16,8 @@ worth it: no ``since``, another epoch (a restart, a standby that took over), a
 ``since`` newer than this build, a list whose rows were not only changed in
 place or appended since come whole in the delta (another focused run, an error
 inserted or dropped); and the full snapshot when more than :data:`BEHIND` of
-the other rows changed (a console that fell behind).
+the rows the console holds changed, or it holds a build older than the last
+:data:`KEEP` (a console that fell behind).
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ from typing import Any
 from dtf_core.service.views import wire
 from dtf_core.service.views.snapshot import ClusterSnapshot, ErrorEvent, TaskRow
 
-BEHIND = 0.5  # share of the rows changed past which the full snapshot is sent
+BEHIND = 0.5  # share of a console's rows changed past which it gets the full snapshot
+KEEP = 64  # builds a delta can start from (a console further behind gets the full snapshot)
 LISTS = ("tasks", "errors")  # the lists sent by row; the rest of a snapshot goes whole
 MOVING = ("taken_at", "throughput")  # move with the clock alone: not worth a new build
 # What moves on every build while a run is in flight, and that the local console
@@ -44,7 +46,7 @@ class Column:
     ``fields``: a third of the bytes, and a console builds the row from it
     without a dict; deltas go only to consoles that ask for them, never older)."""
 
-    __slots__ = ("arrays", "changed", "fields", "layout", "rows")
+    __slots__ = ("arrays", "changed", "fields", "layout", "lengths", "rows")
 
     def __init__(
         self,
@@ -53,12 +55,23 @@ class Column:
         arrays: tuple[Any, ...],
         changed: tuple[int, ...],
         layout: int,
+        lengths: dict[int, int],
     ) -> None:
         self.fields, self.rows, self.arrays = fields, rows, arrays
         self.changed, self.layout = changed, layout
+        self.lengths = lengths  # rows at each of the last :data:`KEEP` builds of this layout
 
     def since(self, build: int) -> list[list[Any]]:
         return [[i, self.arrays[i]] for i, b in enumerate(self.changed) if b > build]
+
+    def behind(self, build: int) -> tuple[int, int] | None:
+        """Of the rows build ``build`` had, how many changed since, and how many
+        it had (rows appended since are new to any console, not a sign that it
+        fell behind); None when that build is too old to say."""
+        had = self.lengths.get(build)
+        if had is None:
+            return None
+        return sum(b > build for b in self.changed[:had]), had
 
 
 class Tracker:
@@ -71,6 +84,7 @@ class Tracker:
         self._keys: tuple[Hashable, ...] = ()
         self._rows: tuple[Any, ...] = ()
         self._arrays: tuple[Any, ...] = ()
+        self._lengths: dict[int, int] = {}
         self._changed: tuple[int, ...] = ()
         self._layout = 0
 
@@ -79,6 +93,7 @@ class Tracker:
         n = len(self._keys)
         if keys[:n] != self._keys:  # not the same rows in the same order: start afresh
             self._layout, n = build, 0
+            self._lengths.clear()
         rows, arrays = list(self._rows[:n]), list(self._arrays[:n])
         changed = list(self._changed[:n])
         old = self._items
@@ -92,7 +107,12 @@ class Tracker:
             changed.append(build)
         self._items, self._keys = tuple(items), keys
         self._rows, self._arrays, self._changed = tuple(rows), tuple(arrays), tuple(changed)
-        return Column(self.fields, self._rows, self._arrays, self._changed, self._layout)
+        self._lengths[build] = len(rows)
+        while len(self._lengths) > KEEP:
+            del self._lengths[next(iter(self._lengths))]
+        return Column(
+            self.fields, self._rows, self._arrays, self._changed, self._layout, dict(self._lengths)
+        )
 
 
 class Build:
@@ -130,10 +150,15 @@ class Build:
     def _delta(self, since: int) -> bytes | None:
         # A list laid out afresh since (another focused run) comes whole, by rows.
         in_place = {k: c for k, c in self.columns.items() if c.layout <= since}
-        changed = {k: c.since(since) for k, c in in_place.items()}
-        total = sum(len(c.rows) for c in in_place.values())
-        if total and sum(len(v) for v in changed.values()) > BEHIND * total:
+        rewritten = had = 0
+        for c in in_place.values():
+            found = c.behind(since)
+            if found is None:
+                return None
+            rewritten, had = rewritten + found[0], had + found[1]
+        if had and rewritten > BEHIND * had:
             return None
+        changed = {k: c.since(since) for k, c in in_place.items()}
         out = {**self.head, "delta": since}
         for k, c in self.columns.items():
             out[f"{k}_fields"], out[f"{k}_length"] = c.fields, len(c.rows)
