@@ -15,9 +15,9 @@ A console gets the full snapshot instead when a delta cannot be right or is not
 worth it: no ``since``, another epoch (a restart, a standby that took over), a
 ``since`` newer than this build, a list whose rows were not only changed in
 place or appended since come whole in the delta (another focused run, an error
-inserted or dropped); and the full snapshot when more than :data:`BEHIND` of
-the rows the console holds changed, or it holds a build older than the last
-:data:`KEEP` (a console that fell behind).
+inserted or dropped); and the full snapshot when the console holds a build
+older than the last :data:`KEEP` (it fell behind). A delta is never bigger than
+the full snapshot: its rows are arrays, less than half the bytes of the objects.
 """
 
 from __future__ import annotations
@@ -29,8 +29,10 @@ from typing import Any
 from dtf_core.service.views import wire
 from dtf_core.service.views.snapshot import ClusterSnapshot, ErrorEvent, TaskRow
 
-BEHIND = 0.5  # share of a console's rows changed past which it gets the full snapshot
-KEEP = 64  # builds a delta can start from (a console further behind gets the full snapshot)
+# Builds a delta can start from: a console further behind gets the full snapshot.
+# A console asks at least once a second, and builds come a few times a second at
+# most while a run is in flight (they follow its flushes): this is seconds of stall.
+KEEP = 16
 LISTS = ("tasks", "errors")  # the lists sent by row; the rest of a snapshot goes whole
 MOVING = ("taken_at", "throughput")  # move with the clock alone: not worth a new build
 # What moves on every build while a run is in flight, and that the local console
@@ -63,15 +65,6 @@ class Column:
 
     def since(self, build: int) -> list[list[Any]]:
         return [[i, self.arrays[i]] for i, b in enumerate(self.changed) if b > build]
-
-    def behind(self, build: int) -> tuple[int, int] | None:
-        """Of the rows build ``build`` had, how many changed since, and how many
-        it had (rows appended since are new to any console, not a sign that it
-        fell behind); None when that build is too old to say."""
-        had = self.lengths.get(build)
-        if had is None:
-            return None
-        return sum(b > build for b in self.changed[:had]), had
 
 
 class Tracker:
@@ -150,14 +143,8 @@ class Build:
     def _delta(self, since: int) -> bytes | None:
         # A list laid out afresh since (another focused run) comes whole, by rows.
         in_place = {k: c for k, c in self.columns.items() if c.layout <= since}
-        rewritten = had = 0
-        for c in in_place.values():
-            found = c.behind(since)
-            if found is None:
-                return None
-            rewritten, had = rewritten + found[0], had + found[1]
-        if had and rewritten > BEHIND * had:
-            return None
+        if any(since not in c.lengths for c in in_place.values()):
+            return None  # fell too far behind
         changed = {k: c.since(since) for k, c in in_place.items()}
         out = {**self.head, "delta": since}
         for k, c in self.columns.items():
