@@ -26,6 +26,7 @@ task drill-down and the Trends screen say in a line what the service lacks.
 from __future__ import annotations
 
 import logging
+import random
 import threading
 import time
 from collections.abc import Callable
@@ -41,6 +42,7 @@ from dtf_tui.sources.livestate import LiveState
 
 ERRORS_RUNS = 5  # runs whose errors are read each poll (the newest ones), older services
 FOLLOW_GAP = 0.1  # s between two long-polls of /v1/changes: one wake-up per burst
+SPREAD = 0.08  # s at most a console waits after a change before it asks (see _follow)
 FOLLOW_WAIT = 25.0  # s one long-poll waits
 RETRY_NEW_API = 30.0  # s before an older service is asked again for /v1/console
 # s the coordinator's description is reused while the same process answers (the
@@ -129,12 +131,18 @@ class HttpSource:
                 continue
             failures = 0
             generation, epoch = int(mark.get("generation") or 0), str(mark.get("epoch") or "")
+            spread = 0.0
             if epoch != self._epoch or generation > self._seen:
+                # Every console hears of a change at the same instant: each waits a
+                # moment of its own before it asks, so that the service answers them
+                # one after another instead of all at once, behind each other.
+                spread = random.uniform(0.0, SPREAD)
+                self._stop.wait(spread)
                 self._epoch, self._seen = epoch, generation
                 self.changes_seen += 1
                 for wake in self._wakes:
                     wake()
-            self._stop.wait(FOLLOW_GAP)
+            self._stop.wait(max(0.0, FOLLOW_GAP - spread))
 
     def _call(self, fn: Callable[..., Any], *args: Any) -> Any:
         try:
