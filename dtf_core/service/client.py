@@ -199,9 +199,15 @@ class CoordinatorClient:
         return list(self._json("GET", "/v1/workers")["workers"])
 
     # ------------------------------------------- what attached consoles read
-    def console(self, generation: int = 0) -> dict[str, Any]:
-        """The shared console snapshot, reflecting at least change ``generation``."""
-        return dict(self._json("GET", f"/v1/console?generation={generation}"))
+    def console(self, generation: int = 0, since: int = 0, epoch: str = "") -> dict[str, Any]:
+        """The shared console snapshot, reflecting at least change ``generation``;
+        with ``since``/``epoch`` (the ``build`` and ``epoch`` of the one held),
+        maybe only what changed after it
+        (:func:`dtf_core.service.views.wire.apply_delta`)."""
+        path = f"/v1/console?generation={generation}"
+        if since:
+            path += f"&since={since}&epoch={_q(epoch)}"
+        return dict(self._json("GET", path))
 
     def changes(self, after: int = 0, wait: float = 25.0) -> dict[str, Any]:
         """One long-poll of the change counter: ``{"generation", "epoch"}``."""

@@ -3,7 +3,9 @@
 
 The service builds the console's snapshot with the same code as the local
 database source (:mod:`dtf_core.service.views`) and sends it whole from
-``/v1/console``; attempts with their output come from ``/v1/runs/{id}/attempts``
+``/v1/console`` (after the first, only the rows changed since the snapshot
+held: ``?since=``, merged here by :func:`wire.apply_delta`); attempts with their
+output come from ``/v1/runs/{id}/attempts``
 and benchmark history from ``/v1/benchmarks``. So every screen shows attached
 what it shows locally. ``/v1/coordinator`` says who leads (the header).
 
@@ -24,6 +26,7 @@ task drill-down and the Trends screen say in a line what the service lacks.
 from __future__ import annotations
 
 import logging
+import random
 import threading
 import time
 from collections.abc import Callable
@@ -39,8 +42,14 @@ from dtf_tui.sources.livestate import LiveState
 
 ERRORS_RUNS = 5  # runs whose errors are read each poll (the newest ones), older services
 FOLLOW_GAP = 0.1  # s between two long-polls of /v1/changes: one wake-up per burst
+SPREAD = 0.08  # s at most a console waits after a change before it asks (see _follow)
 FOLLOW_WAIT = 25.0  # s one long-poll waits
 RETRY_NEW_API = 30.0  # s before an older service is asked again for /v1/console
+# s the coordinator's description is reused while the same process answers (the
+# same URL and epoch): leadership moving changes one of them at once, standbys
+# coming and going show within this. Asked on every poll, it was half of a
+# console's requests.
+COORDINATOR_TTL = 5.0
 logger = logging.getLogger("dtf.tui")
 
 
@@ -73,6 +82,13 @@ class HttpSource:
         self._legacy_until = 0.0  # monotonic: until then, the older service's routes
         self._seen = 0  # the newest change the follower saw
         self._epoch = ""
+        # The last snapshot from /v1/console as sent (before the header's
+        # additions), its epoch and build number: what the next delta applies to
+        # (an older service numbers no builds: 0, never a delta).
+        self._held: tuple[str, int, ClusterSnapshot] | None = None
+        # (monotonic, URL, epoch) of the last /v1/coordinator answer, and what it said
+        self._described: tuple[float, str, str] = (0.0, "", "")
+        self._description: tuple[CoordinatorInfo | None, str] = (None, "")
         self._wakes: list[Callable[[], None]] = []
         self._stop = threading.Event()
         self._follower: threading.Thread | None = None
@@ -115,12 +131,18 @@ class HttpSource:
                 continue
             failures = 0
             generation, epoch = int(mark.get("generation") or 0), str(mark.get("epoch") or "")
+            spread = 0.0
             if epoch != self._epoch or generation > self._seen:
+                # Every console hears of a change at the same instant: each waits a
+                # moment of its own before it asks, so that the service answers them
+                # one after another instead of all at once, behind each other.
+                spread = random.uniform(0.0, SPREAD)
+                self._stop.wait(spread)
                 self._epoch, self._seen = epoch, generation
                 self.changes_seen += 1
                 for wake in self._wakes:
                     wake()
-            self._stop.wait(FOLLOW_GAP)
+            self._stop.wait(max(0.0, FOLLOW_GAP - spread))
 
     def _call(self, fn: Callable[..., Any], *args: Any) -> Any:
         try:
@@ -131,13 +153,12 @@ class HttpSource:
     def poll(self) -> ClusterSnapshot:
         if time.monotonic() >= self._legacy_until:
             try:
-                data = self._call(self.client.console, self._seen)
+                snap = self._console()
             except SourceError as exc:
                 if not isinstance(exc.__cause__, EndpointMissingError):
                     raise
                 self._legacy_until = time.monotonic() + RETRY_NEW_API
             else:
-                snap = wire.snapshot(data)
                 coordinator, dashboard = self._coordinator()
                 return replace(
                     snap,
@@ -146,6 +167,26 @@ class HttpSource:
                     dashboard=dashboard or snap.dashboard,
                 )
         return self._legacy_poll()
+
+    def _console(self) -> ClusterSnapshot:
+        """The service's snapshot: the changes since the one held, merged into it,
+        or a whole one (the first, after a restart, or when it fell behind)."""
+        held = self._held
+        since, epoch = (held[1], held[0]) if held else (0, "")
+        data = self._call(self.client.console, self._seen, since, epoch)
+        snap = None
+        if "delta" in data and held is not None and data["delta"] == since:
+            try:
+                snap = wire.apply_delta(held[2], data)
+            except (ValueError, KeyError, IndexError, TypeError) as exc:
+                logger.debug("a delta from %s did not apply (%s): a whole one", self.url, exc)
+        elif "delta" not in data:
+            snap = wire.snapshot(data)
+        if snap is None:  # a delta for another base: ask for everything
+            data = self._call(self.client.console, self._seen)
+            snap = wire.snapshot(data)
+        self._held = (str(data.get("epoch") or ""), int(data.get("build") or 0), snap)
+        return snap
 
     def _legacy_poll(self) -> ClusterSnapshot:
         """An older service: the snapshot from its per-resource routes."""
@@ -191,6 +232,11 @@ class HttpSource:
         ``/v1/coordinator`` answers 404: the header then shows only the URL)."""
         if not self._has_coordinator_route:
             return None, ""
+        at, url, epoch = self._described
+        now_epoch = self._held[0] if self._held else ""
+        fresh = time.monotonic() - at < COORDINATOR_TTL
+        if fresh and (url, epoch) == (self.client.base, now_epoch):
+            return self._description
         try:
             body = self.client.coordinator()
         except (EndpointMissingError, OptionError):  # 404: not offered by this service
@@ -206,7 +252,9 @@ class HttpSource:
             standbys=tuple(str(s.get("url")) for s in body.get("standbys") or ()),
             database=str(body.get("database") or ""),
         )
-        return info, str(body.get("dashboard") or "")
+        self._described = (time.monotonic(), self.client.base, now_epoch)
+        self._description = (info, str(body.get("dashboard") or ""))
+        return self._description
 
     def _offered(self, what: str, fn: Callable[..., Any], *args: Any) -> Any:
         try:

@@ -10,9 +10,13 @@ over it (workers' CPU and memory, the totals of runs in flight), on a worker
 thread, at most once every :data:`MIN_BUILD_GAP`, and only while a console is
 attached (and at most a quarter of the time: :data:`BUILD_GAP_FACTOR`).
 A change (any run event, a submission) schedules a build; when it is
-done, its generation is published to ``/v1/changes`` and every console then
-fetches the same encoded bytes from ``/v1/console`` at once. A burst of events
-is one build, and one refresh per console.
+done and shows something new (most events change nothing a console shows until
+the run's next flush reaches the database), its generation is published to
+``/v1/changes`` and every console then
+fetches the same build from ``/v1/console`` at once: the rows changed since the
+generation it holds (``?since=``), or the whole snapshot
+(:mod:`~dtf_core.service.views.delta`). A burst of events is one build, and one
+refresh per console.
 
 The event loop is the only place the published snapshot and the building
 future are touched; run threads only bump the counter and schedule a wake-up.
@@ -22,14 +26,13 @@ Errors of finished runs never change: they are read once and kept.
 from __future__ import annotations
 
 import asyncio
-import json
 import secrets
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 from tornado.ioloop import IOLoop
@@ -37,7 +40,9 @@ from tornado.locks import Condition
 
 from dtf_core.cluster.workermetrics import identity_metrics
 from dtf_core.service.runmanager import RunManager
-from dtf_core.service.views import storeread, wire
+from dtf_core.service.views import storeread
+from dtf_core.service.views.delta import Build, Publisher
+from dtf_core.service.views.readcache import FocusedTasks, ListedRuns
 from dtf_core.service.views.snapshot import (
     ClusterSnapshot,
     ErrorEvent,
@@ -58,13 +63,6 @@ SERIES_TTL = 5.0  # s the benchmark series are reused while a run is in flight
 RUNS = 20  # runs in a snapshot, as the local console shows
 
 
-@dataclass(frozen=True)
-class _Built:
-    generation: int
-    at: float  # monotonic
-    body: bytes
-
-
 class ConsoleFeed:
     def __init__(self, manager: RunManager, *, clock: Callable[[], float] = time.time) -> None:
         self.manager = manager
@@ -76,13 +74,19 @@ class ConsoleFeed:
         self._count_lock = threading.Lock()
         self._loop: IOLoop | None = None
         self._cond: Condition | None = None
-        self._built: _Built | None = None
+        self._built: Build | None = None  # the published build
+        self._covered = 0  # the newest generation a build has taken in (published or not)
+        self._built_at = 0.0  # monotonic: the last build, published or not
+        self._published_at = 0.0  # monotonic: the last build published
         self._build_s = 0.0  # how long the last build took
-        self._building: asyncio.Future[bytes] | None = None
+        self._building: asyncio.Future[Build] | None = None
+        self._publisher = Publisher()  # the builder's thread only
         self._history: dict[str, tuple[deque[float], deque[float]]] = {}
         self._sampled_at = 0.0
         self._interest = 0.0  # monotonic: the last console request
         self._errors: dict[str, list[ErrorEvent]] = {}  # finished runs' errors
+        # The builder's thread only: reads reused while they cannot have changed.
+        self._tasks, self._listed = FocusedTasks(), ListedRuns(RUNS)
         self._series: tuple[object, float, dict[SeriesKey, TrendSeries]] | None = None
         self._series_lock = threading.Lock()
         # Its own thread: a build never waits behind the API's reads or reports.
@@ -118,7 +122,7 @@ class ConsoleFeed:
         ``timeout`` s."""
         cond = self.bind()
         self._interest = time.monotonic()
-        if self._built is None or self.generation > self._built.generation:
+        if self._built is None or self.generation > self._covered:
             self._schedule()
         deadline = time.monotonic() + timeout
         while self.mark()["generation"] <= after:
@@ -129,58 +133,69 @@ class ConsoleFeed:
 
     # ---- the snapshot --------------------------------------------------------------
 
-    async def snapshot_body(self, want: int = 0) -> bytes:
+    async def snapshot_body(self, want: int = 0, since: int = 0, epoch: str = "") -> bytes:
         """The published snapshot as JSON bytes: at once when it reflects change
         ``want`` (what ``/v1/changes`` announced; 0: every change so far), else
-        after the next build."""
+        after the next build; only what changed after generation ``since`` of
+        ``epoch`` when that is right and worth it (:meth:`Build.body`)."""
+        return (await self.published(want)).body(since, epoch)
+
+    async def published(self, want: int = 0) -> Build:
+        """The newest build, once it reflects change ``want``."""
         self.bind()
         self._interest = time.monotonic()
         built = self._built
         # No generation asked (a one-off reader): the newest state, built if need be.
         target = min(want, self.generation) if want > 0 else self.generation
-        if built is not None and built.generation >= target:
-            if built.generation < self.generation or time.monotonic() - built.at > MAX_AGE:
+        if built is not None and self._covered >= target:
+            if self._covered < self.generation or time.monotonic() - self._built_at > MAX_AGE:
                 self._schedule()  # the next request gets a fresher one
-            return built.body
+            return built
         building = self._schedule()
         return await asyncio.shield(building)
 
-    def _schedule(self) -> asyncio.Future[bytes]:
+    def _schedule(self) -> asyncio.Future[Build]:
         if self._building is None:
-            built = self._built
             rest = max(MIN_BUILD_GAP, BUILD_GAP_FACTOR * self._build_s)
-            gap = built.at + rest - time.monotonic() if built else 0.0
+            gap = self._built_at + rest - time.monotonic() if self._built else 0.0
             self._building = asyncio.ensure_future(self._build(gap))
         return self._building
 
-    async def _build(self, gap: float) -> bytes:
+    async def _build(self, gap: float) -> Build:
         try:
             if gap > 0:
                 await asyncio.sleep(gap)
             generation = self.generation
             started = time.monotonic()
-            body = await asyncio.wrap_future(self._pool.submit(self._encode, generation))
+            built = await asyncio.wrap_future(self._pool.submit(self._publish, generation))
             self._build_s = time.monotonic() - started
-            self._built = _Built(generation, time.monotonic(), body)
+            self._built_at, self._covered = time.monotonic(), generation
+            if built is None:  # nothing new to show: no console is woken for it
+                assert self._built is not None
+                return self._built
+            self._built, self._published_at = built, time.monotonic()
             self.bind().notify_all()
-            return body
+            return built
         finally:
             self._building = None
-            if self._built is not None and self.generation > self._built.generation:
+            if self._built is not None and self.generation > self._covered:
                 self._on_change()  # changes while it was built: one more, after the gap
 
-    def _encode(self, generation: int) -> bytes:
-        snap = self.build()
-        out = {**wire.encode(snap), "generation": generation, "epoch": self.epoch}
-        return json.dumps(out).encode()
+    def _publish(self, generation: int) -> Build | None:
+        # The workers' CPU and running tasks move on every build during a run:
+        # they ride along with the run's flushes, else go out once a second.
+        due = time.monotonic() - self._published_at >= MAX_AGE
+        return self._publisher.build(self.build(), generation, self.epoch, due)
 
-    def _errors_of(self, store: Any, row: Mapping[str, Any]) -> list[ErrorEvent]:
+    def _errors_of(
+        self, store: Any, row: Mapping[str, Any], hardware: Mapping[str, str] | None
+    ) -> list[ErrorEvent]:
         """A run's errors; a finished run's from the cache (they no longer change)."""
         run_id = row["run_id"]
         cached = self._errors.get(run_id)
         if cached is not None:
             return cached
-        found = storeread.errors(store, run_id)
+        found = storeread.errors(store, run_id, hardware)
         if row["status"] != "running":
             self._errors[run_id] = found
         return found
@@ -188,7 +203,10 @@ class ConsoleFeed:
     def build(self, label: str = "dtf-core serve") -> ClusterSnapshot:
         """Worker thread: the Store's view of the newest runs, with the cluster's."""
         now = self.clock()
-        snap = storeread.snapshot(self.manager.store, label, now, RUNS, self._errors_of)
+        store = self.manager.store
+        running = {r.run_id for r in self.manager.active() if r.status == "running"}
+        rows = self._listed(store, running)
+        snap = storeread.snapshot(store, label, now, RUNS, self._errors_of, rows, self._tasks)
         listed = {r.run_id for r in snap.runs}
         for gone in [k for k in self._errors if k not in listed]:
             del self._errors[gone]

@@ -193,8 +193,20 @@ PATHS: dict[str, dict[str, Any]] = {
     "/v1/console": {
         "get": _op(
             "What the console shows, built once for every attached console: the newest runs, "
-            "the focused run's tasks, errors, live workers with CPU and memory history.",
-            params=[_query("generation", "integer", "a change the snapshot must reflect")],
+            "the focused run's tasks, errors, live workers with CPU and memory history, and the "
+            "build's number (build). With since and epoch (the build and epoch of the snapshot "
+            "the console holds), the "
+            "answer may be a delta: it has 'delta' (= since), the short parts whole, and for "
+            "tasks and errors their fields (tasks_fields), new length (tasks_length) and the "
+            "rows changed since, by position (tasks_changed: [[index, [value, ...]], ...]), or "
+            "all their rows (tasks_rows: [[value, ...], ...]) when the list was laid out "
+            "afresh; each row an array in the order of the fields. Without since, or when a "
+            "delta would not be right or would be large, the full snapshot.",
+            params=[
+                _query("generation", "integer", "a change the snapshot must reflect"),
+                _query("since", "integer", "the build of the snapshot the console holds"),
+                _query("epoch", "string", "the epoch of the snapshot the console holds"),
+            ],
             answer=_ref("ClusterSnapshot"),
             errors=("503",),
         )

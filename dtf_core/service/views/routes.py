@@ -36,17 +36,27 @@ class FeedHandler(Handler):
 
 
 class ConsoleHandler(FeedHandler):
-    """The console snapshot; ``?generation=N`` asks for one that reflects change N."""
+    """The console snapshot; ``?generation=N`` asks for one that reflects change N,
+    ``&since=G&epoch=E`` for only what changed after the generation G the console
+    holds (a full snapshot when that cannot be answered)."""
 
     async def get(self) -> None:
         self.auth("viewer")
-        want = int(self.get_query_argument("generation", "0"))
+        want = self._int("generation")
+        since, epoch = self._int("since"), self.get_query_argument("epoch", "")
         try:
-            body = await self.feed.snapshot_body(want)
+            body = await self.feed.snapshot_body(want, since, epoch)
         except DtfError as exc:
             raise ApiError(503, f"the snapshot could not be read: {exc}") from None
         self.set_header("Content-Type", "application/json")
         self.finish(body)
+
+    def _int(self, name: str) -> int:
+        value = self.get_query_argument(name, "0")
+        try:
+            return int(value)
+        except ValueError:
+            raise ApiError(400, f"?{name}= takes a whole number, not {value!r}") from None
 
 
 class ChangesHandler(FeedHandler):

@@ -122,8 +122,12 @@ def error_event(run_id: str, e: Mapping[str, Any], hardware: str = "") -> ErrorE
     )
 
 
-def errors(store: StoreReader, run_id: str) -> list[ErrorEvent]:
-    label = {w.name: w.hardware for w in workers(store, run_id)}
+def errors(
+    store: StoreReader, run_id: str, hardware: Mapping[str, str] | None = None
+) -> list[ErrorEvent]:
+    """The run's errors, each with its worker's hardware label (``hardware``:
+    worker name -> label, when the caller has read the run's workers already)."""
+    label = {w.name: w.hardware for w in workers(store, run_id)} if hardware is None else hardware
     return [
         error_event(run_id, e, label.get(e.get("worker") or "", "")) for e in store.errors(run_id)
     ]
@@ -185,8 +189,18 @@ def all_series(store: StoreReader, max_runs: int = 100) -> dict[SeriesKey, Trend
     return out
 
 
-def _run_errors(store: StoreReader, row: Mapping[str, Any]) -> list[ErrorEvent]:
-    return errors(store, row["run_id"])
+TasksOf = Callable[[StoreReader, Mapping[str, Any]], list[TaskRow]]
+ErrorsOf = Callable[[StoreReader, Mapping[str, Any], "Mapping[str, str] | None"], list[ErrorEvent]]
+
+
+def _run_tasks(store: StoreReader, row: Mapping[str, Any]) -> list[TaskRow]:
+    return task_rows(store, row["run_id"])
+
+
+def _run_errors(
+    store: StoreReader, row: Mapping[str, Any], hardware: Mapping[str, str] | None = None
+) -> list[ErrorEvent]:
+    return errors(store, row["run_id"], hardware)
 
 
 def snapshot(
@@ -194,17 +208,23 @@ def snapshot(
     label: str,
     now: float,
     runs: int = 20,
-    errors_of: Callable[[StoreReader, Mapping[str, Any]], list[ErrorEvent]] = _run_errors,
+    errors_of: ErrorsOf = _run_errors,
+    rows: list[Any] | None = None,
+    tasks_of: TasksOf = _run_tasks,
 ) -> ClusterSnapshot:
-    """The newest ``runs`` runs; tasks and recorded workers of the focused one
-    (the run in flight, else the newest); every listed run's errors (through
-    ``errors_of``, which serve gives a cache of finished runs)."""
-    rows = store.list_runs(limit=runs)
+    """The newest ``runs`` runs (``rows``: ``store.list_runs(runs)`` when the
+    caller knows it); tasks (through ``tasks_of``, which serve gives a cache)
+    and recorded workers of the focused one (the run in flight, else the
+    newest); every listed run's errors (through ``errors_of``, which serve
+    gives a cache of finished runs; the focused run's with the hardware of the
+    workers just read)."""
+    rows = store.list_runs(limit=runs) if rows is None else rows
     focused = next((r for r in rows if r["status"] == "running"), rows[0] if rows else None)
-    tasks = task_rows(store, focused["run_id"]) if focused else []
+    tasks = tasks_of(store, focused) if focused else []
     infos = tuple(run_info(r, tasks if r is focused else None) for r in rows)
     recorded = workers(store, focused["run_id"]) if focused else []
-    errs = [e for r in rows for e in errors_of(store, r)]
+    hardware = {w.name: w.hardware for w in recorded}
+    errs = [e for r in rows for e in errors_of(store, r, hardware if r is focused else None)]
     errs.sort(key=lambda e: (e.ts, e.run_id, e.task_id, e.attempt))
     return ClusterSnapshot(
         source=label,

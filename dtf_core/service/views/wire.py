@@ -13,7 +13,7 @@ one version apart.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 from dtf_core.service.views.snapshot import (
@@ -41,6 +41,15 @@ def encode(obj: Any) -> Any:
     if isinstance(obj, list | tuple):
         return [_plain(o) for o in obj]
     return _plain(obj)
+
+
+def fields(obj: Any) -> tuple[str, ...]:
+    """The field names of a snapshot dataclass (or its type), cached."""
+    cls = obj if isinstance(obj, type) else type(obj)
+    names = _FIELDS.get(cls)
+    if names is None:
+        names = _FIELDS[cls] = tuple(f.name for f in dataclasses.fields(cls))
+    return names
 
 
 def _plain(obj: Any) -> Any:
@@ -86,6 +95,43 @@ def snapshot(data: Mapping[str, Any]) -> ClusterSnapshot:
 
 
 _NESTED = ("workers", "runs", "tasks", "errors", "coordinator")
+_ROWS: dict[str, type] = {"tasks": TaskRow, "errors": ErrorEvent}
+
+
+def apply_delta(base: ClusterSnapshot, data: Mapping[str, Any]) -> ClusterSnapshot:
+    """``base`` (the snapshot of build ``data["delta"]``) brought to the build
+    of ``data``: what :meth:`dtf_core.service.views.delta.Build.body`
+    sends. The short parts come whole; each long list comes as its new length
+    and the rows changed since, by position (or all its rows), each row an
+    array in the order of ``{list}_fields``."""
+    head = snapshot({k: v for k, v in data.items() if k not in _ROWS})
+    lists: dict[str, Any] = {}
+    for name, cls in _ROWS.items():
+        make: Callable[[list[Any]], Any] = _from_array(cls, data[f"{name}_fields"])
+        if f"{name}_rows" in data:
+            lists[name] = tuple(make(r) for r in data[f"{name}_rows"])
+            continue
+        length = int(data[f"{name}_length"])
+        rows: list[Any] = list(getattr(base, name))[:length]
+        rows += [None] * (length - len(rows))
+        for i, row in data.get(f"{name}_changed") or ():
+            rows[i] = make(row)
+        if None in rows:  # not the base this delta was made from
+            raise ValueError(f"a delta of {name} left rows unknown")
+        lists[name] = tuple(rows)
+    return dataclasses.replace(head, **lists)
+
+
+def _from_array(cls: type[T], names: list[str]) -> Callable[[list[Any]], T]:
+    """How to build ``cls`` from a row sent as an array of ``names``' values:
+    positionally when the server's fields are this side's (no tuple fields
+    among them), else through a dict (one version apart)."""
+    if tuple(names) == fields(cls) and not any(
+        "tuple" in str(f.type)
+        for f in dataclasses.fields(cls)  # type: ignore[arg-type]
+    ):
+        return lambda row: cls(*row)
+    return lambda row: _flat(cls, dict(zip(names, row, strict=True)))
 
 
 def attempts(data: list[Mapping[str, Any]]) -> list[AttemptInfo]:

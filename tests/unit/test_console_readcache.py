@@ -1,0 +1,86 @@
+"""serve's console builds reread the focused run's tasks and the listed runs
+only when they may have changed (service/views/readcache.py), on a real DuckDB
+file: what they return is always what a fresh read returns."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from dtf_core.model import TaskFinal, TaskKind, TaskSpec
+from dtf_core.service.views import storeread
+from dtf_core.service.views.readcache import RUNS_TTL, TASKS_TTL, FocusedTasks, ListedRuns
+from dtf_core.store import Store
+
+
+def _spec(i: int) -> TaskSpec:
+    return TaskSpec(task_id=f"t{i:03d}", name="t", kind=TaskKind.COMMAND, root="/s",
+                    timeout=60.0, retries=0, command=["true"])  # fmt: skip
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_the_focused_runs_tasks_are_read_again_exactly_when_they_changed(tmp_path: Path) -> None:
+    clock = Clock()
+    tasks = FocusedTasks(clock)
+    with Store(tmp_path / "d.duckdb") as store:
+        store.create_run("r1", "s", "/s/suite.toml", {}, 1.0)
+        store.add_tasks("r1", [_spec(i) for i in range(30)])
+        store.flush()
+
+        def row() -> dict:
+            return next(r for r in store.list_runs() if r["run_id"] == "r1")
+
+        def check() -> None:
+            assert tasks(store, row()) == storeread.task_rows(store, "r1")
+
+        check()
+        check()
+        assert tasks.reads == 1  # nothing changed: the rows are reused
+        store.finish_task("r1", TaskFinal("t003", "passed", attempts=1, wall_s=0.5, worker="w"))
+        check()
+        assert tasks.reads == 1  # not flushed yet: the file has not changed
+        store.flush()
+        check()
+        assert tasks.reads == 2  # a task left pending: read again
+        clock.now += TASKS_TTL
+        check()
+        assert tasks.reads == 3  # and anyway after a while, while it runs
+        for i in range(30):
+            if i != 3:
+                store.finish_task("r1", TaskFinal(f"t{i:03d}", "failed", attempts=2))
+        store.flush()
+        store.finish_run("r1", "failed", 9.0)
+        check()
+        clock.now += 10 * TASKS_TTL
+        check()
+        assert tasks.reads == 4  # a finished run's rows no longer change
+
+
+def test_the_listed_runs_are_read_again_when_a_run_starts_or_ends(tmp_path: Path) -> None:
+    clock = Clock()
+    listed = ListedRuns(20, clock)
+    with Store(tmp_path / "d.duckdb") as store:
+        assert listed(store, set()) == []
+        store.create_run("r1", "s", "/s/suite.toml", {}, 1.0)
+        # the service knows of it before the cache: read again
+        assert listed(store, {"r1"}) == store.list_runs(20)
+        assert listed(store, {"r1"}) == store.list_runs(20) and listed.reads == 2
+        store.finish_run("r1", "passed", 2.0)
+        assert listed(store, set()) == store.list_runs(20) and listed.reads == 3
+        store.create_run("r2", "s", "/s/suite.toml", {}, 3.0)
+        store.create_run("r3", "s", "/s/suite.toml", {}, 4.0)
+        assert listed(store, {"r2", "r3"}) == store.list_runs(20)
+        assert listed(store, {"r2", "r3"}) == store.list_runs(20) and listed.reads == 5
+        store.finish_run("r3", "passed", 5.0)
+        assert listed(store, {"r2"})[0]["status"] == "passed" and listed.reads == 6
+        listed(store, {"r2"})
+        assert listed.reads == 6
+        clock.now += RUNS_TTL
+        listed(store, {"r2"})
+        assert listed.reads == 7
