@@ -358,12 +358,6 @@ def _requires_key(resources: dict[str, float]) -> tuple[tuple[str, float], ...]:
     return tuple(sorted(resources.items()))
 
 
-def _mostly_known(items: list[TestItem], history: dict[str, float]) -> bool:
-    """Whether history knows at least 90 % of ``items`` (a few new tests
-    change little; whole files from a first run are never known)."""
-    return bool(items) and sum(i.nodeid in history for i in items) >= 0.9 * len(items)
-
-
 def plan(
     items: list[TestItem],
     slots: int,
@@ -383,13 +377,16 @@ def plan(
     if slots < 1:
         raise OptionError("no worker threads to run tests on")
     if chunks_per_slot is None:
-        # Each pytest process costs its start-up and its conftest imports
-        # (networkx: ~4 CPU-s of numpy/scipy/pandas before a test module).
-        # With history for (nearly) every test the packing is close, so one
-        # chunk per thread; without, two, so that rough guesses even out.
-        # Either way, what the estimates get wrong is fixed at the end by idle
-        # threads splitting running chunks (dtf_core.run.balance).
-        chunks_per_slot = 1 if _mostly_known(items, history) else 2
+        # Two chunks per thread, with history or without. Without, so that rough
+        # guesses even out. With, because a pytest process runs its tests slower
+        # the more files it has collected (networkx, serial, whole suite: 182-186
+        # CPU-s in one process, 169 in four of a quarter of the files each, 180
+        # in eight: docs/benchmarks.md), more than each extra process's start-up
+        # and conftest imports cost (~4 CPU-s of numpy/scipy/pandas there) up to
+        # about two per thread; one chunk per thread took 1.13x the wall time of
+        # two at the same load. What the estimates get wrong is fixed at the end
+        # by idle threads splitting running chunks (dtf_core.run.balance).
+        chunks_per_slot = 2
     typical = sorted(history.values())[len(history) // 2] if history else DEFAULT_TEST_S
 
     guesses = estimates or {}
