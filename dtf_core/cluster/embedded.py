@@ -126,6 +126,28 @@ class QuickExit(WorkerPlugin):
         atexit.register(exit_now)  # registered last, so it runs first
 
 
+class LostHeartbeatQuiet(WorkerPlugin):
+    """Drops an embedded worker's "Failed to communicate with scheduler during
+    heartbeat" log record (an ERROR with a traceback).
+
+    The embedded scheduler lives in the ``dtf-core`` process itself: when it is
+    gone or closing, that process is ending and says why in its own one line
+    (a full disk: exit 3 and the ``--resume`` command). A heartbeat in flight
+    during that close printed a Dask traceback next to it (seen in
+    ``test_storage_faults``). Only this record, only in embedded workers: a
+    ``dtf-core worker`` on another host keeps it (its operator needs it).
+    """
+
+    name = "dtf-lost-heartbeat-quiet"
+    MESSAGE = "Failed to communicate with scheduler during heartbeat"
+
+    def setup(self, worker: Worker) -> None:
+        logging.getLogger("distributed.worker").addFilter(self._keep)
+
+    def _keep(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(self.MESSAGE)
+
+
 def _embedded_config() -> dict[str, Any]:
     return {
         # Tasks start subprocesses (pytest, commands), and some users'
@@ -204,7 +226,7 @@ def _start_embedded(plans: list[WorkerPlan], dashboard: str | None) -> ClusterHa
                 "env": p.env,
                 "name": p.name,
                 "silence_logs": logging.ERROR,
-                "plugins": (QuickExit(),),  # passed on to the Worker
+                "plugins": (QuickExit(), LostHeartbeatQuiet()),  # passed on to the Worker
             },
         }
         for p in plans

@@ -486,4 +486,7 @@ class Coordinator:
         if self._stopping or not self._limit.reached():
             return
         self._stopping = True
-        stopping.stop_early(self.client, self._inflight, self.states, self._end, self._ask_yield)
+        stopping.stop_early(
+            self.client, self._inflight, self.states, self._end, self._ask_yield,
+            self._limit.streamed(),
+        )  # fmt: skip

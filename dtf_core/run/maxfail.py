@@ -35,6 +35,10 @@ class FailureLimit:
         elif status in BAD_STATUSES:
             self._final[task_id] = 1
 
+    def streamed(self) -> set[str]:
+        """Tasks that streamed failing tests (their results must be kept)."""
+        return set(self._streamed)
+
     def count(self) -> int:
         tasks = self._streamed.keys() | self._final.keys()
         return sum(max(self._streamed.get(t, 0), self._final.get(t, 0)) for t in tasks)

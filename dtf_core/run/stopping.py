@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any
 
 from distributed import Client
@@ -52,13 +52,21 @@ def stop_early(
     states: dict[str, TaskState],
     end: Callable[..., None],
     ask_yield: Callable[[str], bool],
+    streamed_failures: Collection[str] = (),
 ) -> None:
     """``--maxfail`` reached: cancel what runs, except finished work (its result
-    is on the way, run/fetch.py) and pytest chunks that agree to stop after
-    their current test; end every task not final, and not spared, cancelled."""
+    is on the way, run/fetch.py), pytest chunks that agree to stop after
+    their current test, and chunks that streamed failures (those reached the
+    limit: their results must be stored); end every task not final, and not
+    spared, cancelled."""
     for key, (fut, payloads) in list(inflight.items()):
         if fut.status == "finished":
             continue  # done, its result on the way: recorded as it is
+        if any(p.spec.task_id in streamed_failures for p in payloads):
+            # Its pytest may have just exited (its own --maxfail, or its last
+            # test): too late to yield, not yet finished. Cancelled, the
+            # failure that stopped the run would be lost.
+            continue
         if all(p.spec.kind is TaskKind.PYTEST for p in payloads) and ask_yield(key):
             continue  # running: it stops after its current test and reports
         inflight.pop(key, None)

@@ -152,12 +152,19 @@ def test_infrastructure_failures_quarantine_and_probation_releases(
     assert "healthy" in states[q + 1 :], seen
     released_at, released = next((t, e) for t, e in seen[q + 1 :] if e.state == "healthy")
     assert "released: probation task spin[" in released.reason
-    # While quarantined, the probation task is the only one started on dtf-1.
+    # While quarantined, dtf starts only the probation task on dtf-1. One more may
+    # start right at the quarantine: Dask's scheduler hands a queued task to dtf-1
+    # the moment its last failing attempt ends, before dtf has read that failure
+    # (seen once in ~10 runs under load); dtf moves the rest off at once (rehome).
     during = [
         a for a in attempts
         if a["worker"] == "dtf-1" and seen[q][0] < (a["started_at"] or 0) < released_at
     ]  # fmt: skip
-    assert len(during) == 1 and during[0]["outcome"] == "passed", during
+    probation = [a for a in during if f"probation task {a['task_id']} " in released.reason + " "]
+    assert len(probation) == 1 and probation[0]["outcome"] == "passed", (during, released)
+    handed = [a for a in during if a not in probation]
+    assert len(handed) <= 1, during
+    assert all(a["started_at"] - seen[q][0] < 2.0 for a in handed), (during, seen[q][0])
     # The same story in the database.
     changes = [r["state"] for r in series if r["changed"]]
     assert "healthy" in changes[changes.index("quarantined") + 1 :], changes
