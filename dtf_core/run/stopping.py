@@ -62,13 +62,14 @@ def stop_early(
     for key, (fut, payloads) in list(inflight.items()):
         if fut.status == "finished":
             continue  # done, its result on the way: recorded as it is
-        if any(p.spec.task_id in streamed_failures for p in payloads):
-            # Its pytest may have just exited (its own --maxfail, or its last
-            # test): too late to yield, not yet finished. Cancelled, the
-            # failure that stopped the run would be lost.
-            continue
         if all(p.spec.kind is TaskKind.PYTEST for p in payloads) and ask_yield(key):
             continue  # running: it stops after its current test and reports
+        if any(p.spec.task_id in streamed_failures for p in payloads):
+            # It streamed failures but no longer takes a request to yield: its
+            # pytest has just exited (its own --maxfail, or its last test), and
+            # its result is on the way. Cancelled, the failure that stopped the
+            # run would be lost.
+            continue
         inflight.pop(key, None)
         try:
             client.cancel([fut], force=True)

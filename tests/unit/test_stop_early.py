@@ -59,6 +59,16 @@ def test_the_chunk_that_streamed_the_failure_is_left_to_report() -> None:
     assert futures["pytest-1"] not in client.cancelled
     assert sorted(ended) == [("pytest-2", "cancelled"), ("pytest-3", "cancelled")]
 
+    # A chunk that streamed a failure and can still yield is asked to (it stops
+    # after its current test: -x does not let it run on).
+    states = {t: _state(t) for t in ("pytest-1",)}
+    inflight = {"k": (_Future(), [TaskPayload("r1", states["pytest-1"].spec, 1, "k")])}
+    asked: list[str] = []
+    stopping.stop_early(
+        _Client(), inflight, states, end, lambda key: asked.append(key) or True, {"pytest-1"}
+    )  # type: ignore[arg-type]
+    assert asked == ["k"] and "k" in inflight
+
     # Without the streamed failures (as before): the failing chunk was cancelled too.
     states = {t: _state(t) for t in ("pytest-1",)}
     inflight = {"k": (_Future(), [TaskPayload("r1", states["pytest-1"].spec, 1, "k")])}
