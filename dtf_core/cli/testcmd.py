@@ -267,6 +267,7 @@ def pytest_cmd(
     file_tasks: list[str] = []
 
     def build(store: Store, handle: ClusterHandle) -> tuple[Suite, dict[str, float]]:
+        from dtf_core import config
         from dtf_core.cluster.embedded import current_workers
 
         slots = sum(int(w.get("nthreads", 1)) for w in current_workers(handle.client).values())
@@ -276,6 +277,7 @@ def pytest_cmd(
             max(1, slots),
             history,
             requires=requires,
+            chunks_per_slot=int(config.get("pytest.chunks-per-thread", 2)),
             estimates=testsplit.file_estimates(split.whole, history, cwd),
         )
         width = len(str(len(chunks)))

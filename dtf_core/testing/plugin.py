@@ -26,6 +26,7 @@ junitxml writes ``report.user_properties`` when it sees the teardown report.
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import signal
@@ -128,6 +129,15 @@ def pytest_runtest_makereport(
 # --dtf-imports=FILE   when a test fails, and when a failed session ends: the
 #                      top-level names in sys.modules as a JSON list, for the
 #                      failure's system snapshot (dtf_core.worker.snapshot).
+#
+# And one ini option a suite may set: ``dtf_gc_freeze`` (default true). In a
+# pytest that dtf runs (--dtf-stream), once collection is done, the collected
+# modules, items and fixtures are moved out of the garbage collector's reach
+# (gc.freeze): they live until the session ends anyway, and every full
+# collection otherwise walks all of them again. On networkx's suite in one
+# process the tests took 75.8 CPU s without it and 61.9 s with it. A suite
+# whose tests watch the collector (gc.get_objects(), counting collections)
+# can turn it off: ``-o dtf_gc_freeze=false`` or its ini file.
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -142,6 +152,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
     group.addoption(
         "--dtf-imports", default=None, help="on failure: write the imported module names"
+    )
+    parser.addini(
+        "dtf_gc_freeze",
+        type="bool",
+        default=True,
+        help="dtf: gc.freeze() what collection made before the tests run (default true)",
     )
 
 
@@ -380,6 +396,15 @@ def pytest_collection_finish(session: pytest.Session) -> None:
             fh.writelines(json.dumps(r) + "\n" for r in records)
     if stream is not None:
         stream.write({"event": "collected", "items": records})
+        _freeze_collected(session.config)
+
+
+def _freeze_collected(config: pytest.Config) -> None:
+    if not config.getini("dtf_gc_freeze"):
+        return
+    # Collect first, so the garbage of collection is freed, not kept forever.
+    gc.collect()
+    gc.freeze()
 
 
 @pytest.hookimpl(tryfirst=True)

@@ -377,15 +377,14 @@ def plan(
     if slots < 1:
         raise OptionError("no worker threads to run tests on")
     if chunks_per_slot is None:
-        # Two chunks per thread, with history or without. Without, so that rough
-        # guesses even out. With, because a pytest process runs its tests slower
-        # the more files it has collected (networkx, serial, whole suite: 182-186
-        # CPU-s in one process, 169 in four of a quarter of the files each, 180
-        # in eight: docs/benchmarks.md), more than each extra process's start-up
-        # and conftest imports cost (~4 CPU-s of numpy/scipy/pandas there) up to
-        # about two per thread; one chunk per thread took 1.13x the wall time of
-        # two at the same load. What the estimates get wrong is fixed at the end
-        # by idle threads splitting running chunks (dtf_core.run.balance).
+        # Two chunks per thread, with history or without (dtf.pytest.chunks-per-thread
+        # sets it). Without history, so that rough guesses even out. With history,
+        # measured on networkx: two per thread 0.75x pytest -n 2's wall time, one
+        # per thread 0.79x (three interleaved rounds, docs/benchmarks.md). Before
+        # dtf's plugin froze what collection made (gc.freeze), a pytest process
+        # also ran its tests slower the more files it had collected, which two
+        # chunks halved. What the estimates get wrong is fixed at the end by idle
+        # threads splitting running chunks (dtf_core.run.balance).
         chunks_per_slot = 2
     typical = sorted(history.values())[len(history) // 2] if history else DEFAULT_TEST_S
 

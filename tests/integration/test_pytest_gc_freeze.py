@@ -1,0 +1,48 @@
+"""In a pytest that dtf runs, what collection made is frozen out of the garbage
+collector's reach before the first test (dtf_core.testing.plugin), unless the
+suite turns it off; a plain pytest with the plugin loaded is left alone. Real
+pytest subprocesses; the test inside reports what the collector saw."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+_TEST = """
+import gc, os
+
+def test_report_freeze():
+    with open(os.environ["FREEZE_OUT"], "w") as fh:
+        fh.write(str(gc.get_freeze_count()))
+"""
+
+
+def _frozen(tmp_path: Path, *extra: str) -> int:
+    (tmp_path / "test_gc.py").write_text(_TEST)
+    out = tmp_path / "frozen.txt"
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "test_gc.py", "-p", "no:cacheprovider",
+         "-p", "dtf_core.testing.plugin", *extra],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120,
+        env={"PATH": "/usr/bin:/bin", "FREEZE_OUT": str(out),
+             "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return int(out.read_text())
+
+
+def test_dtf_run_freezes_what_collection_made(tmp_path: Path) -> None:
+    # pytest, its plugins, the collected module and item: thousands of objects.
+    assert _frozen(tmp_path, f"--dtf-stream={tmp_path / 's.jsonl'}") > 1000
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [["-o", "dtf_gc_freeze=false", "--dtf-stream=s.jsonl"], []],
+    ids=["turned-off", "plain-pytest"],
+)
+def test_left_alone(tmp_path: Path, extra: list[str]) -> None:
+    assert _frozen(tmp_path, *extra) == 0
