@@ -258,6 +258,9 @@ def pytest_cmd(
     listing = _Background(_split, paths, pytest_args, cwd, cache, not no_cache)
     plans = plan_cluster(opts, None)
     split: _Split = listing.result()
+    from dtf_core import config
+
+    per_thread = config.whole_number("pytest.chunks-per-thread")  # bad: exit 2, nothing started
     collection = split.collection
     if not collection.items and not split.whole:
         click.echo("no tests collected", err=True)
@@ -267,7 +270,6 @@ def pytest_cmd(
     file_tasks: list[str] = []
 
     def build(store: Store, handle: ClusterHandle) -> tuple[Suite, dict[str, float]]:
-        from dtf_core import config
         from dtf_core.cluster.embedded import current_workers
 
         slots = sum(int(w.get("nthreads", 1)) for w in current_workers(handle.client).values())
@@ -277,7 +279,7 @@ def pytest_cmd(
             max(1, slots),
             history,
             requires=requires,
-            chunks_per_slot=int(config.get("pytest.chunks-per-thread", 2)),
+            chunks_per_slot=per_thread,
             estimates=testsplit.file_estimates(split.whole, history, cwd),
         )
         width = len(str(len(chunks)))

@@ -93,11 +93,13 @@ def _pytest_counts(output: str) -> dict[str, int]:
     return counts
 
 
-def _dtf(args: list[str], cwd: Path, timeout: float = 180) -> subprocess.CompletedProcess:
+def _dtf(
+    args: list[str], cwd: Path, timeout: float = 180, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "dtf_core.cli", *args],
         cwd=cwd, capture_output=True, text=True, timeout=timeout,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
     )  # fmt: skip
 
 
@@ -233,6 +235,13 @@ def test_exit_codes_follow_pytest(tmp_path: Path) -> None:
     assert none.returncode == 5, none.stderr
     bad_args = _dtf(["test", "empty", "--db", "x.duckdb", "--", "--no-such-flag"], tmp_path)
     assert bad_args.returncode == 2 and "--no-such-flag" in bad_args.stderr
+    env = {"DASK_DTF__PYTEST__CHUNKS_PER_THREAD": "two"}
+    bad_setting = _dtf(["test", "some", "--db", "x.duckdb"], tmp_path, env=env)
+    assert bad_setting.returncode == 2, bad_setting.stderr
+    assert bad_setting.stderr.strip().splitlines() == [
+        "dtf-core: error: dtf.pytest.chunks-per-thread = 'two': must be a whole number >= 1 "
+        "(set it in a Dask config file or as DASK_DTF__PYTEST__CHUNKS_PER_THREAD)"
+    ]
     assert not (tmp_path / "x.duckdb").exists()  # usage errors: nothing written
 
 
