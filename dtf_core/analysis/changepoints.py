@@ -31,6 +31,8 @@ Why this method (docs/analysis.md has the measurements):
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -180,9 +182,27 @@ def _split_p(x: np.ndarray, k: int, min_size: int) -> float:
 
 
 def detect(x: np.ndarray, opts: ChangePointOptions | None = None) -> list[ChangePoint]:
-    """Level shifts of one series (values in time order)."""
+    """Level shifts of one series (values in time order).
+
+    Remembered by the series' values: a run's report asks three times for each
+    series (its trend, the list of shifts, its chart) and an attached console
+    asks again at every refresh; the answer depends on the values alone."""
     o = opts or ChangePointOptions()
-    x = np.asarray(x, dtype=np.float64)
+    x = np.ascontiguousarray(x, dtype=np.float64)
+    if len(x) > _REMEMBER_UP_TO:  # the memory stays bounded: 1,024 x 16 kB at most
+        return list(_scan_all(x, o))
+    return [dataclasses.replace(c, extra=dict(c.extra)) for c in _remembered(x.tobytes(), o)]
+
+
+_REMEMBER_UP_TO = 2000
+
+
+@functools.lru_cache(maxsize=1024)
+def _remembered(data: bytes, o: ChangePointOptions) -> tuple[ChangePoint, ...]:
+    return _scan_all(np.frombuffer(data, dtype=np.float64), o)
+
+
+def _scan_all(x: np.ndarray, o: ChangePointOptions) -> tuple[ChangePoint, ...]:
     found: list[int] = []
     stack = [(0, len(x))]
     while stack and len(found) < o.max_changes:
@@ -195,7 +215,7 @@ def detect(x: np.ndarray, opts: ChangePointOptions | None = None) -> list[Change
             k = refine(x[lo:hi], k, o.min_size)
             found.append(lo + k)
             stack += [(lo, lo + k), (lo + k, hi)]
-    return prune(x, sorted(found), o)
+    return tuple(prune(x, sorted(found), o))
 
 
 def prune(x: np.ndarray, cps: list[int], o: ChangePointOptions) -> list[ChangePoint]:

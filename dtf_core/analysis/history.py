@@ -113,10 +113,14 @@ def load_history(
     benchmark: str | None = None,
     since: float | None = None,
     branch: str | None = None,
+    of_run: str | None = None,
 ) -> History:
     """Every series (optionally names matching the glob ``benchmark``; runs
-    started at or after ``since``, unix seconds; runs on ``branch``)."""
-    keys, runs, pts = store.benchmark_history(benchmark=benchmark, since=since, branch=branch)
+    started at or after ``since``, unix seconds; runs on ``branch``; only the
+    series run ``of_run`` measured)."""
+    keys, runs, pts = store.benchmark_history(
+        benchmark=benchmark, since=since, branch=branch, of_run=of_run
+    )
     sid = pts["sid"].astype(np.int64)
     offsets = np.searchsorted(sid, np.arange(len(keys) + 1), side="left")
     return History(

@@ -8,6 +8,7 @@ normality.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -37,14 +38,23 @@ def median_ci(values: Values, confidence: float = 0.95) -> tuple[float, float]:
         raise ValueError("median_ci() needs at least one value")
     if not 0 < confidence < 1:
         raise ValueError(f"confidence must lie in (0, 1), got {confidence}")
+    q = _order_rank(n, confidence)
+    if q < 0:
+        return float(x[0]), float(x[-1])
+    return float(x[q]), float(x[n - 1 - q])
+
+
+@functools.lru_cache(maxsize=1024)
+def _order_rank(n: int, confidence: float) -> int:
+    """``L`` of :func:`median_ci`, -1 when none reaches ``confidence``. Cached: it
+    depends on ``n`` alone, and scipy's binomial costs ~0.3 ms a call (a run's
+    summary asks once per benchmark, mostly with the same few ``n``)."""
     half_alpha = (1.0 - confidence) / 2.0
     # ppf gives the smallest q with cdf(q) >= half_alpha; step back when it overshoots.
     q = int(_stats.binom.ppf(half_alpha, n, 0.5))
     if _stats.binom.cdf(q, n, 0.5) > half_alpha:
         q -= 1
-    if q < 0:
-        return float(x[0]), float(x[-1])
-    return float(x[q]), float(x[n - 1 - q])
+    return q
 
 
 def summarize(values: Values, confidence: float = 0.95) -> dict[str, Any]:

@@ -28,13 +28,13 @@ from typing import Any
 import numpy as np
 from scipy import stats as sps
 
-from dtf_core.analysis import direction
+from dtf_core.analysis import direction, ranks
 from dtf_core.analysis.changepoints import ChangePointOptions, detect
 from dtf_core.analysis.history import DAY, History, Series
 from dtf_core.analysis.stats import benjamini_hochberg, robust_scale
 from dtf_core.errors import OptionError
 
-_Z975 = float(sps.norm.ppf(0.975))
+_Z975 = ranks.Z975
 
 
 @dataclass(frozen=True)
@@ -60,11 +60,14 @@ def theil_sen(
 ) -> tuple[float, float, float, float]:
     """``(slope, intercept, low, high)``; 95 % interval of the slope (Sen 1968).
 
-    Exact (``scipy.stats.theilslopes``) up to ``exact_limit`` points, else from
-    ``max_pairs`` random pairs with the interval's ranks scaled to the sample.
+    Exact (scipy's ``theilslopes`` numbers, :mod:`~dtf_core.analysis.ranks`) up to
+    ``exact_limit`` points, else from ``max_pairs`` random pairs with the
+    interval's ranks scaled to the sample.
     """
     n = len(x)
     if n <= exact_limit:
+        if n <= ranks.PAIRWISE_LIMIT:  # scipy's numbers without its per-call cost
+            return ranks.theil_sen(t, x)
         r = sps.theilslopes(x, t, alpha=0.95)
         return float(r.slope), float(r.intercept), float(r.low_slope), float(r.high_slope)
     rng = np.random.default_rng(seed)
@@ -94,6 +97,8 @@ def mann_kendall(t: np.ndarray, x: np.ndarray) -> tuple[float, float]:
     """Kendall's tau between time and value and its two-sided p-value."""
     if len(x) < 3 or np.ptp(x) == 0:
         return 0.0, 1.0
+    if len(x) <= ranks.PAIRWISE_LIMIT:  # scipy's numbers without its per-call cost
+        return ranks.kendall_tau(t, x)
     r = sps.kendalltau(t, x)
     return float(r.statistic), float(r.pvalue)
 

@@ -88,12 +88,7 @@ def perf_badge(store: StoreReader, suite: str | None = None) -> Badge:
     from dtf_core.analysis.changepoints import find_changes
     from dtf_core.analysis.history import load_history
 
-    hist = load_history(store)
-    if suite is not None:
-        samples = store.samples_of_runs([_latest(store, suite)])
-        mine = set(zip(samples["benchmark"], samples["params"], samples["hardware"], strict=True))
-        keys = zip(hist.keys["benchmark"], hist.keys["params"], hist.keys["hardware"], strict=True)
-        hist.keys = hist.keys[[k in mine for k in keys]]
+    hist = load_history(store, of_run=None if suite is None else _latest(store, suite))
     if hist.keys.empty:
         return Badge("perf", "no benchmarks", "lightgrey")
     n = len(open_regressions(find_changes(hist)))

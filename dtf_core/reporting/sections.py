@@ -62,15 +62,7 @@ def build(
     tuned = store.tuned_settings([run_id])
     out["best"] = best.best_configurations(samples, tuned)
     out["untuned"] = best.untuned(samples, tuned)
-    keys = set(zip(samples["benchmark"], samples["params"], samples["hardware"], strict=True))
-    hist = load_history(store)
-    mask = [
-        k in keys
-        for k in zip(
-            hist.keys["benchmark"], hist.keys["params"], hist.keys["hardware"], strict=True
-        )
-    ]
-    hist.keys = hist.keys[mask]
+    hist = load_history(store, of_run=run_id)
     trends = find_trends(hist)
     changes = find_changes(hist)
     out["changes"] = changes[:MAX_ROWS]

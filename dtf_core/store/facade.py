@@ -186,9 +186,12 @@ class StoreReader:
         benchmark: str | None = None,
         since: float | None = None,
         branch: str | None = None,
+        of_run: str | None = None,
     ) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, np.ndarray]]:
-        """Per-run medians of every series, as ``(keys, runs, points)``."""
-        return history.benchmark_history(self._rdb, benchmark=benchmark, since=since, branch=branch)
+        """Per-run medians of every series (of ``of_run``'s series), as ``(keys, runs, points)``."""
+        return history.benchmark_history(
+            self._rdb, benchmark=benchmark, since=since, branch=branch, of_run=of_run
+        )
 
     def existing_run_ids(self, run_ids: Sequence[str]) -> list[str]:
         return history.existing_run_ids(self._rdb, run_ids)

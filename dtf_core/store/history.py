@@ -139,8 +139,12 @@ def benchmark_history(
     benchmark: str | None = None,
     since: float | None = None,
     branch: str | None = None,
+    of_run: str | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, np.ndarray]]:
-    """Per-run medians of every benchmark x params x hardware, oldest run first.
+    """Per-run medians of every benchmark x params x hardware, oldest run first;
+    with ``of_run``, only the series that run has samples of (a run's report:
+    reading every series of a long-lived database for each run cost time
+    in proportion to the whole history).
 
     Returns ``(keys, runs, points)``: ``keys`` has one row per series
     (sid, benchmark, params, hardware, unit, higher_is_better), ``runs`` one
@@ -155,6 +159,14 @@ def benchmark_history(
     run_args = [a for a in (since, branch) if a is not None]
     run_where = "WHERE " + " AND ".join(clauses) if clauses else ""
     name_where = " AND s.benchmark GLOB ?" if benchmark else ""
+    name_args: list[Any] = [benchmark] if benchmark else []
+    if of_run is not None:
+        name_where += (
+            " AND (s.benchmark, s.params::VARCHAR, coalesce(s.hardware, '')) IN"
+            " (SELECT (benchmark, params::VARCHAR, coalesce(hardware, '')) FROM samples"
+            "  WHERE run_id = ?)"
+        )
+        name_args.append(of_run)
     with db.session() as con:
         runs = con.execute(
             "SELECT (row_number() OVER (ORDER BY started_at, run_id) - 1)::INTEGER AS rix,"
@@ -177,7 +189,7 @@ def benchmark_history(
                 " coalesce(d.higher_is_better, i.higher_is_better) AS higher_is_better"
                 " FROM k LEFT JOIN d ON d.name = k.benchmark"
                 " LEFT JOIN benchmark_info i ON i.benchmark = k.benchmark ORDER BY sid",
-                [benchmark] if benchmark else [],
+                name_args,
             ).df()
             with registered(con, _keys=keys[["sid", "benchmark", "params", "hardware"]]):
                 points = con.execute(
@@ -187,7 +199,7 @@ def benchmark_history(
                     " SELECT k.sid, r.rix, m.value FROM m"
                     " JOIN _keys k USING (benchmark, params, hardware)"
                     " JOIN _runs r USING (run_id) ORDER BY k.sid, r.rix",
-                    [benchmark] if benchmark else [],
+                    name_args,
                 ).fetchnumpy()
     arrays = {k: np.asarray(points[k]) for k in ("sid", "rix", "value")}
     return keys, runs, arrays
