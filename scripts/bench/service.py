@@ -13,7 +13,7 @@ once. Baselines, on the same scheduler and workers: the in-process Coordinator
 (what `dtf-core run --scheduler` does) running the S x N tasks as one suite,
 and running the S suites one after another.
 
-    .venv/bin/python scripts/bench/service.py [--submitters 20] [--tasks 50]
+    .venv/bin/python scripts/bench/service.py [--submitters 20] [--tasks 50] [--load-rounds 3]
 
 ``--whole-process --tasks 1000 --rounds 3``: instead, one suite through
 `dtf-core submit` against `dtf-core run --scheduler` as whole processes on the
@@ -55,6 +55,7 @@ from _measure import (  # noqa: E402
     wait_for_workers,
 )
 
+from dtf_core import reporting  # noqa: E402
 from dtf_core.cluster import embedded as cluster  # noqa: E402
 from dtf_core.model import Suite, TaskKind, TaskSpec  # noqa: E402
 from dtf_core.run.coordinator import Coordinator  # noqa: E402
@@ -116,18 +117,28 @@ def tiny_suite(name: str, n: int) -> Suite:
     return Suite(name=name, path=str(HERE / "service.py"), tasks=tasks)
 
 
-def baselines(scheduler: str, runs: int, n: int, db: str) -> tuple[float, float]:
-    """Seconds for runs x n tasks in-process: as one suite, and as ``runs`` suites in turn."""
+def baselines(scheduler: str, runs: int, n: int, db: str) -> tuple[float, float, float]:
+    """Seconds for runs x n tasks in-process: as one suite; as ``runs`` suites in
+    turn; and as ``runs`` suites in turn each followed by its summary (what
+    `dtf-core run` builds before writing its reports, and what serve builds for
+    each submitter's results)."""
     with Store(db) as store, cluster.open_cluster(scheduler) as handle:
         Coordinator(handle.client, store).run(tiny_suite("warm", n))  # imports on the workers
+        reporting.build_summary(store, Coordinator(handle.client, store).run(
+            tiny_suite("warm", n)).run_id)  # fmt: skip
         t0 = time.perf_counter()
         one = Coordinator(handle.client, store).run(tiny_suite("one", runs * n))
         t1 = time.perf_counter()
         many = [Coordinator(handle.client, store).run(tiny_suite(f"s{i}", n)) for i in range(runs)]
         t2 = time.perf_counter()
-    if {r.status for r in [one, *many]} != {"passed"}:
+        summed = []
+        for i in range(runs):
+            summed.append(Coordinator(handle.client, store).run(tiny_suite(f"s{i}", n)))
+            reporting.build_summary(store, summed[-1].run_id)
+        t3 = time.perf_counter()
+    if {r.status for r in [one, *many, *summed]} != {"passed"}:
         sys.exit("a baseline run did not pass")
-    return t1 - t0, t2 - t1
+    return t1 - t0, t2 - t1, t3 - t2
 
 
 @contextlib.contextmanager
@@ -187,6 +198,12 @@ def main() -> None:
     )
     ap.add_argument("--rounds", type=int, default=3, help="with --whole-process")
     ap.add_argument(
+        "--load-rounds",
+        type=int,
+        default=1,
+        help="concurrent load: rounds of (serve load, in-process baselines), alternated",
+    )
+    ap.add_argument(
         "--serve-with",
         metavar="SCRIPT",
         help="start serve as `python SCRIPT serve ...` (a profiling wrapper)",
@@ -200,71 +217,87 @@ def main() -> None:
         concurrent_load(args)
 
 
+def serve_round(
+    url: str, token: str, tmp: Path, args: argparse.Namespace, r: int, lat: Latencies
+) -> tuple[float, dict[str, tuple[str, int]]]:
+    """One load: S submitter threads at once and the 10 Hz watcher; seconds
+    until the last run ended, and each run's (status, tasks)."""
+    roots = []
+    for s in range(args.submitters):
+        write_suite(tmp / f"suite{r}-{s}", f"load-{s}", args.tasks)
+        roots.append(tmp / f"suite{r}-{s}")
+    outcomes: dict[str, tuple[str, int]] = {}
+    ended: list[float] = []
+    threads = [
+        threading.Thread(
+            target=submitter,
+            args=(CoordinatorClient(url, token, timeout=300), root, lat, outcomes, ended),
+        )
+        for root in roots
+    ]
+    stop = threading.Event()
+    watch = threading.Thread(target=watcher, args=(CoordinatorClient(url, token), lat, stop))
+    t0 = time.perf_counter()
+    watch.start()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    stop.set()
+    watch.join()
+    bad = {k: v for k, v in outcomes.items() if v != ("passed", args.tasks)}
+    if len(outcomes) != args.submitters or bad:
+        sys.exit(f"runs did not all pass: {bad or outcomes}")
+    return max(ended) - t0, outcomes
+
+
 def concurrent_load(args: argparse.Namespace) -> None:
     total = args.submitters * args.tasks
     tmp = Path(tempfile.mkdtemp(prefix="dtf-bench-service-"))
     keys = Keys(tmp)
     token = keys.token("submitter")
     log = open(tmp / "processes.log", "wb")  # noqa: SIM115
+    rounds: list[tuple[float, float, float, float]] = []  # serve, one, many, many+summaries
     try:
         with external_cluster(tmp, keys, log) as dep:
             url, scheduler, db = dep.url, dep.scheduler, dep.db
-            client = CoordinatorClient(url, token, timeout=60)
-            roots = []
-            for s in range(args.submitters):
-                write_suite(tmp / f"suite{s}", f"load-{s}", args.tasks)
-                roots.append(tmp / f"suite{s}")
             warm = tmp / "warm"
             write_suite(warm, "warm", args.tasks)
-            submitter(client, warm, {}, {}, [])  # imports on the workers, connections
+            submitter(CoordinatorClient(url, token, timeout=60), warm, {}, {}, [])
             latencies: Latencies = {}
-            outcomes: dict[str, tuple[str, int]] = {}
-            ended: list[float] = []
-            threads = [
-                threading.Thread(
-                    target=submitter,
-                    args=(
-                        CoordinatorClient(url, token, timeout=300),
-                        r,
-                        latencies,
-                        outcomes,
-                        ended,
-                    ),
-                )
-                for r in roots
-            ]
-            stop = threading.Event()
-            watch = threading.Thread(
-                target=watcher, args=(CoordinatorClient(url, token), latencies, stop)
-            )
+            run_ids: list[str] = []
             hist0 = api_histogram(url, token)
-            t0 = time.perf_counter()
-            watch.start()
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join()
-            stop.set()
-            watch.join()
+            for r in range(args.load_rounds):
+                base = (1.0, 1.0, 1.0)
+                if not args.no_baselines and r % 2 == 1:  # alternate who goes first
+                    base = baselines(scheduler, args.submitters, args.tasks, str(tmp / "b.duckdb"))
+                service_s, outcomes = serve_round(url, token, tmp, args, r, latencies)
+                run_ids += list(outcomes)
+                if not args.no_baselines and r % 2 == 0:
+                    base = baselines(scheduler, args.submitters, args.tasks, str(tmp / "b.duckdb"))
+                rounds.append((service_s, *base))
             hist1 = api_histogram(url, token)
-            service_s = max(ended) - t0
-            bad = {k: v for k, v in outcomes.items() if v != ("passed", args.tasks)}
-            if len(outcomes) != args.submitters or bad:
-                sys.exit(f"runs did not all pass: {bad or outcomes}")
-            run_ids = list(outcomes)
             dep.stop_serve()
             with StoreReader(db) as store:
                 rows = [a for r in run_ids for a in store.attempts(r)]
                 distinct = {(a["run_id"], a["task_id"]) for a in rows}
                 samples = sum(len(store.benchmark_samples(r)) for r in run_ids)
-            once = len(rows) == total and len(distinct) == total and samples == total
-            one_s, many_s = (
-                (1.0, 1.0)
-                if args.no_baselines
-                else baselines(scheduler, args.submitters, args.tasks, str(tmp / "base.duckdb"))
-            )
+            want = total * args.load_rounds
+            once = len(rows) == want and len(distinct) == want and samples == want
     finally:
         log.close()
+    service_s = statistics.median(x[0] for x in rounds)
+    one_s = statistics.median(x[1] for x in rounds)
+    many_s = statistics.median(x[2] for x in rounds)
+    summed_s = statistics.median(x[3] for x in rounds)
+    if len(rounds) > 1:
+        print("| round | serve s | in-process in turn s | ratio | with summaries s | ratio |")
+        print("|---:|---:|---:|---:|---:|---:|")
+        for n, (sv, _, mn, sm) in enumerate(rounds, 1):
+            print(f"| {n} | {sv:.2f} | {mn:.2f} | {sv / mn:.2f} | {sm:.2f} | {sv / sm:.2f} |")
+        ratios = sorted(sv / mn for sv, _, mn, _ in rounds)
+        print(f"serve / one after another, per round: median {statistics.median(ratios):.2f} "
+              f"(range {ratios[0]:.2f}-{ratios[-1]:.2f})")  # fmt: skip
     print(f"service: {args.submitters} submitters x {args.tasks} tiny tasks = {total}")
     print(f"results in DuckDB: {len(rows)} attempts, {len(distinct)} distinct tasks, "
           f"{samples} samples -> exactly once: {'yes' if once else 'NO'}")  # fmt: skip
@@ -276,6 +309,7 @@ def concurrent_load(args: argparse.Namespace) -> None:
     for name, wall in (
         ("in-process Coordinator, one suite", one_s),
         (f"in-process, {args.submitters} suites one after another", many_s),
+        (f"in-process, {args.submitters} suites, each with its summary", summed_s),
         (f"serve, {args.submitters} concurrent submits (signed+verified)", service_s),
     ):
         print(f"| {name:<44} | {wall:7.2f} | {total / wall:8.0f} | {wall / one_s:6.2f} |")
