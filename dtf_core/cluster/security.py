@@ -25,6 +25,7 @@ Nothing here logs, and no message repeats a token or a secret.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import hashlib
 import hmac
@@ -33,6 +34,7 @@ import os
 import re
 import secrets
 import stat
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -237,10 +239,45 @@ def watch_revocations(key: bytes, key_file: str | os.PathLike[str]) -> revocatio
     return lst
 
 
+# Tokens already verified, by (secret, audience, token): every request of an
+# attached console (several a second, twenty consoles) presents the same
+# token, and decoding it (HMAC, JSON, claim checks) was most of what serve
+# spent per console request. Only valid tokens enter; a hit still checks the
+# expiry and the revocation list, and a token's other checks cannot change.
+_VERIFIED: collections.OrderedDict[tuple[bytes, str, str], Claims] = collections.OrderedDict()
+_VERIFIED_MAX = 1024
+_verified_lock = threading.Lock()
+
+
 def verify_token(secret: bytes, token: str | None, *, audience: str) -> Claims:
     """The claims of a valid token, or :class:`AuthError` (401) saying why not."""
     if not token:
         raise AuthError("missing token")
+    key = (secret, audience, token)
+    with _verified_lock:
+        known = _VERIFIED.get(key)
+        if known is not None:
+            _VERIFIED.move_to_end(key)
+    if known is not None:
+        if time.time() > known.expires_at + _LEEWAY_S:
+            raise AuthError("token expired")
+        _check_revoked(secret, known)
+        return known
+    claims = _decode(secret, token, audience)
+    with _verified_lock:
+        _VERIFIED[key] = claims
+        while len(_VERIFIED) > _VERIFIED_MAX:
+            _VERIFIED.popitem(last=False)
+    return claims
+
+
+def _check_revoked(secret: bytes, claims: Claims) -> None:
+    watched = _revocations.get(secret)
+    if watched is not None:
+        watched.check(claims.token_id)
+
+
+def _decode(secret: bytes, token: str, audience: str) -> Claims:
     import jwt
 
     try:
@@ -273,9 +310,7 @@ def verify_token(secret: bytes, token: str | None, *, audience: str) -> Claims:
     if lifetime > max_ttl(role) + _LEEWAY_S:
         raise AuthError("token lives longer than this deployment allows (dtf.security)")
     claims = Claims(str(raw["sub"]), role, float(raw["exp"]), str(raw["jti"]))
-    watched = _revocations.get(secret)
-    if watched is not None:
-        watched.check(claims.token_id)
+    _check_revoked(secret, claims)
     return claims
 
 

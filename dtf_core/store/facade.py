@@ -94,6 +94,12 @@ class StoreReader:
     def tasks(self, run_id: str) -> list[TaskRecord]:
         return reads.tasks(self._rdb, run_id)
 
+    def task_changes(
+        self, run_id: str, known_final: Sequence[str], new_ids: Sequence[str]
+    ) -> list[TaskRecord]:
+        """Rows of :meth:`tasks` final now but not in ``known_final``, and ``new_ids``'."""
+        return reads.task_changes(self._rdb, run_id, known_final, new_ids)
+
     def task_spec(self, run_id: str, task_id: str) -> dict[str, Any] | None:
         """The stored ``TaskSpec.to_dict()`` of a task (for resume)."""
         return reads.task_spec(self._rdb, run_id, task_id)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any, cast
 
 import pandas as pd
@@ -66,6 +67,21 @@ def tasks(db: Connection, run_id: str) -> list[TaskRecord]:
         "SELECT task_id, name, kind, params, requires, status, category, message, attempts,"
         " flaky, wall_s, worker FROM tasks WHERE run_id = ? ORDER BY task_id",
         [run_id],
+        json_cols=("params", "requires"),
+    )
+    return cast(list[TaskRecord], rows)
+
+
+def task_changes(
+    db: Connection, run_id: str, known_final: Sequence[str], new_ids: Sequence[str]
+) -> list[TaskRecord]:
+    """The rows of :func:`tasks` that a reader holding every other row lacks:
+    tasks final now and not in ``known_final``, and the tasks ``new_ids``."""
+    rows = db.dicts(
+        "SELECT task_id, name, kind, params, requires, status, category, message, attempts,"
+        " flaky, wall_s, worker FROM tasks WHERE run_id = ? AND ((status <> 'pending'"
+        " AND NOT list_contains(?, task_id)) OR list_contains(?, task_id)) ORDER BY task_id",
+        [run_id, list(known_final), list(new_ids)],
         json_cols=("params", "requires"),
     )
     return cast(list[TaskRecord], rows)

@@ -41,25 +41,33 @@ def test_the_focused_runs_tasks_are_read_again_exactly_when_they_changed(tmp_pat
 
         check()
         check()
-        assert tasks.reads == 1  # nothing changed: the rows are reused
+        assert (tasks.reads, tasks.partial_reads) == (1, 0)  # nothing changed: rows reused
         store.finish_task("r1", TaskFinal("t003", "passed", attempts=1, wall_s=0.5, worker="w"))
         check()
-        assert tasks.reads == 1  # not flushed yet: the file has not changed
+        assert (tasks.reads, tasks.partial_reads) == (1, 0)  # not flushed: the file is the same
         store.flush()
         check()
-        assert tasks.reads == 2  # a task left pending: read again
+        assert (tasks.reads, tasks.partial_reads) == (1, 1)  # a task left pending: its row read
+        # A task added during the run (a split chunk), and one added and final at once.
+        store.add_tasks("r1", [_spec(30), _spec(31)])
+        store.finish_task("r1", TaskFinal("t031", "passed", attempts=1, wall_s=0.1, worker="w"))
+        store.finish_task("r1", TaskFinal("t004", "failed", attempts=1, wall_s=0.2, worker="w"))
+        store.flush()
+        check()
+        assert (tasks.reads, tasks.partial_reads) == (1, 2)
         clock.now += TASKS_TTL
         check()
-        assert tasks.reads == 3  # and anyway after a while, while it runs
-        for i in range(30):
-            if i != 3:
+        assert tasks.reads == 2  # and whole anyway after a while, while it runs
+        for i in range(32):
+            if i not in (3, 4, 31):
                 store.finish_task("r1", TaskFinal(f"t{i:03d}", "failed", attempts=2))
         store.flush()
+        check()
         store.finish_run("r1", "failed", 9.0)
         check()
         clock.now += 10 * TASKS_TTL
         check()
-        assert tasks.reads == 4  # a finished run's rows no longer change
+        assert tasks.reads == 3  # the run's end read whole; a finished run's rows no longer change
 
 
 def test_the_listed_runs_are_read_again_when_a_run_starts_or_ends(tmp_path: Path) -> None:

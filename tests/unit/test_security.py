@@ -209,3 +209,18 @@ def test_submit_checks_the_suite_before_contacting_anyone(tmp_path: Path) -> Non
     )
     assert out.exit_code == 2
     assert len(out.output.strip().splitlines()) == 1
+
+
+def test_a_remembered_token_still_expires(monkeypatch: pytest.MonkeyPatch) -> None:
+    tok = security.issue_token(SECRET, role="viewer", subject="console", ttl_s=60)
+    first = security.verify_token(SECRET, tok, audience=security.API_AUDIENCE)
+    assert security.verify_token(SECRET, tok, audience=security.API_AUDIENCE) is first  # a hit
+    # Other secrets and audiences never share the entry.
+    with pytest.raises(AuthError, match="invalid token"):
+        security.verify_token(OTHER, tok, audience=security.API_AUDIENCE)
+    with pytest.raises(AuthError, match="wrong kind"):
+        security.verify_token(SECRET, tok, audience=security.WORKER_AUDIENCE)
+    later = first.expires_at + 60
+    monkeypatch.setattr(security.time, "time", lambda: later)
+    with pytest.raises(AuthError, match="expired"):
+        security.verify_token(SECRET, tok, audience=security.API_AUDIENCE)

@@ -26,25 +26,47 @@ RUNS_TTL = 5.0  # s the listed runs are reused while the runs in flight stay the
 
 class FocusedTasks:
     """``storeread.task_rows`` of the focused run, as ``storeread.snapshot``'s
-    ``tasks_of``: read again when its pending tasks or its status changed (a
-    finished run's rows no longer change), or after :data:`TASKS_TTL`."""
+    ``tasks_of``. While the run's pending tasks stay the same, the rows held are
+    reused; when some left pending (the run's flushes), only the rows that
+    changed are read (tasks final since, and tasks new since: a split chunk):
+    a task's row changes once, from pending to final, so a build reads the
+    results of the last flush, not the whole run. Read whole when another run
+    is focused or its status changed, and after :data:`TASKS_TTL` while it
+    runs (a change those rules cannot see: a final rewritten); a finished
+    run's rows no longer change."""
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self.clock = clock
-        self._cached: tuple[float, tuple[Any, ...], list[TaskRow]] | None = None
-        self.reads = 0  # full reads so far (the tests count them)
+        self._mark: tuple[str, str] | None = None  # run id, its status
+        self._pending: list[str] | None = None
+        self._rows: dict[str, TaskRow] = {}
+        self._listed: list[TaskRow] = []
+        self._read_at = 0.0
+        self.reads = 0  # whole reads so far (the tests count them)
+        self.partial_reads = 0  # reads of the changed rows only
 
     def __call__(self, store: StoreReader, row: Mapping[str, Any]) -> list[TaskRow]:
-        running = row["status"] == "running"
-        pending = store.unfinished_tasks(row["run_id"]) if running else None
-        mark = (row["run_id"], row["status"], pending)
-        cached = self._cached
-        same = cached is not None and cached[1] == mark
-        if same and cached is not None and (not running or self.clock() - cached[0] < TASKS_TTL):
-            return cached[2]
-        found = storeread.task_rows(store, row["run_id"])
-        self._cached, self.reads = (self.clock(), mark, found), self.reads + 1
-        return found
+        run_id, status = str(row["run_id"]), str(row["status"])
+        running = status == "running"
+        pending = store.unfinished_tasks(run_id) if running else None
+        stale = running and self.clock() - self._read_at >= TASKS_TTL
+        if self._mark != (run_id, status) or stale:
+            self._keep(storeread.task_rows(store, run_id), replace=True)
+            self._mark, self._read_at, self.reads = (run_id, status), self.clock(), self.reads + 1
+        elif pending != self._pending and pending is not None:
+            final = [k for k, r in self._rows.items() if r.status != "pending"]
+            new = [k for k in pending if k not in self._rows]
+            self._keep(storeread.task_row_changes(store, run_id, final, new), replace=False)
+            self.partial_reads += 1
+        self._pending = pending
+        return self._listed
+
+    def _keep(self, rows: list[TaskRow], *, replace: bool) -> None:
+        if replace:
+            self._rows = {}
+        self._rows.update((r.task_id, r) for r in rows)
+        # As the whole read orders them (UTF-8 bytes sort as code points).
+        self._listed = [self._rows[k] for k in sorted(self._rows)]
 
 
 class ListedRuns:

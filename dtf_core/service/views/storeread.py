@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import statistics
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from dtf_core.cluster import hardware as hw
@@ -85,6 +85,12 @@ def task_row(run_id: str, t: Mapping[str, Any]) -> TaskRow:
 
 def task_rows(store: StoreReader, run_id: str) -> list[TaskRow]:
     return [task_row(run_id, t) for t in store.tasks(run_id)]
+
+
+def task_row_changes(
+    store: StoreReader, run_id: str, known_final: Sequence[str], new_ids: Sequence[str]
+) -> list[TaskRow]:
+    return [task_row(run_id, t) for t in store.task_changes(run_id, known_final, new_ids)]
 
 
 def workers(store: StoreReader, run_id: str) -> list[WorkerInfo]:
