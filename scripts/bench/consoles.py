@@ -21,6 +21,7 @@ from /proc).
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import statistics
@@ -112,6 +113,99 @@ class Console:
         self.thread.join(timeout=30)
 
 
+class ConsoleGroup:
+    """Consoles as threads of this process, or (``processes`` > 1) spread over
+    that many child processes, as separate users' consoles are: a console's
+    parsing then queues on its own interpreter lock, not on the others'."""
+
+    def __init__(self, url: str, token: str, n: int, processes: int) -> None:
+        self.local: list[Console] = []
+        self.children: list[subprocess.Popen] = []
+        if processes <= 1:
+            self.local = [Console(url, token) for _ in range(n)]
+            for c in self.local:
+                c.start()
+            return
+        env = {**os.environ, "DTF_BENCH_TOKEN": token}
+        for k in range(processes):
+            share = n // processes + (1 if k < n % processes else 0)
+            child = subprocess.Popen(
+                [PY, __file__, "--child", str(share), "--url", url],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env,
+            )  # fmt: skip
+            self.children.append(child)
+        for child in self.children:
+            assert child.stdout is not None
+            if child.stdout.readline().strip() != "ready":
+                sys.exit("a console process did not start")
+
+    def pids(self) -> list[int]:
+        return [os.getpid()] if self.local else [c.pid for c in self.children]
+
+    def reset(self) -> None:
+        """Only what happens from here on is counted."""
+        self._seen0 = sum(c.source.changes_seen for c in self.local)
+        for c in self.local:
+            c.latencies.clear()
+            c.refresh.clear()
+            c.bytes.clear()
+            c.polls = 0
+        for child in self.children:
+            assert child.stdin is not None and child.stdout is not None
+            child.stdin.write("reset\n")
+            child.stdin.flush()
+            child.stdout.readline()
+
+    def close(self) -> dict[str, list[float]]:
+        """Stop every console; what they measured since the reset."""
+        out: dict[str, list[float]] = {"lat": [], "refresh": [], "bytes": [], "polls": [0]}
+        seen = sum(c.source.changes_seen for c in self.local) - getattr(self, "_seen0", 0)
+        out["woken"] = [float(seen)]
+        for c in self.local:
+            c.close()
+            out["lat"] += c.latencies
+            out["refresh"] += c.refresh
+            out["bytes"] += [float(b) for b in c.bytes]
+            out["polls"][0] += c.polls
+        for child in self.children:
+            reply, _ = child.communicate("stop\n", timeout=60)
+            got = json.loads(reply.strip().splitlines()[-1])
+            for key in ("lat", "refresh", "bytes"):
+                out[key] += got[key]
+            out["polls"][0] += got["polls"]
+            out["woken"][0] += got["woken"]
+        return out
+
+
+def child_main(n: int, url: str) -> None:
+    """``--child N``: N consoles in this process, driven by lines on stdin."""
+    consoles = [Console(url, os.environ["DTF_BENCH_TOKEN"]) for _ in range(n)]
+    for c in consoles:
+        c.start()
+    print("ready", flush=True)
+    seen0 = 0
+    for line in sys.stdin:
+        if line.strip() == "reset":
+            seen0 = sum(c.source.changes_seen for c in consoles)
+            for c in consoles:
+                c.latencies.clear()
+                c.refresh.clear()
+                c.bytes.clear()
+                c.polls = 0
+            print("ok", flush=True)
+        elif line.strip() == "stop":
+            break
+    for c in consoles:
+        c.close()
+    print(json.dumps({
+        "lat": [x for c in consoles for x in c.latencies],
+        "refresh": [x for c in consoles for x in c.refresh],
+        "bytes": [float(x) for c in consoles for x in c.bytes],
+        "polls": sum(c.polls for c in consoles),
+        "woken": sum(c.source.changes_seen for c in consoles) - seen0,
+    }), flush=True)  # fmt: skip
+
+
 def one_run(client: CoordinatorClient, root: Path, serve_pid: int) -> tuple[float, float]:
     """Wall seconds (submit to RunFinished) and serve's CPU seconds for one run."""
     c0, t0 = cpu_s(serve_pid), time.perf_counter()
@@ -130,7 +224,18 @@ def main() -> None:
     ap.add_argument("--consoles", type=int, default=20)
     ap.add_argument("--tasks", type=int, default=1000)
     ap.add_argument("--rounds", type=int, default=1)
+    ap.add_argument(
+        "--console-processes",
+        type=int,
+        default=1,
+        help="spread the consoles over this many processes (1: threads of this one)",
+    )
+    ap.add_argument("--child", type=int, default=0, help=argparse.SUPPRESS)
+    ap.add_argument("--url", default="", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.child:
+        child_main(args.child, args.url)
+        return
     tmp = Path(tempfile.mkdtemp(prefix="dtf-bench-consoles-"))
     procs: list[subprocess.Popen] = []
     keys = Keys(tmp)
@@ -143,7 +248,7 @@ def main() -> None:
         procs.append(subprocess.Popen(argv, stdout=log, stderr=log, cwd=tmp))
         return procs[-1]
 
-    consoles: list[Console] = []
+    group: ConsoleGroup | None = None
     finished = False
     try:
         start([PY, "-m", "dtf_core.cli", "scheduler", "--port", str(sport),
@@ -166,33 +271,25 @@ def main() -> None:
         attached: list[tuple[float, float]] = []
         for _ in range(args.rounds):
             bare.append(one_run(client, root, serve.pid))
-            consoles = [Console(url, token) for _ in range(args.consoles)]
-            for c in consoles:
-                c.start()
+            group = ConsoleGroup(url, token, args.consoles, args.console_processes)
             time.sleep(2.0)  # attached and idle before the run starts
-            for c in consoles:  # only what happens during the run is counted
-                c.latencies.clear()
-                c.refresh.clear()
-                c.bytes.clear()
-                c.polls = 0
-            woken0 = sum(c.source.changes_seen for c in consoles)
+            group.reset()
             hist0 = api_histogram(url, token)
-            mine0 = cpu_s(os.getpid())
+            mine0 = sum(cpu_s(p) for p in group.pids())
             attached.append(one_run(client, root, serve.pid))
-            mine = cpu_s(os.getpid()) - mine0  # the 20 consoles (and this script's follow)
+            # The consoles (with threads: and this script's follow).
+            mine = sum(cpu_s(p) for p in group.pids()) - mine0
             hist1 = api_histogram(url, token)
             wall = attached[-1][0]
-            polls = sum(c.polls for c in consoles)
-            woken = sum(c.source.changes_seen for c in consoles) - woken0
-            for c in consoles:
-                c.close()
-        lat = [x for c in consoles for x in c.latencies]
-        sizes = [x for c in consoles for x in c.bytes]
-        refresh = [x for c in consoles for x in c.refresh]
+            measured = group.close()
+            woken = int(measured["woken"][0])
+            group = None
+            polls = int(measured["polls"][0])
+        lat, refresh, sizes = measured["lat"], measured["refresh"], measured["bytes"]
         bare_wall = min(w for w, _ in bare)
         att_wall = min(w for w, _ in attached)
-        print(f"\n{args.tasks} tasks, {args.consoles} consoles, {args.rounds} round(s), "
-              f"2 workers x 1 thread\n")  # fmt: skip
+        print(f"\n{args.tasks} tasks, {args.consoles} consoles in {args.console_processes} "
+              f"process(es), {args.rounds} round(s), 2 workers x 1 thread\n")  # fmt: skip
         print("| measure | no console | consoles attached |")
         print("|---|---:|---:|")
         print(f"| run wall time, s (best) | {bare_wall:.2f} | {att_wall:.2f} |")
@@ -224,8 +321,8 @@ def main() -> None:
         print(f"| requests per second per console | | {per:.1f} |")
         finished = True
     finally:
-        for c in consoles:
-            c.close()
+        if group is not None:
+            group.close()
         for p in reversed(procs):
             p.terminate()
         for p in procs:
