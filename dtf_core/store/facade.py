@@ -134,6 +134,10 @@ class StoreReader:
         """Each worker's last health row (of ``run_id``, else of any run)."""
         return health.latest(self._rdb, run_id)
 
+    def worker_states(self, run_id: str) -> dict[str, tuple[str, str]]:
+        """Each worker's last (state, reason) in ``run_id``, by worker name."""
+        return health.states(self._rdb, run_id)
+
     def health_series(self, run_id: str, worker: str | None = None) -> list[WorkerHealthRecord]:
         return health.series(self._rdb, run_id, worker)
 

@@ -36,6 +36,11 @@ def test_latest_state_its_since_and_the_series(db_path: Path) -> None:
         assert reader.health_series("r1", "a")[1]["gpus"] == [{"util_pct": 99.0, "temp_c": 91.0}]
         assert reader.worker_health("nope") == []
         assert len(reader.worker_health()) == 2  # across runs
+        # What a console shows of each worker: the same last state and reason.
+        assert reader.worker_states("r1") == {
+            w: (r["state"], r["reason"] or "") for w, r in latest.items()
+        }
+        assert reader.worker_states("nope") == {}
 
 
 def test_prune_thins_old_rows_and_keeps_changes(db_path: Path) -> None:

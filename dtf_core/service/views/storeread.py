@@ -94,7 +94,7 @@ def task_row_changes(
 
 
 def workers(store: StoreReader, run_id: str) -> list[WorkerInfo]:
-    health = {h["worker"]: (h["state"], h["reason"] or "") for h in store.worker_health(run_id)}
+    health = store.worker_states(run_id)
     out = []
     for w in store.workers(run_id):
         state, reason = health.get(w.get("name") or "", ("", ""))
