@@ -135,9 +135,10 @@ def pytest_runtest_makereport(
 # modules, items and fixtures are moved out of the garbage collector's reach
 # (gc.freeze): they live until the session ends anyway, and every full
 # collection otherwise walks all of them again. On networkx's suite in one
-# process the tests took 75.8 CPU s without it and 61.9 s with it. A suite
-# whose tests watch the collector (gc.get_objects(), counting collections)
-# can turn it off: ``-o dtf_gc_freeze=false`` or its ini file.
+# process the tests took 75.8 CPU s without it and 61.9 s with it. Frozen
+# objects are missing from gc.get_objects()/get_referrers(): a suite whose
+# tests inspect the collector that way turns it off (``-o dtf_gc_freeze=false``
+# or its ini file), docs/testing.md.
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
