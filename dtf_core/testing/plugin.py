@@ -404,43 +404,73 @@ def pytest_collection_finish(session: pytest.Session) -> None:
 
 # Words in a test file or a conftest.py on its way that say its tests look at
 # the collector: frozen objects are missing from what these return, so a leak
-# check could pass here and fail under plain pytest. Such a chunk is not frozen.
+# check could pass here and fail under plain pytest. Such a file's tests run
+# with everything unfrozen, as under plain pytest; the others frozen.
 _WATCHES_GC = re.compile(
     rb"get_objects|get_referrers|get_referents|gc\.garbage|get_freeze_count|unfreeze"
     rb"|objgraph|pympler|muppy"
 )
 
 
+class _Freezer:
+    """The freeze, file by file: on before the first test of a file that does
+    not inspect the collector, off before the first of one that does."""
+
+    def __init__(self, watched: set[Path]) -> None:
+        self.watched = watched
+        self.frozen = False
+
+    def before(self, item: pytest.Item) -> None:
+        if item.path in self.watched:
+            if self.frozen:
+                gc.unfreeze()
+                self.frozen = False
+        elif not self.frozen:
+            # Collect first, so the garbage of collection is freed, not kept forever.
+            gc.collect()
+            gc.freeze()
+            self.frozen = True
+
+
+_freezer_key = pytest.StashKey[_Freezer]()
+
+
 def _freeze_collected(session: pytest.Session) -> None:
-    if not session.config.getini("dtf_gc_freeze") or _watches_gc(session):
-        return
-    # Collect first, so the garbage of collection is freed, not kept forever.
-    gc.collect()
-    gc.freeze()
+    if session.config.getini("dtf_gc_freeze"):
+        session.config.stash[_freezer_key] = _Freezer(_watching_gc(session))
 
 
-def _watches_gc(session: pytest.Session) -> bool:
-    """Whether a collected test file, or a conftest.py between it and the
-    rootdir, mentions the collector's object lists (a text search: a few ms)."""
+def _watching_gc(session: pytest.Session) -> set[Path]:
+    """The collected test files that mention the collector's object lists, or
+    under a conftest.py (up to the rootdir) that does: a text search, a few ms."""
     root = session.config.rootpath
-    files: set[Path] = set()
+    said: dict[Path, bool] = {}
+
+    def says(path: Path) -> bool:
+        if path not in said:
+            try:
+                said[path] = bool(_WATCHES_GC.search(path.read_bytes()))
+            except OSError:
+                said[path] = False  # no conftest.py there
+        return said[path]
+
+    watched = set()
     for path in {item.path for item in session.items}:
-        files.add(path)
+        chain = [path]
         for parent in path.parents:
-            files.add(parent / "conftest.py")
+            chain.append(parent / "conftest.py")
             if parent == root or root not in parent.parents:
                 break
-    for path in files:
-        try:
-            if _WATCHES_GC.search(path.read_bytes()):
-                return True
-        except OSError:
-            continue  # no conftest.py there
-    return False
+        if any(says(p) for p in chain):
+            watched.add(path)
+    return watched
 
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> None:
+    freezer = item.config.stash.get(_freezer_key, None)
+    if freezer is not None:
+        freezer.before(item)
     stream = item.config.stash.get(_stream_key, None)
     if stream is not None:
         nodeid = _rerunnable_nodeid(item)

@@ -62,3 +62,30 @@ def test_suites_that_inspect_the_collector_are_not_frozen(tmp_path: Path, where:
         source = check
     stream = f"--dtf-stream={tmp_path / 's.jsonl'}"
     assert _frozen(tmp_path, stream, source=source) == 0
+
+
+def test_only_the_files_that_inspect_the_collector_run_unfrozen(tmp_path: Path) -> None:
+    # One process, three files in order: frozen, unfrozen (it counts objects
+    # through gc.get_objects), frozen again.
+    report = (
+        "import gc, os\n{extra}\n"
+        "def test_report():\n"
+        "    with open(os.path.join(os.environ['OUT_DIR'], __name__), 'w') as fh:\n"
+        "        fh.write(str(getattr(gc, 'get_' + 'freeze_count')()))\n"
+    )
+    watch = "def leaks():\n    return len(gc.get_objects())\n"
+    names = {"test_a": "", "test_b": watch, "test_c": ""}
+    for name, extra in names.items():
+        (tmp_path / f"{name}.py").write_text(report.format(extra=extra))
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "test_a.py", "test_b.py", "test_c.py",
+         "-p", "no:cacheprovider", "-p", "dtf_core.testing.plugin",
+         f"--dtf-stream={tmp_path / 's.jsonl'}"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120,
+        env={"PATH": "/usr/bin:/bin", "OUT_DIR": str(tmp_path),
+             "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    counts = {n: int((tmp_path / n).read_text()) for n in names}
+    assert counts["test_a"] > 1000 and counts["test_c"] > 1000, counts
+    assert counts["test_b"] == 0, counts
