@@ -138,8 +138,9 @@ def pytest_runtest_makereport(
 # (gc.freeze): they live until the session ends anyway, and every full
 # collection otherwise walks all of them again. On networkx's suite in one
 # process the tests took 75.8 CPU s without it and 61.9 s with it. Frozen
-# objects are missing from gc.get_objects()/get_referrers(): a suite whose
-# tests inspect the collector that way turns it off (``-o dtf_gc_freeze=false``
+# objects are missing from gc.get_objects()/get_referrers(): the tests of a
+# file that mentions those (or under a conftest.py that does) run unfrozen
+# (_Freezer), and a suite can turn the freeze off (``-o dtf_gc_freeze=false``
 # or its ini file), docs/testing.md.
 
 
