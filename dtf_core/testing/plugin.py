@@ -26,20 +26,18 @@ junitxml writes ``report.user_properties`` when it sees the teardown report.
 
 from __future__ import annotations
 
-import gc
 import json
 import os
-import re
 import signal
 import sys
 import threading
 import time
 from collections.abc import Collection, Generator, Mapping
-from pathlib import Path
 from typing import Any
 
 import pytest
 
+from dtf_core.testing import gcfreeze
 from dtf_core.testing.junitxml import NODEID_PROPERTY, OUTCOME_PROPERTY
 
 
@@ -140,7 +138,7 @@ def pytest_runtest_makereport(
 # process the tests took 75.8 CPU s without it and 61.9 s with it. Frozen
 # objects are missing from gc.get_objects()/get_referrers(): the tests of a
 # file that mentions those (or under a conftest.py that does) run unfrozen
-# (_Freezer), and a suite can turn the freeze off (``-o dtf_gc_freeze=false``
+# (dtf_core/testing/gcfreeze.py), and a suite can turn the freeze off (``-o dtf_gc_freeze=false``
 # or its ini file), docs/testing.md.
 
 
@@ -400,78 +398,12 @@ def pytest_collection_finish(session: pytest.Session) -> None:
             fh.writelines(json.dumps(r) + "\n" for r in records)
     if stream is not None:
         stream.write({"event": "collected", "items": records})
-        _freeze_collected(session)
-
-
-# Words in a test file or a conftest.py on its way that say its tests look at
-# the collector: frozen objects are missing from what these return, so a leak
-# check could pass here and fail under plain pytest. Such a file's tests run
-# with everything unfrozen, as under plain pytest; the others frozen.
-_WATCHES_GC = re.compile(
-    rb"get_objects|get_referrers|get_referents|gc\.garbage|get_freeze_count|unfreeze"
-    rb"|objgraph|pympler|muppy"
-)
-
-
-class _Freezer:
-    """The freeze, file by file: on before the first test of a file that does
-    not inspect the collector, off before the first of one that does."""
-
-    def __init__(self, watched: set[Path]) -> None:
-        self.watched = watched
-        self.frozen = False
-
-    def before(self, item: pytest.Item) -> None:
-        if item.path in self.watched:
-            if self.frozen:
-                gc.unfreeze()
-                self.frozen = False
-        elif not self.frozen:
-            # Collect first, so the garbage of collection is freed, not kept forever.
-            gc.collect()
-            gc.freeze()
-            self.frozen = True
-
-
-_freezer_key = pytest.StashKey[_Freezer]()
-
-
-def _freeze_collected(session: pytest.Session) -> None:
-    if session.config.getini("dtf_gc_freeze"):
-        session.config.stash[_freezer_key] = _Freezer(_watching_gc(session))
-
-
-def _watching_gc(session: pytest.Session) -> set[Path]:
-    """The collected test files that mention the collector's object lists, or
-    under a conftest.py (up to the rootdir) that does: a text search, a few ms."""
-    root = session.config.rootpath
-    said: dict[Path, bool] = {}
-
-    def says(path: Path) -> bool:
-        if path not in said:
-            try:
-                said[path] = bool(_WATCHES_GC.search(path.read_bytes()))
-            except OSError:
-                said[path] = False  # no conftest.py there
-        return said[path]
-
-    watched = set()
-    for path in {item.path for item in session.items}:
-        chain = [path]
-        for parent in path.parents:
-            chain.append(parent / "conftest.py")
-            if parent == root or root not in parent.parents:
-                break
-        if any(says(p) for p in chain):
-            watched.add(path)
-    return watched
+        gcfreeze.prepare(session)
 
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> None:
-    freezer = item.config.stash.get(_freezer_key, None)
-    if freezer is not None:
-        freezer.before(item)
+    gcfreeze.before(item)
     stream = item.config.stash.get(_stream_key, None)
     if stream is not None:
         nodeid = _rerunnable_nodeid(item)
