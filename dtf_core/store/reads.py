@@ -62,10 +62,15 @@ def get_run(db: Connection, run_id: str) -> RunRecord:
     return cast(RunRecord, rows[0])
 
 
+_TASK_COLUMNS = (
+    "SELECT task_id, name, kind, params, requires, status, category, message, attempts,"
+    " flaky, wall_s, worker FROM tasks"
+)
+
+
 def tasks(db: Connection, run_id: str) -> list[TaskRecord]:
     rows = db.dicts(
-        "SELECT task_id, name, kind, params, requires, status, category, message, attempts,"
-        " flaky, wall_s, worker FROM tasks WHERE run_id = ? ORDER BY task_id",
+        _TASK_COLUMNS + " WHERE run_id = ? ORDER BY task_id",
         [run_id],
         json_cols=("params", "requires"),
     )
@@ -78,8 +83,7 @@ def task_changes(
     """The rows of :func:`tasks` that a reader holding every other row lacks:
     tasks final now and not in ``known_final``, and the tasks ``new_ids``."""
     rows = db.dicts(
-        "SELECT task_id, name, kind, params, requires, status, category, message, attempts,"
-        " flaky, wall_s, worker FROM tasks WHERE run_id = ? AND ((status <> 'pending'"
+        _TASK_COLUMNS + " WHERE run_id = ? AND ((status <> 'pending'"
         " AND NOT list_contains(?, task_id)) OR list_contains(?, task_id)) ORDER BY task_id",
         [run_id, list(known_final), list(new_ids)],
         json_cols=("params", "requires"),

@@ -130,16 +130,10 @@ def pytest_runtest_makereport(
 #                      top-level names in sys.modules as a JSON list, for the
 #                      failure's system snapshot (dtf_core.worker.snapshot).
 #
-# And one ini option a suite may set: ``dtf_gc_freeze`` (default true). In a
-# pytest that dtf runs (--dtf-stream), once collection is done, the collected
-# modules, items and fixtures are moved out of the garbage collector's reach
-# (gc.freeze): they live until the session ends anyway, and every full
-# collection otherwise walks all of them again. On networkx's suite in one
-# process the tests took 75.8 CPU s without it and 61.9 s with it. Frozen
-# objects are missing from gc.get_objects()/get_referrers(): the tests of a
-# file that mentions those (or under a conftest.py that does) run unfrozen
-# (dtf_core/testing/gcfreeze.py), and a suite can turn the freeze off (``-o dtf_gc_freeze=false``
-# or its ini file), docs/testing.md.
+# And one ini option a suite may set: ``dtf_gc_freeze`` (default true): in a
+# pytest that dtf runs (--dtf-stream), what collection made is frozen out of
+# the garbage collector's reach, file by file (dtf_core/testing/gcfreeze.py
+# says why and when not).
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
