@@ -209,6 +209,33 @@ class CoordinatorClient:
             path += f"&since={since}&epoch={_q(epoch)}"
         return dict(self._json("GET", path))
 
+    def console_stream(
+        self, since: int = 0, epoch: str = "", idle: float = 60.0
+    ) -> Iterator[dict[str, Any]]:
+        """Every console build the service publishes, as it publishes it
+        (``/v1/console/stream``, server-sent events): the first a delta from
+        build ``since`` of ``epoch`` or a whole snapshot, each next one the
+        delta from the one before, as :meth:`console` answers. Tries each URL
+        given, as a request does; ends when the connection does. ``idle``: the
+        longest wait for a line (the service sends one every 15 s)."""
+        path = f"/v1/console/stream?since={since}&epoch={_q(epoch)}"
+        last: ServiceError | None = None
+        for base in [self.base] + [b for b in self.bases if b != self.base]:
+            try:
+                resp = self._open(base, "GET", path, None, idle, "text/event-stream")
+            except ServiceError as exc:
+                if not exc.unreachable:
+                    raise
+                last = exc
+                continue
+            if base != self.base:
+                self.base, self.switches = base, self.switches + 1
+            with resp:
+                yield from _sse_data(resp, base)
+            return
+        assert last is not None
+        raise last
+
     def changes(self, after: int = 0, wait: float = 25.0) -> dict[str, Any]:
         """One long-poll of the change counter: ``{"generation", "epoch"}``."""
         path = f"/v1/changes?after={after}&wait={wait:g}"
@@ -267,18 +294,31 @@ class CoordinatorClient:
         self, base: str, method: str, path: str, body: Any, timeout: float | None
     ) -> bytes:
         data = None if body is None else json.dumps(body).encode()
+        with self._open(base, method, path, data, timeout, "application/json") as resp:
+            payload: bytes = resp.read()
+            return payload
+
+    def _open(
+        self,
+        base: str,
+        method: str,
+        path: str,
+        data: bytes | None,
+        timeout: float | None,
+        accept: str,
+    ) -> http.client.HTTPResponse:
+        """The response, its body not yet read; failures as dtf errors."""
         req = urllib.request.Request(base + path, data=data, method=method)
-        req.add_header("Accept", "application/json")
+        req.add_header("Accept", accept)
         if data is not None:
             req.add_header("Content-Type", "application/json")
         if self.token:
             req.add_header("Authorization", f"Bearer {self.token}")
         try:
-            with urllib.request.urlopen(
+            resp: http.client.HTTPResponse = urllib.request.urlopen(
                 req, timeout=timeout or self.timeout, context=self.ssl_context
-            ) as resp:
-                payload: bytes = resp.read()
-                return payload
+            )
+            return resp
         except urllib.error.HTTPError as exc:
             raise _http_error(exc, path) from None
         except (TimeoutError, urllib.error.URLError, OSError, http.client.HTTPException) as exc:
@@ -300,6 +340,22 @@ class CoordinatorClient:
             raise ServiceError(
                 f"could not reach the coordinator at {base}: {reason}{hint}", unreachable=safe
             ) from None
+
+
+def _sse_data(resp: http.client.HTTPResponse, base: str) -> Iterator[dict[str, Any]]:
+    """The JSON ``data`` of each server-sent event (comments and other fields
+    skipped); a broken connection or a bad event is a ServiceError."""
+    data: list[bytes] = []
+    try:
+        for line in resp:
+            line = line.rstrip(b"\r\n")
+            if line.startswith(b"data:"):
+                data.append(line[5:].removeprefix(b" "))
+            elif not line and data:
+                yield dict(json.loads(b"\n".join(data)))
+                data = []
+    except (TimeoutError, OSError, http.client.HTTPException, ValueError) as exc:
+        raise ServiceError(f"the stream from {base} broke off: {exc}", unreachable=True) from None
 
 
 class EndpointMissingError(OptionError):

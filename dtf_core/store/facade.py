@@ -94,11 +94,16 @@ class StoreReader:
     def tasks(self, run_id: str) -> list[TaskRecord]:
         return reads.tasks(self._rdb, run_id)
 
-    def task_changes(
+    def task_states(self, run_id: str) -> list[tuple[Any, ...]]:
+        """What a console shows of each task: (task_id, kind, status, category,
+        message, attempts, wall_s, worker, flaky), by task id."""
+        return reads.task_states(self._rdb, run_id)
+
+    def task_state_changes(
         self, run_id: str, known_final: Sequence[str], new_ids: Sequence[str]
-    ) -> list[TaskRecord]:
-        """Rows of :meth:`tasks` final now but not in ``known_final``, and ``new_ids``'."""
-        return reads.task_changes(self._rdb, run_id, known_final, new_ids)
+    ) -> list[tuple[Any, ...]]:
+        """Rows of :meth:`task_states` final now but not in ``known_final``, and ``new_ids``'."""
+        return reads.task_state_changes(self._rdb, run_id, known_final, new_ids)
 
     def task_spec(self, run_id: str, task_id: str) -> dict[str, Any] | None:
         """The stored ``TaskSpec.to_dict()`` of a task (for resume)."""

@@ -44,6 +44,7 @@ ERRORS_RUNS = 5  # runs whose errors are read each poll (the newest ones), older
 FOLLOW_GAP = 0.1  # s between two long-polls of /v1/changes: one wake-up per burst
 SPREAD = 0.08  # s at most a console waits after a change before it asks (see _follow)
 FOLLOW_WAIT = 25.0  # s one long-poll waits
+STREAM_IDLE = 30.0  # s without a line before the stream counts as broken (keep-alive: 15)
 RETRY_NEW_API = 30.0  # s before an older service is asked again for /v1/console
 # s the coordinator's description is reused while the same process answers (the
 # same URL and epoch): leadership moving changes one of them at once, standbys
@@ -86,6 +87,10 @@ class HttpSource:
         # additions), its epoch and build number: what the next delta applies to
         # (an older service numbers no builds: 0, never a delta).
         self._held: tuple[str, int, ClusterSnapshot] | None = None
+        # True while the follower's stream keeps ``_held`` up to date (then a
+        # poll reads it and sends nothing); the lock orders the two writers.
+        self._streaming = False
+        self._held_lock = threading.Lock()
         # (monotonic, URL, epoch) of the last /v1/coordinator answer, and what it said
         self._described: tuple[float, str, str] = (0.0, "", "")
         self._description: tuple[CoordinatorInfo | None, str] = (None, "")
@@ -114,10 +119,57 @@ class HttpSource:
 
     def _follow(self) -> None:
         url, token, timeout, ca_file, insecure = self._args
-        # Its own client: the long-poll must not share the poll's connection state.
+        # Its own client: the stream must not share the poll's connection state.
         client = CoordinatorClient(
             url, token, timeout=timeout, failover_wait=0.0, ca_file=ca_file, insecure=insecure
         )
+        failures = 0
+        while not self._stop.is_set():
+            try:
+                self._stream(client)
+                failures = 0  # the service ended it (a restart, an expired token)
+            except EndpointMissingError:
+                break  # an older service: the change counter's long-poll
+            except DtfError as exc:
+                failures += 1
+                logger.debug("console stream from %s: %s", url, exc)
+            finally:
+                self._streaming = False
+            self._stop.wait(min(10.0, 0.5 * 2**failures))
+        self._follow_changes(client)
+
+    def _stream(self, client: CoordinatorClient) -> None:
+        """Hold the snapshot the service pushes (``/v1/console/stream``): each
+        event merged into the one held, the console woken; its polls then read
+        the held one and send no request."""
+        held = self._held
+        since, epoch = (held[1], held[0]) if held else (0, "")
+        for data in client.console_stream(since, epoch, STREAM_IDLE + client.timeout):
+            if self._stop.is_set():
+                return
+            snap = None
+            if "delta" not in data:
+                snap = wire.snapshot(data)
+            elif held is not None and data["delta"] == held[1]:
+                try:
+                    snap = wire.apply_delta(held[2], data)
+                except (ValueError, KeyError, IndexError, TypeError) as exc:
+                    logger.debug("a delta from %s did not apply (%s)", self.url, exc)
+            if snap is None:  # reconnect without a base: the first event is whole
+                with self._held_lock:
+                    self._held, self._streaming = None, False
+                return
+            held = (str(data.get("epoch") or ""), int(data.get("build") or 0), snap)
+            with self._held_lock:
+                self._held, self._streaming = held, True
+            self._epoch, self._seen = held[0], max(self._seen, int(data.get("generation") or 0))
+            self.changes_seen += 1
+            for wake in self._wakes:
+                wake()
+
+    def _follow_changes(self, client: CoordinatorClient) -> None:
+        """A service without the stream: long-poll its change counter and wake the
+        console, which then asks for the snapshot."""
         failures = 0
         while not self._stop.is_set():
             try:
@@ -126,7 +178,7 @@ class HttpSource:
                 return  # an older service: the console's timer polls instead
             except DtfError as exc:
                 failures += 1
-                logger.debug("following %s: %s", url, exc)
+                logger.debug("following %s: %s", self.url, exc)
                 self._stop.wait(min(10.0, 0.5 * 2**failures))
                 continue
             failures = 0
@@ -153,7 +205,8 @@ class HttpSource:
     def poll(self) -> ClusterSnapshot:
         if time.monotonic() >= self._legacy_until:
             try:
-                snap = self._console()
+                held = self._held
+                snap = held[2] if self._streaming and held else self._console()
             except SourceError as exc:
                 if not isinstance(exc.__cause__, EndpointMissingError):
                     raise
@@ -185,7 +238,9 @@ class HttpSource:
         if snap is None:  # a delta for another base: ask for everything
             data = self._call(self.client.console, self._seen)
             snap = wire.snapshot(data)
-        self._held = (str(data.get("epoch") or ""), int(data.get("build") or 0), snap)
+        with self._held_lock:  # the stream's, once it flows, is newer
+            if not self._streaming:
+                self._held = (str(data.get("epoch") or ""), int(data.get("build") or 0), snap)
         return snap
 
     def _legacy_poll(self) -> ClusterSnapshot:

@@ -8,7 +8,14 @@ from pathlib import Path
 
 from dtf_core.model import TaskFinal, TaskKind, TaskSpec
 from dtf_core.service.views import storeread
-from dtf_core.service.views.readcache import RUNS_TTL, TASKS_TTL, FocusedTasks, ListedRuns
+from dtf_core.service.views.readcache import (
+    RUNS_TTL,
+    TASKS_TTL,
+    WORKERS_TTL,
+    FocusedTasks,
+    ListedRuns,
+    RecordedWorkers,
+)
 from dtf_core.store import Store
 
 
@@ -37,7 +44,9 @@ def test_the_focused_runs_tasks_are_read_again_exactly_when_they_changed(tmp_pat
             return next(r for r in store.list_runs() if r["run_id"] == "r1")
 
         def check() -> None:
-            assert tasks(store, row()) == storeread.task_rows(store, "r1")
+            whole = [storeread.task_row("r1", t) for t in store.tasks("r1")]
+            assert storeread.task_rows(store, "r1") == whole  # the lean read: the same rows
+            assert tasks(store, row()) == whole
 
         check()
         check()
@@ -52,6 +61,9 @@ def test_the_focused_runs_tasks_are_read_again_exactly_when_they_changed(tmp_pat
         store.add_tasks("r1", [_spec(30), _spec(31)])
         store.finish_task("r1", TaskFinal("t031", "passed", attempts=1, wall_s=0.1, worker="w"))
         store.finish_task("r1", TaskFinal("t004", "failed", attempts=1, wall_s=0.2, worker="w"))
+        store.finish_task(
+            "r1", TaskFinal("t005", "passed", "flaky", "passed on its 2nd try", 2, flaky=True)
+        )
         store.flush()
         check()
         assert (tasks.reads, tasks.partial_reads) == (1, 2)
@@ -59,7 +71,7 @@ def test_the_focused_runs_tasks_are_read_again_exactly_when_they_changed(tmp_pat
         check()
         assert tasks.reads == 2  # and whole anyway after a while, while it runs
         for i in range(32):
-            if i not in (3, 4, 31):
+            if i not in (3, 4, 5, 31):
                 store.finish_task("r1", TaskFinal(f"t{i:03d}", "failed", attempts=2))
         store.flush()
         check()
@@ -92,3 +104,26 @@ def test_the_listed_runs_are_read_again_when_a_run_starts_or_ends(tmp_path: Path
         clock.now += RUNS_TTL
         listed(store, {"r2"})
         assert listed.reads == 7
+
+
+def test_the_recorded_workers_are_read_again_for_another_run_and_after_a_second(
+    tmp_path: Path,
+) -> None:
+    clock = Clock()
+    recorded = RecordedWorkers(clock)
+    w = {"address": "tcp://h:1", "name": "w1", "host": "h", "resources": {"GPU": 1.0}}
+    with Store(tmp_path / "d.duckdb") as store:
+        store.create_run("r1", "s", "/s/suite.toml", {}, 1.0)
+        store.create_run("r2", "s", "/s/suite.toml", {}, 2.0)
+        store.record_workers("r1", [w])
+        assert recorded(store, "r1") == storeread.workers(store, "r1") != []
+        store.add_health([{"run_id": "r1", "worker": "w1", "address": w["address"], "ts": 5.0,
+                           "state": "degraded", "reason": "slow", "changed": True}])  # fmt: skip
+        assert recorded(store, "r1")[0].health == ""  # within the second: the same read
+        assert recorded(store, "r2") == [] and recorded.reads == 2  # another run: read
+        assert recorded(store, "r1")[0].health == "degraded"  # and back: read again
+        store.add_health([{"run_id": "r1", "worker": "w1", "address": w["address"], "ts": 6.0,
+                           "state": "healthy", "reason": "", "changed": True}])  # fmt: skip
+        clock.now += WORKERS_TTL
+        assert recorded(store, "r1") == storeread.workers(store, "r1")
+        assert recorded(store, "r1")[0].health == "healthy" and recorded.reads == 4

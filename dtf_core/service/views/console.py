@@ -26,11 +26,12 @@ Errors of finished runs never change: they are read once and kept.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import Any
@@ -42,7 +43,7 @@ from dtf_core.cluster.workermetrics import identity_metrics
 from dtf_core.service.runmanager import RunManager
 from dtf_core.service.views import storeread
 from dtf_core.service.views.delta import Build, Publisher
-from dtf_core.service.views.readcache import FocusedTasks, ListedRuns
+from dtf_core.service.views.readcache import FocusedTasks, ListedRuns, RecordedWorkers
 from dtf_core.service.views.snapshot import (
     ClusterSnapshot,
     ErrorEvent,
@@ -56,7 +57,11 @@ MIN_BUILD_GAP = 0.1  # s between two snapshot builds, however many consoles ask
 # run, a busy machine) must not take the CPU the runs it shows need.
 BUILD_GAP_FACTOR = 3.0
 MAX_AGE = 1.0  # s before a request also schedules a rebuild (worker CPU moves on its own)
-INTEREST_S = 60.0  # s after the last console request during which changes trigger builds
+# s after the last console request during which changes trigger builds: a
+# console that polls asks every second; one that waits (a stream, a long-poll)
+# counts while it waits (``watching``). Not longer: with no console attached,
+# a run must not pay for builds nobody reads.
+INTEREST_S = 5.0
 SAMPLE_GAP = 1.0  # s between two CPU/memory samples kept per worker
 HISTORY = 30  # samples kept per worker, as the local console keeps
 SERIES_TTL = 5.0  # s the benchmark series are reused while a run is in flight
@@ -84,9 +89,11 @@ class ConsoleFeed:
         self._history: dict[str, tuple[deque[float], deque[float]]] = {}
         self._sampled_at = 0.0
         self._interest = 0.0  # monotonic: the last console request
+        self._watching = 0  # streams and long-polls waiting now (the loop's thread)
         self._errors: dict[str, list[ErrorEvent]] = {}  # finished runs' errors
         # The builder's thread only: reads reused while they cannot have changed.
         self._tasks, self._listed = FocusedTasks(), ListedRuns(RUNS)
+        self._recorded = RecordedWorkers()
         self._series: tuple[object, float, dict[SeriesKey, TrendSeries]] | None = None
         self._series_lock = threading.Lock()
         # Its own thread: a build never waits behind the API's reads or reports.
@@ -110,8 +117,18 @@ class ConsoleFeed:
             loop.add_callback(self._on_change)
 
     def _on_change(self) -> None:
-        if time.monotonic() - self._interest < INTEREST_S:
+        if self._watching or time.monotonic() - self._interest < INTEREST_S:
             self._schedule()
+
+    @contextlib.contextmanager
+    def watching(self) -> Iterator[None]:
+        """On the loop: a console waits on this service (a stream, a long-poll);
+        changes are built while it does."""
+        self._watching += 1
+        try:
+            yield
+        finally:
+            self._watching -= 1
 
     def mark(self) -> dict[str, Any]:
         built = self._built
@@ -125,11 +142,32 @@ class ConsoleFeed:
         if self._built is None or self.generation > self._covered:
             self._schedule()
         deadline = time.monotonic() + timeout
-        while self.mark()["generation"] <= after:
+        with self.watching():
+            while self.mark()["generation"] <= after:
+                left = deadline - time.monotonic()
+                if left <= 0 or not await cond.wait(timeout=IOLoop.current().time() + left):
+                    break
+        return self.mark()
+
+    async def next_build(self, after: int, epoch: str, timeout: float) -> Build | None:
+        """The published build newer than build ``after`` of ``epoch`` (any build
+        when that epoch is not this service's), as soon as there is one; None
+        after ``timeout`` s. What a console stream (``/v1/console/stream``) waits
+        on: while one waits, changes are built as for a console that asks, and a
+        build older than :data:`MAX_AGE` is redone (workers' CPU moves on its own)."""
+        cond = self.bind()
+        deadline = time.monotonic() + timeout
+        while True:
+            self._interest = time.monotonic()
+            built = self._built
+            if built is not None and (built.epoch != epoch or built.serial > after):
+                return built
+            stale = time.monotonic() - self._built_at > MAX_AGE
+            if built is None or self.generation > self._covered or stale:
+                self._schedule()
             left = deadline - time.monotonic()
             if left <= 0 or not await cond.wait(timeout=IOLoop.current().time() + left):
-                break
-        return self.mark()
+                return None
 
     # ---- the snapshot --------------------------------------------------------------
 
@@ -206,7 +244,9 @@ class ConsoleFeed:
         store = self.manager.store
         running = {r.run_id for r in self.manager.active() if r.status == "running"}
         rows = self._listed(store, running)
-        snap = storeread.snapshot(store, label, now, RUNS, self._errors_of, rows, self._tasks)
+        snap = storeread.snapshot(
+            store, label, now, RUNS, self._errors_of, rows, self._tasks, self._recorded
+        )
         listed = {r.run_id for r in snap.runs}
         for gone in [k for k in self._errors if k not in listed]:
             del self._errors[gone]

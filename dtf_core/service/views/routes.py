@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from typing import Any
 
 from tornado.iostream import StreamClosedError
@@ -19,7 +20,7 @@ from dtf_core.errors import DtfError
 from dtf_core.service.handler import ApiError, Handler
 from dtf_core.service.runmanager import RunManager
 from dtf_core.service.views import openapi, trend, wire
-from dtf_core.service.views.console import MIN_BUILD_GAP, ConsoleFeed
+from dtf_core.service.views.console import MAX_AGE, MIN_BUILD_GAP, ConsoleFeed
 from dtf_core.service.views.snapshot import SeriesKey
 
 MAX_WAIT_S = 30.0  # longest long-poll
@@ -33,6 +34,13 @@ class FeedHandler(Handler):
     def initialize(self, manager: RunManager, secret: bytes, feed: ConsoleFeed) -> None:  # type: ignore[override]
         super().initialize(manager, secret)
         self.feed = feed
+
+    def _int(self, name: str) -> int:
+        value = self.get_query_argument(name, "0")
+        try:
+            return int(value)
+        except ValueError:
+            raise ApiError(400, f"?{name}= takes a whole number, not {value!r}") from None
 
 
 class ConsoleHandler(FeedHandler):
@@ -51,12 +59,55 @@ class ConsoleHandler(FeedHandler):
         self.set_header("Content-Type", "application/json")
         self.finish(body)
 
-    def _int(self, name: str) -> int:
-        value = self.get_query_argument(name, "0")
+
+class ConsoleStreamHandler(FeedHandler):
+    """Server-sent events, one per published build (``event: console``, the
+    build's number as ``id``): the first is the delta from ``?since=G&epoch=E``
+    (the build the console holds) or the whole snapshot, each next one the delta
+    from the one before, exactly as ``/v1/console?since=`` answers. A console
+    that follows it makes no request per build: twenty consoles cost the service
+    one build and twenty writes of the same bytes. A comment line every
+    :data:`KEEP_ALIVE_S` on a quiet stream. The token is checked again at
+    least once a second: once it expires or is revoked the stream ends, and
+    the console's reconnection is refused with the reason."""
+
+    _closed = False
+
+    def on_connection_close(self) -> None:
+        self._closed = True
+
+    async def get(self) -> None:
+        self.auth("viewer")
+        held, epoch = self._int("since"), self.get_query_argument("epoch", "")
+        self.set_header("Content-Type", "text/event-stream")
+        self.set_header("Cache-Control", "no-cache")
+        self.set_header("X-Accel-Buffering", "no")  # nginx: pass events on at once
         try:
-            return int(value)
-        except ValueError:
-            raise ApiError(400, f"?{name}= takes a whole number, not {value!r}") from None
+            with self.feed.watching():
+                await self._follow(held, epoch)
+        except StreamClosedError:
+            return
+
+    async def _follow(self, held: int, epoch: str) -> None:
+        quiet = time.monotonic()  # the last line written
+        while not self._closed:
+            build = await self.feed.next_build(held, epoch, MAX_AGE)
+            if self._closed:
+                return
+            try:
+                self.auth("viewer")  # at least once a second: quick, it is remembered
+            except ApiError:
+                return  # expired or revoked since it connected
+            if build is not None:
+                body = build.body(held, epoch)
+                self.write(b"event: console\nid: %d\ndata: %s\n\n" % (build.serial, body))
+                held, epoch = build.serial, build.epoch
+            elif time.monotonic() - quiet >= KEEP_ALIVE_S:
+                self.write(b": keep-alive\n\n")
+            else:
+                continue
+            quiet = time.monotonic()
+            await self.flush()
 
 
 class ChangesHandler(FeedHandler):
@@ -134,6 +185,7 @@ def routes(manager: RunManager, secret: bytes) -> list[tuple[str, type, dict[str
     fed = {**args, "feed": ConsoleFeed(manager)}
     return [
         (r"/v1/console", ConsoleHandler, fed),
+        (r"/v1/console/stream", ConsoleStreamHandler, fed),
         (r"/v1/changes", ChangesHandler, fed),
         (r"/v1/benchmarks", BenchmarksHandler, fed),
         (r"/v1/benchmarks/series", SeriesHandler, fed),

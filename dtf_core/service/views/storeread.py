@@ -84,13 +84,16 @@ def task_row(run_id: str, t: Mapping[str, Any]) -> TaskRow:
 
 
 def task_rows(store: StoreReader, run_id: str) -> list[TaskRow]:
-    return [task_row(run_id, t) for t in store.tasks(run_id)]
+    """The run's tasks as the console shows them (the same rows as
+    :func:`task_row` of ``Store.tasks()``, read without the columns it never shows)."""
+    return [TaskRow(run_id, *t) for t in store.task_states(run_id)]
 
 
 def task_row_changes(
     store: StoreReader, run_id: str, known_final: Sequence[str], new_ids: Sequence[str]
 ) -> list[TaskRow]:
-    return [task_row(run_id, t) for t in store.task_changes(run_id, known_final, new_ids)]
+    changed = store.task_state_changes(run_id, known_final, new_ids)
+    return [TaskRow(run_id, *t) for t in changed]
 
 
 def workers(store: StoreReader, run_id: str) -> list[WorkerInfo]:
@@ -197,6 +200,7 @@ def all_series(store: StoreReader, max_runs: int = 100) -> dict[SeriesKey, Trend
 
 TasksOf = Callable[[StoreReader, Mapping[str, Any]], list[TaskRow]]
 ErrorsOf = Callable[[StoreReader, Mapping[str, Any], "Mapping[str, str] | None"], list[ErrorEvent]]
+WorkersOf = Callable[[StoreReader, str], list[WorkerInfo]]
 
 
 def _run_tasks(store: StoreReader, row: Mapping[str, Any]) -> list[TaskRow]:
@@ -217,18 +221,19 @@ def snapshot(
     errors_of: ErrorsOf = _run_errors,
     rows: list[Any] | None = None,
     tasks_of: TasksOf = _run_tasks,
+    workers_of: WorkersOf = workers,
 ) -> ClusterSnapshot:
     """The newest ``runs`` runs (``rows``: ``store.list_runs(runs)`` when the
-    caller knows it); tasks (through ``tasks_of``, which serve gives a cache)
-    and recorded workers of the focused one (the run in flight, else the
-    newest); every listed run's errors (through ``errors_of``, which serve
+    caller knows it); tasks and recorded workers (through ``tasks_of`` and
+    ``workers_of``, which serve gives caches) of the focused one (the run in
+    flight, else the newest); every listed run's errors (through ``errors_of``, which serve
     gives a cache of finished runs; the focused run's with the hardware of the
     workers just read)."""
     rows = store.list_runs(limit=runs) if rows is None else rows
     focused = next((r for r in rows if r["status"] == "running"), rows[0] if rows else None)
     tasks = tasks_of(store, focused) if focused else []
     infos = tuple(run_info(r, tasks if r is focused else None) for r in rows)
-    recorded = workers(store, focused["run_id"]) if focused else []
+    recorded = workers_of(store, focused["run_id"]) if focused else []
     hardware = {w.name: w.hardware for w in recorded}
     errs = [e for r in rows for e in errors_of(store, r, hardware if r is focused else None)]
     errs.sort(key=lambda e: (e.ts, e.run_id, e.task_id, e.attempt))
