@@ -9,13 +9,15 @@ output come from ``/v1/runs/{id}/attempts``
 and benchmark history from ``/v1/benchmarks``. So every screen shows attached
 what it shows locally. ``/v1/coordinator`` says who leads (the header).
 
-Push, not poll: :meth:`HttpSource.start` follows ``/v1/changes`` (a long-poll
-that returns as soon as a run moves) on a thread of its own and wakes the
-console (:meth:`subscribe`), which then asks for a snapshot that reflects that
-change. A burst of changes costs one refresh: the follower waits
-:data:`FOLLOW_GAP` between long-polls, and the console polls at most every
-``MIN_POLL_GAP`` (:mod:`dtf_tui.app`), so each console sends a bounded number of
-requests per second, and the service builds one snapshot for all of them.
+Push, not poll: :meth:`HttpSource.start` holds ``/v1/console/stream`` open on a
+thread of its own; each event (the delta from the build before) is merged into
+the snapshot held, and the console is woken (:meth:`subscribe`). Its polls then
+return that snapshot and send no request: a published build costs the service
+one write per console, however many are attached. The console refreshes at most
+every ``MIN_POLL_GAP`` (:mod:`dtf_tui.app`). While the stream is down (being
+reconnected), a poll asks ``/v1/console?since=`` itself; a service without the
+stream (404) is followed through ``/v1/changes`` (a long-poll that returns as
+soon as a run moves), a poll then asking for the snapshot.
 
 An older service without these routes (404 "no endpoint") still works: the
 snapshot is assembled from ``/v1/workers``, ``/v1/runs`` and each run's

@@ -106,7 +106,7 @@ def test_the_listed_runs_are_read_again_when_a_run_starts_or_ends(tmp_path: Path
         assert listed.reads == 7
 
 
-def test_the_recorded_workers_are_read_again_for_another_run_and_after_a_second(
+def test_the_recorded_workers_are_read_again_for_another_run_its_end_and_after_a_second(
     tmp_path: Path,
 ) -> None:
     clock = Clock()
@@ -115,15 +115,23 @@ def test_the_recorded_workers_are_read_again_for_another_run_and_after_a_second(
     with Store(tmp_path / "d.duckdb") as store:
         store.create_run("r1", "s", "/s/suite.toml", {}, 1.0)
         store.create_run("r2", "s", "/s/suite.toml", {}, 2.0)
+
+        def row(run_id: str) -> dict:
+            return next(r for r in store.list_runs() if r["run_id"] == run_id)
+
+        assert recorded(store, row("r1")) == []
         store.record_workers("r1", [w])
-        assert recorded(store, "r1") == storeread.workers(store, "r1") != []
+        assert recorded(store, row("r1")) == []  # within the second: the same read
+        clock.now += WORKERS_TTL
+        assert recorded(store, row("r1")) == storeread.workers(store, "r1") != []
         store.add_health([{"run_id": "r1", "worker": "w1", "address": w["address"], "ts": 5.0,
                            "state": "degraded", "reason": "slow", "changed": True}])  # fmt: skip
-        assert recorded(store, "r1")[0].health == ""  # within the second: the same read
-        assert recorded(store, "r2") == [] and recorded.reads == 2  # another run: read
-        assert recorded(store, "r1")[0].health == "degraded"  # and back: read again
+        assert recorded(store, row("r1"))[0].health == ""
+        assert recorded(store, row("r2")) == [] and recorded.reads == 3  # another run: read
+        assert recorded(store, row("r1"))[0].health == "degraded"  # and back: read again
         store.add_health([{"run_id": "r1", "worker": "w1", "address": w["address"], "ts": 6.0,
                            "state": "healthy", "reason": "", "changed": True}])  # fmt: skip
-        clock.now += WORKERS_TTL
-        assert recorded(store, "r1") == storeread.workers(store, "r1")
-        assert recorded(store, "r1")[0].health == "healthy" and recorded.reads == 4
+        store.finish_run("r1", "passed", 7.0)
+        assert recorded(store, row("r1"))[0].health == "healthy"  # its end: read again
+        assert recorded(store, row("r1")) == storeread.workers(store, "r1")
+        assert recorded.reads == 5

@@ -7,16 +7,15 @@ what one does, and a request must never wait on the database. The snapshot is
 built by the same code as the console's local database source
 (:func:`~dtf_core.service.views.storeread.snapshot`), with the live cluster laid
 over it (workers' CPU and memory, the totals of runs in flight), on a worker
-thread, at most once every :data:`MIN_BUILD_GAP`, and only while a console is
-attached (and at most a quarter of the time: :data:`BUILD_GAP_FACTOR`).
+thread, at most once every :data:`MIN_BUILD_GAP`, and only while a console
+watches (and at most a quarter of the time: :data:`BUILD_GAP_FACTOR`).
 A change (any run event, a submission) schedules a build; when it is
 done and shows something new (most events change nothing a console shows until
-the run's next flush reaches the database), its generation is published to
-``/v1/changes`` and every console then
-fetches the same build from ``/v1/console`` at once: the rows changed since the
-generation it holds (``?since=``), or the whole snapshot
-(:mod:`~dtf_core.service.views.delta`). A burst of events is one build, and one
-refresh per console.
+the run's next flush reaches the database), it is published: written to every
+console stream (``/v1/console/stream``: the rows changed since the build before,
+:mod:`~dtf_core.service.views.delta`), and its generation to ``/v1/changes``
+for clients that then ask ``/v1/console``. A burst of events is one build, and
+one refresh per console.
 
 The event loop is the only place the published snapshot and the building
 future are touched; run threads only bump the counter and schedule a wake-up.

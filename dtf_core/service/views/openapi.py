@@ -211,6 +211,19 @@ PATHS: dict[str, dict[str, Any]] = {
             errors=("503",),
         )
     },
+    "/v1/console/stream": {
+        "get": _op(
+            "Server-sent events (text/event-stream), one per published console build: "
+            "'event: console', the build as 'id', and as 'data' the JSON /v1/console?since= "
+            "answers: the first the delta from the build given by since and epoch (or the "
+            "whole snapshot), each next the delta from the one before. A comment line every "
+            "15 s on a quiet stream; it ends when the token expires or is revoked.",
+            params=[
+                _query("since", "integer", "the build of the snapshot the console holds"),
+                _query("epoch", "string", "the epoch of the snapshot the console holds"),
+            ],
+        )
+    },
     "/v1/changes": {
         "get": _op(
             "The change counter consoles follow: long-poll (?after=N&wait=S) or server-sent "

@@ -98,20 +98,23 @@ class ListedRuns:
 
 class RecordedWorkers:
     """``storeread.workers`` of the focused run, as ``storeread.snapshot``'s
-    ``workers_of``: read again for another run and after :data:`WORKERS_TTL`.
-    A run records its workers as they join and their health as it judges it,
-    both rarely; builds come every few hundred milliseconds during a run, and
-    this read (two queries) was a third of a build's time there."""
+    ``workers_of``: read again for another run, when its status changed (its
+    end: the errors kept of a finished run take their hardware from this read),
+    and after :data:`WORKERS_TTL`. A run records its workers as they join and
+    their health as it judges it, both rarely; builds come every few hundred
+    milliseconds during a run, and this read (two queries) was a third of a
+    build's time there."""
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self.clock = clock
-        self._cached: tuple[str, float, list[WorkerInfo]] | None = None
+        self._cached: tuple[tuple[str, str], float, list[WorkerInfo]] | None = None
         self.reads = 0
 
-    def __call__(self, store: StoreReader, run_id: str) -> list[WorkerInfo]:
+    def __call__(self, store: StoreReader, row: Mapping[str, Any]) -> list[WorkerInfo]:
+        mark = (str(row["run_id"]), str(row["status"]))
         cached = self._cached
-        if cached is not None and cached[0] == run_id and self.clock() - cached[1] < WORKERS_TTL:
+        if cached is not None and cached[0] == mark and self.clock() - cached[1] < WORKERS_TTL:
             return cached[2]
-        found = storeread.workers(store, run_id)
-        self._cached, self.reads = (run_id, self.clock(), found), self.reads + 1
+        found = storeread.workers(store, mark[0])
+        self._cached, self.reads = (mark, self.clock(), found), self.reads + 1
         return found

@@ -200,7 +200,11 @@ def all_series(store: StoreReader, max_runs: int = 100) -> dict[SeriesKey, Trend
 
 TasksOf = Callable[[StoreReader, Mapping[str, Any]], list[TaskRow]]
 ErrorsOf = Callable[[StoreReader, Mapping[str, Any], "Mapping[str, str] | None"], list[ErrorEvent]]
-WorkersOf = Callable[[StoreReader, str], list[WorkerInfo]]
+WorkersOf = Callable[[StoreReader, Mapping[str, Any]], list[WorkerInfo]]
+
+
+def _run_workers(store: StoreReader, row: Mapping[str, Any]) -> list[WorkerInfo]:
+    return workers(store, row["run_id"])
 
 
 def _run_tasks(store: StoreReader, row: Mapping[str, Any]) -> list[TaskRow]:
@@ -221,7 +225,7 @@ def snapshot(
     errors_of: ErrorsOf = _run_errors,
     rows: list[Any] | None = None,
     tasks_of: TasksOf = _run_tasks,
-    workers_of: WorkersOf = workers,
+    workers_of: WorkersOf = _run_workers,
 ) -> ClusterSnapshot:
     """The newest ``runs`` runs (``rows``: ``store.list_runs(runs)`` when the
     caller knows it); tasks and recorded workers (through ``tasks_of`` and
@@ -233,7 +237,7 @@ def snapshot(
     focused = next((r for r in rows if r["status"] == "running"), rows[0] if rows else None)
     tasks = tasks_of(store, focused) if focused else []
     infos = tuple(run_info(r, tasks if r is focused else None) for r in rows)
-    recorded = workers_of(store, focused["run_id"]) if focused else []
+    recorded = workers_of(store, focused) if focused else []
     hardware = {w.name: w.hardware for w in recorded}
     errs = [e for r in rows for e in errors_of(store, r, hardware if r is focused else None)]
     errs.sort(key=lambda e: (e.ts, e.run_id, e.task_id, e.attempt))
