@@ -5,15 +5,20 @@ Real processes on 127.0.0.1: `dtf-core scheduler`, two `dask worker --no-nanny`
 and followed as `dtf-core submit` does, once with no console attached and once
 with C consoles attached (alternating, --rounds times each, after a warm-up
 run). A console is what `dtf-tui --coordinator` runs minus the drawing: an
-``HttpSource`` whose follower long-polls ``/v1/changes`` and wakes a poll loop
-that takes ``/v1/console`` at most every ``MIN_POLL_GAP`` (and once a second
-regardless), exactly as ``DtfApp`` does.
+``HttpSource`` whose follower holds ``/v1/console/stream`` and wakes a poll loop
+that refreshes at most every ``MIN_POLL_GAP`` (and once a second regardless),
+exactly as ``DtfApp`` does. With --console-processes N the consoles live in N
+processes of their own, as users' terminals do.
 
-Reported: the run's wall time with consoles over without (goal <= 1.2x); the
-latency of every snapshot request (p50/p99, goal p99 < 100 ms); wake-to-refresh
-time (a change seen by the follower until the snapshot reflecting it is in);
-requests per second per console; serve's CPU seconds per run (utime + stime
-from /proc).
+Reported: the run's wall time with consoles over without (goal <= 1.2x; each
+round pairs a bare run with an attached one, and the median of those ratios is
+the figure); an API probe (`/v1/runs`, `/v1/workers` at 10 Hz, from this
+process) during both kinds of run (goal p99 < 100 ms); the consoles' poll time;
+wake-to-refresh time and the age of the snapshot shown (its build started until
+a console has it); requests per second per console, and serve's own latency
+histogram; serve's CPU seconds per run (utime + stime from /proc). Builds stop
+within ``INTEREST_S`` of the last console leaving: the script waits that long
+before each bare run.
 
     .venv/bin/python scripts/bench/consoles.py [--consoles 20] [--tasks 1000] [--rounds 1]
 """
@@ -214,17 +219,52 @@ def child_main(n: int, url: str) -> None:
     }), flush=True)  # fmt: skip
 
 
-def one_run(client: CoordinatorClient, root: Path, serve_pid: int) -> tuple[float, float]:
-    """Wall seconds (submit to RunFinished) and serve's CPU seconds for one run."""
+class Probe:
+    """What another user of the API sees meanwhile: `/v1/runs` and `/v1/workers`
+    in turn, 10 a second, each timed from this process (the consoles are in
+    others with --console-processes)."""
+
+    def __init__(self, url: str, token: str) -> None:
+        self.client = CoordinatorClient(url, token, timeout=30)
+        self.latencies: list[float] = []
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._loop, daemon=True)
+        self.thread.start()
+
+    def _loop(self) -> None:
+        calls = (lambda: self.client.runs(20), self.client.workers)
+        k = 0
+        while not self.stop.is_set():
+            t0 = time.perf_counter()
+            calls[k % 2]()
+            self.latencies.append(time.perf_counter() - t0)
+            k += 1
+            self.stop.wait(max(0.0, 0.1 - (time.perf_counter() - t0)))
+
+    def close(self) -> list[float]:
+        self.stop.set()
+        self.thread.join(timeout=30)
+        return self.latencies
+
+
+def one_run(
+    client: CoordinatorClient, root: Path, serve_pid: int, probe: list[float] | None = None
+) -> tuple[float, float]:
+    """Wall seconds (submit to RunFinished) and serve's CPU seconds for one run;
+    with ``probe``, the API probe's latencies during it are added to it."""
+    prober = Probe(client.base, client.token or "") if probe is not None else None
     c0, t0 = cpu_s(serve_pid), time.perf_counter()
     run = client.submit("suite.toml", bundle.pack(root, 10**7), {})
     status = ""
     for ev in client.follow(run["run_id"]):
         status = ev.get("status", status) if ev["type"] == "RunFinished" else status
     wall = time.perf_counter() - t0
+    cpu = cpu_s(serve_pid) - c0
+    if prober is not None and probe is not None:
+        probe += prober.close()
     if status != "passed":
         sys.exit(f"run {run['run_id']} ended {status!r}")
-    return wall, cpu_s(serve_pid) - c0
+    return wall, cpu
 
 
 def main() -> None:
@@ -276,15 +316,17 @@ def main() -> None:
         write_suite(root, args.tasks)
         one_run(client, root, serve.pid)  # warm-up: imports on the workers, connections
         bare: list[tuple[float, float]] = []
+        probe_bare: list[float] = []
+        probe_attached: list[float] = []
         attached: list[tuple[float, float]] = []
         for _ in range(args.rounds):
-            bare.append(one_run(client, root, serve.pid))
+            bare.append(one_run(client, root, serve.pid, probe_bare))
             group = ConsoleGroup(url, token, args.consoles, args.console_processes)
             time.sleep(2.0)  # attached and idle before the run starts
             group.reset()
             hist0 = api_histogram(url, token)
             mine0 = sum(cpu_s(p) for p in group.pids())
-            attached.append(one_run(client, root, serve.pid))
+            attached.append(one_run(client, root, serve.pid, probe_attached))
             # The consoles (with threads: and this script's follow).
             mine = sum(cpu_s(p) for p in group.pids()) - mine0
             hist1 = api_histogram(url, token)
@@ -329,6 +371,10 @@ def main() -> None:
               f"{100 * fast / max(n_console, 1):.1f} % |")  # fmt: skip
         print(f"| /v1/console answer, kB mean / max | | {sum(sizes) / max(len(sizes), 1) / 1e3:.1f}"
               f" / {max(sizes, default=0) / 1e3:.1f} |")  # fmt: skip
+        pb, pa = probe_bare, probe_attached
+        print(f"| API probe (/v1/runs, /v1/workers at 10 Hz) p50 / p99, ms (goal p99 < 100) | "
+              f"{1000 * pct(pb, 0.5):.1f} / {1000 * pct(pb, 0.99):.1f} | "
+              f"{1000 * pct(pa, 0.5):.1f} / {1000 * pct(pa, 0.99):.1f} |")  # fmt: skip
         print(f"| serve's own time: every non-waiting call p99 (bucket), ms, n | | "
               f"<= {p99_all:.0f} ({n_all}) |")  # fmt: skip
         inf = float("inf")

@@ -86,6 +86,7 @@ ROUTES = {
          "severity": "error", "message": "timed out", "worker": "gpu-0"},
     ]},
     "/v1/runs/r8/errors": {"errors": []},
+    "/v1/changes": {"generation": 5, "epoch": "e1"},  # the counter, without the stream
     "/v1/runs/r9/attempts": {"attempts": [
         {"run_id": "r9", "task_id": "t1", "attempt": 1, "outcome": "timed_out",
          "category": "timeout", "message": "timed out", "worker": "gpu-0", "exit_code": None,
@@ -143,6 +144,21 @@ def test_http_source_reads_the_service(stub_url: str) -> None:
     assert attempt.context == {"host": "node-7", "env": {"API_TOKEN": "***"}}
     with pytest.raises(SourceError, match="older and does not offer benchmark history"):
         source.series_keys()
+
+
+def test_a_service_without_the_stream_is_followed_through_its_change_counter(
+    stub_url: str,
+) -> None:
+    source = HttpSource(stub_url, TOKEN, clock=lambda: NOW)
+    woken = threading.Event()
+    source.subscribe(woken.set)
+    source.start()
+    try:
+        assert woken.wait(10), "no wake-up from /v1/changes"
+        assert source.following and not source._streaming
+        assert source.poll().focused_run is not None  # polls ask, as before the stream
+    finally:
+        source.close()
 
 
 def test_http_source_says_why_it_cannot_answer(stub_url: str) -> None:
