@@ -36,11 +36,20 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 PY = sys.executable
 
-from _measure import Keys, api_histogram, api_p99, free_port, pct, wait_for_workers  # noqa: E402
+from _measure import (  # noqa: E402
+    Histogram,
+    Keys,
+    api_histogram,
+    api_p99,
+    free_port,
+    pct,
+    wait_for_workers,
+)
 
 from dtf_core.service import bundle  # noqa: E402
 from dtf_core.service.client import CoordinatorClient  # noqa: E402
@@ -76,6 +85,7 @@ class Console:
         self.refresh: list[float] = []  # wake -> snapshot in
         self.ages: list[float] = []  # the shown snapshot's age: its build started -> shown
         self.polls = 0
+        self.seen0 = 0
         self.bytes: list[int] = []  # each /v1/console answer's body
         self.stop = threading.Event()
         request = self.source.client._request
@@ -115,24 +125,47 @@ class Console:
             if rest > 0:
                 time.sleep(rest)
 
+    def reset(self) -> None:
+        self.latencies.clear()
+        self.refresh.clear()
+        self.ages.clear()
+        self.bytes.clear()
+        self.polls = 0
+        self.seen0 = self.source.changes_seen
+
     def close(self) -> None:
         self.stop.set()
         self.source.close()
         self.thread.join(timeout=30)
 
 
+KEYS = ("lat", "refresh", "ages", "bytes")
+
+
+def measures(consoles: list[Console]) -> dict[str, Any]:
+    """What ``consoles`` measured since they started."""
+    out: dict[str, Any] = {k: [float(x) for c in consoles for x in getattr(c, _ATTR[k])]
+                           for k in KEYS}  # fmt: skip
+    out["polls"] = sum(c.polls for c in consoles)
+    out["woken"] = sum(c.source.changes_seen - c.seen0 for c in consoles)
+    return out
+
+
+_ATTR = {"lat": "latencies", "refresh": "refresh", "ages": "ages", "bytes": "bytes"}
+
+
 class ConsoleGroup:
     """Consoles as threads of this process, or (``processes`` > 1) spread over
     that many child processes, as separate users' consoles are: a console's
-    parsing then queues on its own interpreter lock, not on the others'."""
+    parsing then queues on its own interpreter lock, not on the others'. The
+    processes start once (their imports take seconds of CPU) and attach and
+    detach their consoles each round."""
 
     def __init__(self, url: str, token: str, n: int, processes: int) -> None:
+        self.url, self.token, self.n = url, token, n
         self.local: list[Console] = []
         self.children: list[subprocess.Popen] = []
         if processes <= 1:
-            self.local = [Console(url, token) for _ in range(n)]
-            for c in self.local:
-                c.start()
             return
         env = {**os.environ, "DTF_BENCH_TOKEN": token}
         for k in range(processes):
@@ -147,76 +180,73 @@ class ConsoleGroup:
             if child.stdout.readline().strip() != "ready":
                 sys.exit("a console process did not start")
 
+    def _ask(self, command: str) -> list[str]:
+        replies = []
+        for child in self.children:
+            assert child.stdin is not None
+            child.stdin.write(command + "\n")
+            child.stdin.flush()
+        for child in self.children:
+            assert child.stdout is not None
+            replies.append(child.stdout.readline())
+        return replies
+
     def pids(self) -> list[int]:
-        return [os.getpid()] if self.local else [c.pid for c in self.children]
+        return [os.getpid()] if not self.children else [c.pid for c in self.children]
+
+    def attach(self) -> None:
+        if not self.children:
+            self.local = [Console(self.url, self.token) for _ in range(self.n)]
+            for c in self.local:
+                c.start()
+        self._ask("attach")
 
     def reset(self) -> None:
         """Only what happens from here on is counted."""
-        self._seen0 = sum(c.source.changes_seen for c in self.local)
         for c in self.local:
-            c.latencies.clear()
-            c.refresh.clear()
-            c.ages.clear()
-            c.bytes.clear()
-            c.polls = 0
-        for child in self.children:
-            assert child.stdin is not None and child.stdout is not None
-            child.stdin.write("reset\n")
-            child.stdin.flush()
-            child.stdout.readline()
+            c.reset()
+        self._ask("reset")
 
-    def close(self) -> dict[str, list[float]]:
+    def detach(self) -> dict[str, Any]:
         """Stop every console; what they measured since the reset."""
-        out: dict[str, list[float]] = {"lat": [], "refresh": [], "ages": [], "bytes": []}
-        out["polls"] = [0]
-        seen = sum(c.source.changes_seen for c in self.local) - getattr(self, "_seen0", 0)
-        out["woken"] = [float(seen)]
         for c in self.local:
             c.close()
-            out["lat"] += c.latencies
-            out["refresh"] += c.refresh
-            out["ages"] += c.ages
-            out["bytes"] += [float(b) for b in c.bytes]
-            out["polls"][0] += c.polls
-        for child in self.children:
-            reply, _ = child.communicate("stop\n", timeout=60)
-            got = json.loads(reply.strip().splitlines()[-1])
-            for key in ("lat", "refresh", "ages", "bytes"):
-                out[key] += got[key]
-            out["polls"][0] += got["polls"]
-            out["woken"][0] += got["woken"]
+        found = [measures(self.local)] + [json.loads(r) for r in self._ask("detach")]
+        self.local = []
+        out: dict[str, Any] = {k: [x for f in found for x in f[k]] for k in KEYS}
+        out["polls"] = sum(f["polls"] for f in found)
+        out["woken"] = sum(f["woken"] for f in found)
         return out
+
+    def close(self) -> None:
+        for c in self.local:
+            c.close()
+        for child in self.children:
+            child.communicate("quit\n", timeout=60)
 
 
 def child_main(n: int, url: str) -> None:
     """``--child N``: N consoles in this process, driven by lines on stdin."""
-    consoles = [Console(url, os.environ["DTF_BENCH_TOKEN"]) for _ in range(n)]
-    for c in consoles:
-        c.start()
+    consoles: list[Console] = []
     print("ready", flush=True)
-    seen0 = 0
     for line in sys.stdin:
-        if line.strip() == "reset":
-            seen0 = sum(c.source.changes_seen for c in consoles)
+        command = line.strip()
+        if command == "attach":
+            consoles = [Console(url, os.environ["DTF_BENCH_TOKEN"]) for _ in range(n)]
             for c in consoles:
-                c.latencies.clear()
-                c.refresh.clear()
-                c.ages.clear()
-                c.bytes.clear()
-                c.polls = 0
+                c.start()
             print("ok", flush=True)
-        elif line.strip() == "stop":
+        elif command == "reset":
+            for c in consoles:
+                c.reset()
+            print("ok", flush=True)
+        elif command == "detach":
+            for c in consoles:
+                c.close()
+            print(json.dumps(measures(consoles)), flush=True)
+            consoles = []
+        elif command == "quit":
             break
-    for c in consoles:
-        c.close()
-    print(json.dumps({
-        "lat": [x for c in consoles for x in c.latencies],
-        "refresh": [x for c in consoles for x in c.refresh],
-        "ages": [x for c in consoles for x in c.ages],
-        "bytes": [float(x) for c in consoles for x in c.bytes],
-        "polls": sum(c.polls for c in consoles),
-        "woken": sum(c.source.changes_seen for c in consoles) - seen0,
-    }), flush=True)  # fmt: skip
 
 
 class Probe:
@@ -245,6 +275,16 @@ class Probe:
         self.stop.set()
         self.thread.join(timeout=30)
         return self.latencies
+
+
+def _add(a: Histogram, b: Histogram) -> Histogram:
+    """Two scrapes' counts summed (scrapes before and after each attached run)."""
+    out = {route: dict(per) for route, per in a.items()}
+    for route, per in b.items():
+        mine = out.setdefault(route, {})
+        for bound, n in per.items():
+            mine[bound] = mine.get(bound, 0.0) + n
+    return out
 
 
 def one_run(
@@ -319,24 +359,33 @@ def main() -> None:
         probe_bare: list[float] = []
         probe_attached: list[float] = []
         attached: list[tuple[float, float]] = []
-        for _ in range(args.rounds):
+        group = ConsoleGroup(url, token, args.consoles, args.console_processes)
+        measured: dict[str, Any] = {k: [] for k in KEYS} | {"polls": 0, "woken": 0}
+        hist0: Histogram = {}
+        hist1: Histogram = {}
+        mine = wall = 0.0
+        for k in range(args.rounds):
             bare.append(one_run(client, root, serve.pid, probe_bare))
-            group = ConsoleGroup(url, token, args.consoles, args.console_processes)
+            group.attach()
             time.sleep(2.0)  # attached and idle before the run starts
             group.reset()
-            hist0 = api_histogram(url, token)
+            h0 = api_histogram(url, token)
             mine0 = sum(cpu_s(p) for p in group.pids())
             attached.append(one_run(client, root, serve.pid, probe_attached))
             # The consoles (with threads: and this script's follow).
-            mine = sum(cpu_s(p) for p in group.pids()) - mine0
-            hist1 = api_histogram(url, token)
-            wall = attached[-1][0]
-            measured = group.close()
-            woken = int(measured["woken"][0])
-            group = None
+            mine += sum(cpu_s(p) for p in group.pids()) - mine0
+            h1 = api_histogram(url, token)
+            hist0, hist1 = _add(hist0, h0), _add(hist1, h1)
+            wall += attached[-1][0]
+            got = group.detach()
+            for key, value in got.items():
+                measured[key] += value
+            print(f"round {k + 1}: bare {bare[-1][0]:.2f} s, attached {attached[-1][0]:.2f} s",
+                  file=sys.stderr, flush=True)  # fmt: skip
             # The next bare run must not pay for builds nobody reads any more.
             time.sleep(INTEREST_S)
-            polls = int(measured["polls"][0])
+        woken, polls = int(measured["woken"]), int(measured["polls"])
+        mine /= args.rounds
         lat, refresh, sizes = measured["lat"], measured["refresh"], measured["bytes"]
         bare_wall = min(w for w, _ in bare)
         att_wall = min(w for w, _ in attached)
@@ -352,8 +401,8 @@ def main() -> None:
               f"({', '.join(f'{r:.2f}' for r in paired)}) |")  # fmt: skip
         print(f"| serve CPU during the run, s | {min(c for _, c in bare):.2f} | "
               f"{min(c for _, c in attached):.2f} |")  # fmt: skip
-        print(f"| the consoles' own CPU during the run (their process), s | | {mine:.2f} |")
-        print(f"| /v1/console p50 / p99, ms (goal p99 < 100) | | "
+        print(f"| the consoles' own CPU during the run (their processes, mean), s | | {mine:.2f} |")
+        print(f"| a console's poll p50 / p99, ms | | "
               f"{1000 * pct(lat, 0.5):.1f} / {1000 * pct(lat, 0.99):.1f} |")  # fmt: skip
         print(f"| wake to refreshed p50 / p99, ms | | "
               f"{1000 * pct(refresh, 0.5):.1f} / {1000 * pct(refresh, 0.99):.1f} |")  # fmt: skip
@@ -361,16 +410,19 @@ def main() -> None:
         print(f"| build started to shown (the snapshot's age) p50 / p99, ms | | "
               f"{1000 * pct(ages, 0.5):.1f} / {1000 * pct(ages, 0.99):.1f} |")  # fmt: skip
         waiting = ("/events", "/changes", "/stream")  # long-polls and streams wait on purpose
-        n_console, p99_console = api_p99(hist0, hist1, skip=(*waiting, "/v1/runs"))
-        per_route = hist1.get("/v1/console", {})
-        fast = per_route.get(0.1, 0.0) - hist0.get("/v1/console", {}).get(0.1, 0.0)
+        route = "/v1/console"  # the snapshot asked for (a console whose stream is down)
+        n_console, p99_console = api_p99(
+            {route: hist0.get(route, {})}, {route: hist1.get(route, {})}
+        )
+        fast = hist1.get(route, {}).get(0.1, 0.0) - hist0.get(route, {}).get(0.1, 0.0)
         n_all, p99_all = api_p99(hist0, hist1, skip=waiting)
         print(f"| serve's own time: /v1/console p99 (bucket), ms, n | | "
               f"<= {p99_console:.0f} ({n_console}) |")  # fmt: skip
         print(f"| serve's own time: /v1/console within 100 ms | | "
               f"{100 * fast / max(n_console, 1):.1f} % |")  # fmt: skip
-        print(f"| /v1/console answer, kB mean / max | | {sum(sizes) / max(len(sizes), 1) / 1e3:.1f}"
-              f" / {max(sizes, default=0) / 1e3:.1f} |")  # fmt: skip
+        if sizes:
+            print(f"| /v1/console answer, kB mean / max | | {sum(sizes) / len(sizes) / 1e3:.1f}"
+                  f" / {max(sizes) / 1e3:.1f} |")  # fmt: skip
         pb, pa = probe_bare, probe_attached
         print(f"| API probe (/v1/runs, /v1/workers at 10 Hz) p50 / p99, ms (goal p99 < 100) | "
               f"{1000 * pct(pb, 0.5):.1f} / {1000 * pct(pb, 0.99):.1f} | "
