@@ -29,6 +29,7 @@ import binascii
 import json
 import logging
 import ssl
+import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -358,12 +359,33 @@ def _condition(run: ActiveRun) -> Condition:
 
 
 def _notifier(run: ActiveRun) -> Callable[[], None]:
-    """Wake the HTTP waiters of ``run`` from any thread (Condition is loop-bound)."""
+    """Wake the HTTP waiters of ``run`` from any thread (Condition is loop-bound).
+
+    One wake-up on the loop at a time: a run emits thousands of events a
+    second, and each ``add_callback`` from another thread is a write to the
+    loop's wake-up pipe. The flag is cleared before the waiters are woken, so
+    an event after that schedules the next wake-up; waiters read the events
+    when they wake, however many came since."""
     loop = IOLoop.current()
+    lock = threading.Lock()
+    pending = False
+
+    def wake() -> None:
+        nonlocal pending
+        with lock:
+            pending = False
+        if run.waiters is not None:
+            run.waiters.notify_all()
 
     def notify() -> None:
-        if run.waiters is not None:
-            loop.add_callback(run.waiters.notify_all)
+        nonlocal pending
+        if run.waiters is None:
+            return
+        with lock:
+            if pending:
+                return
+            pending = True
+        loop.add_callback(wake)
 
     return notify
 

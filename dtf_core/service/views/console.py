@@ -89,6 +89,7 @@ class ConsoleFeed:
         self._sampled_at = 0.0
         self._interest = 0.0  # monotonic: the last console request
         self._watching = 0  # streams and long-polls waiting now (the loop's thread)
+        self._wake_pending = False  # a wake-up is on its way to the loop (under _count_lock)
         self._errors: dict[str, list[ErrorEvent]] = {}  # finished runs' errors
         # The builder's thread only: reads reused while they cannot have changed.
         self._tasks, self._listed = FocusedTasks(), ListedRuns(RUNS)
@@ -108,15 +109,27 @@ class ConsoleFeed:
         return self._cond
 
     def changed(self) -> None:
-        """Any thread: something consoles show changed."""
+        """Any thread: something consoles show changed (every run event).
+
+        The loop hears of it only when a console is watching, and once until it
+        has acted on it: a run emits thousands of events a second, and each
+        ``add_callback`` from another thread is a write to the loop's wake-up
+        pipe, paid on the run's thread."""
         with self._count_lock:
             self.generation += 1
-        loop = self._loop
-        if loop is not None:
-            loop.add_callback(self._on_change)
+            loop = self._loop
+            if loop is None or self._wake_pending or not self._interested():
+                return
+            self._wake_pending = True
+        loop.add_callback(self._on_change)
+
+    def _interested(self) -> bool:
+        return bool(self._watching) or time.monotonic() - self._interest < INTEREST_S
 
     def _on_change(self) -> None:
-        if self._watching or time.monotonic() - self._interest < INTEREST_S:
+        with self._count_lock:
+            self._wake_pending = False  # a change from now on wakes the loop again
+        if self._interested():
             self._schedule()
 
     @contextlib.contextmanager
