@@ -46,7 +46,7 @@ ERRORS_RUNS = 5  # runs whose errors are read each poll (the newest ones), older
 FOLLOW_GAP = 0.1  # s between two long-polls of /v1/changes: one wake-up per burst
 SPREAD = 0.08  # s at most a console waits after a change before it asks (see _follow)
 FOLLOW_WAIT = 25.0  # s one long-poll waits
-STREAM_IDLE = 30.0  # s without a line before the stream counts as broken (keep-alive: 15)
+STREAM_IDLE = 20.0  # s without a line before the stream counts as broken (keep-alive: 15)
 RETRY_NEW_API = 30.0  # s before an older service is asked again for /v1/console
 # s the coordinator's description is reused while the same process answers (the
 # same URL and epoch): leadership moving changes one of them at once, standbys
