@@ -40,7 +40,7 @@ class Observability:
         self.metrics = ServiceMetrics(manager, db_path=opts.db, workers=workers)
         # Before the open runs of a previous leader resume: their tasks count too.
         manager.listeners.append(self.metrics.on_event)
-        manager.store.on_flush = self.metrics.observe_flush
+        manager.store.flush_listeners.append(self.metrics.observe_flush)
         if handle.dashboard:
             manager.run_metadata["dashboard"] = handle.dashboard
         self.routes = extra_routes.routes(

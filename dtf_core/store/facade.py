@@ -229,8 +229,9 @@ class Store(StoreReader):
         self._attach(Connection(path, read_only=False, wait_s=wait, on_wait=on_wait))
         self._writer = Writer(self._db)
         # Told (seconds, attempts stored) after each flush that wrote something:
-        # the service's write-latency metric.
-        self.on_flush: Callable[[float, int], None] | None = None
+        # the service's write-latency metric, and its console feed (what the
+        # database shows moved).
+        self.flush_listeners: list[Callable[[float, int], None]] = []
 
     @staticmethod
     def open_readonly(path: str | os.PathLike[str], *, wait_s: float | None = None) -> StoreReader:
@@ -267,11 +268,13 @@ class Store(StoreReader):
 
     def flush(self) -> int:
         """Write everything buffered in one transaction; return attempts newly stored."""
-        if self.on_flush is None or not self._writer.pending:
+        if not self.flush_listeners or not self._writer.pending:
             return self._writer.flush()
         started = time.perf_counter()
         stored = self._writer.flush()
-        self.on_flush(time.perf_counter() - started, stored)
+        took = time.perf_counter() - started
+        for listener in self.flush_listeners:
+            listener(took, stored)
         return stored
 
     def record_workers(

@@ -165,6 +165,7 @@ class ConsoleGroup:
         self.url, self.token, self.n = url, token, n
         self.local: list[Console] = []
         self.children: list[subprocess.Popen] = []
+        processes = min(processes, n)  # a process with no console would be idle
         if processes <= 1:
             return
         env = {**os.environ, "DTF_BENCH_TOKEN": token}

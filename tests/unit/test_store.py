@@ -56,6 +56,19 @@ def test_add_tasks_keeps_spec_and_canonical_params(store):
     assert store.unfinished_tasks("r1") == ["b[z=1,a=2]", "c"]
 
 
+def test_flush_listeners_hear_of_flushes_that_wrote_something(store):
+    heard: list[tuple[str, int]] = []
+    store.flush_listeners.append(lambda s, n: heard.append(("metrics", n)))
+    store.flush_listeners.append(lambda s, n: heard.append(("console", n)))
+    store.flush()
+    assert heard == []  # nothing buffered: nothing to tell
+    store.add_tasks("r1", [spec("a")])
+    store.finish_task("r1", model.TaskFinal("a", "passed", attempts=1))
+    store.flush()
+    assert [who for who, _ in heard] == ["metrics", "console"]
+    assert store.tasks("r1")[0]["status"] == "passed"  # written before they were told
+
+
 def test_flush_is_idempotent_per_attempt(store):
     store.add_tasks("r1", [spec("b", params={"n": 1})])
     a1 = attempt("b", samples=[1.0, 2.0, 3.0], hardware="hw", unit="ms")
