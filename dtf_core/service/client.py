@@ -295,7 +295,11 @@ class CoordinatorClient:
     ) -> bytes:
         data = None if body is None else json.dumps(body).encode()
         with self._open(base, method, path, data, timeout, "application/json") as resp:
-            payload: bytes = resp.read()
+            try:
+                payload: bytes = resp.read()
+            except (TimeoutError, OSError, http.client.HTTPException) as exc:
+                # The answer broke off (a timeout, the service gone): as unreachable.
+                raise _transport_error(base, method, exc) from None
             return payload
 
     def _open(
@@ -322,24 +326,30 @@ class CoordinatorClient:
         except urllib.error.HTTPError as exc:
             raise _http_error(exc, path) from None
         except (TimeoutError, urllib.error.URLError, OSError, http.client.HTTPException) as exc:
-            reason = getattr(exc, "reason", exc)
-            if isinstance(reason, ssl.SSLCertVerificationError):
-                raise OptionError(
-                    f"the certificate of {base} was not accepted ({reason.verify_message}); "
-                    "pass --ca FILE with the CA that signed it (`dtf-core tls certs` writes "
-                    "ca.pem), and use a host name the certificate names"
-                ) from None
-            # A refused connection never reached the server: safe to send elsewhere.
-            # Anything else may have been received, so only reads are repeated.
-            safe = method == "GET" or isinstance(reason, ConnectionRefusedError)
-            hint = ""
-            if isinstance(reason, ssl.SSLError):
-                hint = " (does it serve plain http://?)"
-            elif isinstance(reason, ConnectionResetError) and base.startswith("http:"):
-                hint = " (does it serve https://?)"
-            raise ServiceError(
-                f"could not reach the coordinator at {base}: {reason}{hint}", unreachable=safe
-            ) from None
+            raise _transport_error(base, method, exc) from None
+
+
+def _transport_error(base: str, method: str, exc: Exception) -> Exception:
+    """A failure of the connection as a dtf error: a certificate not accepted is
+    bad input; anything else a ServiceError, to be tried again elsewhere when safe."""
+    reason = getattr(exc, "reason", exc)
+    if isinstance(reason, ssl.SSLCertVerificationError):
+        return OptionError(
+            f"the certificate of {base} was not accepted ({reason.verify_message}); "
+            "pass --ca FILE with the CA that signed it (`dtf-core tls certs` writes "
+            "ca.pem), and use a host name the certificate names"
+        )
+    # A refused connection never reached the server: safe to send elsewhere.
+    # Anything else may have been received, so only reads are repeated.
+    safe = method == "GET" or isinstance(reason, ConnectionRefusedError)
+    hint = ""
+    if isinstance(reason, ssl.SSLError):
+        hint = " (does it serve plain http://?)"
+    elif isinstance(reason, ConnectionResetError) and base.startswith("http:"):
+        hint = " (does it serve https://?)"
+    return ServiceError(
+        f"could not reach the coordinator at {base}: {reason}{hint}", unreachable=safe
+    )
 
 
 def _sse_data(resp: http.client.HTTPResponse, base: str) -> Iterator[dict[str, Any]]:

@@ -2,7 +2,8 @@
 writes server-sent events in chunks, as tornado does: comments skipped, data
 split over lines and chunks joined, CRLF line ends, the end of the connection
 ends the stream, and a bad event, silence beyond ``idle`` or a missing route
-are dtf errors a console can act on."""
+are dtf errors a console can act on. And a plain answer that breaks off midway
+is a ServiceError too, never a raw ``http.client`` exception."""
 
 from __future__ import annotations
 
@@ -18,7 +19,8 @@ import pytest
 from dtf_core.errors import ServiceError
 from dtf_core.service.client import CoordinatorClient, EndpointMissingError
 
-Script = Callable[[Callable[[bytes], None]], None]  # writes the body, chunk by chunk
+# Writes the body chunk by chunk; returns "cut" to break the answer off there.
+Script = Callable[[Callable[[bytes], None]], object]
 
 
 @pytest.fixture
@@ -46,8 +48,8 @@ def server() -> Iterator[Callable[[Script, int], str]]:
                     self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
                     self.wfile.flush()
 
-                script(chunk)
-                self.wfile.write(b"0\r\n\r\n")
+                if script(chunk) != "cut":  # else the answer breaks off here
+                    self.wfile.write(b"0\r\n\r\n")
                 self.close_connection = True
 
             def log_message(self, *args: Any) -> None:
@@ -108,3 +110,13 @@ def test_a_service_without_the_stream_says_so(server: Any) -> None:
     client = CoordinatorClient(server(lambda chunk: None, 404), "t")
     with pytest.raises(EndpointMissingError):
         next(client.console_stream(0, "", idle=5))
+
+
+def test_an_answer_that_breaks_off_is_a_service_error(server: Any) -> None:
+    def script(chunk: Callable[[bytes], None]) -> str:
+        chunk(b'{"runs": [')
+        return "cut"
+
+    with pytest.raises(ServiceError, match="could not reach") as caught:
+        CoordinatorClient(server(script), "t").runs()
+    assert caught.value.unreachable  # a read: safe to ask again
