@@ -133,8 +133,11 @@ class RunManager:
         self.listeners: list[Callable[[ActiveRun, Event], None]] = []
         self.run_metadata: dict[str, Any] = {}  # added to each run's (the dashboard link)
         # Called (any thread, must not block) whenever what a console shows may
-        # have changed: a run event, a submission. Attached consoles follow it.
+        # have changed: a run event, a submission, a flush (task states reach the
+        # database there, after the events that announced them). Attached
+        # consoles follow it.
         self.on_change: list[Callable[[], None]] = []
+        store.flush_listeners.append(lambda _seconds, _stored: self._changed())
         # None, or the grace (s) runs in flight got when the service began to stop.
         self._drain_grace: float | None = None
         # Names this process's numbering of run events (a restart numbers afresh).

@@ -98,11 +98,7 @@ class ConsoleFeed:
         self._series_lock = threading.Lock()
         # Its own thread: a build never waits behind the API's reads or reports.
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="dtf-console")
-        manager.on_change.append(self.changed)
-        # A run's task states reach the database at its flushes, after the events
-        # that announced them: a flush is a change too, or a burst's last states
-        # would wait for the next event (or the once-a-second rebuild).
-        manager.store.flush_listeners.append(lambda _s, _n: self.changed())
+        manager.on_change.append(self.changed)  # run events, submissions, flushes
 
     # ---- changes -------------------------------------------------------------------
 
