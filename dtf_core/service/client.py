@@ -36,7 +36,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, TypeVar
 
 from dtf_core import config
 from dtf_core.backoff import backoff
@@ -49,6 +49,7 @@ from dtf_core.errors import (
 )
 
 TOKEN_ENV = "DTF_TOKEN"
+T = TypeVar("T")
 
 
 class CoordinatorClient:
@@ -219,22 +220,11 @@ class CoordinatorClient:
         given, as a request does; ends when the connection does. ``idle``: the
         longest wait for a line (the service sends one every 15 s)."""
         path = f"/v1/console/stream?since={since}&epoch={_q(epoch)}"
-        last: ServiceError | None = None
-        for base in [self.base] + [b for b in self.bases if b != self.base]:
-            try:
-                resp = self._open(base, "GET", path, None, idle, "text/event-stream")
-            except ServiceError as exc:
-                if not exc.unreachable:
-                    raise
-                last = exc
-                continue
-            if base != self.base:
-                self.base, self.switches = base, self.switches + 1
-            with resp:
-                yield from _sse_data(resp, base)
-            return
-        assert last is not None
-        raise last
+        resp = self._first_answer(
+            lambda base: self._open(base, "GET", path, None, idle, "text/event-stream")
+        )
+        with resp:
+            yield from _sse_data(resp, self.base)
 
     def changes(self, after: int = 0, wait: float = 25.0) -> dict[str, Any]:
         """One long-poll of the change counter: ``{"generation", "epoch"}``."""
@@ -266,18 +256,14 @@ class CoordinatorClient:
         deadline = time.monotonic() + patience
         failures = 0
         while True:
-            order = [self.base] + [b for b in self.bases if b != self.base]
-            for base in order:
-                try:
-                    payload = self._request_one(base, method, path, body, timeout)
-                except ServiceError as exc:
-                    if not exc.unreachable:
-                        raise
-                    last = exc
-                    continue
-                if base != self.base:
-                    self.base, self.switches = base, self.switches + 1
-                return payload
+            try:
+                return self._first_answer(
+                    lambda base: self._request_one(base, method, path, body, timeout)
+                )
+            except ServiceError as exc:
+                if not exc.unreachable:
+                    raise
+                last = exc
             left = deadline - time.monotonic()
             if left <= 0:
                 if len(self.bases) == 1 and not patience:
@@ -289,6 +275,25 @@ class CoordinatorClient:
                 )
             time.sleep(min(left, backoff(failures, 0.5, 5.0)))
             failures += 1
+
+    def _first_answer(self, attempt: Callable[[str], T]) -> T:
+        """``attempt(base)`` on each URL in turn, the one that answered last first:
+        the first that reaches a coordinator is the one asked first from then on.
+        When none is reachable, the last one's ServiceError."""
+        last: ServiceError | None = None
+        for base in [self.base] + [b for b in self.bases if b != self.base]:
+            try:
+                found = attempt(base)
+            except ServiceError as exc:
+                if not exc.unreachable:
+                    raise
+                last = exc
+                continue
+            if base != self.base:
+                self.base, self.switches = base, self.switches + 1
+            return found
+        assert last is not None  # there is always one URL
+        raise last
 
     def _request_one(
         self, base: str, method: str, path: str, body: Any, timeout: float | None

@@ -122,6 +122,13 @@ def _query(name: str, kind: str, text: str, required: bool = False) -> dict[str,
     }
 
 
+# What a console holds: the build a delta starts from (/v1/console, its stream).
+HELD = [
+    _query("since", "integer", "the build of the snapshot the console holds"),
+    _query("epoch", "string", "the epoch of the snapshot the console holds"),
+]
+
+
 def _list_of(key: str, item: dict[str, Any]) -> dict[str, Any]:
     return {"type": "object", "properties": {key: {"type": "array", "items": item}}}
 
@@ -202,11 +209,7 @@ PATHS: dict[str, dict[str, Any]] = {
             "all their rows (tasks_rows: [[value, ...], ...]) when the list was laid out "
             "afresh; each row an array in the order of the fields. Without since, or when a "
             "delta would not be right or would be large, the full snapshot.",
-            params=[
-                _query("generation", "integer", "a change the snapshot must reflect"),
-                _query("since", "integer", "the build of the snapshot the console holds"),
-                _query("epoch", "string", "the epoch of the snapshot the console holds"),
-            ],
+            params=[_query("generation", "integer", "a change the snapshot must reflect"), *HELD],
             answer=_ref("ClusterSnapshot"),
             errors=("503",),
         )
@@ -218,10 +221,7 @@ PATHS: dict[str, dict[str, Any]] = {
             "answers: the first the delta from the build given by since and epoch (or the "
             "whole snapshot), each next the delta from the one before. A comment line every "
             "15 s on a quiet stream; it ends when the token expires or is revoked.",
-            params=[
-                _query("since", "integer", "the build of the snapshot the console holds"),
-                _query("epoch", "string", "the epoch of the snapshot the console holds"),
-            ],
+            params=HELD,
         )
     },
     "/v1/changes": {
