@@ -60,7 +60,22 @@ class ConsoleHandler(FeedHandler):
         self.finish(body)
 
 
-class ConsoleStreamHandler(FeedHandler):
+class StreamHandler(FeedHandler):
+    """A route that answers with server-sent events for as long as the client
+    reads them (``_closed`` once it has gone)."""
+
+    _closed = False
+
+    def on_connection_close(self) -> None:
+        self._closed = True
+
+    def begin_events(self) -> None:
+        self.set_header("Content-Type", "text/event-stream")
+        self.set_header("Cache-Control", "no-cache")
+        self.set_header("X-Accel-Buffering", "no")  # nginx: pass events on at once
+
+
+class ConsoleStreamHandler(StreamHandler):
     """Server-sent events, one per published build (``event: console``, the
     build's number as ``id``): the first is the delta from ``?since=G&epoch=E``
     (the build the console holds) or the whole snapshot, each next one the delta
@@ -71,17 +86,10 @@ class ConsoleStreamHandler(FeedHandler):
     least once a second: once it expires or is revoked the stream ends, and
     the console's reconnection is refused with the reason."""
 
-    _closed = False
-
-    def on_connection_close(self) -> None:
-        self._closed = True
-
     async def get(self) -> None:
         self.auth("viewer")
         held, epoch = self._int("since"), self.get_query_argument("epoch", "")
-        self.set_header("Content-Type", "text/event-stream")
-        self.set_header("Cache-Control", "no-cache")
-        self.set_header("X-Accel-Buffering", "no")  # nginx: pass events on at once
+        self.begin_events()
         try:
             with self.feed.watching():
                 await self._follow(held, epoch)
@@ -110,15 +118,10 @@ class ConsoleStreamHandler(FeedHandler):
             await self.flush()
 
 
-class ChangesHandler(FeedHandler):
+class ChangesHandler(StreamHandler):
     """Long-poll (``?after=N&wait=S``) or server-sent events (``Accept:
     text/event-stream``) of the change counter; a stream sends at most one
     event per :data:`MIN_BUILD_GAP`, however fast runs move."""
-
-    _closed = False
-
-    def on_connection_close(self) -> None:
-        self._closed = True
 
     async def get(self) -> None:
         self.auth("viewer")
@@ -130,8 +133,7 @@ class ChangesHandler(FeedHandler):
         self.send(await self.feed.wait_change(after, wait))
 
     async def _stream(self, after: int) -> None:
-        self.set_header("Content-Type", "text/event-stream")
-        self.set_header("Cache-Control", "no-cache")
+        self.begin_events()
         sent = after
         try:
             while not self._closed:
